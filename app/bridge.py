@@ -1,0 +1,135 @@
+"""Stage 3: bring image outputs into the text space (ConSE) and read labels; identity for CLIP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.encoders.base import ImageOutput, TextEncoder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a drawing of a {}.",
+    "a cartoon {}.",
+    "a picture of a {}.",
+    "{}",
+    "a close-up photo of a {}.",
+    "an illustration of a {}.",
+)
+
+
+@dataclass(frozen=True)
+class BridgeParams:
+    """How label distributions become text-space vectors; stored in the index's meta.json."""
+
+    kind: str = "conse"
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    top_t: int = 0
+    temperature: float = 1.0
+
+    def to_json(self) -> dict[str, object]:
+        """JSON-ready dict."""
+        data = asdict(self)
+        data["templates"] = list(self.templates)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> BridgeParams:
+        """Inverse of to_json."""
+        templates = data.get("templates", DEFAULT_TEMPLATES)
+        assert isinstance(templates, list | tuple)
+        return cls(
+            kind=str(data.get("kind", "conse")),
+            templates=tuple(str(t) for t in templates),
+            top_t=int(str(data.get("top_t", 0))),
+            temperature=float(str(data.get("temperature", 1.0))),
+        )
+
+
+@dataclass
+class Bridge:
+    """Image output → unit vector in the text encoder's space, plus a label distribution for describing."""
+
+    params: BridgeParams
+    labels: list[str]
+    label_vectors: np.ndarray  # (C, D) unit rows: mean over templates of E(template.format(label))
+    identity: bool = False
+    logit_scale: float = 100.0
+    _label_tensor: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._label_tensor = torch.from_numpy(np.ascontiguousarray(self.label_vectors, dtype=np.float32))
+
+    def probabilities(self, output: ImageOutput) -> torch.Tensor:
+        """Label distribution: softmax of the classifier, or CLIP zero-shot over the label texts."""
+        if output.logits is not None:
+            return torch.softmax(output.logits / self.params.temperature, dim=-1)
+        image = torch.nn.functional.normalize(output.features, dim=-1)
+        return torch.softmax(self.logit_scale * image @ self._label_tensor.T, dim=-1)
+
+    def to_text_space(self, output: ImageOutput) -> np.ndarray:
+        """Unit vectors comparable with text embeddings."""
+        if self.identity:
+            vectors = output.features
+        else:
+            probs = self.probabilities(output)
+            if 0 < self.params.top_t < probs.shape[1]:
+                top = torch.topk(probs, self.params.top_t, dim=-1)
+                probs = torch.zeros_like(probs).scatter_(1, top.indices, top.values)
+            vectors = probs @ self._label_tensor
+        return torch.nn.functional.normalize(vectors.float(), dim=-1).numpy()
+
+    def top_labels(self, output: ImageOutput, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The k most likely labels per image with their probabilities."""
+        probs = self.probabilities(output)
+        values, indices = torch.topk(probs, min(k, probs.shape[1]), dim=-1)
+        return [
+            [(self.labels[int(i)], round(float(v), 4)) for v, i in zip(row_v, row_i, strict=True)]
+            for row_v, row_i in zip(values, indices, strict=True)
+        ]
+
+
+def label_vectors(
+    text: TextEncoder, labels: list[str], templates: tuple[str, ...], cache_dir: Path | None
+) -> np.ndarray:
+    """Mean template embedding per label, unit length; cached on disk by model, labels and templates."""
+    key = hashlib.sha256(json.dumps([text.model_id, labels, list(templates)]).encode()).hexdigest()[:16]
+    path = cache_dir / f"labels-{key}.npy" if cache_dir else None
+    if path is not None and path.exists():
+        try:
+            cached = np.load(path)
+            if cached.shape == (len(labels), text.dim):
+                return np.asarray(cached, dtype=np.float32)
+        except (OSError, ValueError):
+            log.warning("ignoring unreadable label cache %s", path)
+    log.info("embedding %d labels × %d templates with %s", len(labels), len(templates), text.model_id)
+    sums = np.zeros((len(labels), text.dim), dtype=np.float32)
+    for template in templates:
+        sums += text.encode([template.format(label) for label in labels])
+    vectors = sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(min=1e-12)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, vectors)
+            tmp.replace(path)
+        except OSError:
+            log.warning("cannot write label cache %s", path)
+    return vectors
+
+
+def build_bridge(
+    params: BridgeParams, text: TextEncoder, labels: list[str], identity: bool, cache_dir: Path | None
+) -> Bridge:
+    """Embed the label texts and assemble the bridge."""
+    templates = ("a photo of a {}.",) if identity else params.templates
+    vectors = label_vectors(text, labels, templates, cache_dir)
+    return Bridge(params=params, labels=labels, label_vectors=vectors, identity=identity)

@@ -1,0 +1,155 @@
+"""One base class per model role: load on a device, pre/core/post steps, warm-up, serialised calls."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from app.preprocessing import ImageSpec, Preprocessor
+
+log = logging.getLogger(__name__)
+
+
+class Model(ABC):
+    """Life cycle shared by every model: load once, warm up, then run one call at a time."""
+
+    model_id: str = "unknown"
+
+    def __init__(self) -> None:
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.lock = threading.Lock()
+        self.loaded = False
+        self.seconds_in_inference = 0.0
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> None:
+        """Load weights onto `device` in `dtype` and warm up with a tiny batch; idempotent."""
+        if self.loaded:
+            return
+        start = time.perf_counter()
+        self.device, self.dtype = device, dtype
+        self._load()
+        self.loaded = True
+        loaded = time.perf_counter()
+        self.warmup()
+        log.info(
+            "%s %s ready on %s/%s: load %.1fs, warm-up %.2fs",
+            type(self).__name__,
+            self.model_id,
+            device,
+            str(dtype).removeprefix("torch."),
+            loaded - start,
+            time.perf_counter() - loaded,
+        )
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Read the weights (self.device and self.dtype are set)."""
+
+    @abstractmethod
+    def warmup(self) -> None:
+        """Run one tiny inference so that the first request is not the slow one."""
+
+
+@dataclass
+class ImageOutput:
+    """Encoder output for a batch: pooled visual features and, for classifiers, class logits."""
+
+    features: torch.Tensor
+    logits: torch.Tensor | None
+
+
+class ImageEncoder(Model):
+    """Image → pooled feature (classifier head removed) and class logits over `labels`."""
+
+    spec: ImageSpec
+    labels: list[str] | None = None
+    feature_dim: int
+
+    @property
+    def preprocess(self) -> Preprocessor:
+        """The pre step: PIL image → normalised tensor for this encoder."""
+        return Preprocessor(self.spec)
+
+    def encode(self, pixels: torch.Tensor) -> ImageOutput:
+        """Core step on a (B, 3, S, S) batch; returns float32 CPU tensors."""
+        start = time.perf_counter()
+        with self.lock, torch.inference_mode():
+            batch = pixels.to(self.device, self.dtype, non_blocking=True)
+            if self.device.type != "cpu":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            features, logits = self._forward(batch)
+            out = ImageOutput(
+                features=features.float().cpu(),
+                logits=None if logits is None else logits.float().cpu(),
+            )
+        self.seconds_in_inference += time.perf_counter() - start
+        return out
+
+    @abstractmethod
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Model-specific forward returning (pooled features, logits or None)."""
+
+    def warmup(self) -> None:
+        """Encode one blank image."""
+        self.encode(torch.zeros(1, 3, self.spec.size, self.spec.size))
+
+
+class TextEncoder(Model):
+    """Texts → L2-normalised embeddings of size `dim`."""
+
+    dim: int
+
+    def encode(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        """Embed texts in batches; returns a float32 (N, dim) array of unit rows."""
+        start = time.perf_counter()
+        chunks: list[np.ndarray] = []
+        with self.lock, torch.inference_mode():
+            for first in range(0, len(texts), batch_size):
+                vectors = self._forward(texts[first : first + batch_size]).float()
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                chunks.append(vectors.cpu().numpy())
+        self.seconds_in_inference += time.perf_counter() - start
+        if not chunks:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32)
+
+    @abstractmethod
+    def _forward(self, texts: list[str]) -> torch.Tensor:
+        """Model-specific embedding of one batch of texts."""
+
+    def warmup(self) -> None:
+        """Embed one short text."""
+        self.encode(["warm up"])
+
+
+class LanguageModel(Model):
+    """Writes text from chat messages (instruction-tuned) or a plain prompt (base models)."""
+
+    @property
+    @abstractmethod
+    def is_chat(self) -> bool:
+        """Whether the model has a chat template (instruction-tuned)."""
+
+    def generate(self, prompt: str | list[dict[str, str]], max_new_tokens: int = 40, prefix: str = "") -> str:
+        """Greedy decoding with repetition control; returns only the new text after `prefix`."""
+        start = time.perf_counter()
+        with self.lock, torch.inference_mode():
+            text = self._generate(prompt, max_new_tokens, prefix)
+        self.seconds_in_inference += time.perf_counter() - start
+        return text
+
+    @abstractmethod
+    def _generate(self, prompt: str | list[dict[str, str]], max_new_tokens: int, prefix: str) -> str:
+        """Model-specific generation."""
+
+    def warmup(self) -> None:
+        """Generate two tokens."""
+        prompt: str | list[dict[str, str]] = [{"role": "user", "content": "Hi"}] if self.is_chat else "Hi"
+        self.generate(prompt, max_new_tokens=2)

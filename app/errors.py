@@ -1,0 +1,37 @@
+"""Domain errors raised by core code; the API maps each to one HTTP status."""
+
+
+class ImgSearchError(Exception):
+    """Base class of every error the core raises on purpose."""
+
+
+class ImageNotFound(ImgSearchError):
+    """No indexed image has this id."""
+
+
+class BadImage(ImgSearchError):
+    """The bytes look like an image but cannot be decoded safely (corrupt, truncated, too large)."""
+
+
+class NotAnImage(ImgSearchError):
+    """The bytes are not in any image format we can read."""
+
+
+class PayloadTooLarge(ImgSearchError):
+    """The upload exceeds the configured limit."""
+
+
+class BadQuery(ImgSearchError):
+    """The query text or paging parameters cannot be served."""
+
+
+class IndexMismatch(ImgSearchError):
+    """The index was built with other models, profile or dimensions than those loaded."""
+
+
+class IndexUnavailable(ImgSearchError):
+    """The index directory is missing, partial or unreadable."""
+
+
+class NotReady(ImgSearchError):
+    """Models or index are still loading."""

@@ -1,0 +1,209 @@
+"""Stage 5: the index artifact on disk — vectors (mmap), manifest, PCA, thumbnails, meta — and search in it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.errors import ImageNotFound, IndexMismatch, IndexUnavailable
+from app.pca import Pca
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+META = "meta.json"
+VECTORS = "vectors.npy"
+FEATURES = "features.npy"
+MANIFEST = "manifest.sqlite"
+PCA_FILE = "pca.npz"
+THUMBNAILS = "thumbnails"
+ORIGINALS = "originals"
+REPORT = "build_report.json"
+ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
+SEARCH_CHUNK = 65536
+
+SCHEMA = """
+CREATE TABLE images (
+    row INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    format TEXT,
+    labels TEXT NOT NULL
+);
+"""
+
+
+def image_id(sha256: str) -> str:
+    """Stable, url-safe id of an image: the first 16 hex digits of its content hash."""
+    return sha256[:16]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One indexed image as the manifest describes it."""
+
+    row: int
+    id: str
+    source: str
+    sha256: str
+    width: int
+    height: int
+    format: str | None
+    labels: list[tuple[str, float]]
+
+
+def write_manifest(path: Path, records: list[ImageRecord]) -> None:
+    """Create the SQLite manifest with one row per image, in vector order."""
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA)
+        db.executemany(
+            "INSERT INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r.row, r.id, r.source, r.sha256, r.width, r.height, r.format, json.dumps(r.labels))
+                for r in records
+            ],
+        )
+    # sqlite3's context manager commits but does not close.
+    sqlite3.connect(path).close()
+
+
+def _record(row: tuple[Any, ...]) -> ImageRecord:
+    """Manifest row → record."""
+    labels = [(str(label), float(score)) for label, score in json.loads(row[7])]
+    return ImageRecord(int(row[0]), row[1], row[2], row[3], int(row[4]), int(row[5]), row[6], labels)
+
+
+class Index:
+    """A built index opened read-only: vectors memory-mapped, manifest in SQLite."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        meta_path = path / META
+        if not meta_path.is_file():
+            raise IndexUnavailable(
+                f"no index at {path} (missing {META}); build one with scripts/build_index.py"
+            )
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
+            if self.meta.get("format_version") != FORMAT_VERSION:
+                raise IndexUnavailable(
+                    f"index {path} has format version {self.meta.get('format_version')}, "
+                    f"this code reads {FORMAT_VERSION}; rebuild it"
+                )
+            self.vectors: np.ndarray = np.load(path / VECTORS, mmap_mode="r")
+            features = path / FEATURES
+            self.features: np.ndarray = np.load(features, mmap_mode="r") if features.exists() else self.vectors
+            self.pca = Pca.load(path / PCA_FILE) if (path / PCA_FILE).exists() else None
+            self._db = sqlite3.connect(f"file:{path / MANIFEST}?mode=ro", uri=True, check_same_thread=False)
+            count = self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        except (OSError, ValueError, sqlite3.Error, json.JSONDecodeError) as exc:
+            raise IndexUnavailable(f"index at {path} is incomplete or unreadable: {exc}") from exc
+        self._lock = threading.Lock()
+        expected = int(self.meta.get("count", -1))
+        if not (self.vectors.shape[0] == count == expected == self.features.shape[0]):
+            raise IndexUnavailable(
+                f"index at {path} is inconsistent: meta says {expected} images, manifest has {count}, "
+                f"vectors has {self.vectors.shape[0]} rows"
+            )
+        root = self.meta.get("collection_root")
+        self.collection_root = Path(root) if root else path
+
+    @property
+    def count(self) -> int:
+        """Number of indexed images."""
+        return int(self.vectors.shape[0])
+
+    @property
+    def profile(self) -> str:
+        """Model profile the index was built with."""
+        return str(self.meta["profile"])
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the stored vectors."""
+        return int(self.vectors.shape[1])
+
+    def close(self) -> None:
+        """Release the manifest connection."""
+        self._db.close()
+
+    def check_compatible(self, profile: str, models: dict[str, str], text_dim: int) -> None:
+        """Raise IndexMismatch naming both sides when the index was made by other models."""
+        built = self.meta.get("models", {})
+        problems: list[str] = []
+        if self.profile != profile:
+            problems.append(f"profile: index {self.profile!r}, service {profile!r}")
+        for role in ("image", "text"):
+            if built.get(role) != models.get(role):
+                problems.append(f"{role} model: index {built.get(role)!r}, service {models.get(role)!r}")
+        input_dim = self.pca.input_dim if self.pca else self.dim
+        if input_dim != text_dim:
+            problems.append(f"text-space dimension: index {input_dim}, service {text_dim}")
+        if problems:
+            raise IndexMismatch(f"index at {self.path} does not match the loaded models — " + "; ".join(problems))
+
+    def get(self, image_id: str) -> ImageRecord:
+        """Record of an indexed id; anything else (paths, junk) is ImageNotFound."""
+        if not ID_PATTERN.fullmatch(image_id):
+            raise ImageNotFound(f"no image with id {image_id[:64]!r}: ids are 16 hexadecimal digits")
+        with self._lock:
+            row = self._db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise ImageNotFound(f"no image with id {image_id!r} in this index")
+        return _record(row)
+
+    def records(self, rows: list[int]) -> list[ImageRecord]:
+        """Records at the given vector rows, in that order."""
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        with self._lock:
+            found = {r[0]: _record(r) for r in self._db.execute(f"SELECT * FROM images WHERE row IN ({marks})", rows)}
+        return [found[row] for row in rows]
+
+    def search(
+        self, query: np.ndarray, top_k: int, offset: int = 0, space: str = "vectors", exclude: int | None = None
+    ) -> list[tuple[int, float]]:
+        """Exact cosine search: (row, score) pairs ranked offset..offset+top_k."""
+        matrix = self.vectors if space == "vectors" else self.features
+        if query.shape[-1] != matrix.shape[1]:
+            raise IndexMismatch(f"query has {query.shape[-1]} dimensions, index {matrix.shape[1]}")
+        scores = np.empty(matrix.shape[0], dtype=np.float32)
+        q = query.astype(np.float32)
+        for first in range(0, matrix.shape[0], SEARCH_CHUNK):
+            block = np.asarray(matrix[first : first + SEARCH_CHUNK], dtype=np.float32)
+            scores[first : first + block.shape[0]] = block @ q
+        if exclude is not None:
+            scores[exclude] = -np.inf
+        wanted = min(offset + top_k, scores.shape[0])
+        if wanted <= offset:
+            return []
+        top = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < scores.shape[0] else np.arange(wanted)
+        ranked = top[np.lexsort((top, -scores[top]))][offset:wanted]
+        return [(int(row), float(scores[row])) for row in ranked if np.isfinite(scores[row])]
+
+    def original_path(self, record: ImageRecord) -> Path:
+        """File of the original image; never outside the collection root."""
+        root = self.collection_root.resolve()
+        path = (root / record.source).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise ImageNotFound(f"the original of image {record.id} is no longer available")
+        return path
+
+    def thumbnail_path(self, record: ImageRecord) -> Path:
+        """File of the thumbnail."""
+        path = self.path / THUMBNAILS / f"{record.id}.jpg"
+        if not path.is_file():
+            raise ImageNotFound(f"no thumbnail for image {record.id}")
+        return path

@@ -1,0 +1,108 @@
+"""The encode path shared by the batch build and the service: preprocess → encoder → bridge → PCA."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from app.bridge import Bridge
+from app.encoders.base import ImageEncoder, ImageOutput, LanguageModel, TextEncoder
+from app.pca import Pca
+
+
+@dataclass
+class Models:
+    """The loaded models of one profile."""
+
+    profile: str
+    image: ImageEncoder
+    text: TextEncoder
+    lm: LanguageModel | None
+
+    def ids(self) -> dict[str, str]:
+        """Model ids by role, as stored in an index's meta.json."""
+        return {
+            "image": self.image.model_id,
+            "text": self.text.model_id,
+            "lm": self.lm.model_id if self.lm else "",
+        }
+
+
+@dataclass
+class Encoded:
+    """A batch of images in every space the index stores."""
+
+    vectors: np.ndarray  # text-space vectors (after PCA when set), unit rows
+    features: np.ndarray  # visual features, unit rows
+    labels: list[list[tuple[str, float]]]
+
+
+def _unit(matrix: torch.Tensor) -> np.ndarray:
+    """Unit rows as float32 numpy."""
+    return torch.nn.functional.normalize(matrix.float(), dim=-1).numpy()
+
+
+class Pipeline:
+    """Turns images and queries into comparable vectors; one instance serves build and service."""
+
+    def __init__(
+        self, models: Models, bridge: Bridge, pca: Pca | None = None, flip: bool = True, cache_size: int = 1024
+    ) -> None:
+        self.models = models
+        self.bridge = bridge
+        self.pca = pca
+        self.flip = flip
+        self.preprocess = models.image.preprocess
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+
+    @property
+    def text_dim(self) -> int:
+        """Dimension of text-space vectors before PCA."""
+        return int(self.bridge.label_vectors.shape[1]) if not self.bridge.identity else self.models.text.dim
+
+    def run_encoder(self, pixels: torch.Tensor) -> ImageOutput:
+        """Encoder forward, averaged with the mirrored image when `flip` is on (test-time augmentation)."""
+        output = self.models.image.encode(pixels)
+        if not self.flip:
+            return output
+        mirrored = self.models.image.encode(torch.flip(pixels, dims=[-1]))
+        logits = None
+        if output.logits is not None and mirrored.logits is not None:
+            logits = (output.logits + mirrored.logits) / 2
+        return ImageOutput(features=(output.features + mirrored.features) / 2, logits=logits)
+
+    def encode_pixels(self, pixels: torch.Tensor, label_k: int = 5) -> Encoded:
+        """Preprocessed batch → text-space vectors, visual features and top labels."""
+        output = self.run_encoder(pixels)
+        vectors = self.bridge.to_text_space(output)
+        if self.pca is not None:
+            vectors = self.pca.transform(vectors)
+        return Encoded(vectors=vectors, features=_unit(output.features), labels=self.bridge.top_labels(output, label_k))
+
+    def encode_images(self, images: list[Image.Image], label_k: int = 5) -> Encoded:
+        """Decoded RGB pictures → Encoded."""
+        pixels = torch.stack([self.preprocess(image) for image in images])
+        return self.encode_pixels(pixels, label_k)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """Query text → unit vector in the index's space (LRU-cached)."""
+        with self._cache_lock:
+            if text in self._cache:
+                self._cache.move_to_end(text)
+                return self._cache[text]
+        vector = self.models.text.encode([text])
+        if self.pca is not None:
+            vector = self.pca.transform(vector)
+        result = vector[0]
+        with self._cache_lock:
+            self._cache[text] = result
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return result

@@ -1,0 +1,121 @@
+"""Stage 1: decode any image Pillow reads into an RGB picture, then into the encoder's input tensor."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from torchvision.transforms import v2
+
+from app.errors import BadImage, NotAnImage
+
+WHITE = (255, 255, 255)
+THUMBNAIL_SIZE = 256
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What an image encoder expects: square input size, normalisation and how to fit the picture."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    fit: Literal["pad", "crop"] = "pad"
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """Return an RGB image with any transparency composited on white."""
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, WHITE + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode == "I;16" or image.mode.startswith("I;16") or image.mode in {"I", "F"}:
+        # 16-bit and float greyscale: scale to 8 bits before converting.
+        image = image.point(lambda value: value / 256).convert("L")
+    return image.convert("RGB")
+
+
+def decode(data: bytes | Path, max_pixels: int = 50_000_000) -> Image.Image:
+    """Decode bytes or a file into an upright RGB image; raise NotAnImage or BadImage."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    if isinstance(data, bytes) and not data:
+        raise NotAnImage("the upload is empty (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(source)
+        except UnidentifiedImageError as exc:
+            raise NotAnImage("not an image in a format we can read (JPEG, PNG, WebP, GIF, BMP, TIFF…)") from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise BadImage(f"image too large to decode safely: {exc}") from exc
+        except OSError as exc:
+            raise BadImage(f"cannot read image: {exc}") from exc
+        try:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise BadImage(
+                    f"image has {width}×{height} = {width * height} pixels, above the limit of {max_pixels}"
+                )
+            image.seek(0)  # first frame of animations
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            return _flatten(image)
+        except BadImage:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise BadImage(f"image too large to decode safely: {exc}") from exc
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise BadImage(f"corrupt or truncated image: {exc}") from exc
+
+
+def image_format(data: bytes | Path) -> str | None:
+    """Pillow's name for the file's format (JPEG, PNG…), or None."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    try:
+        with Image.open(source) as image:
+            return image.format
+    except (OSError, ValueError):
+        return None
+
+
+class Preprocessor:
+    """Fit a picture into the encoder's square input and normalise it with the encoder's statistics."""
+
+    def __init__(self, spec: ImageSpec) -> None:
+        self.spec = spec
+        self._to_tensor = v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(mean=list(spec.mean), std=list(spec.std)),
+            ]
+        )
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """Return a (3, size, size) float tensor."""
+        size = (self.spec.size, self.spec.size)
+        if self.spec.fit == "pad":
+            fitted = ImageOps.pad(image, size, method=Image.Resampling.BICUBIC, color=WHITE)
+        else:
+            fitted = ImageOps.fit(image, size, method=Image.Resampling.BICUBIC)
+        tensor: torch.Tensor = self._to_tensor(fitted)
+        return tensor
+
+
+def thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE) -> bytes:
+    """JPEG bytes of the picture with its longest side at most `size` pixels."""
+    copy = image.copy()
+    copy.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    copy.save(out, format="JPEG", quality=85, optimize=True)
+    return out.getvalue()
+
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False

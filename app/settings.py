@@ -1,0 +1,72 @@
+"""Service and build settings, read once from `IMGSEARCH_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Profile = Literal["packaged", "seed", "clip"]
+
+
+class Settings(BaseSettings):
+    """All knobs of the service; invalid values fail at start-up, not at first request."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGSEARCH_", extra="ignore")
+
+    index_dir: Path = Path("data/index")
+    profile: Profile | None = Field(
+        default=None, description="Model profile; None means 'the profile the index was built with'."
+    )
+    device: str = "auto"
+    model_dir: Path | None = Field(default=None, description="Folder of local model copies (seed/clip).")
+    image_model: str | None = None
+    text_model: str | None = None
+    lm_model: str | None = None
+    cache_dir: Path = Path.home() / ".cache" / "imgsearch"
+    max_upload_mb: float = 20.0
+    max_image_pixels: int = 50_000_000
+    cors_origins: list[str] = Field(default_factory=list)
+    max_query_chars: int = 1000
+    describe_max_new_tokens: int = 40
+    query_cache_size: int = 1024
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        """Accept auto, cpu, cuda and cuda:N only."""
+        value = value.strip().lower()
+        if value in {"auto", "cpu", "cuda", "mps"} or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError(f"IMGSEARCH_DEVICE must be auto, cpu, cuda or cuda:N, not {value!r}")
+
+    @field_validator("max_upload_mb")
+    @classmethod
+    def _check_upload(cls, value: float) -> float:
+        """An upload limit must be positive."""
+        if value <= 0:
+            raise ValueError("IMGSEARCH_MAX_UPLOAD_MB must be positive")
+        return value
+
+    @field_validator("max_image_pixels")
+    @classmethod
+    def _check_pixels(cls, value: int) -> int:
+        """A pixel limit must allow at least a small image."""
+        if value < 64 * 64:
+            raise ValueError("IMGSEARCH_MAX_IMAGE_PIXELS must be at least 4096")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Allow a comma-separated list as well as JSON."""
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
