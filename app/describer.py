@@ -19,6 +19,8 @@ QUERY_SHOTS: tuple[tuple[str, str], ...] = (
     ("eiffel tower", "The Eiffel Tower rising above Paris on a clear day."),
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+_CLAUSE_BREAK = re.compile(r"[,;:(]| and (?:they|it|you|is|are)\b| but | which | as it ")
+MAX_WORDS = 16
 
 
 def article(noun: str) -> str:
@@ -30,6 +32,9 @@ def clean_sentence(text: str, fallback: str) -> str:
     """First sentence of the model's text, capitalised and ending in a full stop; fallback when degenerate."""
     text = " ".join(text.replace("\n", " ").split()).strip(" \"'")
     text = _SENTENCE_END.split(text, maxsplit=1)[0].strip()
+    if len(text.split()) > MAX_WORDS:
+        text = _CLAUSE_BREAK.split(text, maxsplit=1)[0].strip()
+        text = " ".join(text.split()[:MAX_WORDS])
     words = text.split()
     if len(words) < 2 or len(set(words)) < len(words) / 2:
         text = fallback
@@ -54,7 +59,7 @@ def pick_labels(labels: list[tuple[str, float]], max_labels: int = 3, ratio: flo
 class Describer:
     """Socratic composition: classifier labels → prompt → language model → one clean sentence."""
 
-    def __init__(self, lm: LanguageModel, max_new_tokens: int = 24) -> None:
+    def __init__(self, lm: LanguageModel, max_new_tokens: int = 20) -> None:
         self.lm = lm
         self.max_new_tokens = max_new_tokens
 

@@ -13,7 +13,11 @@ class BadImage(ImgSearchError):
     """The bytes look like an image but cannot be decoded safely (corrupt, truncated, too large)."""
 
 
-class NotAnImage(ImgSearchError):
+class UnsupportedMedia(ImgSearchError):
+    """The request body is of a type this endpoint does not take."""
+
+
+class NotAnImage(UnsupportedMedia):
     """The bytes are not in any image format we can read."""
 
 

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = 50_000_000
     cors_origins: list[str] = Field(default_factory=list)
     max_query_chars: int = 1000
-    describe_max_new_tokens: int = 40
+    describe_max_new_tokens: int = 20
     query_cache_size: int = 1024
 
     @field_validator("device")

@@ -27,6 +27,7 @@ class Model(ABC):
         self.lock = threading.Lock()
         self.loaded = False
         self.seconds_in_inference = 0.0
+        self.calls = 0
 
     def load(self, device: torch.device, dtype: torch.dtype) -> None:
         """Load weights onto `device` in `dtype` and warm up with a tiny batch; idempotent."""
@@ -90,6 +91,7 @@ class ImageEncoder(Model):
                 logits=None if logits is None else logits.float().cpu(),
             )
         self.seconds_in_inference += time.perf_counter() - start
+        self.calls += 1
         return out
 
     @abstractmethod
@@ -116,6 +118,7 @@ class TextEncoder(Model):
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 chunks.append(vectors.cpu().numpy())
         self.seconds_in_inference += time.perf_counter() - start
+        self.calls += 1
         if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(chunks).astype(np.float32)
@@ -143,6 +146,7 @@ class LanguageModel(Model):
         with self.lock, torch.inference_mode():
             text = self._generate(prompt, max_new_tokens, prefix)
         self.seconds_in_inference += time.perf_counter() - start
+        self.calls += 1
         return text
 
     @abstractmethod

@@ -1,0 +1,90 @@
+"""Describe an uploaded image, an indexed image, or (text mode) a query."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import UploadFile
+from pydantic import ValidationError
+
+from app.api.deps import ServiceDep, SettingsDep, read_upload
+from app.api.schemas import DescribeRequest, DescribeResponse, ErrorBody, Label
+from app.errors import BadQuery, UnsupportedMedia
+from app.service import Description
+
+router = APIRouter(tags=["describe"])
+
+OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": DescribeRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "required": ["image"],
+                }
+            },
+        },
+    }
+}
+
+
+class DescribeInput:
+    """Exactly one of: uploaded bytes, an indexed id, a query."""
+
+    def __init__(self, data: bytes | None = None, image_id: str | None = None, query: str | None = None) -> None:
+        self.data, self.image_id, self.query = data, image_id, query
+
+
+async def describe_input(request: Request, settings: SettingsDep) -> DescribeInput:
+    """Parse the body by its content type (multipart upload or JSON)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise BadQuery("multipart body needs a file field named 'image'")
+        return DescribeInput(data=await read_upload(upload, settings))
+    if content_type in {"application/json", ""}:
+        try:
+            payload = json.loads(await request.body())
+            body = DescribeRequest.model_validate(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadQuery(f"body is not valid JSON: {exc}") from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise BadQuery(f"invalid request: {where}: {first['msg']}") from exc
+        if (body.image_id is None) == (body.query is None):
+            raise BadQuery("give exactly one of 'image_id' or 'query' (or upload a multipart field 'image')")
+        return DescribeInput(image_id=body.image_id, query=body.query)
+    raise UnsupportedMedia(f"unsupported content type {content_type!r}: send multipart/form-data or application/json")
+
+
+@router.post(
+    "/describe",
+    response_model=DescribeResponse,
+    openapi_extra=OPENAPI_BODY,
+    responses={code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)},
+)
+def describe(service: ServiceDep, given: Annotated[DescribeInput, Depends(describe_input)]) -> DescribeResponse:
+    """One sentence about an image (upload or `image_id`) or, in text mode, about a `query`."""
+    start = time.perf_counter()
+    result: Description
+    if given.data is not None:
+        result = service.describe_upload(given.data)
+    elif given.image_id is not None:
+        result = service.describe_indexed(given.image_id)
+    else:
+        assert given.query is not None
+        result = service.describe_query(given.query)
+    return DescribeResponse(
+        description=result.text,
+        labels=[Label(label=label, score=score) for label, score in result.labels],
+        took_ms=round((time.perf_counter() - start) * 1000, 2),
+    )

@@ -1,0 +1,51 @@
+"""Originals and thumbnails of indexed images, with validators for caching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path as PathParam, Response
+from fastapi.responses import FileResponse
+from PIL import Image
+
+from app.api.deps import ServiceDep
+from app.api.schemas import ErrorBody
+
+router = APIRouter(prefix="/images", tags=["images"])
+CACHE_CONTROL = "public, max-age=31536000, immutable"  # ids are content hashes
+ImageId = Annotated[str, PathParam(max_length=64, description="16 hex digits, as returned by /search")]
+RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"content": {"image/*": {}}},
+    304: {"description": "not modified"},
+    404: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
+
+
+def _serve(path: Path, etag: str, media_type: str, if_none_match: str | None) -> Response:
+    """A file with ETag and Cache-Control, or 304 when the client already has it."""
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    if if_none_match and (if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
+@router.get("/{image_id}", response_class=Response, responses=RESPONSES)
+def original(
+    image_id: ImageId, service: ServiceDep, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
+    """The original file as indexed."""
+    record = service.index.get(image_id)
+    path = service.index.original_path(record)
+    media_type = Image.MIME.get(record.format or "", "application/octet-stream")
+    return _serve(path, f'"{record.id}"', media_type, if_none_match)
+
+
+@router.get("/{image_id}/thumbnail", response_class=Response, responses=RESPONSES)
+def thumbnail(
+    image_id: ImageId, service: ServiceDep, if_none_match: Annotated[str | None, Header()] = None
+) -> Response:
+    """A JPEG whose longest side is at most 256 px."""
+    record = service.index.get(image_id)
+    return _serve(service.index.thumbnail_path(record), f'"{record.id}-t"', "image/jpeg", if_none_match)

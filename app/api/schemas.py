@@ -1,0 +1,77 @@
+"""Request and response bodies of the API."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_QUERY_CHARS = 1000
+
+
+class SearchRequest(BaseModel):
+    """Text search."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, examples=["a cat"])
+    top_k: int = Field(10, ge=1, le=100)
+    offset: int = Field(0, ge=0, le=10_000)
+
+
+class SearchResult(BaseModel):
+    """One ranked image."""
+
+    id: str
+    score: float
+    source: str
+    width: int
+    height: int
+    url: str
+    thumbnail_url: str
+
+
+class SearchResponse(BaseModel):
+    """Ranked images for a query."""
+
+    query: str
+    results: list[SearchResult]
+    total: int
+    took_ms: float
+
+
+class DescribeRequest(BaseModel):
+    """Describe an indexed image (`image_id`) or write a description from a text (`query`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image_id: str | None = Field(None, min_length=1, max_length=64)
+    query: str | None = Field(None, min_length=1, max_length=MAX_QUERY_CHARS)
+
+
+class Label(BaseModel):
+    """A class the image model saw, with its probability."""
+
+    label: str
+    score: float
+
+
+class DescribeResponse(BaseModel):
+    """A one-sentence description and the labels behind it."""
+
+    description: str
+    labels: list[Label]
+    took_ms: float
+
+
+class Ready(BaseModel):
+    """Readiness report."""
+
+    status: str
+    profile: str | None = None
+    device: str | None = None
+    images: int | None = None
+    detail: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response."""
+
+    detail: str
+    error: str

@@ -1,0 +1,89 @@
+"""The FastAPI application: `app.main:app`, built by `create_app()`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from app import __version__
+from app.api import errors
+from app.api.middleware import BodyLimit, Metrics
+from app.api.routes import describe, health, images, search
+from app.api.runtime import Runtime, ServiceFactory, load_service
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelTimeCollector(Collector):
+    """Exports cumulative inference seconds and calls per model role."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the models' counters at scrape time."""
+        seconds = CounterMetricFamily("imgsearch_model_inference_seconds", "Time inside model calls", labels=["role"])
+        calls = CounterMetricFamily("imgsearch_model_calls", "Model calls", labels=["role"])
+        service = self.runtime.service
+        if service is not None:
+            models = service.pipeline.models
+            for role, model in (("image", models.image), ("text", models.text), ("lm", models.lm)):
+                if model is not None:
+                    seconds.add_metric([role], model.seconds_in_inference)
+                    calls.add_metric([role], model.calls)
+        yield seconds
+        yield calls
+
+
+def create_app(settings: Settings | None = None, factory: ServiceFactory | None = None) -> FastAPI:
+    """Assemble the app; models load in the lifespan, in a background thread."""
+    settings = settings or Settings()
+    runtime = Runtime(settings, factory or load_service)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.start()
+        yield
+        runtime.close()
+
+    app = FastAPI(
+        title="imgsearch",
+        version=__version__,
+        summary="Search images by text or by image, and describe them.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    registry = CollectorRegistry()
+    registry.register(ModelTimeCollector(runtime))
+    app.state.metrics_registry = registry
+    errors.install(app)
+    for router in (health.router, search.router, describe.router, images.router):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "if-none-match"],
+        )
+    app.add_middleware(Metrics, registry=registry)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`app.main:app` for uvicorn, created on first access (not at import of this module)."""
+    if name == "app":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)
