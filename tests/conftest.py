@@ -1,0 +1,106 @@
+"""Shared fixtures: a tiny gallery, an index built with fake models, and a client over the app."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.api.runtime import ServiceFactory
+from app.bridge import BridgeParams
+from app.build import BuildConfig, BuildReport, build_index
+from app.index import Index
+from app.main import create_app
+from app.pipeline import Models, Pipeline
+from app.registry import make_bridge
+from app.service import SearchService
+from app.settings import Settings
+from app.sources import FolderSource
+from tests.fakes import COLOURS, fake_models
+
+
+def png_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (40, 30), fmt: str = "PNG") -> bytes:
+    """An image of one colour, encoded."""
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, format=fmt)
+    return out.getvalue()
+
+
+def make_gallery(root: Path) -> Path:
+    """red.png, green.jpg, blue.webp in nested folders, plus one corrupt file."""
+    (root / "sub").mkdir(parents=True)
+    (root / "red.png").write_bytes(png_bytes(COLOURS["red"], (60, 40)))
+    (root / "sub" / "green.jpg").write_bytes(png_bytes(COLOURS["green"], (300, 400), "JPEG"))
+    (root / "sub" / "blue.webp").write_bytes(png_bytes(COLOURS["blue"], (50, 50), "WEBP"))
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    return root
+
+
+@pytest.fixture(scope="session")
+def models() -> Models:
+    """Fake models, loaded once."""
+    return fake_models()
+
+
+@pytest.fixture(scope="session")
+def pipeline(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    """The shared encode path over the fake models."""
+    cache = tmp_path_factory.mktemp("cache")
+    return Pipeline(models, make_bridge(models, BridgeParams(), cache), flip=True)
+
+
+@pytest.fixture(scope="session")
+def gallery(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny gallery folder."""
+    return make_gallery(tmp_path_factory.mktemp("gallery"))
+
+
+@pytest.fixture(scope="session")
+def built(gallery: Path, pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BuildReport]:
+    """An index of the gallery and its build report."""
+    index_dir = tmp_path_factory.mktemp("idx") / "index"
+    report = build_index(FolderSource(gallery), index_dir, pipeline, BuildConfig(pca_dim=0, workers=0), progress=False)
+    return index_dir, report
+
+
+@pytest.fixture(scope="session")
+def index_dir(built: tuple[Path, BuildReport]) -> Path:
+    """Directory of the built index."""
+    return built[0]
+
+
+def service_factory(models: Models, cache: Path) -> ServiceFactory:
+    """A factory the app calls in its lifespan instead of loading real models."""
+
+    def factory(settings: Settings) -> SearchService:
+        return SearchService(Index(settings.index_dir), models, cache, max_pixels=settings.max_image_pixels)
+
+    return factory
+
+
+def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
+    """Poll /readyz until 200."""
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def settings(index_dir: Path, tmp_path: Path) -> Settings:
+    """Settings pointing at the tiny index, with a small upload limit."""
+    return Settings(index_dir=index_dir, max_upload_mb=1, cache_dir=tmp_path / "cache", device="cpu")
+
+
+@pytest.fixture
+def client(settings: Settings, models: Models, tmp_path: Path) -> Iterator[TestClient]:
+    """A ready client over the app with fake models."""
+    app = create_app(settings, factory=service_factory(models, tmp_path / "cache"))
+    with TestClient(app) as test_client:
+        wait_ready(test_client)
+        yield test_client

@@ -1,0 +1,86 @@
+"""Deterministic fake models: colour 'classifier', bag-of-words text encoder, canned language model."""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+
+from app.encoders.base import ImageEncoder, LanguageModel, TextEncoder
+from app.pipeline import Models
+from app.preprocessing import ImageSpec
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 20, 20),
+    "green": (20, 200, 20),
+    "blue": (20, 20, 220),
+}
+
+
+class FakeImageEncoder(ImageEncoder):
+    """Mean colour as the feature; logits say how red, green or blue the picture is."""
+
+    model_id = "fake-image"
+    spec = ImageSpec(size=16, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), fit="crop")
+    feature_dim = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels = [f"{name} thing" for name in COLOURS]
+
+    def _load(self) -> None:
+        """Nothing to read."""
+
+    def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-channel means (in [-1, 1]) and sharpened logits."""
+        means = batch.mean(dim=(2, 3))
+        return means + 1.0, means * 8
+
+
+class FakeTextEncoder(TextEncoder):
+    """Hashed bag of words (crc32), so shared words mean similar vectors."""
+
+    model_id = "fake-text"
+
+    def __init__(self, dim: int = 64) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def _load(self) -> None:
+        """Nothing to read."""
+
+    def _forward(self, texts: list[str]) -> torch.Tensor:
+        """Count words into hashed buckets."""
+        out = torch.zeros(len(texts), self.dim)
+        for row, text in enumerate(texts):
+            for word in text.lower().replace(".", " ").split():
+                out[row, zlib.crc32(word.encode()) % self.dim] += 1.0
+            out[row, 0] += 1e-3
+        return out
+
+
+class FakeLanguageModel(LanguageModel):
+    """Always continues with the same words; counts its calls."""
+
+    model_id = "fake-lm"
+
+    def _load(self) -> None:
+        """Nothing to read."""
+
+    @property
+    def is_chat(self) -> bool:
+        """Behaves like an instruction-tuned model."""
+        return True
+
+    def _generate(self, prompt: str | list[dict[str, str]], max_new_tokens: int, prefix: str) -> str:
+        """A fixed continuation (a description of the query in text mode)."""
+        return " on a white background" if prefix else "A picture matching the request"
+
+
+def fake_models(text_dim: int = 64) -> Models:
+    """A loaded set of fake models under the profile name 'fake'."""
+    models = Models(profile="fake", image=FakeImageEncoder(), text=FakeTextEncoder(text_dim), lm=FakeLanguageModel())
+    for model in (models.image, models.text, models.lm):
+        assert model is not None
+        model.load(torch.device("cpu"), torch.float32)
+    return models
