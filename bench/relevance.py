@@ -1,0 +1,284 @@
+"""Text→image relevance on the Tux Paint stamps: each caption is a query, R@1/5/10 via the service's own path."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.bridge import DEFAULT_TEMPLATES, BridgeParams
+from app.build import BuildConfig, BuildReport, build_index
+from app.index import VECTORS, Index
+from app.pipeline import Models, Pipeline
+from app.registry import make_bridge, prepare
+from app.service import SearchService
+from app.settings import Settings
+from app.sources import FolderSource
+
+log = logging.getLogger("bench.relevance")
+
+PACKAGE = "tuxpaint-stamps-default"
+STAMPS = Path("usr/share/tuxpaint/stamps")
+EXCLUDED = "symbols"
+KS = (1, 5, 10)
+DEFAULT_CACHE = Path.home() / ".cache" / "imgsearch" / "bench"
+
+Ranking = dict[str, list[str]]  # query caption → ranked sources (paths relative to the image folder)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """One benchmark image: its path under the stamps folder and its caption."""
+
+    path: str
+    caption: str
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the result table."""
+
+    name: str
+    dim: str
+    recall: dict[int, float]
+    vector_bytes: int | None = None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--cache-dir", type=Path, default=DEFAULT_CACHE, help="where the .deb is kept and unpacked"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images (smoke run)")
+    parser.add_argument(
+        "--pca-dim", type=int, default=128, help="PCA dimension of the default index (0: none)"
+    )
+    args = parser.parse_args(argv)
+    if args.pca_dim < 0 or (args.limit is not None and args.limit < 1):
+        parser.error("--pca-dim must be ≥ 0 and --limit ≥ 1")
+    return args
+
+
+def _run(command: list[str], cwd: Path) -> bool:
+    """Run a command in `cwd`; True when it exits 0, else log its error output."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        log.warning("%s failed (%d): %s", " ".join(command), result.returncode, result.stderr.strip()[-800:])
+    return result.returncode == 0
+
+
+def fetch_stamps(cache_dir: Path) -> Path:
+    """The unpacked stamps folder; `apt-get download` and `dpkg-deb -x` the package on first use."""
+    unpacked = cache_dir / PACKAGE
+    stamps = unpacked / STAMPS
+    if stamps.is_dir():
+        return stamps
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    debs = sorted(cache_dir.glob(f"{PACKAGE}_*.deb"))
+    if not debs:
+        log.info("downloading %s into %s", PACKAGE, cache_dir)
+        download = ["apt-get", "download", PACKAGE]
+        if not _run(download, cache_dir):
+            _run(["apt-get", "update"], cache_dir)
+            if not _run(download, cache_dir):
+                raise RuntimeError(f"cannot download {PACKAGE} with apt-get (see the warnings above)")
+        debs = sorted(cache_dir.glob(f"{PACKAGE}_*.deb"))
+        if not debs:
+            raise RuntimeError(f"apt-get download {PACKAGE} left no .deb in {cache_dir}")
+    tmp = cache_dir / f".{PACKAGE}.unpacking-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
+    shutil.rmtree(unpacked, ignore_errors=True)
+    tmp.rename(unpacked)
+    if not stamps.is_dir():
+        raise RuntimeError(f"{debs[-1].name} has no {STAMPS}")
+    return stamps
+
+
+def collect(stamps: Path, limit: int | None) -> list[Stamp]:
+    """Every NAME.png outside symbols/ with a NAME.txt beside it; caption = its first line, stripped."""
+    found: list[Stamp] = []
+    for png in sorted(stamps.rglob("*.png")):
+        relative = png.relative_to(stamps)
+        caption_file = png.with_suffix(".txt")
+        if relative.parts[0] == EXCLUDED or not caption_file.is_file():
+            continue
+        lines = caption_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        caption = lines[0].strip() if lines else ""
+        if caption:
+            found.append(Stamp(relative.as_posix(), caption))
+    return found[:limit] if limit else found
+
+
+def stage(stamps: Path, selected: list[Stamp], folder: Path) -> None:
+    """Copy the selected images into `folder`, keeping their relative paths (and nothing else)."""
+    for stamp in selected:
+        target = folder / stamp.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stamps / stamp.path, target)
+
+
+def relevant_captions(selected: list[Stamp], report: BuildReport) -> dict[str, set[str]]:
+    """Captions relevant to each indexed source: its own plus those of identical files folded into it."""
+    caption_of = {stamp.path: stamp.caption for stamp in selected}
+    relevant = {stamp.path: {stamp.caption} for stamp in selected}
+    for skipped in report.skipped:
+        log.warning("build skipped %s: %s", skipped["source"], skipped["reason"])
+        relevant.pop(skipped["source"], None)
+    for duplicate in report.duplicates:
+        relevant[duplicate["same_as"]].add(caption_of[duplicate["source"]])
+        relevant.pop(duplicate["source"], None)
+    return relevant
+
+
+def recall(ranking: Ranking, relevant: dict[str, set[str]]) -> dict[int, float]:
+    """Percent of queries with a relevant entry in the top k, for each k."""
+    hits = dict.fromkeys(KS, 0)
+    for caption, sources in ranking.items():
+        first = next((i for i, source in enumerate(sources) if caption in relevant[source]), None)
+        for k in KS:
+            hits[k] += first is not None and first < k
+    return {k: 100.0 * hits[k] / len(ranking) for k in KS}
+
+
+def random_recall(queries: list[str], relevant: dict[str, set[str]]) -> dict[int, float]:
+    """Expected recall of a uniformly random ranking: 1 − C(N−g, k)/C(N, k), averaged over queries."""
+    n = len(relevant)
+    groups = [sum(query in captions for captions in relevant.values()) for query in queries]
+    return {
+        k: 100.0
+        * sum(1 - math.comb(n - g, min(k, n)) / math.comb(n, min(k, n)) for g in groups)
+        / len(groups)
+        for k in KS
+    }
+
+
+def service_ranking(index_dir: Path, models: Models, cache_dir: Path, queries: list[str]) -> Ranking:
+    """Rank through SearchService.search_text, exactly as the API does."""
+    index = Index(index_dir)
+    try:
+        service = SearchService(index, models, cache_dir)
+        return {
+            query: [hit.record.source for hit in service.search_text(query, max(KS))] for query in queries
+        }
+    finally:
+        index.close()
+
+
+def unaligned_ranking(index_dir: Path, models: Models, queries: list[str]) -> tuple[Ranking, int]:
+    """The original design: PCA of raw pooled features to the text dimension, cosine with text embeddings."""
+    from sklearn.decomposition import PCA
+
+    index = Index(index_dir)
+    try:
+        features = np.asarray(index.features, dtype=np.float32)
+        sources = [record.source for record in index.records(list(range(index.count)))]
+    finally:
+        index.close()
+    text = models.text.encode(queries)
+    dim = min(text.shape[1], features.shape[0], features.shape[1])
+    projected = np.asarray(PCA(n_components=dim, random_state=0).fit_transform(features), dtype=np.float32)
+    projected /= np.linalg.norm(projected, axis=1, keepdims=True).clip(min=1e-12)
+    # With fewer images than text dimensions, compare on the first `dim` coordinates (zero-padding the images).
+    scores = text[:, :dim] @ projected.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, : max(KS)]
+    return {query: [sources[int(row)] for row in order[i]] for i, query in enumerate(queries)}, dim
+
+
+def build(folder: Path, index_dir: Path, pipeline: Pipeline, pca_dim: int, settings: Settings) -> BuildReport:
+    """One index build through the service's build path."""
+    params = BridgeParams(templates=DEFAULT_TEMPLATES)
+    config = BuildConfig(pca_dim=pca_dim, max_pixels=settings.max_image_pixels)
+    return build_index(
+        FolderSource(folder), index_dir, pipeline, config, params, progress=sys.stderr.isatty()
+    )
+
+
+def vector_info(index_dir: Path) -> tuple[str, int]:
+    """Stored vector dimension and size in bytes of vectors.npy."""
+    index = Index(index_dir)
+    try:
+        return str(index.dim), (index_dir / VECTORS).stat().st_size
+    finally:
+        index.close()
+
+
+def print_table(rows: list[Row]) -> None:
+    """The result table, in percent."""
+    print(f"{'method':<34} {'dim':>5} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'vectors.npy':>12}")
+    for row in rows:
+        size = f"{row.vector_bytes:,} B" if row.vector_bytes is not None else "-"
+        cells = " ".join(f"{row.recall[k]:>6.1f}" for k in KS)
+        print(f"{row.name:<34} {row.dim:>5} {cells} {size:>12}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Fetch the data, build the indexes, rank every caption, print the table and the RESULT line."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    started = time.perf_counter()
+    settings = Settings()
+    stamps = fetch_stamps(args.cache_dir.expanduser())
+    selected = collect(stamps, args.limit)
+    if not selected:
+        log.error("no captioned stamps under %s", stamps)
+        return 1
+    queries = sorted({stamp.caption for stamp in selected})
+    models = prepare(settings, "packaged", with_lm=False)
+    pipeline = Pipeline(
+        models, make_bridge(models, BridgeParams(templates=DEFAULT_TEMPLATES), settings.cache_dir)
+    )
+    with tempfile.TemporaryDirectory(prefix="relevance-") as scratch:
+        folder = Path(scratch) / "images"
+        stage(stamps, selected, folder)
+        main_dir, plain_dir = Path(scratch) / f"index-pca{args.pca_dim}", Path(scratch) / "index-nopca"
+        report = build(folder, main_dir, pipeline, args.pca_dim, settings)
+        relevant = relevant_captions(selected, report)
+        if args.pca_dim:
+            build(folder, plain_dir, pipeline, 0, settings)
+        else:
+            plain_dir = main_dir
+        unaligned, unaligned_dim = unaligned_ranking(main_dir, models, queries)
+        main_dim, main_bytes = vector_info(main_dir)
+        plain_dim, plain_bytes = vector_info(plain_dir)
+        bridge = recall(service_ranking(main_dir, models, settings.cache_dir, queries), relevant)
+        rows = [
+            Row("random ranking (expected)", "-", random_recall(queries, relevant)),
+            Row("unaligned (PCA of raw features)", str(unaligned_dim), recall(unaligned, relevant)),
+            Row(
+                "bridge, no PCA",
+                plain_dim,
+                recall(service_ranking(plain_dir, models, settings.cache_dir, queries), relevant),
+                plain_bytes,
+            ),
+            Row(f"bridge, --pca-dim {args.pca_dim} (default)", main_dim, bridge, main_bytes),
+        ]
+    elapsed = time.perf_counter() - started
+    print(
+        f"data: {PACKAGE}, {len(selected)} images ({len(report.duplicates)} byte-identical, "
+        f"{len(report.skipped)} skipped) → {len(relevant)} index entries; {len(queries)} distinct captions as queries"
+    )
+    print_table(rows)
+    print(f"run time: {elapsed:.0f} s")
+    unaligned_r10 = rows[1].recall[10]
+    print(
+        f"RESULT relevance unaligned_r10={unaligned_r10:.1f} bridge_r1={bridge[1]:.1f} "
+        f"bridge_r5={bridge[5]:.1f} bridge_r10={bridge[10]:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

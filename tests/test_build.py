@@ -1,0 +1,144 @@
+"""The offline build: what lands in the index, what is skipped, and what is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.build import BuildConfig, BuildReport, build_index
+from app.errors import ImgSearchError, IndexMismatch, IndexUnavailable
+from app.index import Index
+from app.pipeline import Pipeline
+from app.service import SearchService
+from app.sources import FolderSource, HFDatasetSource
+from scripts import build_index as build_script
+from tests.conftest import make_gallery, png_bytes
+from tests.fakes import COLOURS, fake_models
+
+
+def test_index_holds_every_readable_image_and_reports_the_corrupt_one(built: tuple[Path, BuildReport]) -> None:
+    index_dir, report = built
+    assert report.indexed == 3
+    assert report.skipped == [{"source": "broken.png", "reason": report.skipped[0]["reason"]}]
+    on_disk = json.loads((index_dir / "build_report.json").read_text())
+    assert on_disk["skipped"][0]["source"] == "broken.png"
+    index = Index(index_dir)
+    sources = {r.source for r in index.records(list(range(index.count)))}
+    assert sources == {"red.png", "sub/green.jpg", "sub/blue.webp"}
+    assert index.vectors.dtype == np.float16 and isinstance(index.vectors, np.memmap)
+    assert np.allclose(np.linalg.norm(np.asarray(index.vectors, dtype=np.float32), axis=1), 1, atol=1e-2)
+    meta = index.meta
+    assert meta["profile"] == "fake" and meta["models"]["image"] == "fake-image" and meta["count"] == 3
+    assert {"format_version", "dims", "bridge", "created_at", "build"} <= set(meta)
+    assert len(list((index_dir / "thumbnails").glob("*.jpg"))) == 3
+
+
+def test_ids_are_content_hashes_and_duplicates_are_indexed_once(pipeline: Pipeline, tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    data = png_bytes(COLOURS["red"])
+    (folder / "a.png").write_bytes(data)
+    (folder / "copy.png").write_bytes(data)
+    (folder / "b.png").write_bytes(png_bytes(COLOURS["blue"]))
+    report = build_index(FolderSource(folder), tmp_path / "i1", pipeline, BuildConfig(workers=0), progress=False)
+    assert report.indexed == 2 and report.duplicates == [{"source": "copy.png", "same_as": "a.png"}]
+    first = Index(tmp_path / "i1")
+    build_index(FolderSource(folder), tmp_path / "i2", pipeline, BuildConfig(workers=0), progress=False)
+    second = Index(tmp_path / "i2")
+    ids = [r.id for r in first.records([0, 1])]
+    assert ids == [r.id for r in second.records([0, 1])]
+    assert all(len(i) == 16 and i.isalnum() for i in ids)
+
+
+def test_parallel_workers_give_the_same_index(pipeline: Pipeline, gallery: Path, tmp_path: Path) -> None:
+    build_index(FolderSource(gallery), tmp_path / "w0", pipeline, BuildConfig(workers=0, pca_dim=0), progress=False)
+    build_index(FolderSource(gallery), tmp_path / "w2", pipeline, BuildConfig(workers=2, pca_dim=0), progress=False)
+    a, b = Index(tmp_path / "w0"), Index(tmp_path / "w2")
+    assert [r.id for r in a.records([0, 1, 2])] == [r.id for r in b.records([0, 1, 2])]
+    assert np.array_equal(np.asarray(a.vectors), np.asarray(b.vectors))
+
+
+def test_pca_compresses_and_queries_are_projected_the_same_way(pipeline: Pipeline, tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        Image.new("RGB", (8, 8), colour).save(folder / f"{i}.png")
+    Image.new("RGB", (8, 8), COLOURS["green"]).save(folder / "green.png")
+    build_index(FolderSource(folder), tmp_path / "pca", pipeline, BuildConfig(workers=0, pca_dim=4), progress=False)
+    index = Index(tmp_path / "pca")
+    assert index.dim == 4 and index.meta["pca"] == {"dim": 4, "centred": False}
+    service = SearchService(index, pipeline.models, None)
+    hits = service.search_text("green thing", 1)
+    assert hits[0].record.source == "green.png"
+
+
+def test_hf_dataset_source_stores_and_serves_originals(pipeline: Pipeline, tmp_path: Path) -> None:
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
+
+    pictures = [Image.new("RGB", (20, 10), COLOURS[name]) for name in ("red", "green")]
+    dataset = Dataset.from_dict({"image": pictures, "caption": ["r", "g"]}).cast_column("image", ImageFeature())
+    source = HFDatasetSource(dataset, "image", name="memory")
+    report = build_index(source, tmp_path / "hf", pipeline, BuildConfig(workers=0), progress=False)
+    assert report.indexed == 2
+    service = SearchService(Index(tmp_path / "hf"), pipeline.models, None)
+    hit = service.search_text("red thing", 1)[0]
+    assert hit.record.source.startswith("originals/") and (hit.record.width, hit.record.height) == (20, 10)
+    with Image.open(service.index.original_path(hit.record)) as original:
+        assert original.getpixel((0, 0)) == COLOURS["red"]
+    with pytest.raises(ValueError, match="no column 'picture'"):
+        HFDatasetSource(dataset, "picture")
+
+
+def test_failed_build_leaves_the_existing_index_untouched(pipeline: Pipeline, gallery: Path, tmp_path: Path) -> None:
+    target = tmp_path / "index"
+    build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0), progress=False)
+    before = (target / "meta.json").read_text()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "x.png").write_bytes(b"not a png")
+    with pytest.raises(ImgSearchError, match="no readable images"):
+        build_index(FolderSource(junk), target, pipeline, BuildConfig(workers=0), progress=False)
+    assert (target / "meta.json").read_text() == before and Index(target).count == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_rebuild_replaces_the_index_in_place(pipeline: Pipeline, tmp_path: Path) -> None:
+    gallery = make_gallery(tmp_path / "g")
+    target = tmp_path / "index"
+    build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0), progress=False)
+    (gallery / "red.png").unlink()
+    build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0), progress=False)
+    assert Index(target).count == 2
+
+
+def test_index_built_with_other_models_is_refused_naming_both(index_dir: Path, tmp_path: Path) -> None:
+    other = fake_models(text_dim=32)
+    other.profile = "packaged"
+    with pytest.raises(IndexMismatch) as raised:
+        SearchService(Index(index_dir), other, tmp_path)
+    message = str(raised.value)
+    assert "index 'fake', service 'packaged'" in message and "index 64, service 32" in message
+
+
+def test_partial_index_is_reported_not_loaded(index_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(index_dir, broken)
+    (broken / "vectors.npy").unlink()
+    with pytest.raises(IndexUnavailable, match="incomplete"):
+        Index(broken)
+    with pytest.raises(IndexUnavailable, match="no index"):
+        Index(tmp_path / "missing")
+
+
+def test_build_script_reports_bad_arguments(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert build_script.main(["--images", str(tmp_path / "absent"), "--index-dir", str(tmp_path / "i")]) == 1
+    with pytest.raises(SystemExit):
+        build_script.main(["--images", str(tmp_path), "--index-dir", str(tmp_path / "i"), "--pca-dim", "-1"])

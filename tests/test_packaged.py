@@ -1,0 +1,73 @@
+"""The default `packaged` profile on its real, offline weights over scikit-image's photos."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import wait_ready
+
+pytestmark = pytest.mark.real_weights
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "horse", "camera")
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-image's bundled photos saved as JPEG files."""
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS:
+        array = np.asarray(getattr(data, name)())
+        if array.dtype == bool:
+            array = array.astype(np.uint8) * 255
+        Image.fromarray(array).convert("RGB").save(folder / f"{name}.jpg", quality=92)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The real service, packaged profile, over an index built by the batch script."""
+    from scripts import build_index
+
+    index_dir = tmp_path_factory.mktemp("index") / "photos"
+    assert build_index.main(["--images", str(photo_dir), "--index-dir", str(index_dir), "--workers", "0"]) == 0
+    settings = Settings(index_dir=index_dir, device="cpu", cache_dir=tmp_path_factory.mktemp("cache"))
+    with TestClient(create_app(settings)) as test_client:
+        wait_ready(test_client, timeout=300)
+        yield test_client
+
+
+@pytest.mark.parametrize(("query", "expected"), [("a cat", "chelsea"), ("a cup of coffee", "coffee")])
+def test_text_query_ranks_the_matching_photo_first(client: TestClient, query: str, expected: str) -> None:
+    results = client.post("/search", json={"query": query, "top_k": 3}).json()["results"]
+    assert results[0]["source"] == f"{expected}.jpg", results
+
+
+def test_image_query_finds_the_same_photo(client: TestClient, photo_dir: Path) -> None:
+    upload = (photo_dir / "coffee.jpg").read_bytes()
+    results = client.post("/search/image", files={"image": ("c.jpg", upload, "image/jpeg")}).json()["results"]
+    assert results[0]["source"] == "coffee.jpg" and results[0]["score"] > 0.99
+
+
+def test_describe_the_cat_photo_mentions_a_cat(client: TestClient, photo_dir: Path) -> None:
+    upload = (photo_dir / "chelsea.jpg").read_bytes()
+    body = client.post("/describe", files={"image": ("cat.jpg", upload, "image/jpeg")}).json()
+    assert "cat" in body["description"].lower() and body["description"].endswith(".")
+    assert "cat" in body["labels"][0]["label"] or body["labels"][0]["label"] == "tabby"
+
+
+def test_thumbnail_of_a_real_photo(client: TestClient) -> None:
+    first = client.get("/search", params={"q": "a rocket", "top_k": 1}).json()["results"][0]
+    response = client.get(first["thumbnail_url"])
+    with Image.open(io.BytesIO(response.content)) as thumb:
+        assert thumb.format == "JPEG" and max(thumb.size) == 256

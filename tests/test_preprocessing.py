@@ -1,0 +1,84 @@
+"""Decoding every format users upload into the picture the encoder should see."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.errors import BadImage, NotAnImage
+from app.preprocessing import ImageSpec, Preprocessor, decode, thumbnail
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    """Image → bytes in a format."""
+    out = io.BytesIO()
+    image.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_every_common_format_decodes_to_rgb(fmt: str) -> None:
+    image = decode(encode(Image.new("RGB", (30, 20), (200, 10, 10)), fmt))
+    assert image.mode == "RGB" and image.size == (30, 20)
+    red, green, _ = image.getpixel((5, 5))  # type: ignore[misc]
+    assert red > 150 and green < 60
+
+
+def test_transparency_is_composited_on_white() -> None:
+    rgba = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (255, 0, 0, 255))
+    image = decode(encode(rgba, "PNG"))
+    assert image.getpixel((5, 5)) == (255, 255, 255) and image.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_exif_orientation_is_applied() -> None:
+    tall = Image.new("RGB", (40, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    image = decode(encode(tall, "JPEG", exif=exif.tobytes()))
+    assert image.size == (20, 40)
+
+
+def test_animated_gif_uses_the_first_frame() -> None:
+    frames = [Image.new("RGB", (8, 8), colour) for colour in [(255, 0, 0), (0, 0, 255)]]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    red, _, blue = decode(data).getpixel((4, 4))  # type: ignore[misc]
+    assert red > 200 and blue < 50
+
+
+def test_cmyk_jpeg_and_16_bit_png_decode() -> None:
+    cmyk = decode(encode(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), "JPEG"))
+    assert cmyk.mode == "RGB" and cmyk.getpixel((4, 4))[0] > 200  # type: ignore[index]
+    deep = Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16))
+    grey = decode(encode(deep, "PNG"))
+    assert grey.mode == "RGB" and 140 < grey.getpixel((4, 4))[0] < 170  # type: ignore[index]
+
+
+def test_errors_distinguish_non_images_from_broken_images() -> None:
+    with pytest.raises(NotAnImage):
+        decode(b"just text")
+    with pytest.raises(NotAnImage, match="empty"):
+        decode(b"")
+    with pytest.raises(BadImage):
+        noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        decode(encode(noise, "PNG")[:2000])
+    with pytest.raises(BadImage, match="limit"):
+        decode(encode(Image.new("RGB", (100, 100)), "PNG"), max_pixels=5000)
+
+
+@pytest.mark.parametrize("fit", ["pad", "crop"])
+def test_preprocessor_gives_normalised_square_tensor(fit: str) -> None:
+    spec = ImageSpec(size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), fit=fit)  # type: ignore[arg-type]
+    tensor = Preprocessor(spec)(Image.new("RGB", (64, 16), (0, 0, 0)))
+    assert tuple(tensor.shape) == (3, 32, 32)
+    corner = float(tensor[0, 0, 0])
+    assert corner == pytest.approx(2.0 if fit == "pad" else -2.0)  # white padding vs black pixels
+
+
+def test_thumbnail_is_jpeg_within_256_px() -> None:
+    data = thumbnail(Image.new("RGB", (1000, 500), (1, 2, 3)))
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "JPEG" and image.size == (256, 128)
