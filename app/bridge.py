@@ -85,7 +85,8 @@ class Bridge:
                 top = torch.topk(probs, self.params.top_t, dim=-1)
                 probs = torch.zeros_like(probs).scatter_(1, top.indices, top.values)
             vectors = probs @ self._label_tensor
-        return torch.nn.functional.normalize(vectors.float(), dim=-1).numpy()
+        unit: np.ndarray = torch.nn.functional.normalize(vectors.float(), dim=-1).numpy()
+        return unit
 
     def top_labels(self, output: ImageOutput, k: int = 5) -> list[list[tuple[str, float]]]:
         """The k most likely labels per image with their probabilities."""

@@ -7,7 +7,9 @@ import re
 from app.encoders.base import LanguageModel
 from app.labels import readable_label
 
-SYSTEM = "Write a short literal caption naming the objects listed, most likely first. Do not add anything else."
+SYSTEM = (
+    "Write a short literal caption naming the objects listed, most likely first. Do not add anything else."
+)
 SHOTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("golden retriever", "tennis ball"), "A golden retriever with a tennis ball."),
     (("pizza", "plate"), "A pizza on a plate."),
@@ -89,7 +91,10 @@ class Describer:
         fallback = f"A picture of {query}"
         if self.lm.is_chat:
             messages = [
-                {"role": "system", "content": "Describe in one short sentence a picture that matches the request."}
+                {
+                    "role": "system",
+                    "content": "Describe in one short sentence a picture that matches the request.",
+                }
             ]
             for request, caption in QUERY_SHOTS:
                 messages.append({"role": "user", "content": request})

@@ -1,4 +1,4 @@
-"""Stage 5: the index artifact on disk — vectors (mmap), manifest, PCA, thumbnails, meta — and search in it."""
+"""Stage 5: the index on disk (vectors by mmap, manifest, PCA, thumbnails, meta) and search in it."""
 
 from __future__ import annotations
 
@@ -103,7 +103,9 @@ class Index:
                 )
             self.vectors: np.ndarray = np.load(path / VECTORS, mmap_mode="r")
             features = path / FEATURES
-            self.features: np.ndarray = np.load(features, mmap_mode="r") if features.exists() else self.vectors
+            self.features: np.ndarray = (
+                np.load(features, mmap_mode="r") if features.exists() else self.vectors
+            )
             self.pca = Pca.load(path / PCA_FILE) if (path / PCA_FILE).exists() else None
             self._db = sqlite3.connect(f"file:{path / MANIFEST}?mode=ro", uri=True, check_same_thread=False)
             count = self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
@@ -151,7 +153,9 @@ class Index:
         if input_dim != text_dim:
             problems.append(f"text-space dimension: index {input_dim}, service {text_dim}")
         if problems:
-            raise IndexMismatch(f"index at {self.path} does not match the loaded models — " + "; ".join(problems))
+            raise IndexMismatch(
+                f"index at {self.path} does not match the loaded models — " + "; ".join(problems)
+            )
 
     def get(self, image_id: str) -> ImageRecord:
         """Record of an indexed id; anything else (paths, junk) is ImageNotFound."""
@@ -169,11 +173,19 @@ class Index:
             return []
         marks = ",".join("?" * len(rows))
         with self._lock:
-            found = {r[0]: _record(r) for r in self._db.execute(f"SELECT * FROM images WHERE row IN ({marks})", rows)}
+            found = {
+                r[0]: _record(r)
+                for r in self._db.execute(f"SELECT * FROM images WHERE row IN ({marks})", rows)
+            }
         return [found[row] for row in rows]
 
     def search(
-        self, query: np.ndarray, top_k: int, offset: int = 0, space: str = "vectors", exclude: int | None = None
+        self,
+        query: np.ndarray,
+        top_k: int,
+        offset: int = 0,
+        space: str = "vectors",
+        exclude: int | None = None,
     ) -> list[tuple[int, float]]:
         """Exact cosine search: (row, score) pairs ranked offset..offset+top_k."""
         matrix = self.vectors if space == "vectors" else self.features

@@ -18,7 +18,7 @@ def imagenet_labels() -> tuple[str, ...]:
 def _synonyms() -> dict[str, tuple[str, ...]]:
     """Short name → WordNet lemmas of the same class (timm ships them; e.g. 'tabby' → 'tabby, tabby cat')."""
     try:
-        from timm.data import ImageNetInfo
+        from timm.data.imagenet_info import ImageNetInfo
     except ImportError:  # pragma: no cover - timm is a dependency
         return {}
     descriptions: list[str] = list(ImageNetInfo().label_descriptions())

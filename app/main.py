@@ -30,7 +30,9 @@ class ModelTimeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Read the models' counters at scrape time."""
-        seconds = CounterMetricFamily("imgsearch_model_inference_seconds", "Time inside model calls", labels=["role"])
+        seconds = CounterMetricFamily(
+            "imgsearch_model_inference_seconds", "Time inside model calls", labels=["role"]
+        )
         calls = CounterMetricFamily("imgsearch_model_calls", "Model calls", labels=["role"])
         service = self.runtime.service
         if service is not None:

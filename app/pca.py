@@ -46,7 +46,8 @@ class Pca:
             data = data - self.mean
         projected = data @ self.components.T
         norms = np.linalg.norm(projected, axis=-1, keepdims=True).clip(min=1e-12)
-        return (projected / norms).astype(np.float32)
+        unit: np.ndarray = (projected / norms).astype(np.float32)
+        return unit
 
     def save(self, path: Path) -> None:
         """Write components, mean and mode to an .npz file."""

@@ -44,14 +44,20 @@ class Encoded:
 
 def _unit(matrix: torch.Tensor) -> np.ndarray:
     """Unit rows as float32 numpy."""
-    return torch.nn.functional.normalize(matrix.float(), dim=-1).numpy()
+    unit: np.ndarray = torch.nn.functional.normalize(matrix.float(), dim=-1).numpy()
+    return unit
 
 
 class Pipeline:
     """Turns images and queries into comparable vectors; one instance serves build and service."""
 
     def __init__(
-        self, models: Models, bridge: Bridge, pca: Pca | None = None, flip: bool = True, cache_size: int = 1024
+        self,
+        models: Models,
+        bridge: Bridge,
+        pca: Pca | None = None,
+        flip: bool = True,
+        cache_size: int = 1024,
     ) -> None:
         self.models = models
         self.bridge = bridge
@@ -84,7 +90,9 @@ class Pipeline:
         vectors = self.bridge.to_text_space(output)
         if self.pca is not None:
             vectors = self.pca.transform(vectors)
-        return Encoded(vectors=vectors, features=_unit(output.features), labels=self.bridge.top_labels(output, label_k))
+        return Encoded(
+            vectors=vectors, features=_unit(output.features), labels=self.bridge.top_labels(output, label_k)
+        )
 
     def encode_images(self, images: list[Image.Image], label_k: int = 5) -> Encoded:
         """Decoded RGB pictures → Encoded."""

@@ -34,7 +34,7 @@ def _flatten(image: Image.Image) -> Image.Image:
         image = image.convert("RGBA")
     if image.mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
         rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, WHITE + (255,))
+        background = Image.new("RGBA", rgba.size, (*WHITE, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if image.mode == "I;16" or image.mode.startswith("I;16") or image.mode in {"I", "F"}:
         # 16-bit and float greyscale: scale to 8 bits before converting.
@@ -52,7 +52,9 @@ def decode(data: bytes | Path, max_pixels: int = 50_000_000) -> Image.Image:
         try:
             image = Image.open(source)
         except UnidentifiedImageError as exc:
-            raise NotAnImage("not an image in a format we can read (JPEG, PNG, WebP, GIF, BMP, TIFF…)") from exc
+            raise NotAnImage(
+                "not an image in a format we can read (JPEG, PNG, WebP, GIF, BMP, TIFF…)"
+            ) from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise BadImage(f"image too large to decode safely: {exc}") from exc
         except OSError as exc:
@@ -65,8 +67,8 @@ def decode(data: bytes | Path, max_pixels: int = 50_000_000) -> Image.Image:
                 )
             image.seek(0)  # first frame of animations
             image.load()
-            image = ImageOps.exif_transpose(image) or image
-            return _flatten(image)
+            upright: Image.Image = ImageOps.exif_transpose(image) or image
+            return _flatten(upright)
         except BadImage:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -76,7 +76,9 @@ PROFILES: dict[str, Profile] = {
     ),
     "clip": Profile(
         image=lambda s: ClipImageEncoder(s.image_model or _local(s, "openai/clip-vit-base-patch32")),
-        text=lambda s: ClipTextEncoder(s.text_model or s.image_model or _local(s, "openai/clip-vit-base-patch32")),
+        text=lambda s: ClipTextEncoder(
+            s.text_model or s.image_model or _local(s, "openai/clip-vit-base-patch32")
+        ),
         lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf())),
         joint_space=True,
     ),

@@ -36,11 +36,19 @@ class Description:
 class SearchService:
     """An opened index and the models that match it."""
 
-    def __init__(self, index: Index, models: Models, cache_dir: Path | None, max_pixels: int = 50_000_000,
-                 max_new_tokens: int = 24, query_cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        index: Index,
+        models: Models,
+        cache_dir: Path | None,
+        max_pixels: int = 50_000_000,
+        max_new_tokens: int = 24,
+        query_cache_size: int = 1024,
+    ) -> None:
         bridge = make_bridge(models, BridgeParams.from_json(index.meta.get("bridge", {})), cache_dir)
-        pipeline = Pipeline(models, bridge, index.pca, flip=bool(index.meta.get("flip", True)),
-                            cache_size=query_cache_size)
+        pipeline = Pipeline(
+            models, bridge, index.pca, flip=bool(index.meta.get("flip", True)), cache_size=query_cache_size
+        )
         index.check_compatible(models.profile, models.ids(), pipeline.text_dim)
         self.index = index
         self.pipeline = pipeline
@@ -91,4 +99,3 @@ class SearchService:
         if self.describer is None:
             return f"A picture of {labels[0][0]}." if labels else "An image."
         return self.describer.from_labels(labels)
-

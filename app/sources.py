@@ -10,7 +10,21 @@ from pathlib import Path
 from typing import Any
 
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif", ".pjpeg", ".pjp", ".ppm", ".pgm"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".webp",
+        ".gif",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".jfif",
+        ".pjpeg",
+        ".pjp",
+        ".ppm",
+        ".pgm",
+    }
 )
 
 
@@ -35,9 +49,9 @@ class FolderSource(Source):
     def __init__(self, root: Path) -> None:
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist")
-        self.root = root.resolve()
+        self.root = self.folder = root.resolve()
         found: list[Path] = []
-        for folder, dirs, files in os.walk(self.root, followlinks=False):
+        for folder, dirs, files in os.walk(self.folder, followlinks=False):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
                 if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
@@ -49,7 +63,7 @@ class FolderSource(Source):
 
     def __getitem__(self, i: int) -> Item:  # type: ignore[override]
         path = self.paths[i]
-        return Item(source=path.relative_to(self.root).as_posix(), data=path)
+        return Item(source=path.relative_to(self.folder).as_posix(), data=path)
 
 
 class HFDatasetSource(Source):

@@ -1,4 +1,4 @@
-"""Text→image relevance on the Tux Paint stamps: each caption is a query, R@1/5/10 via the service's own path."""
+"""Text→image relevance on the Tux Paint stamps: each caption is a query, R@1/5/10 via the service path."""
 
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ def unaligned_ranking(index_dir: Path, models: Models, queries: list[str]) -> tu
     dim = min(text.shape[1], features.shape[0], features.shape[1])
     projected = np.asarray(PCA(n_components=dim, random_state=0).fit_transform(features), dtype=np.float32)
     projected /= np.linalg.norm(projected, axis=1, keepdims=True).clip(min=1e-12)
-    # With fewer images than text dimensions, compare on the first `dim` coordinates (zero-padding the images).
+    # Fewer images than text dimensions: compare on the first `dim` coordinates (images zero-padded).
     scores = text[:, :dim] @ projected.T
     order = np.argsort(-scores, axis=1, kind="stable")[:, : max(KS)]
     return {query: [sources[int(row)] for row in order[i]] for i, query in enumerate(queries)}, dim
@@ -268,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(
         f"data: {PACKAGE}, {len(selected)} images ({len(report.duplicates)} byte-identical, "
-        f"{len(report.skipped)} skipped) → {len(relevant)} index entries; {len(queries)} distinct captions as queries"
+        f"{len(report.skipped)} skipped) → {len(relevant)} index entries; "
+        f"{len(queries)} distinct captions as queries"
     )
     print_table(rows)
     print(f"run time: {elapsed:.0f} s")

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         params = BridgeParams(templates=DEFAULT_TEMPLATES, top_t=args.top_t)
         models = prepare(settings, args.profile, with_lm=False)
         pipeline = Pipeline(models, make_bridge(models, params, settings.cache_dir), flip=not args.no_flip)
-        config = BuildConfig(pca_dim=args.pca_dim, batch_size=args.batch_size, max_pixels=settings.max_image_pixels)
+        config = BuildConfig(
+            pca_dim=args.pca_dim, batch_size=args.batch_size, max_pixels=settings.max_image_pixels
+        )
         if args.workers is not None:
             config.workers = args.workers
         report = build_index(source, args.index_dir, pipeline, config, params)

@@ -61,10 +61,14 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def built(gallery: Path, pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BuildReport]:
+def built(
+    gallery: Path, pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, BuildReport]:
     """An index of the gallery and its build report."""
     index_dir = tmp_path_factory.mktemp("idx") / "index"
-    report = build_index(FolderSource(gallery), index_dir, pipeline, BuildConfig(pca_dim=0, workers=0), progress=False)
+    report = build_index(
+        FolderSource(gallery), index_dir, pipeline, BuildConfig(pca_dim=0, workers=0), progress=False
+    )
     return index_dir, report
 
 

@@ -79,7 +79,9 @@ class FakeLanguageModel(LanguageModel):
 
 def fake_models(text_dim: int = 64) -> Models:
     """A loaded set of fake models under the profile name 'fake'."""
-    models = Models(profile="fake", image=FakeImageEncoder(), text=FakeTextEncoder(text_dim), lm=FakeLanguageModel())
+    models = Models(
+        profile="fake", image=FakeImageEncoder(), text=FakeTextEncoder(text_dim), lm=FakeLanguageModel()
+    )
     for model in (models.image, models.text, models.lm):
         assert model is not None
         model.load(torch.device("cpu"), torch.float32)

@@ -7,6 +7,7 @@ import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -69,7 +70,10 @@ def test_search_ranks_the_matching_colour_first(client: TestClient, colour: str)
     assert body["query"] == f"a {colour} thing" and body["total"] == 3 and body["took_ms"] >= 0
     first = body["results"][0]
     assert colour in first["source"]
-    assert first["url"] == f"/images/{first['id']}" and first["thumbnail_url"] == f"/images/{first['id']}/thumbnail"
+    assert (
+        first["url"] == f"/images/{first['id']}"
+        and first["thumbnail_url"] == f"/images/{first['id']}/thumbnail"
+    )
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
     assert {"id", "score", "source", "width", "height", "url", "thumbnail_url"} <= set(first)
@@ -111,13 +115,17 @@ def test_search_rejects_invalid_bodies_with_422(client: TestClient, body: object
 def test_search_rejects_whitespace_and_non_utf8(client: TestClient) -> None:
     blank = client.post("/search", json={"query": "   \n\t "})
     assert blank.status_code == 422 and "non-space" in blank.json()["detail"]
-    raw = client.post("/search", content=b'{"query": "\xff\xfe"}', headers={"content-type": "application/json"})
+    raw = client.post(
+        "/search", content=b'{"query": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
     assert raw.status_code == 400 and "parsing the body" in raw.json()["detail"]
 
 
 def test_search_by_image_finds_the_same_colour(client: TestClient) -> None:
     upload = png_bytes(COLOURS["blue"], (20, 20))
-    response = client.post("/search/image", files={"image": ("q.png", upload, "image/png")}, data={"top_k": "2"})
+    response = client.post(
+        "/search/image", files={"image": ("q.png", upload, "image/png")}, data={"top_k": "2"}
+    )
     assert response.status_code == 200
     results = response.json()["results"]
     assert len(results) == 2 and "blue" in results[0]["source"]
@@ -203,8 +211,8 @@ def test_describe_indexed_image_and_text_mode(client: TestClient) -> None:
         ({"files": {"picture": ("a.png", b"x", "image/png")}}, 422, "image"),
     ],
 )
-def test_describe_errors(client: TestClient, kwargs: dict[str, object], status: int, fragment: str) -> None:
-    response = client.post("/describe", **kwargs)  # type: ignore[arg-type]
+def test_describe_errors(client: TestClient, kwargs: dict[str, Any], status: int, fragment: str) -> None:
+    response = client.post("/describe", **kwargs)
     assert response.status_code == status, response.text
     assert fragment in response.json()["detail"]
 
@@ -228,7 +236,12 @@ def test_thumbnail_is_small_jpeg_with_etag(client: TestClient) -> None:
     assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
     with Image.open(io.BytesIO(response.content)) as image:
         assert image.format == "JPEG" and max(image.size) <= 256 and image.size == (192, 256)
-    assert client.get(f"/images/{green}/thumbnail", headers={"If-None-Match": response.headers["etag"]}).status_code == 304
+    assert (
+        client.get(
+            f"/images/{green}/thumbnail", headers={"If-None-Match": response.headers["etag"]}
+        ).status_code
+        == 304
+    )
 
 
 @pytest.mark.parametrize(
@@ -270,7 +283,7 @@ def test_concurrent_requests_all_succeed(client: TestClient) -> None:
 
 
 def test_cors_allows_only_configured_origins(index_dir: Path, models: Models, tmp_path: Path) -> None:
-    settings = Settings(index_dir=index_dir, cors_origins="https://ok.example", cache_dir=tmp_path)  # type: ignore[arg-type]
+    settings = Settings(index_dir=index_dir, cors_origins=["https://ok.example"], cache_dir=tmp_path)
     with TestClient(create_app(settings, factory=service_factory(models, tmp_path))) as client:
         wait_ready(client)
         allowed = client.get("/healthz", headers={"Origin": "https://ok.example"})

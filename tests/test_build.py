@@ -21,7 +21,9 @@ from tests.conftest import make_gallery, png_bytes
 from tests.fakes import COLOURS, fake_models
 
 
-def test_index_holds_every_readable_image_and_reports_the_corrupt_one(built: tuple[Path, BuildReport]) -> None:
+def test_index_holds_every_readable_image_and_reports_the_corrupt_one(
+    built: tuple[Path, BuildReport],
+) -> None:
     index_dir, report = built
     assert report.indexed == 3
     assert report.skipped == [{"source": "broken.png", "reason": report.skipped[0]["reason"]}]
@@ -45,7 +47,9 @@ def test_ids_are_content_hashes_and_duplicates_are_indexed_once(pipeline: Pipeli
     (folder / "a.png").write_bytes(data)
     (folder / "copy.png").write_bytes(data)
     (folder / "b.png").write_bytes(png_bytes(COLOURS["blue"]))
-    report = build_index(FolderSource(folder), tmp_path / "i1", pipeline, BuildConfig(workers=0), progress=False)
+    report = build_index(
+        FolderSource(folder), tmp_path / "i1", pipeline, BuildConfig(workers=0), progress=False
+    )
     assert report.indexed == 2 and report.duplicates == [{"source": "copy.png", "same_as": "a.png"}]
     first = Index(tmp_path / "i1")
     build_index(FolderSource(folder), tmp_path / "i2", pipeline, BuildConfig(workers=0), progress=False)
@@ -56,8 +60,12 @@ def test_ids_are_content_hashes_and_duplicates_are_indexed_once(pipeline: Pipeli
 
 
 def test_parallel_workers_give_the_same_index(pipeline: Pipeline, gallery: Path, tmp_path: Path) -> None:
-    build_index(FolderSource(gallery), tmp_path / "w0", pipeline, BuildConfig(workers=0, pca_dim=0), progress=False)
-    build_index(FolderSource(gallery), tmp_path / "w2", pipeline, BuildConfig(workers=2, pca_dim=0), progress=False)
+    build_index(
+        FolderSource(gallery), tmp_path / "w0", pipeline, BuildConfig(workers=0, pca_dim=0), progress=False
+    )
+    build_index(
+        FolderSource(gallery), tmp_path / "w2", pipeline, BuildConfig(workers=2, pca_dim=0), progress=False
+    )
     a, b = Index(tmp_path / "w0"), Index(tmp_path / "w2")
     assert [r.id for r in a.records([0, 1, 2])] == [r.id for r in b.records([0, 1, 2])]
     assert np.array_equal(np.asarray(a.vectors), np.asarray(b.vectors))
@@ -71,7 +79,9 @@ def test_pca_compresses_and_queries_are_projected_the_same_way(pipeline: Pipelin
         colour = tuple(int(c) for c in rng.integers(0, 255, 3))
         Image.new("RGB", (8, 8), colour).save(folder / f"{i}.png")
     Image.new("RGB", (8, 8), COLOURS["green"]).save(folder / "green.png")
-    build_index(FolderSource(folder), tmp_path / "pca", pipeline, BuildConfig(workers=0, pca_dim=4), progress=False)
+    build_index(
+        FolderSource(folder), tmp_path / "pca", pipeline, BuildConfig(workers=0, pca_dim=4), progress=False
+    )
     index = Index(tmp_path / "pca")
     assert index.dim == 4 and index.meta["pca"] == {"dim": 4, "centred": False}
     service = SearchService(index, pipeline.models, None)
@@ -84,7 +94,9 @@ def test_hf_dataset_source_stores_and_serves_originals(pipeline: Pipeline, tmp_p
     from datasets import Image as ImageFeature
 
     pictures = [Image.new("RGB", (20, 10), COLOURS[name]) for name in ("red", "green")]
-    dataset = Dataset.from_dict({"image": pictures, "caption": ["r", "g"]}).cast_column("image", ImageFeature())
+    dataset = Dataset.from_dict({"image": pictures, "caption": ["r", "g"]}).cast_column(
+        "image", ImageFeature()
+    )
     source = HFDatasetSource(dataset, "image", name="memory")
     report = build_index(source, tmp_path / "hf", pipeline, BuildConfig(workers=0), progress=False)
     assert report.indexed == 2
@@ -97,7 +109,9 @@ def test_hf_dataset_source_stores_and_serves_originals(pipeline: Pipeline, tmp_p
         HFDatasetSource(dataset, "picture")
 
 
-def test_failed_build_leaves_the_existing_index_untouched(pipeline: Pipeline, gallery: Path, tmp_path: Path) -> None:
+def test_failed_build_leaves_the_existing_index_untouched(
+    pipeline: Pipeline, gallery: Path, tmp_path: Path
+) -> None:
     target = tmp_path / "index"
     build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0), progress=False)
     before = (target / "meta.json").read_text()

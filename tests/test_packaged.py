@@ -40,7 +40,9 @@ def client(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     from scripts import build_index
 
     index_dir = tmp_path_factory.mktemp("index") / "photos"
-    assert build_index.main(["--images", str(photo_dir), "--index-dir", str(index_dir), "--workers", "0"]) == 0
+    assert (
+        build_index.main(["--images", str(photo_dir), "--index-dir", str(index_dir), "--workers", "0"]) == 0
+    )
     settings = Settings(index_dir=index_dir, device="cpu", cache_dir=tmp_path_factory.mktemp("cache"))
     with TestClient(create_app(settings)) as test_client:
         wait_ready(test_client, timeout=300)

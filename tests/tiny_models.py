@@ -105,6 +105,8 @@ def build_tiny_clip(folder: Path) -> Path:
     )
     torch.manual_seed(SEED)
     CLIPModel(config).save_pretrained(folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder
+    )
     tokenizer.save_pretrained(folder)
     return folder

@@ -39,7 +39,9 @@ async def read_upload(upload: StarletteUpload, settings: Settings) -> bytes:
     """Read an uploaded file, refusing more than the configured size without reading it all."""
     limit = settings.max_upload_bytes
     if upload.size is not None and upload.size > limit:
-        raise PayloadTooLarge(f"upload is {upload.size} bytes, above the limit of {settings.max_upload_mb:g} MB")
+        raise PayloadTooLarge(
+            f"upload is {upload.size} bytes, above the limit of {settings.max_upload_mb:g} MB"
+        )
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"upload is above the limit of {settings.max_upload_mb:g} MB")

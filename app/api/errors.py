@@ -58,12 +58,20 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 with one readable line plus the field errors (inputs left out: they may be bytes)."""
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"loc": [str(part) for part in err.get("loc", ())], "msg": str(err.get("msg", "")), "type": err.get("type")}
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+            "type": err.get("type"),
+        }
         for err in exc.errors()
     ]
-    summary = "; ".join(f"{'.'.join(e['loc'][1:] or e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
-    return JSONResponse({"detail": f"invalid request: {summary}", "error": "ValidationError", "errors": errors},
-                        status_code=422)
+    summary = (
+        "; ".join(f"{'.'.join(e['loc'][1:] or e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+    )
+    return JSONResponse(
+        {"detail": f"invalid request: {summary}", "error": "ValidationError", "errors": errors},
+        status_code=422,
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -58,14 +58,17 @@ class BodyLimit:
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(BaseException):  # noqa: N818
-    """Raised inside receive when the streamed body passes the limit (BaseException: body parsers catch Exception)."""
+class _TooLarge(BaseException):
+    """Raised in receive when the streamed body passes the limit (BaseException: parsers catch Exception)."""
 
 
 class Metrics:

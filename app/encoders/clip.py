@@ -54,13 +54,18 @@ class ClipImageEncoder(ImageEncoder):
         size = int(crop.get("height") or crop.get("shortest_edge") or 224)
         mean = tuple(float(v) for v in processor.image_mean)
         std = tuple(float(v) for v in processor.image_std)
-        return ImageSpec(size=size, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), fit="crop")
+        return ImageSpec(
+            size=size, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), fit="crop"
+        )
 
     def _load(self) -> None:
         """Load (or share) the joint model."""
         self.net = _joint_model(self.source, self.device, self.dtype)
-        self.feature_dim = int(self.net.config.projection_dim if hasattr(self.net.config, "projection_dim")
-                               else self.net.config.vision_config.hidden_size)
+        self.feature_dim = int(
+            self.net.config.projection_dim
+            if hasattr(self.net.config, "projection_dim")
+            else self.net.config.vision_config.hidden_size
+        )
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Projected image embeddings."""
@@ -82,7 +87,9 @@ class ClipTextEncoder(TextEncoder):
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         self.net = _joint_model(self.source, self.device, self.dtype)
         config = self.net.config
-        self.dim = int(config.projection_dim if hasattr(config, "projection_dim") else config.text_config.hidden_size)
+        self.dim = int(
+            config.projection_dim if hasattr(config, "projection_dim") else config.text_config.hidden_size
+        )
         self.max_length = int(config.text_config.max_position_embeddings)
 
     def _forward(self, texts: list[str]) -> torch.Tensor:

@@ -37,7 +37,9 @@ class CausalLanguageModel(LanguageModel):
         if self.source.endswith(".gguf"):
             path = Path(self.source)
             self.tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(
+                path.parent, gguf_file=path.name, dtype=torch.float32
+            )
         else:
             self.tokenizer = AutoTokenizer.from_pretrained(self.source)
             model = AutoModelForCausalLM.from_pretrained(self.source)

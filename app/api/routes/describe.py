@@ -7,8 +7,8 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.datastructures import UploadFile
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from app.api.deps import ServiceDep, SettingsDep, read_upload
 from app.api.schemas import DescribeRequest, DescribeResponse, ErrorBody, Label
@@ -37,7 +37,9 @@ OPENAPI_BODY: dict[str, Any] = {
 class DescribeInput:
     """Exactly one of: uploaded bytes, an indexed id, a query."""
 
-    def __init__(self, data: bytes | None = None, image_id: str | None = None, query: str | None = None) -> None:
+    def __init__(
+        self, data: bytes | None = None, image_id: str | None = None, query: str | None = None
+    ) -> None:
         self.data, self.image_id, self.query = data, image_id, query
 
 
@@ -63,7 +65,9 @@ async def describe_input(request: Request, settings: SettingsDep) -> DescribeInp
         if (body.image_id is None) == (body.query is None):
             raise BadQuery("give exactly one of 'image_id' or 'query' (or upload a multipart field 'image')")
         return DescribeInput(image_id=body.image_id, query=body.query)
-    raise UnsupportedMedia(f"unsupported content type {content_type!r}: send multipart/form-data or application/json")
+    raise UnsupportedMedia(
+        f"unsupported content type {content_type!r}: send multipart/form-data or application/json"
+    )
 
 
 @router.post(
@@ -72,7 +76,9 @@ async def describe_input(request: Request, settings: SettingsDep) -> DescribeInp
     openapi_extra=OPENAPI_BODY,
     responses={code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)},
 )
-def describe(service: ServiceDep, given: Annotated[DescribeInput, Depends(describe_input)]) -> DescribeResponse:
+def describe(
+    service: ServiceDep, given: Annotated[DescribeInput, Depends(describe_input)]
+) -> DescribeResponse:
     """One sentence about an image (upload or `image_id`) or, in text mode, about a `query`."""
     start = time.perf_counter()
     result: Description

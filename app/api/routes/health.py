@@ -27,7 +27,10 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         body = Ready(status=status, detail=runtime.error or "warming up models and index")
         return JSONResponse(body.model_dump(), status_code=503)
     body = Ready(
-        status="ready", profile=service.pipeline.models.profile, device=runtime.device, images=service.index.count
+        status="ready",
+        profile=service.pipeline.models.profile,
+        device=runtime.device,
+        images=service.index.count,
     )
     return JSONResponse(body.model_dump())
 

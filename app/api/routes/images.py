@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path as PathParam, Response
+from fastapi import APIRouter, Header, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from PIL import Image
 
@@ -26,7 +27,9 @@ RESPONSES: dict[int | str, dict[str, object]] = {
 def _serve(path: Path, etag: str, media_type: str, if_none_match: str | None) -> Response:
     """A file with ETag and Cache-Control, or 304 when the client already has it."""
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
-    if if_none_match and (if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]):
+    if if_none_match and (
+        if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]
+    ):
         return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type=media_type, headers=headers)
 

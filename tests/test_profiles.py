@@ -1,0 +1,225 @@
+"""Every model profile end to end with tiny random models built here: build, search, describe."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.bridge import BridgeParams
+from app.build import BuildConfig, BuildReport, build_index
+from app.errors import IndexMismatch
+from app.index import Index
+from app.labels import imagenet_labels, readable_label
+from app.pipeline import Models, Pipeline
+from app.registry import make_bridge, prepare
+from app.service import SearchService
+from app.settings import Settings
+from app.sources import FolderSource
+from tests.tiny_models import build_resnet50_state_dict, build_tiny_bert, build_tiny_clip, build_tiny_gpt2
+
+GALLERY: dict[str, tuple[int, int, int]] = {
+    "red.png": (220, 20, 20),
+    "green.jpg": (20, 200, 20),
+    "blue.png": (20, 20, 220),
+    "yellow.jpg": (240, 220, 30),
+    "black.png": (0, 0, 0),
+    "white.png": (255, 255, 255),
+}
+QUERY = "a red square"
+SCORE_SLACK = 1e-3  # vectors are stored as float16, so a perfect match may read 1.0002
+
+
+def encoded(colour: tuple[int, int, int], name: str) -> bytes:
+    """A 48×48 picture of one colour, encoded in the format the file name says."""
+    out = io.BytesIO()
+    Image.new("RGB", (48, 48), colour).save(out, format="JPEG" if name.endswith(".jpg") else "PNG")
+    return out.getvalue()
+
+
+@dataclass
+class ProfileRun:
+    """A profile's loaded models, the index they built over the gallery and the service over it."""
+
+    profile: str
+    models: Models
+    report: BuildReport
+    index_dir: Path
+    service: SearchService
+    expected_ids: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder holding the tiny models of this module."""
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six small pictures of distinct colours, PNG and JPEG."""
+    root = tmp_path_factory.mktemp("profile-gallery")
+    for name, colour in GALLERY.items():
+        (root / name).write_bytes(encoded(colour, name))
+    return root
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tiny_dir: Path) -> Path:
+    """Tiny GPT-2 folder (a base model: no chat template)."""
+    return build_tiny_gpt2(tiny_dir / "gpt2")
+
+
+def run_profile(profile: str, settings: Settings, index_dir: Path, image_dir: Path) -> ProfileRun:
+    """Load a profile's models, build an index of the gallery with them and open a service over it."""
+    models = prepare(settings, profile)
+    pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir), flip=True)
+    report = build_index(
+        FolderSource(image_dir),
+        index_dir,
+        pipeline,
+        BuildConfig(pca_dim=0, workers=0),
+        BridgeParams(),
+        progress=False,
+    )
+    service = SearchService(Index(index_dir), models, settings.cache_dir)
+    expected = {
+        "image": settings.image_model or "",
+        "text": settings.text_model or "",
+        "lm": settings.lm_model or "",
+    }
+    return ProfileRun(profile, models, report, index_dir, service, expected)
+
+
+@pytest.fixture(scope="module")
+def seed_run(tiny_dir: Path, gpt2_dir: Path, image_dir: Path) -> Iterator[ProfileRun]:
+    """The seed profile: random ResNet-50 weights, tiny BERT, tiny GPT-2."""
+    settings = Settings(
+        image_model=str(build_resnet50_state_dict(tiny_dir / "resnet50.pth")),
+        text_model=str(build_tiny_bert(tiny_dir / "bert")),
+        lm_model=str(gpt2_dir),
+        cache_dir=tiny_dir / "cache",
+        device="cpu",
+    )
+    run = run_profile("seed", settings, tiny_dir / "seed-index", image_dir)
+    run.expected_ids["image"] = f"resnet50:{settings.image_model}"
+    yield run
+    run.service.index.close()
+
+
+@pytest.fixture(scope="module")
+def clip_run(tiny_dir: Path, gpt2_dir: Path, image_dir: Path) -> Iterator[ProfileRun]:
+    """The clip profile: one tiny CLIP folder for both towers, tiny GPT-2."""
+    clip = str(build_tiny_clip(tiny_dir / "clip"))
+    settings = Settings(image_model=clip, lm_model=str(gpt2_dir), cache_dir=tiny_dir / "cache", device="cpu")
+    run = run_profile("clip", settings, tiny_dir / "clip-index", image_dir)
+    run.expected_ids["text"] = clip
+    yield run
+    run.service.index.close()
+
+
+@pytest.fixture(params=["seed", "clip"])
+def run(request: pytest.FixtureRequest) -> ProfileRun:
+    """Each profile in turn."""
+    result: ProfileRun = request.getfixturevalue(f"{request.param}_run")
+    return result
+
+
+def test_build_indexes_every_image_with_the_tiny_models(run: ProfileRun) -> None:
+    """The index holds each gallery picture once and names the profile and models that built it."""
+    index = run.service.index
+    assert run.report.indexed == len(GALLERY)
+    assert run.report.skipped == []
+    assert index.count == len(GALLERY)
+    assert sorted(record.source for record in index.records(list(range(index.count)))) == sorted(GALLERY)
+    assert index.meta["profile"] == run.profile
+    assert index.meta["models"] == run.expected_ids
+
+
+def test_text_search_returns_ranked_indexed_images(run: ProfileRun) -> None:
+    """A text query gets top_k distinct indexed images with cosine scores, best first."""
+    hits = run.service.search_text(QUERY, top_k=3)
+    assert len(hits) == 3
+    scores = [hit.score for hit in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1 - SCORE_SLACK <= score <= 1 + SCORE_SLACK for score in scores)
+    assert len({hit.record.id for hit in hits}) == 3
+    for hit in hits:
+        assert run.service.index.get(hit.record.id).source == hit.record.source
+
+
+def test_image_search_finds_the_same_picture_first(run: ProfileRun, image_dir: Path) -> None:
+    """Uploading an indexed picture ranks that picture first with a cosine of about 1."""
+    hits = run.service.search_image((image_dir / "green.jpg").read_bytes(), top_k=len(GALLERY))
+    assert [hit.record.source for hit in hits][:1] == ["green.jpg"]
+    assert hits[0].score == pytest.approx(1.0, abs=SCORE_SLACK)
+    assert all(hit.score < hits[0].score for hit in hits[1:])
+    assert len(hits) == len(GALLERY)
+
+
+def test_describe_upload_writes_a_sentence_from_its_labels(run: ProfileRun, image_dir: Path) -> None:
+    """Describing an upload gives one capitalised sentence that names its most likely ImageNet label."""
+    description = run.service.describe_upload((image_dir / "red.png").read_bytes())
+    assert description.text.strip()
+    assert description.text.endswith(".")
+    assert description.text[0].isupper()
+    assert description.labels
+    assert all(isinstance(label, str) and isinstance(p, float) for label, p in description.labels)
+    assert {label for label, _ in description.labels} <= set(imagenet_labels())
+    probabilities = [p for _, p in description.labels]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert readable_label(description.labels[0][0]).lower() in description.text.lower()
+
+
+def test_describe_indexed_uses_the_labels_stored_at_build_time(run: ProfileRun) -> None:
+    """Describing an indexed image reuses its stored labels and writes a sentence from them."""
+    record = run.service.index.records([0])[0]
+    description = run.service.describe_indexed(record.id)
+    assert description.labels == record.labels
+    assert description.text.endswith(".")
+    assert readable_label(record.labels[0][0]).lower() in description.text.lower()
+
+
+def test_clip_index_stores_vectors_of_the_joint_space(clip_run: ProfileRun) -> None:
+    """For CLIP the stored vectors are the image embeddings, and text scores are cosines with them."""
+    index = clip_run.service.index
+    assert index.meta["identity_bridge"] is True
+    projection = clip_run.models.text.dim
+    assert index.meta["dims"] == {"vector": projection, "text": projection, "feature": projection}
+    vectors = np.asarray(index.vectors, dtype=np.float32)
+    np.testing.assert_allclose(vectors, np.asarray(index.features, dtype=np.float32), atol=2e-3)
+    query = clip_run.models.text.encode([QUERY])[0]
+    hits = clip_run.service.search_text(QUERY, top_k=len(GALLERY))
+    expected = {record.id: float(vectors[record.row] @ query) for record in (hit.record for hit in hits)}
+    assert {hit.record.id: hit.score for hit in hits} == pytest.approx(expected, abs=1e-5)
+
+
+def test_seed_index_bridges_labels_into_the_text_space(seed_run: ProfileRun) -> None:
+    """For the seed profile the stored vectors live in BERT's space, the visual features in ResNet's."""
+    index = seed_run.service.index
+    assert index.meta["identity_bridge"] is False
+    text_dim = seed_run.models.text.dim
+    assert index.meta["dims"] == {"vector": text_dim, "text": text_dim, "feature": 2048}
+    norms = np.linalg.norm(np.asarray(index.vectors, dtype=np.float32), axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=2e-3)
+
+
+def test_seed_index_is_refused_by_the_clip_models(
+    seed_run: ProfileRun, clip_run: ProfileRun, tiny_dir: Path
+) -> None:
+    """Serving the seed index with the CLIP models fails with a message naming both profiles."""
+    index = Index(seed_run.index_dir)
+    try:
+        with pytest.raises(IndexMismatch) as caught:
+            SearchService(index, clip_run.models, tiny_dir / "cache")
+    finally:
+        index.close()
+    message = str(caught.value)
+    assert "'seed'" in message
+    assert "'clip'" in message
