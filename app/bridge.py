@@ -115,7 +115,7 @@ def label_vectors(
     sums = np.zeros((len(labels), text.dim), dtype=np.float32)
     for template in templates:
         sums += text.encode([template.format(label) for label in labels])
-    vectors = sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(min=1e-12)
+    vectors: np.ndarray = sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(min=1e-12)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -203,7 +203,9 @@ class Index:
             return []
         top = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < scores.shape[0] else np.arange(wanted)
         ranked = top[np.lexsort((top, -scores[top]))][offset:wanted]
-        return [(int(row), float(scores[row])) for row in ranked if np.isfinite(scores[row])]
+        # float16 storage can push a perfect match a hair above 1: report cosines in [-1, 1].
+        clipped = np.clip(scores[ranked], -1.0, 1.0)
+        return [(int(row), float(s)) for row, s in zip(ranked, clipped, strict=True) if np.isfinite(s)]
 
     def original_path(self, record: ImageRecord) -> Path:
         """File of the original image; never outside the collection root."""

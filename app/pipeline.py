@@ -108,7 +108,7 @@ class Pipeline:
         vector = self.models.text.encode([text])
         if self.pca is not None:
             vector = self.pca.transform(vector)
-        result = vector[0]
+        result: np.ndarray = vector[0]
         with self._cache_lock:
             self._cache[text] = result
             while len(self._cache) > self._cache_size:

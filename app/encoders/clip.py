@@ -49,7 +49,7 @@ class ClipImageEncoder(ImageEncoder):
         """Input size and normalisation from the checkpoint's own image processor config."""
         from transformers import AutoImageProcessor
 
-        processor = AutoImageProcessor.from_pretrained(source)
+        processor = AutoImageProcessor.from_pretrained(source)  # type: ignore[no-untyped-call]
         crop = getattr(processor, "crop_size", None) or processor.size
         size = int(crop.get("height") or crop.get("shortest_edge") or 224)
         mean = tuple(float(v) for v in processor.image_mean)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -43,7 +44,8 @@ class CausalLanguageModel(LanguageModel):
         else:
             self.tokenizer = AutoTokenizer.from_pretrained(self.source)
             model = AutoModelForCausalLM.from_pretrained(self.source)
-        self.net = model.eval().to(self.device, self.dtype)
+        loaded: Any = model
+        self.net: Any = loaded.eval().to(self.device, self.dtype)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
@@ -55,7 +57,7 @@ class CausalLanguageModel(LanguageModel):
     def _generate(self, prompt: str | list[dict[str, str]], max_new_tokens: int, prefix: str) -> str:
         """Greedy decoding with n-gram blocking and a repetition penalty; the answer starts with `prefix`."""
         if isinstance(prompt, list):
-            text = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+            text = str(self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False))
         else:
             text = prompt
         text += prefix

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -36,7 +38,7 @@ class ResNetEncoder(ImageEncoder):
             model.load_state_dict(torch.load(self.weights, map_location="cpu", weights_only=True))
         else:
             model = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2)
-        self.fc = model.fc
+        self.fc: Any = model.fc
         model.fc = nn.Identity()
         self.net = model.eval().to(self.device, self.dtype)
         self.fc = self.fc.to(self.device, self.dtype)

@@ -31,4 +31,5 @@ class MeanPoolTextEncoder(TextEncoder):
         ).to(self.device)
         hidden = self.net(**tokens).last_hidden_state
         mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        pooled: torch.Tensor = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return pooled
