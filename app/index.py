@@ -185,7 +185,6 @@ class Index:
         top_k: int,
         offset: int = 0,
         space: str = "vectors",
-        exclude: int | None = None,
     ) -> list[tuple[int, float]]:
         """Exact cosine search: (row, score) pairs ranked offset..offset+top_k."""
         matrix = self.vectors if space == "vectors" else self.features
@@ -196,8 +195,6 @@ class Index:
         for first in range(0, matrix.shape[0], SEARCH_CHUNK):
             block = np.asarray(matrix[first : first + SEARCH_CHUNK], dtype=np.float32)
             scores[first : first + block.shape[0]] = block @ q
-        if exclude is not None:
-            scores[exclude] = -np.inf
         wanted = min(offset + top_k, scores.shape[0])
         if wanted <= offset:
             return []
@@ -205,7 +202,7 @@ class Index:
         ranked = top[np.lexsort((top, -scores[top]))][offset:wanted]
         # float16 storage can push a perfect match a hair above 1: report cosines in [-1, 1].
         clipped = np.clip(scores[ranked], -1.0, 1.0)
-        return [(int(row), float(s)) for row, s in zip(ranked, clipped, strict=True) if np.isfinite(s)]
+        return [(int(row), float(score)) for row, score in zip(ranked, clipped, strict=True)]
 
     def original_path(self, record: ImageRecord) -> Path:
         """File of the original image; never outside the collection root."""
