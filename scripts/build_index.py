@@ -29,11 +29,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pca-dim", type=int, default=128, help="0 disables PCA")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: up to 2)")
+    parser.add_argument("--pca-centred", action="store_true", help="subtract the mean before projecting")
     parser.add_argument("--top-t", type=int, default=0, help="keep only the T most likely labels (0: all)")
+    parser.add_argument(
+        "--template",
+        action="append",
+        dest="templates",
+        help="prompt template for label names, with {} for the label (repeat; default: 7 templates)",
+    )
     parser.add_argument("--no-flip", action="store_true", help="skip mirrored test-time augmentation")
     args = parser.parse_args(argv)
     if args.pca_dim < 0 or args.batch_size < 1:
         parser.error("--pca-dim must be ≥ 0 and --batch-size ≥ 1")
+    if args.templates and not all("{}" in template for template in args.templates):
+        parser.error("every --template needs a {} where the label goes")
     return args
 
 
@@ -48,11 +57,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.images
             else HFDatasetSource.load(args.hf_dataset, args.split, args.image_column)
         )
-        params = BridgeParams(templates=DEFAULT_TEMPLATES, top_t=args.top_t)
+        params = BridgeParams(templates=tuple(args.templates or DEFAULT_TEMPLATES), top_t=args.top_t)
         models = prepare(settings, args.profile, with_lm=False)
         pipeline = Pipeline(models, make_bridge(models, params, settings.cache_dir), flip=not args.no_flip)
         config = BuildConfig(
-            pca_dim=args.pca_dim, batch_size=args.batch_size, max_pixels=settings.max_image_pixels
+            pca_dim=args.pca_dim,
+            pca_centred=args.pca_centred,
+            batch_size=args.batch_size,
+            max_pixels=settings.max_image_pixels,
         )
         if args.workers is not None:
             config.workers = args.workers
