@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,29 +17,20 @@ import numpy as np
 from app.bridge import DEFAULT_TEMPLATES, BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.index import VECTORS, Index
+from app.pca import Pca
 from app.pipeline import Models, Pipeline
 from app.registry import make_bridge, prepare
 from app.service import SearchService
 from app.settings import Settings
 from app.sources import FolderSource
+from scripts.tuxpaint import PACKAGE, Stamp, collect, fetch_stamps, stage
 
 log = logging.getLogger("bench.relevance")
 
-PACKAGE = "tuxpaint-stamps-default"
-STAMPS = Path("usr/share/tuxpaint/stamps")
-EXCLUDED = "symbols"
 KS = (1, 5, 10)
 DEFAULT_CACHE = Path.home() / ".cache" / "imgsearch" / "bench"
 
 Ranking = dict[str, list[str]]  # query caption → ranked sources (paths relative to the image folder)
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """One benchmark image: its path under the stamps folder and its caption."""
-
-    path: str
-    caption: str
 
 
 @dataclass(frozen=True)
@@ -69,65 +57,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.pca_dim < 0 or (args.limit is not None and args.limit < 1):
         parser.error("--pca-dim must be ≥ 0 and --limit ≥ 1")
     return args
-
-
-def _run(command: list[str], cwd: Path) -> bool:
-    """Run a command in `cwd`; True when it exits 0, else log its error output."""
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        log.warning("%s failed (%d): %s", " ".join(command), result.returncode, result.stderr.strip()[-800:])
-    return result.returncode == 0
-
-
-def fetch_stamps(cache_dir: Path) -> Path:
-    """The unpacked stamps folder; `apt-get download` and `dpkg-deb -x` the package on first use."""
-    unpacked = cache_dir / PACKAGE
-    stamps = unpacked / STAMPS
-    if stamps.is_dir():
-        return stamps
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    debs = sorted(cache_dir.glob(f"{PACKAGE}_*.deb"))
-    if not debs:
-        log.info("downloading %s into %s", PACKAGE, cache_dir)
-        download = ["apt-get", "download", PACKAGE]
-        if not _run(download, cache_dir):
-            _run(["apt-get", "update"], cache_dir)
-            if not _run(download, cache_dir):
-                raise RuntimeError(f"cannot download {PACKAGE} with apt-get (see the warnings above)")
-        debs = sorted(cache_dir.glob(f"{PACKAGE}_*.deb"))
-        if not debs:
-            raise RuntimeError(f"apt-get download {PACKAGE} left no .deb in {cache_dir}")
-    tmp = cache_dir / f".{PACKAGE}.unpacking-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
-    shutil.rmtree(unpacked, ignore_errors=True)
-    tmp.rename(unpacked)
-    if not stamps.is_dir():
-        raise RuntimeError(f"{debs[-1].name} has no {STAMPS}")
-    return stamps
-
-
-def collect(stamps: Path, limit: int | None) -> list[Stamp]:
-    """Every NAME.png outside symbols/ with a NAME.txt beside it; caption = its first line, stripped."""
-    found: list[Stamp] = []
-    for png in sorted(stamps.rglob("*.png")):
-        relative = png.relative_to(stamps)
-        caption_file = png.with_suffix(".txt")
-        if relative.parts[0] == EXCLUDED or not caption_file.is_file():
-            continue
-        lines = caption_file.read_text(encoding="utf-8", errors="replace").splitlines()
-        caption = lines[0].strip() if lines else ""
-        if caption:
-            found.append(Stamp(relative.as_posix(), caption))
-    return found[:limit] if limit else found
-
-
-def stage(stamps: Path, selected: list[Stamp], folder: Path) -> None:
-    """Copy the selected images into `folder`, keeping their relative paths (and nothing else)."""
-    for stamp in selected:
-        target = folder / stamp.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(stamps / stamp.path, target)
 
 
 def relevant_captions(selected: list[Stamp], report: BuildReport) -> dict[str, set[str]]:
@@ -195,6 +124,20 @@ def unaligned_ranking(index_dir: Path, models: Models, queries: list[str]) -> tu
     scores = text[:, :dim] @ projected.T
     order = np.argsort(-scores, axis=1, kind="stable")[:, : max(KS)]
     return {query: [sources[int(row)] for row in order[i]] for i, query in enumerate(queries)}, dim
+
+
+def centred_pca_ranking(index_dir: Path, models: Models, queries: list[str], dim: int) -> Ranking:
+    """PCA with mean subtraction (app.pca.Pca, centred=True) fitted on an unreduced index's vectors."""
+    index = Index(index_dir)
+    try:
+        vectors = np.asarray(index.vectors, dtype=np.float32)
+        sources = [record.source for record in index.records(list(range(index.count)))]
+    finally:
+        index.close()
+    pca = Pca.fit(vectors, dim, centred=True)
+    scores = pca.transform(models.text.encode(queries)) @ pca.transform(vectors).T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, : max(KS)]
+    return {query: [sources[int(row)] for row in order[i]] for i, query in enumerate(queries)}
 
 
 def build(folder: Path, index_dir: Path, pipeline: Pipeline, pca_dim: int, settings: Settings) -> BuildReport:
@@ -265,6 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             Row(f"bridge, --pca-dim {args.pca_dim} (default)", main_dim, bridge, main_bytes),
         ]
+        if args.pca_dim:
+            centred = centred_pca_ranking(plain_dir, models, queries, args.pca_dim)
+            rows.append(
+                Row(f"bridge, PCA {args.pca_dim} centred", main_dim, recall(centred, relevant), main_bytes)
+            )
     elapsed = time.perf_counter() - started
     print(
         f"data: {PACKAGE}, {len(selected)} images ({len(report.duplicates)} byte-identical, "
