@@ -106,38 +106,40 @@ def service_ranking(index_dir: Path, models: Models, cache_dir: Path, queries: l
         index.close()
 
 
+def stored(index_dir: Path, name: str) -> tuple[np.ndarray, list[str]]:
+    """An index's `vectors` or `features` as float32, with the source of each row."""
+    index = Index(index_dir)
+    try:
+        matrix = np.asarray(getattr(index, name), dtype=np.float32)
+        return matrix, [record.source for record in index.records(list(range(index.count)))]
+    finally:
+        index.close()
+
+
+def ranked(scores: np.ndarray, sources: list[str], queries: list[str]) -> Ranking:
+    """Top sources per query from a (queries × images) score matrix."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, : max(KS)]
+    return {query: [sources[int(row)] for row in order[i]] for i, query in enumerate(queries)}
+
+
 def unaligned_ranking(index_dir: Path, models: Models, queries: list[str]) -> tuple[Ranking, int]:
     """The original design: PCA of raw pooled features to the text dimension, cosine with text embeddings."""
     from sklearn.decomposition import PCA
 
-    index = Index(index_dir)
-    try:
-        features = np.asarray(index.features, dtype=np.float32)
-        sources = [record.source for record in index.records(list(range(index.count)))]
-    finally:
-        index.close()
+    features, sources = stored(index_dir, "features")
     text = models.text.encode(queries)
     dim = min(text.shape[1], features.shape[0], features.shape[1])
     projected = np.asarray(PCA(n_components=dim, random_state=0).fit_transform(features), dtype=np.float32)
     projected /= np.linalg.norm(projected, axis=1, keepdims=True).clip(min=1e-12)
     # Fewer images than text dimensions: compare on the first `dim` coordinates (images zero-padded).
-    scores = text[:, :dim] @ projected.T
-    order = np.argsort(-scores, axis=1, kind="stable")[:, : max(KS)]
-    return {query: [sources[int(row)] for row in order[i]] for i, query in enumerate(queries)}, dim
+    return ranked(text[:, :dim] @ projected.T, sources, queries), dim
 
 
 def centred_pca_ranking(index_dir: Path, models: Models, queries: list[str], dim: int) -> Ranking:
     """PCA with mean subtraction (app.pca.Pca, centred=True) fitted on an unreduced index's vectors."""
-    index = Index(index_dir)
-    try:
-        vectors = np.asarray(index.vectors, dtype=np.float32)
-        sources = [record.source for record in index.records(list(range(index.count)))]
-    finally:
-        index.close()
+    vectors, sources = stored(index_dir, "vectors")
     pca = Pca.fit(vectors, dim, centred=True)
-    scores = pca.transform(models.text.encode(queries)) @ pca.transform(vectors).T
-    order = np.argsort(-scores, axis=1, kind="stable")[:, : max(KS)]
-    return {query: [sources[int(row)] for row in order[i]] for i, query in enumerate(queries)}
+    return ranked(pca.transform(models.text.encode(queries)) @ pca.transform(vectors).T, sources, queries)
 
 
 def build(folder: Path, index_dir: Path, pipeline: Pipeline, pca_dim: int, settings: Settings) -> BuildReport:
