@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from app.encoders.base import ImageOutput, TextEncoder
+from app.labels import imagenet_definitions, imagenet_labels, lemma_sets
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ class BridgeParams:
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     top_t: int = 0
     temperature: float = 1.0
+    names: str = (
+        "lemmas"  # "lemmas": all WordNet lemmas of a class ("tabby, tabby cat"); "short": torchvision's
+    )
+    definition_weight: float = 0.5  # share of the class's WordNet definition in its text vector
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready dict."""
@@ -51,6 +56,9 @@ class BridgeParams:
             templates=tuple(str(t) for t in templates),
             top_t=int(str(data.get("top_t", 0))),
             temperature=float(str(data.get("temperature", 1.0))),
+            # Indexes written before these fields existed used short names and no definitions.
+            names=str(data.get("names", "short")),
+            definition_weight=float(str(data.get("definition_weight", 0.0))),
         )
 
 
@@ -99,10 +107,17 @@ class Bridge:
 
 
 def label_vectors(
-    text: TextEncoder, labels: list[str], templates: tuple[str, ...], cache_dir: Path | None
+    text: TextEncoder,
+    labels: list[str],
+    templates: tuple[str, ...],
+    cache_dir: Path | None,
+    definitions: list[str] | None = None,
+    definition_weight: float = 0.0,
 ) -> np.ndarray:
-    """Mean template embedding per label, unit length; cached on disk by model, labels and templates."""
-    key = hashlib.sha256(json.dumps([text.model_id, labels, list(templates)]).encode()).hexdigest()[:16]
+    """Per label: mean template embedding mixed with its definition's embedding; unit rows, cached."""
+    weight = definition_weight if definitions else 0.0
+    key_parts = [text.model_id, labels, list(templates), definitions if weight else None, weight]
+    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
     path = cache_dir / f"labels-{key}.npy" if cache_dir else None
     if path is not None and path.exists():
         try:
@@ -116,6 +131,10 @@ def label_vectors(
     for template in templates:
         sums += text.encode([template.format(label) for label in labels])
     vectors: np.ndarray = sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(min=1e-12)
+    if definitions and weight:
+        described = text.encode(definitions)
+        vectors = (1 - weight) * vectors + weight * described
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +150,14 @@ def build_bridge(
     params: BridgeParams, text: TextEncoder, labels: list[str], identity: bool, cache_dir: Path | None
 ) -> Bridge:
     """Embed the label texts and assemble the bridge."""
-    templates = ("a photo of a {}.",) if identity else params.templates
-    vectors = label_vectors(text, labels, templates, cache_dir)
+    if identity:
+        vectors = label_vectors(text, labels, ("a photo of a {}.",), cache_dir)
+    else:
+        imagenet = tuple(labels) == imagenet_labels()  # WordNet texts exist for ImageNet classes only
+        lemmas = imagenet and params.names == "lemmas"
+        names = [", ".join(synonyms) for synonyms in lemma_sets()] if lemmas else labels
+        definitions = list(imagenet_definitions()) if imagenet and params.definition_weight else None
+        vectors = label_vectors(
+            text, names, params.templates, cache_dir, definitions, params.definition_weight
+        )
     return Bridge(params=params, labels=labels, label_vectors=vectors, identity=identity)

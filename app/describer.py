@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from app.encoders.base import LanguageModel
-from app.labels import readable_label
+from app.labels import category, readable_label
 
 SYSTEM = (
     "Write a short literal caption naming the objects listed, most likely first. Do not add anything else."
@@ -58,6 +58,15 @@ def pick_labels(labels: list[tuple[str, float]], max_labels: int = 3, ratio: flo
     return names
 
 
+def main_object(label: str) -> str:
+    """The noun phrase a description starts with: readable name, plus its kind when one word says little."""
+    name = readable_label(label)
+    kind = category(label)
+    if kind and " " not in name and kind not in name.lower():
+        return f"{name} {kind}"  # 'sorrel' → 'sorrel horse', 'daisy' → 'daisy plant'
+    return name
+
+
 class Describer:
     """Socratic composition: classifier labels → prompt → language model → one clean sentence."""
 
@@ -70,7 +79,8 @@ class Describer:
         names = pick_labels(labels)
         if not names:
             return "An image."
-        prefix = f"{article(names[0])} {names[0]}"
+        subject = main_object(labels[0][0])
+        prefix = f"{article(subject)} {subject}"
         fallback = prefix + (f" and {article(names[1]).lower()} {names[1]}" if len(names) > 1 else "")
         if self.lm.is_chat:
             messages = [{"role": "system", "content": SYSTEM}]

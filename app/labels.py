@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
+
+ARTICLES = frozenset({"a", "an", "the", "some", "two", "three", "one", "this", "that", "my", "our", "your"})
+BREAKS = frozenset(
+    {"with", "without", "in", "on", "of", "and", "or", "that", "is", "are", "for", "from", "at", "to", "by",
+     "who", "which", "under", "over", "near", "inside", "into", "than", "like", "between", "resembling",
+     "wearing", "holding", "made", "used", "called", "stands", "was", "has", "having", "usually"}
+)  # fmt: skip
+QUANTIFIER = re.compile(
+    r"^(?:any|one|either|each|several|various|a|an) (?:of )?"
+    r"(?:several|numerous|various|many|the|a|an|two|large|small)?\s*"
+)
+WORD = re.compile(r"[a-z][a-z'-]*")
 
 
 @cache
@@ -28,9 +41,63 @@ def _synonyms() -> dict[str, tuple[str, ...]]:
     }
 
 
+@cache
+def imagenet_definitions() -> tuple[str, ...]:
+    """WordNet definition of each class ('sorrel' → 'a horse of a brownish orange to light brown color')."""
+    from timm.data.imagenet_info import ImageNetInfo
+
+    detailed: list[str] = list(ImageNetInfo().label_descriptions(detailed=True))
+    return tuple(text.split(": ", 1)[-1] for text in detailed)
+
+
 def readable_label(name: str) -> str:
     """The most explicit everyday lemma containing the short name ('tabby' → 'tabby cat')."""
     lemmas = _synonyms().get(name, ())
     words = set(name.lower().split())
     candidates = [lemma for lemma in lemmas if words <= set(lemma.lower().split())]
     return max(candidates, key=len) if candidates else name
+
+
+def lemma_sets() -> list[tuple[str, ...]]:
+    """WordNet lemmas of each ImageNet class, in class order."""
+    table = _synonyms()
+    return [table.get(name, (name,)) for name in imagenet_labels()]
+
+
+def words(text: str) -> list[str]:
+    """Lower-case word tokens."""
+    return WORD.findall(text.lower())
+
+
+def singular(word: str) -> str:
+    """Crude singular form, for matching nouns."""
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("es") and word[:-2].endswith(("sh", "ch", "x", "ss")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def head_noun(phrase: str) -> str:
+    """Last word of the first noun phrase, singular ('A floppy-eared bunny.' → 'bunny'); '' if none."""
+    first = re.split(r"[.!?;:,(—]", phrase, maxsplit=1)[0]
+    chunk: list[str] = []
+    for word in words(first):
+        if word in BREAKS and chunk:
+            break
+        if word not in ARTICLES:
+            chunk.append(word)
+    return singular(chunk[-1]) if chunk else ""
+
+
+@cache
+def category(name: str) -> str:
+    """What kind of thing a class is, from its WordNet definition ('sorrel' → 'horse'); '' if unknown."""
+    labels = imagenet_labels()
+    if name not in labels:
+        return ""
+    definition = imagenet_definitions()[labels.index(name)]
+    noun = head_noun(QUANTIFIER.sub("", definition.lower(), count=1))
+    return "" if noun.endswith(("ing", "ed", "ly")) else noun

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -81,3 +82,8 @@ def stage(stamps: Path, selected: list[Stamp], folder: Path) -> None:
         target = folder / stamp.path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(stamps / stamp.path, target)
+
+
+def split_of(caption: str) -> str:
+    """Fixed benchmark half of a caption group: 'tune' or 'report', by a hash of the caption."""
+    return "tune" if hashlib.sha256(caption.encode()).digest()[0] % 2 == 0 else "report"
