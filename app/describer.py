@@ -21,8 +21,10 @@ QUERY_SHOTS: tuple[tuple[str, str], ...] = (
     ("eiffel tower", "The Eiffel Tower rising above Paris on a clear day."),
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
-_CLAUSE_BREAK = re.compile(r"[,;:(]| and (?:they|it|you|is|are)\b| but | which | as it ")
-MAX_WORDS = 16
+# A small model drifts once it leaves the labels: keep the first clause, at most MAX_WORDS words.
+_CLAUSE_BREAK = re.compile(r"[,;:(!?]| and | or | but | which | that | being | as it | with its ")
+_DANGLING = {"a", "an", "the", "of", "in", "on", "at", "to", "for", "with", "and", "or", "its", "their", "by"}
+MAX_WORDS = 10
 
 
 def article(noun: str) -> str:
@@ -34,9 +36,11 @@ def clean_sentence(text: str, fallback: str) -> str:
     """First sentence of the model's text, capitalised and ending in a full stop; fallback when degenerate."""
     text = " ".join(text.replace("\n", " ").split()).strip(" \"'")
     text = _SENTENCE_END.split(text, maxsplit=1)[0].strip()
-    if len(text.split()) > MAX_WORDS:
-        text = _CLAUSE_BREAK.split(text, maxsplit=1)[0].strip()
-        text = " ".join(text.split()[:MAX_WORDS])
+    text = _CLAUSE_BREAK.split(text, maxsplit=1)[0].strip()
+    kept = text.split()[:MAX_WORDS]
+    while len(kept) > 2 and kept[-1].lower().strip(".") in _DANGLING:
+        kept.pop()
+    text = " ".join(kept)
     words = text.split()
     if len(words) < 2 or len(set(words)) < len(words) / 2:
         text = fallback
