@@ -39,3 +39,19 @@ class IndexUnavailable(ImgSearchError):
 
 class NotReady(ImgSearchError):
     """Models or index are still loading."""
+
+
+class Unauthorized(ImgSearchError):
+    """The request lacks the credentials an endpoint needs (missing or wrong API key)."""
+
+
+class Forbidden(ImgSearchError):
+    """The endpoint is switched off in this deployment (admin without a configured API key)."""
+
+
+class Conflict(ImgSearchError):
+    """The request cannot be carried out in the current state (reload of a mismatched index…)."""
+
+
+class BuildLocked(Conflict):
+    """Another build holds the lock of the same index directory."""

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from app import __version__
 from app.api import errors
 from app.api.middleware import BodyLimit, Metrics
-from app.api.routes import describe, health, images, search
+from app.api.routes import admin, describe, health, images, page, search
 from app.api.runtime import Runtime, ServiceFactory, load_service
 from app.settings import Settings
 
@@ -67,8 +67,9 @@ def create_app(settings: Settings | None = None, factory: ServiceFactory | None 
     registry.register(ModelTimeCollector(runtime))
     app.state.metrics_registry = registry
     errors.install(app)
-    for router in (health.router, search.router, describe.router, images.router):
+    for router in (health.router, search.router, describe.router, images.router, admin.router):
         app.include_router(router)
+    page.install(app)  # the search page at / and its assets under /static
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from app import dedup
 from app.bridge import BridgeParams
 from app.describer import Describer
 from app.errors import BadQuery
@@ -23,6 +24,7 @@ class Hit:
 
     record: ImageRecord
     score: float
+    duplicates: int = 0  # near-duplicates folded into this result (app/dedup.py)
 
 
 @dataclass
@@ -55,24 +57,28 @@ class SearchService:
         self.describer = Describer(models.lm, max_new_tokens) if models.lm is not None else None
         self.max_pixels = max_pixels
 
-    def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
-        """Attach manifest records to ranked rows."""
-        records = self.index.records([row for row, _ in ranked])
-        return [Hit(record, score) for record, (_, score) in zip(records, ranked, strict=True)]
+    def _hits(self, ranked: list[dedup.Group]) -> list[Hit]:
+        """Attach manifest records to ranked groups."""
+        records = self.index.records([group.row for group in ranked])
+        return [Hit(r, g.score, g.duplicates) for r, g in zip(records, ranked, strict=True)]
 
-    def search_text(self, query: str, top_k: int, offset: int = 0) -> list[Hit]:
-        """Images ranked by similarity to a text query."""
+    def search_text(self, query: str, top_k: int, offset: int = 0, dedup_threshold: float = 0.0) -> list[Hit]:
+        """Images ranked by similarity to a text query; near-duplicates folded when dedup_threshold > 0."""
         query = " ".join(query.split())
         if not query:
             raise BadQuery("query must contain at least one non-space character")
         vector = self.pipeline.encode_query(query)
-        return self._hits(self.index.search(vector, top_k, offset))
+        return self._hits(dedup.search(self.index, vector, top_k, offset, dedup_threshold))
 
-    def search_image(self, data: bytes, top_k: int, offset: int = 0) -> list[Hit]:
-        """Indexed images that look like the uploaded one (visual features)."""
+    def search_image(
+        self, data: bytes, top_k: int, offset: int = 0, dedup_threshold: float = 0.0
+    ) -> list[Hit]:
+        """Indexed images that look like the uploaded one; near-duplicates folded when dedup_threshold > 0."""
         image = decode(data, self.max_pixels)
         encoded = self.pipeline.encode_images([image])
-        return self._hits(self.index.search(encoded.features[0], top_k, offset, space="features"))
+        return self._hits(
+            dedup.search(self.index, encoded.features[0], top_k, offset, dedup_threshold, space="features")
+        )
 
     def describe_upload(self, data: bytes) -> Description:
         """Describe an uploaded image."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.dedup import DEFAULT_THRESHOLD as DEFAULT_DEDUP_THRESHOLD
 
 Profile = Literal["packaged", "seed", "clip"]
 
@@ -32,6 +34,15 @@ class Settings(BaseSettings):
     max_query_chars: int = 1000
     describe_max_new_tokens: int = 20
     query_cache_size: int = 1024
+    api_key: SecretStr | None = Field(
+        default=None, description="Key for the admin endpoints (header X-API-Key); unset: admin disabled."
+    )
+    dedup_threshold: float = Field(
+        default=DEFAULT_DEDUP_THRESHOLD,
+        ge=0.0,
+        le=1.0,
+        description="Visual cosine at which results collapse into one (app/dedup.py); 0 turns it off.",
+    )
 
     @field_validator("device")
     @classmethod
@@ -64,6 +75,14 @@ class Settings(BaseSettings):
         """Allow a comma-separated list as well as JSON."""
         if isinstance(value, str) and not value.strip().startswith("["):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: object) -> object:
+        """An empty or blank IMGSEARCH_API_KEY leaves the admin endpoints disabled."""
+        if isinstance(value, str) and not value.strip():
+            return None
         return value
 
     @property

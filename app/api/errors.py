@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,12 +13,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.errors import (
     BadImage,
     BadQuery,
+    Conflict,
+    Forbidden,
     ImageNotFound,
     ImgSearchError,
     IndexMismatch,
     IndexUnavailable,
     NotReady,
     PayloadTooLarge,
+    Unauthorized,
     UnsupportedMedia,
 )
 
@@ -32,6 +36,9 @@ STATUS: dict[type[ImgSearchError], int] = {
     NotReady: 503,
     IndexUnavailable: 503,
     IndexMismatch: 503,
+    Unauthorized: 401,
+    Forbidden: 403,
+    Conflict: 409,
 }
 
 
@@ -54,6 +61,13 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(_status_of(exc), str(exc), type(exc).__name__)
 
 
+def _describe(error: dict[str, Any]) -> str:
+    """`field: message`; a JSON syntax error names the body and the character where parsing stopped."""
+    if error["type"] == "json_invalid":
+        return f"body: not valid JSON (parsing stopped at character {error['loc'][-1]})"
+    return f"{'.'.join(error['loc'][1:] or error['loc'])}: {error['msg']}"
+
+
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 with one readable line plus the field errors (inputs left out: they may be bytes)."""
     assert isinstance(exc, RequestValidationError)
@@ -65,9 +79,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         }
         for err in exc.errors()
     ]
-    summary = (
-        "; ".join(f"{'.'.join(e['loc'][1:] or e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
-    )
+    summary = "; ".join(_describe(e) for e in errors) or "invalid request"
     return JSONResponse(
         {"detail": f"invalid request: {summary}", "error": "ValidationError", "errors": errors},
         status_code=422,

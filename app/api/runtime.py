@@ -1,4 +1,4 @@
-"""Process state: the service once warm, or why it is not; loaded off the event loop."""
+"""Process state: the service once warm, or why it is not; loaded off the event loop, swapped on reload."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.device import resolve_device
-from app.errors import ImgSearchError, NotReady
+from app.errors import Conflict, ImgSearchError, NotReady
 from app.index import Index
+from app.pipeline import Models
 from app.registry import prepare
 from app.service import SearchService
 from app.settings import Settings
@@ -18,21 +19,47 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 ServiceFactory = Callable[[Settings], SearchService]
+Reloader = Callable[[Settings, SearchService], SearchService]
+EXPECTED_FAILURES = (ImgSearchError, OSError, RuntimeError, ValueError)
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception as one log-friendly line; unexpected types keep their class name."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, EXPECTED_FAILURES) else f"{type(exc).__name__}: {text}"
+
+
+def open_service(settings: Settings, index: Index, models: Models) -> SearchService:
+    """A service over an opened index and loaded models; the index is closed when they do not match."""
+    try:
+        return SearchService(
+            index,
+            models,
+            settings.cache_dir,
+            max_pixels=settings.max_image_pixels,
+            max_new_tokens=settings.describe_max_new_tokens,
+            query_cache_size=settings.query_cache_size,
+        )
+    except BaseException:
+        index.close()
+        raise
 
 
 def load_service(settings: Settings) -> SearchService:
     """Open the index, load its profile's models on the configured device, check they match."""
     index = Index(settings.index_dir)
     profile = settings.profile or index.profile
-    models = prepare(settings, profile)
-    return SearchService(
-        index,
-        models,
-        settings.cache_dir,
-        max_pixels=settings.max_image_pixels,
-        max_new_tokens=settings.describe_max_new_tokens,
-        query_cache_size=settings.query_cache_size,
-    )
+    try:
+        models = prepare(settings, profile)
+    except BaseException:
+        index.close()
+        raise
+    return open_service(settings, index, models)
+
+
+def reload_service(settings: Settings, current: SearchService) -> SearchService:
+    """The index now on disk with the models already loaded (models are never reloaded)."""
+    return open_service(settings, Index(settings.index_dir), current.pipeline.models)
 
 
 @dataclass
@@ -44,10 +71,13 @@ class Runtime:
     service: SearchService | None = None
     error: str | None = None
     device: str = ""
+    reloader: Reloader = reload_service
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def start(self) -> None:
         """Warm up in a background thread so `/healthz` answers at once."""
+        self.error = None
         self._thread = threading.Thread(target=self._load, name="warm-up", daemon=True)
         self._thread.start()
 
@@ -58,25 +88,50 @@ class Runtime:
         return self.service is not None
 
     def _load(self) -> None:
-        """Build the service; record one clear reason on failure."""
+        """Build the service; on failure record one clear reason and log it as one line (no traceback)."""
         start = time.perf_counter()
         try:
             self.device = str(resolve_device(self.settings.device)[0])
             self.service = self.factory(self.settings)
             log.info("ready in %.1fs: %d images", time.perf_counter() - start, self.service.index.count)
-        except (ImgSearchError, OSError, RuntimeError, ValueError) as exc:
-            self.error = str(exc)
-            log.error("not ready: %s", exc)
+        except Exception as exc:
+            self.error = one_line(exc)
+            log.error("not ready: %s", self.error)
+            log.debug("warm-up failure details", exc_info=True)
 
     def require(self) -> SearchService:
         """The service, or NotReady with the reason."""
-        if self.service is not None:
-            return self.service
+        service = self.service
+        if service is not None:
+            return service
         if self.error:
             raise NotReady(f"service unavailable: {self.error}")
         raise NotReady("service is warming up; retry shortly")
 
+    def reload(self) -> tuple[SearchService, SearchService]:
+        """Swap in the index now on disk, keeping the models; returns the (previous, new) services."""
+        # Requests that already hold the previous service finish on it; its index is closed by the
+        # garbage collector once the last of them lets go. One reload runs at a time.
+        with self._reload_lock:
+            previous = self.require()
+            try:
+                fresh = self.reloader(self.settings, previous)
+            except (ImgSearchError, OSError, ValueError, KeyError) as exc:
+                reason = one_line(exc)
+                log.warning("reload refused, still serving the previous index: %s", reason)
+                raise Conflict(f"reload refused, still serving the previous index: {reason}") from exc
+            self.service = fresh
+        log.info(
+            "reloaded %s: %d images (was %d)",
+            self.settings.index_dir,
+            fresh.index.count,
+            previous.index.count,
+        )
+        return previous, fresh
+
     def close(self) -> None:
-        """Release the index."""
-        if self.service is not None:
-            self.service.index.close()
+        """Release the index; later requests get 503 instead of reaching a closed index."""
+        service, self.service = self.service, None
+        self.error = "service is shutting down"
+        if service is not None:
+            service.index.close()

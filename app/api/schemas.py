@@ -26,6 +26,7 @@ class SearchResult(BaseModel):
     height: int
     url: str
     thumbnail_url: str
+    duplicates: int = Field(0, ge=0, description="near-duplicates of this image folded into it")
 
 
 class SearchResponse(BaseModel):

@@ -11,22 +11,46 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from app.api.deps import ServiceDep, SettingsDep, read_upload
-from app.api.schemas import DescribeRequest, DescribeResponse, ErrorBody, Label
+from app.api.routes.search import NON_BLANK
+from app.api.schemas import MAX_QUERY_CHARS, DescribeRequest, DescribeResponse, ErrorBody, Label
 from app.errors import BadQuery, UnsupportedMedia
 from app.service import Description
 
 router = APIRouter(tags=["describe"])
 
+_QUERY = {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": NON_BLANK}
+_IMAGE_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+# Exactly one of image_id / query, as describe_input enforces (the other may be absent or null);
+# a query needs a non-space character. DescribeRequest alone cannot say either.
+JSON_BODY: dict[str, Any] = {
+    "title": "DescribeRequest",
+    "description": DescribeRequest.__doc__,
+    "oneOf": [
+        {
+            "type": "object",
+            "properties": {"image_id": _IMAGE_ID, "query": {"type": "null"}},
+            "required": ["image_id"],
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "properties": {"query": _QUERY, "image_id": {"type": "null"}},
+            "required": ["query"],
+            "additionalProperties": False,
+        },
+    ],
+}
 OPENAPI_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": DescribeRequest.model_json_schema()},
+            "application/json": {"schema": JSON_BODY},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "properties": {"image": {"type": "string", "format": "binary"}},
                     "required": ["image"],
+                    "additionalProperties": False,
                 }
             },
         },
@@ -48,6 +72,9 @@ async def describe_input(request: Request, settings: SettingsDep) -> DescribeInp
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=8)
+        unknown = sorted(set(form.keys()) - {"image"})
+        if unknown:
+            raise BadQuery(f"unknown multipart field(s) {unknown}: send only a file field named 'image'")
         upload = form.get("image")
         if not isinstance(upload, UploadFile):
             raise BadQuery("multipart body needs a file field named 'image'")
@@ -58,6 +85,8 @@ async def describe_input(request: Request, settings: SettingsDep) -> DescribeInp
             body = DescribeRequest.model_validate(payload)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadQuery(f"body is not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise BadQuery("body is not valid JSON: nested too deeply") from exc
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"

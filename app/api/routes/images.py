@@ -20,6 +20,7 @@ RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"image/*": {}}},
     304: {"description": "not modified"},
     404: {"model": ErrorBody},
+    422: {"model": ErrorBody},
     503: {"model": ErrorBody},
 }
 

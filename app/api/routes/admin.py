@@ -1,0 +1,63 @@
+"""Admin endpoints behind IMGSEARCH_API_KEY: swap to the index now on disk without a restart."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Security
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel
+
+from app.api.deps import RuntimeDep, SettingsDep
+from app.api.schemas import ErrorBody
+from app.errors import Forbidden, Unauthorized
+
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="The value of IMGSEARCH_API_KEY; admin endpoints answer 403 while it is unset.",
+)
+
+
+def require_admin(settings: SettingsDep, key: Annotated[str | None, Security(API_KEY_HEADER)]) -> None:
+    """403 when no key is configured, 401 when the request's key is missing or wrong."""
+    configured = settings.api_key
+    if configured is None:
+        raise Forbidden("admin endpoints are disabled: set IMGSEARCH_API_KEY to enable them")
+    expected = configured.get_secret_value().encode()
+    if key is None or not hmac.compare_digest(key.encode(), expected):
+        raise Unauthorized("missing or wrong API key: send IMGSEARCH_API_KEY in the X-API-Key header")
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+class ReloadResponse(BaseModel):
+    """What a reload swapped in."""
+
+    status: str
+    index_dir: str
+    images: int
+    previous_images: int
+    took_ms: float
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadResponse,
+    responses={code: {"model": ErrorBody} for code in (401, 403, 409, 503)},
+)
+def reload(runtime: RuntimeDep) -> ReloadResponse:
+    """Serve the index now on disk (models kept; 409 and no change when it does not fit them)."""
+    # Requests in flight finish on the previous index; a missing or partial index is a 409 too.
+    start = time.perf_counter()
+    previous, fresh = runtime.reload()
+    return ReloadResponse(
+        status="reloaded",
+        index_dir=str(runtime.settings.index_dir),
+        images=fresh.index.count,
+        previous_images=previous.index.count,
+        took_ms=round((time.perf_counter() - start) * 1000, 2),
+    )

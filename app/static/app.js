@@ -1,0 +1,436 @@
+// imgsearch search page: talks to the JSON API only; every text reaches the DOM through textContent.
+"use strict";
+
+(() => {
+  const PAGE_SIZE = 24;
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    form: $("search-form"),
+    query: $("query"),
+    file: $("file-input"),
+    status: $("index-status"),
+    intro: $("intro"),
+    summary: $("summary"),
+    summaryImage: $("summary-image"),
+    summaryText: $("summary-text"),
+    clear: $("clear-button"),
+    message: $("message"),
+    results: $("results"),
+    sentinel: $("sentinel"),
+    loading: $("loading"),
+    end: $("end"),
+    overlay: $("drop-overlay"),
+    viewer: $("viewer"),
+    viewerImage: $("viewer-image"),
+    viewerTitle: $("viewer-title"),
+    viewerScore: $("viewer-score"),
+    viewerSize: $("viewer-size"),
+    viewerDuplicates: $("viewer-duplicates"),
+    viewerId: $("viewer-id"),
+    viewerClose: $("viewer-close"),
+    describe: $("describe-button"),
+    similar: $("similar-button"),
+    original: $("original-link"),
+    description: $("description"),
+    descriptionText: $("description-text"),
+    descriptionLabels: $("description-labels"),
+    prev: $("prev-button"),
+    next: $("next-button"),
+  };
+
+  // One search at a time; `generation` discards answers to searches that were replaced.
+  const state = {
+    mode: null, // "text" | "image"
+    query: "",
+    blob: null,
+    offset: 0,
+    loading: false,
+    done: true,
+    generation: 0,
+    items: [],
+    current: -1,
+    previewUrl: null,
+  };
+
+  const imageUrl = (id) => `images/${encodeURIComponent(id)}`;
+  const thumbnailUrl = (id) => `images/${encodeURIComponent(id)}/thumbnail`;
+  const baseName = (path) => path.split("/").pop() || path;
+  const formatScore = (score) => score.toFixed(3);
+
+  class ApiError extends Error {}
+
+  async function api(path, options = {}) {
+    let response;
+    try {
+      response = await fetch(path, options);
+    } catch (error) {
+      throw new ApiError("The service cannot be reached. Is it running?");
+    }
+    const type = response.headers.get("content-type") || "";
+    const body = type.includes("application/json") ? await response.json() : null;
+    if (!response.ok) {
+      const detail = body && typeof body.detail === "string" ? body.detail : `HTTP ${response.status}`;
+      throw new ApiError(detail);
+    }
+    return body;
+  }
+
+  function showMessage(text, kind = "info") {
+    el.message.textContent = text;
+    el.message.dataset.kind = kind;
+    el.message.hidden = !text;
+  }
+
+  function setLoading(on) {
+    state.loading = on;
+    el.loading.hidden = !on;
+  }
+
+  // ---- results grid -------------------------------------------------------------------------
+
+  function card(item, index) {
+    const li = document.createElement("li");
+    li.className = "card";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "card-button";
+    button.setAttribute("aria-label", `Open ${item.source}`);
+    button.addEventListener("click", () => openViewer(index));
+
+    const frame = document.createElement("div");
+    frame.className = "thumb";
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.decoding = "async";
+    img.alt = item.source;
+    img.src = thumbnailUrl(item.id);
+    img.addEventListener("load", () => frame.classList.add("loaded"));
+    img.addEventListener("error", () => frame.classList.add("broken"));
+    frame.append(img);
+    if (item.duplicates > 0) {
+      const badge = document.createElement("span");
+      badge.className = "dup-badge";
+      badge.textContent = `+${item.duplicates} similar`;
+      badge.title = `${item.duplicates} near-duplicate${item.duplicates > 1 ? "s" : ""} folded into this result`;
+      frame.append(badge);
+    }
+
+    const meta = document.createElement("div");
+    meta.className = "card-meta";
+    const name = document.createElement("span");
+    name.className = "card-name";
+    name.textContent = baseName(item.source);
+    name.title = item.source;
+    const score = document.createElement("span");
+    score.className = "score";
+    score.textContent = formatScore(item.score);
+    score.title = "cosine similarity";
+    meta.append(name, score);
+
+    const bar = document.createElement("div");
+    bar.className = "score-bar";
+    const fill = document.createElement("span");
+    fill.style.width = `${Math.round(Math.max(0, Math.min(1, item.score)) * 100)}%`;
+    bar.append(fill);
+
+    button.append(frame, meta, bar);
+    li.append(button);
+    return li;
+  }
+
+  async function loadMore() {
+    if (state.loading || state.done || !state.mode) return;
+    const generation = state.generation;
+    setLoading(true);
+    try {
+      let body;
+      if (state.mode === "text") {
+        const params = new URLSearchParams({ q: state.query, top_k: String(PAGE_SIZE), offset: String(state.offset) });
+        body = await api(`search?${params}`);
+      } else {
+        const form = new FormData();
+        form.append("image", state.blob, state.blob.name || "query-image");
+        form.append("top_k", String(PAGE_SIZE));
+        form.append("offset", String(state.offset));
+        body = await api("search/image", { method: "POST", body: form });
+      }
+      if (generation !== state.generation) return;
+      const fragment = document.createDocumentFragment();
+      for (const item of body.results) {
+        state.items.push(item);
+        fragment.append(card(item, state.items.length - 1));
+      }
+      el.results.append(fragment);
+      state.offset += body.results.length;
+      state.done = body.results.length < PAGE_SIZE;
+      if (state.items.length === 0) showMessage("No results.");
+      el.end.hidden = !(state.done && state.items.length > 0);
+      updateSummary(body.total);
+    } catch (error) {
+      if (generation !== state.generation) return;
+      state.done = true;
+      showMessage(error instanceof ApiError ? error.message : String(error), "error");
+    } finally {
+      if (generation === state.generation) {
+        setLoading(false);
+        // Re-arm the observer: if the sentinel is still on screen, the next page loads at once.
+        observer.unobserve(el.sentinel);
+        if (!state.done) observer.observe(el.sentinel);
+      }
+    }
+  }
+
+  const observer = new IntersectionObserver(
+    (entries) => {
+      if (entries.some((entry) => entry.isIntersecting)) loadMore();
+    },
+    { rootMargin: "300px 0px" },
+  );
+
+  function startSearch(mode, { query = "", blob = null, preview = null } = {}) {
+    state.generation += 1;
+    Object.assign(state, { mode, query, blob, offset: 0, done: false, items: [], current: -1 });
+    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+    state.previewUrl = preview && preview.startsWith("blob:") ? preview : null;
+    el.results.replaceChildren();
+    el.end.hidden = true;
+    el.intro.hidden = true;
+    showMessage("");
+    el.summary.hidden = false;
+    el.summaryImage.hidden = !preview;
+    if (preview) el.summaryImage.src = preview;
+    else el.summaryImage.removeAttribute("src");
+    el.summaryText.textContent = mode === "text" ? `Searching for “${query}”…` : "Searching by image…";
+    setLoading(false);
+    observer.unobserve(el.sentinel);
+    observer.observe(el.sentinel);
+    window.scrollTo({ top: 0 });
+  }
+
+  function updateSummary(total) {
+    const shown = state.items.length;
+    const of = `${shown}${state.done ? "" : "+"} result${shown === 1 ? "" : "s"} from ${total} images`;
+    if (state.mode === "text") {
+      el.summaryText.textContent = `${of} for “${state.query}”`;
+    } else {
+      const name = state.blob && state.blob.name ? state.blob.name : "the image";
+      el.summaryText.textContent = `${of} that look like ${name}`;
+    }
+  }
+
+  function searchText(query) {
+    const text = query.trim();
+    if (!text) {
+      el.query.focus();
+      return;
+    }
+    el.query.value = text;
+    const url = new URL(window.location.href);
+    url.searchParams.set("q", text);
+    history.replaceState(null, "", url);
+    startSearch("text", { query: text });
+  }
+
+  function searchImage(blob, preview) {
+    if (!blob || !(blob.type || "").startsWith("image/")) {
+      showMessage("That file is not an image.", "error");
+      return;
+    }
+    el.query.value = "";
+    const url = new URL(window.location.href);
+    url.searchParams.delete("q");
+    history.replaceState(null, "", url);
+    startSearch("image", { blob, preview: preview || URL.createObjectURL(blob) });
+  }
+
+  function clearSearch() {
+    state.generation += 1;
+    Object.assign(state, { mode: null, query: "", blob: null, offset: 0, done: true, items: [] });
+    el.results.replaceChildren();
+    el.summary.hidden = true;
+    el.intro.hidden = false;
+    el.end.hidden = true;
+    el.query.value = "";
+    showMessage("");
+    setLoading(false);
+    const url = new URL(window.location.href);
+    url.searchParams.delete("q");
+    history.replaceState(null, "", url);
+    el.query.focus();
+  }
+
+  // ---- viewer -------------------------------------------------------------------------------
+
+  function openViewer(index) {
+    const item = state.items[index];
+    if (!item) return;
+    state.current = index;
+    el.viewerImage.src = imageUrl(item.id);
+    el.viewerImage.alt = item.source;
+    el.viewerTitle.textContent = item.source;
+    el.viewerTitle.title = item.source;
+    el.viewerScore.textContent = formatScore(item.score);
+    el.viewerSize.textContent = `${item.width} × ${item.height} px`;
+    el.viewerDuplicates.textContent = item.duplicates > 0 ? String(item.duplicates) : "none";
+    el.viewerId.textContent = item.id;
+    el.original.href = imageUrl(item.id);
+    el.description.hidden = true;
+    el.descriptionText.textContent = "";
+    el.descriptionLabels.replaceChildren();
+    el.describe.disabled = false;
+    el.describe.textContent = "Describe";
+    el.similar.disabled = false;
+    el.prev.disabled = index === 0;
+    el.next.disabled = index >= state.items.length - 1 && state.done;
+    if (!el.viewer.open) el.viewer.showModal();
+  }
+
+  async function describeCurrent() {
+    const item = state.items[state.current];
+    if (!item) return;
+    const index = state.current;
+    el.describe.disabled = true;
+    el.describe.textContent = "Describing…";
+    try {
+      const body = await api("describe", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ image_id: item.id }),
+      });
+      if (index !== state.current) return;
+      el.descriptionText.textContent = body.description;
+      el.descriptionLabels.replaceChildren(
+        ...body.labels.map((label) => {
+          const li = document.createElement("li");
+          const name = document.createElement("span");
+          name.textContent = label.label;
+          const value = document.createElement("span");
+          value.className = "label-score";
+          value.textContent = `${Math.round(label.score * 100)}%`;
+          li.append(name, value);
+          return li;
+        }),
+      );
+      el.description.hidden = false;
+    } catch (error) {
+      if (index !== state.current) return;
+      el.descriptionText.textContent = error instanceof ApiError ? error.message : String(error);
+      el.description.hidden = false;
+    } finally {
+      if (index === state.current) {
+        el.describe.disabled = false;
+        el.describe.textContent = "Describe";
+      }
+    }
+  }
+
+  async function moreLikeCurrent() {
+    const item = state.items[state.current];
+    if (!item) return;
+    el.similar.disabled = true;
+    try {
+      const response = await fetch(imageUrl(item.id));
+      if (!response.ok) throw new ApiError(`The original of ${item.source} is not available.`);
+      const data = await response.blob();
+      const file = new File([data], baseName(item.source), { type: data.type || "image/jpeg" });
+      el.viewer.close();
+      searchImage(file, thumbnailUrl(item.id));
+    } catch (error) {
+      el.similar.disabled = false;
+      el.descriptionText.textContent = error instanceof ApiError ? error.message : String(error);
+      el.descriptionLabels.replaceChildren();
+      el.description.hidden = false;
+    }
+  }
+
+  async function step(delta) {
+    const target = state.current + delta;
+    if (target < 0) return;
+    if (target >= state.items.length && !state.done) await loadMore();
+    if (target < state.items.length) openViewer(target);
+  }
+
+  // ---- readiness ----------------------------------------------------------------------------
+
+  async function watchReadiness() {
+    for (;;) {
+      try {
+        const response = await fetch("readyz");
+        const body = await response.json();
+        if (response.ok) {
+          el.status.textContent = `${body.images.toLocaleString()} images · ${body.profile}`;
+          el.status.dataset.state = "ready";
+          return;
+        }
+        el.status.textContent = body.status === "failed" ? "Service unavailable" : "Warming up…";
+        el.status.title = body.detail || "";
+        el.status.dataset.state = body.status;
+        if (body.status === "failed") return;
+      } catch (error) {
+        el.status.textContent = "Offline";
+        el.status.dataset.state = "failed";
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    }
+  }
+
+  // ---- events -------------------------------------------------------------------------------
+
+  el.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    searchText(el.query.value);
+  });
+  el.file.addEventListener("change", () => {
+    const [file] = el.file.files;
+    if (file) searchImage(file);
+    el.file.value = "";
+  });
+  for (const chip of document.querySelectorAll("#examples .chip")) {
+    chip.addEventListener("click", () => searchText(chip.dataset.query || ""));
+  }
+  el.clear.addEventListener("click", clearSearch);
+  el.viewerClose.addEventListener("click", () => el.viewer.close());
+  el.viewer.addEventListener("click", (event) => {
+    if (event.target === el.viewer) el.viewer.close(); // a click on the backdrop
+  });
+  el.viewer.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowLeft") step(-1);
+    if (event.key === "ArrowRight") step(1);
+  });
+  el.describe.addEventListener("click", describeCurrent);
+  el.similar.addEventListener("click", moreLikeCurrent);
+  el.prev.addEventListener("click", () => step(-1));
+  el.next.addEventListener("click", () => step(1));
+
+  let dragDepth = 0;
+  const hasFiles = (event) => Array.from(event.dataTransfer?.types || []).includes("Files");
+  window.addEventListener("dragenter", (event) => {
+    if (!hasFiles(event)) return;
+    dragDepth += 1;
+    el.overlay.hidden = false;
+  });
+  window.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (dragDepth === 0) el.overlay.hidden = true;
+  });
+  window.addEventListener("dragover", (event) => {
+    if (hasFiles(event)) event.preventDefault();
+  });
+  window.addEventListener("drop", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    dragDepth = 0;
+    el.overlay.hidden = true;
+    const [file] = event.dataTransfer.files;
+    if (file) searchImage(file);
+  });
+  window.addEventListener("paste", (event) => {
+    const file = Array.from(event.clipboardData?.files || []).find((f) => f.type.startsWith("image/"));
+    if (file) searchImage(file);
+  });
+
+  watchReadiness();
+  const initial = new URLSearchParams(window.location.search).get("q");
+  if (initial) searchText(initial);
+  else el.query.focus();
+})();

@@ -1,0 +1,240 @@
+"""Near-duplicate collapse: the grouping rule, paging in groups, the API, real photos with copies."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app import dedup
+from app.bridge import Bridge, BridgeParams
+from app.build import BuildConfig, build_index
+from app.index import Index
+from app.main import create_app
+from app.pipeline import Models, Pipeline
+from app.settings import Settings
+from app.sources import FolderSource
+from tests.conftest import png_bytes, service_factory, wait_ready
+
+RED = (220, 20, 20)
+ORANGE = (220, 120, 20)
+GREEN = (20, 200, 20)
+BLUE = (20, 20, 220)
+
+
+def unit(rows: list[list[float]]) -> np.ndarray:
+    """Rows scaled to length 1, as the index stores features."""
+    matrix = np.asarray(rows, dtype=np.float32)
+    scaled: np.ndarray = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    return scaled
+
+
+class MatrixIndex:
+    """The part of Index that dedup.search reads, over an in-memory matrix."""
+
+    def __init__(self, features: np.ndarray) -> None:
+        self.features = features
+        self.count = features.shape[0]
+        self.windows: list[int] = []
+
+    def search(
+        self, query: np.ndarray, top_k: int, offset: int = 0, space: str = "vectors"
+    ) -> list[tuple[int, float]]:
+        """Exact cosine ranking by the features, ties by row."""
+        self.windows.append(top_k)
+        scores = self.features @ query
+        order = np.lexsort((np.arange(self.count), -scores))[offset : offset + top_k]
+        return [(int(row), float(scores[row])) for row in order]
+
+
+def test_collapse_keeps_the_best_ranked_copy_and_counts_the_rest() -> None:
+    features = unit([[1, 0, 0], [0.999, 0.02, 0], [0, 1, 0], [0.998, 0, 0.03], [0, 0.99, 0.05]])
+    ranked = [(1, 0.9), (2, 0.8), (0, 0.7), (4, 0.6), (3, 0.5)]
+    groups = dedup.collapse(ranked, features, 0.97)
+    assert groups == [dedup.Group(1, 0.9, 2), dedup.Group(2, 0.8, 1)]
+
+
+def test_collapse_joins_the_most_similar_representative_and_respects_the_threshold() -> None:
+    # Rows at 0°, 24° and 14°: row 1 stands apart from row 0; row 2 is near both but nearer row 1.
+    angles = np.radians([0.0, 24.0, 14.0])
+    features = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    groups = dedup.collapse([(0, 0.9), (1, 0.8), (2, 0.7)], features, 0.95)
+    assert [(g.row, g.duplicates) for g in groups] == [(0, 0), (1, 1)]
+    assert len(dedup.collapse([(0, 0.9), (1, 0.8), (2, 0.7)], features, 0.999)) == 3
+    assert dedup.collapse([], features, 0.9) == []
+
+
+def test_search_fetches_more_candidates_until_the_page_is_full_and_pages_count_groups() -> None:
+    # 150 near-identical rows rank first, then 5 distinct ones.
+    rng = np.random.default_rng(0)
+    copies = np.array([1.0, 0, 0, 0, 0, 0]) + rng.normal(0, 0.002, (150, 6))
+    distinct = np.eye(6)[1:] * 0.9 + np.array([0.3, 0, 0, 0, 0, 0])
+    index = MatrixIndex(unit([*copies.tolist(), *distinct.tolist()]))
+    query = np.array([1.0, 0, 0, 0, 0, 0], dtype=np.float32)
+    as_index = cast(Index, index)
+    first = dedup.search(as_index, query, top_k=3, threshold=0.97)
+    assert first[0].duplicates == 149 and len(first) == 3
+    assert len(index.windows) > 1, "the first window held one group only: it must have grown"
+    second = dedup.search(as_index, query, top_k=3, offset=3, threshold=0.97)
+    everything = dedup.search(as_index, query, top_k=100, threshold=0.97)
+    assert [g.row for g in everything] == [g.row for g in first + second]
+    assert len(everything) == 6
+    assert dedup.search(as_index, query, top_k=3, offset=10, threshold=0.97) == []
+
+
+def test_past_the_candidate_cap_results_still_come_unfolded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedup, "MAX_WINDOW", 8)
+    rows = [[1.0, 0.001 * i] for i in range(20)] + [[0.0, 1.0]]
+    index = MatrixIndex(unit(rows))
+    query = np.array([1.0, 0.0], dtype=np.float32)
+    groups = dedup.search(cast(Index, index), query, top_k=5, threshold=0.97)
+    assert max(index.windows) == 8
+    # The eight best candidates fold into one; the next ranked rows follow one by one.
+    assert [(g.row, g.duplicates) for g in groups] == [(0, 7), (8, 0), (9, 0), (10, 0), (11, 0)]
+    page = dedup.search(cast(Index, index), query, top_k=2, offset=3, threshold=0.97)
+    assert [g.row for g in page] == [10, 11]
+
+
+def test_threshold_zero_is_the_plain_ranking() -> None:
+    index = MatrixIndex(unit([[1, 0], [1, 0.001], [0, 1]]))
+    groups = dedup.search(cast(Index, index), np.array([1.0, 0.0], np.float32), 3, threshold=0)
+    assert [(g.row, g.duplicates) for g in groups] == [(0, 0), (1, 0), (2, 0)]
+
+
+# ---- through the API, with the fake models (their visual feature is the mean colour) ----
+
+
+@pytest.fixture(scope="module")
+def planted_index(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """red.png, a resized JPEG copy of it, orange, green and blue."""
+    folder = tmp_path_factory.mktemp("planted")
+    (folder / "red.png").write_bytes(png_bytes(RED, (60, 40)))
+    (folder / "red-copy.jpg").write_bytes(png_bytes(RED, (30, 20), "JPEG"))
+    (folder / "orange.png").write_bytes(png_bytes(ORANGE, (60, 40)))
+    (folder / "green.png").write_bytes(png_bytes(GREEN, (60, 40)))
+    (folder / "blue.png").write_bytes(png_bytes(BLUE, (60, 40)))
+    index_dir = tmp_path_factory.mktemp("planted-index") / "index"
+    build_index(FolderSource(folder), index_dir, pipeline, BuildConfig(pca_dim=0, workers=0), progress=False)
+    return index_dir
+
+
+@pytest.fixture
+def open_client(planted_index: Path, models: Models, tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """Opens clients over the planted index with chosen settings; closes them after the test."""
+    opened: list[TestClient] = []
+
+    def make(threshold: float = dedup.DEFAULT_THRESHOLD) -> TestClient:
+        settings = Settings(
+            index_dir=planted_index, cache_dir=tmp_path, device="cpu", dedup_threshold=threshold
+        )
+        client = TestClient(create_app(settings, factory=service_factory(models, tmp_path)))
+        client.__enter__()
+        opened.append(client)
+        wait_ready(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def test_text_search_shows_one_result_per_group_with_its_duplicate_count(
+    open_client: Callable[..., TestClient],
+) -> None:
+    client = open_client()
+    results = client.get("/search", params={"q": "red thing", "top_k": 10}).json()["results"]
+    folded = {r["source"]: r["duplicates"] for r in results}
+    red = "red.png" if "red.png" in folded else "red-copy.jpg"
+    assert folded == {red: 1, "orange.png": 0, "green.png": 0, "blue.png": 0}
+    sources = [r["source"] for r in results]
+    # Pages count groups: the second page starts after the folded copy.
+    page = client.post("/search", json={"query": "red thing", "top_k": 2, "offset": 2}).json()["results"]
+    assert [r["source"] for r in page] == sources[2:4]
+
+
+def test_image_search_folds_the_copy_too(open_client: Callable[..., TestClient]) -> None:
+    client = open_client()
+    upload = png_bytes(RED, (50, 50))
+    response = client.post("/search/image", files={"image": ("q.png", upload, "image/png")})
+    results = response.json()["results"]
+    assert results[0]["source"] in {"red.png", "red-copy.jpg"} and results[0]["duplicates"] == 1
+    assert "orange.png" in [r["source"] for r in results] and len(results) == 4
+
+
+def test_threshold_zero_turns_collapsing_off(open_client: Callable[..., TestClient]) -> None:
+    client = open_client(threshold=0)
+    results = client.get("/search", params={"q": "red thing"}).json()["results"]
+    assert len(results) == 5 and {r["duplicates"] for r in results} == {0}
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "high"])
+def test_an_invalid_threshold_fails_at_start_up(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("IMGSEARCH_DEDUP_THRESHOLD", value)
+    with pytest.raises(ValueError, match="dedup_threshold"):
+        Settings()
+
+
+# ---- the real packaged image model over photos with planted copies ----
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "horse", "camera", "coins", "brick", "text")
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """The image after a round trip through JPEG at `quality`."""
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
+
+
+def scaled(image: Image.Image, factor: float) -> Image.Image:
+    """The image resized by `factor` (Lanczos)."""
+    return image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
+
+
+COPIES: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "horse": lambda im: jpeg(scaled(im, 0.5), 90),  # the usual web copy: half size, re-encoded
+    "chelsea": lambda im: jpeg(scaled(im, 0.75), 90),  # (451×300: half size would be below 224 px)
+    "coffee": lambda im: jpeg(im, 75),
+    "astronaut": lambda im: jpeg(scaled(im, 1.5), 90),
+    "rocket": lambda im: scaled(im, 0.75),
+}
+
+
+@pytest.mark.real_weights
+def test_real_features_fold_planted_copies_and_keep_distinct_photos_apart() -> None:
+    from skimage import data
+
+    from app.registry import create_models
+
+    models = create_models("packaged", Settings(device="cpu"), with_lm=False)
+    models.image.load(torch.device("cpu"), torch.float32)
+    labels = models.image.labels or []
+    # The visual features do not depend on the bridge: a stand-in skips embedding 1000 label names.
+    stand_in = Bridge(BridgeParams(), labels, np.zeros((len(labels), 1), np.float32), identity=True)
+    pipeline = Pipeline(models, stand_in)
+    photos = {}
+    for name in PHOTOS:
+        array = np.asarray(getattr(data, name)())
+        photos[name] = Image.fromarray(array.astype(np.uint8)).convert("RGB")
+    names = list(photos) + [f"{name}-copy" for name in COPIES]
+    images = list(photos.values()) + [make(photos[name]) for name, make in COPIES.items()]
+    features = pipeline.encode_images(images).features
+    similarity = features @ features.T
+    n = len(PHOTOS)
+    copy_scores = {name: float(similarity[names.index(name), n + i]) for i, name in enumerate(COPIES)}
+    distinct = similarity[:n, :n][np.triu_indices(n, 1)]
+    threshold = dedup.DEFAULT_THRESHOLD
+    assert min(copy_scores.values()) >= threshold, copy_scores
+    assert float(distinct.max()) < threshold - 0.2, float(distinct.max())
+    # Ranked by closeness to the coffee photo, every copy folds into its original and nothing else folds.
+    ranked = [(int(row), float(similarity[1, row])) for row in np.argsort(-similarity[1])]
+    groups = dedup.collapse(ranked, features, threshold)
+    folded = {names[g.row].removesuffix("-copy"): g.duplicates for g in groups}
+    assert len(groups) == n and folded == {name: int(name in COPIES) for name in PHOTOS}
