@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,10 @@ from app.service import SearchService
 from app.settings import Settings
 from app.sources import FolderSource
 from tests.fakes import COLOURS, fake_models
+
+# Nothing in the tests may reach a model or dataset hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
 def png_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (40, 30), fmt: str = "PNG") -> bytes:
@@ -83,6 +89,17 @@ def service_factory(models: Models, cache: Path) -> ServiceFactory:
 
     def factory(settings: Settings) -> SearchService:
         return SearchService(Index(settings.index_dir), models, cache, max_pixels=settings.max_image_pixels)
+
+    return factory
+
+
+def gated_factory(models: Models, cache: Path, release: threading.Event) -> ServiceFactory:
+    """A factory whose warm-up waits until the test sets `release` (at most 30 s)."""
+    inner = service_factory(models, cache)
+
+    def factory(settings: Settings) -> SearchService:
+        release.wait(30)
+        return inner(settings)
 
     return factory
 

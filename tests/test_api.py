@@ -15,9 +15,8 @@ from PIL import Image
 
 from app.main import create_app
 from app.pipeline import Models
-from app.service import SearchService
 from app.settings import Settings
-from tests.conftest import png_bytes, service_factory, wait_ready
+from tests.conftest import gated_factory, png_bytes, service_factory, wait_ready
 from tests.fakes import COLOURS
 
 
@@ -36,13 +35,7 @@ def test_healthz_and_readyz_report_profile_device_and_size(client: TestClient) -
 
 def test_readyz_is_503_while_warming_then_200(settings: Settings, models: Models, tmp_path: Path) -> None:
     release = threading.Event()
-    inner = service_factory(models, tmp_path)
-
-    def slow(s: Settings) -> SearchService:
-        release.wait(10)
-        return inner(s)
-
-    with TestClient(create_app(settings, factory=slow)) as client:
+    with TestClient(create_app(settings, factory=gated_factory(models, tmp_path, release))) as client:
         assert client.get("/healthz").status_code == 200
         warming = client.get("/readyz")
         assert warming.status_code == 503 and warming.json()["status"] == "loading"

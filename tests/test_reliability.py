@@ -41,7 +41,7 @@ from app.registry import make_bridge
 from app.service import SearchService
 from app.settings import Settings
 from app.sources import FolderSource
-from tests.conftest import make_gallery, png_bytes, service_factory, wait_ready
+from tests.conftest import gated_factory, make_gallery, png_bytes, service_factory, wait_ready
 from tests.fakes import COLOURS, fake_models
 from tests.test_api import bomb_png
 
@@ -572,15 +572,9 @@ def test_reload_of_a_missing_or_partial_index_is_refused(live: tuple[TestClient,
 
 def test_reload_before_warm_up_is_503(settings: Settings, models: Models, tmp_path: Path) -> None:
     release = threading.Event()
-    inner = service_factory(models, tmp_path)
-
-    def slow(s: Settings) -> SearchService:
-        """Warm-up that waits for the test."""
-        release.wait(30)
-        return inner(s)
 
     keyed = Settings(index_dir=settings.index_dir, cache_dir=tmp_path, device="cpu", api_key=KEY)
-    with TestClient(create_app(keyed, factory=slow)) as client:
+    with TestClient(create_app(keyed, factory=gated_factory(models, tmp_path, release))) as client:
         assert_clear_4xx(admin(client), 503, "warming up")
         release.set()
         wait_ready(client)
