@@ -99,19 +99,9 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
 
 def search_service(settings: Settings) -> SearchService:
     """The service over an index with its profile's encoders, without the language model."""
-    from app.index import Index
-    from app.registry import prepare
-    from app.service import SearchService
+    from app.api.runtime import load_service
 
-    index = Index(settings.index_dir)
-    try:
-        models = prepare(settings, settings.profile or index.profile, with_lm=False)
-        return SearchService(
-            index, models, settings.cache_dir, max_pixels=settings.max_image_pixels, query_cache_size=16
-        )
-    except BaseException:
-        index.close()
-        raise
+    return load_service(settings, with_lm=False)
 
 
 def print_hits(hits: list[Hit], first_rank: int = 1) -> None:

@@ -45,12 +45,12 @@ def open_service(settings: Settings, index: Index, models: Models) -> SearchServ
         raise
 
 
-def load_service(settings: Settings) -> SearchService:
+def load_service(settings: Settings, with_lm: bool = True) -> SearchService:
     """Open the index, load its profile's models on the configured device, check they match."""
     index = Index(settings.index_dir)
     profile = settings.profile or index.profile
     try:
-        models = prepare(settings, profile)
+        models = prepare(settings, profile, with_lm=with_lm)
     except BaseException:
         index.close()
         raise
