@@ -106,7 +106,7 @@ def random_recall(queries: list[str], relevant: dict[str, set[str]]) -> dict[int
 
 
 def service_ranking(index_dir: Path, models: Models, cache_dir: Path, queries: list[str]) -> Ranking:
-    """Rank through SearchService.search_text, exactly as the API does."""
+    """Rank through SearchService.search_text, the API's path, without near-duplicate folding."""
     index = Index(index_dir)
     try:
         service = SearchService(index, models, cache_dir)
