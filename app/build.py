@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from app.pca import Pca
 from app.pipeline import Pipeline
 from app.preprocessing import Preprocessor, decode, image_format, thumbnail
 from app.sources import Source
+from app.vectors import ANN_FILE, build_ann
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ TEXT_VECTORS = "text_vectors.npy"  # unprojected text-space vectors, kept when P
 BUILDING = "building"
 OLD = "old"
 RECORD_CHUNK = 10_000  # manifest rows read per query (SQLite caps the number of parameters)
+
+
+AnnMode = Literal["auto", "always", "never"]
 
 
 @dataclass
@@ -65,6 +69,8 @@ class BuildConfig:
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
     label_k: int = 5
     max_pixels: int = 50_000_000
+    ann: AnnMode = "auto"  # HNSW graph: always, never, or auto (from ann_min vectors on)
+    ann_min: int = 100_000
 
 
 @dataclass
@@ -485,11 +491,14 @@ def _build(
         elif config.pca_dim:
             log.info("PCA skipped: %d images, %d dimensions ≤ --pca-dim %d", *raw.shape, config.pca_dim)
         timings["pca"] = time.perf_counter() - write_started
-        np.save(tmp / ix.VECTORS, matrix.astype(np.float16))
+        stored = matrix.astype(np.float16)
+        np.save(tmp / ix.VECTORS, stored)
+        if config.ann == "always" or (config.ann == "auto" and stored.shape[0] >= config.ann_min):
+            timings["ann"] = build_ann(stored, tmp / ANN_FILE)
         np.save(tmp / ix.FEATURES, np.stack(features).astype(np.float16))
         ix.write_manifest(tmp / ix.MANIFEST, records)
         report.indexed = len(records)
-        timings["write"] += time.perf_counter() - write_started - timings["pca"]
+        timings["write"] += time.perf_counter() - write_started - timings["pca"] - timings.get("ann", 0.0)
         timings["total"] = time.perf_counter() - started
         report.seconds = timings
         models = pipeline.models
@@ -516,6 +525,7 @@ def _build(
                 "pca_dim": config.pca_dim,
                 "pca_centred": config.pca_centred,
                 "label_k": config.label_k,
+                "ann": (tmp / ANN_FILE).is_file(),
                 "update": previous is not None,
             },
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -46,6 +46,13 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-flip", action="store_true", help="skip mirrored test-time augmentation")
     parser.add_argument(
+        "--ann",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="store an HNSW graph for approximate search (auto: from --ann-min images on)",
+    )
+    parser.add_argument("--ann-min", type=int, default=100_000, help="size from which --ann auto builds one")
+    parser.add_argument(
         "--update",
         action="store_true",
         help="reuse the vectors of files already in the index (by sha256), encode new ones, drop deleted "
@@ -84,6 +91,8 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
             pca_centred=args.pca_centred,
             batch_size=args.batch_size,
             max_pixels=settings.max_image_pixels,
+            ann=args.ann,
+            ann_min=args.ann_min,
         )
         if args.workers is not None:
             config.workers = args.workers

@@ -15,6 +15,7 @@ import numpy as np
 
 from app.errors import ImageNotFound, IndexMismatch, IndexUnavailable
 from app.pca import Pca
+from app.vectors import ExactSearcher, SearchOptions, VectorSearcher, open_searcher
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ THUMBNAILS = "thumbnails"
 ORIGINALS = "originals"
 REPORT = "build_report.json"
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
-SEARCH_CHUNK = 65536
 
 SCHEMA = """
 CREATE TABLE images (
@@ -87,7 +87,7 @@ def _record(row: tuple[Any, ...]) -> ImageRecord:
 class Index:
     """A built index opened read-only: vectors memory-mapped, manifest in SQLite."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, options: SearchOptions | None = None) -> None:
         self.path = path
         meta_path = path / META
         if not meta_path.is_file():
@@ -101,10 +101,11 @@ class Index:
                     f"index {path} has format version {self.meta.get('format_version')}, "
                     f"this code reads {FORMAT_VERSION}; rebuild it"
                 )
-            self.vectors: np.ndarray = np.load(path / VECTORS, mmap_mode="r")
+            # Copy-on-write maps: nothing writes to them, and torch can wrap them without a copy.
+            self.vectors: np.ndarray = np.load(path / VECTORS, mmap_mode="c")
             features = path / FEATURES
             self.features: np.ndarray = (
-                np.load(features, mmap_mode="r") if features.exists() else self.vectors
+                np.load(features, mmap_mode="c") if features.exists() else self.vectors
             )
             self.pca = Pca.load(path / PCA_FILE) if (path / PCA_FILE).exists() else None
             self._db = sqlite3.connect(f"file:{path / MANIFEST}?mode=ro", uri=True, check_same_thread=False)
@@ -120,6 +121,8 @@ class Index:
             )
         root = self.meta.get("collection_root")
         self.collection_root = Path(root) if root else path
+        self.searcher: VectorSearcher = open_searcher(path, self.vectors, options or SearchOptions())
+        self._feature_searcher = ExactSearcher(self.features)
 
     @property
     def count(self) -> int:
@@ -137,8 +140,9 @@ class Index:
         return int(self.vectors.shape[1])
 
     def close(self) -> None:
-        """Release the manifest connection."""
+        """Release the manifest connection and the searcher."""
         self._db.close()
+        self.searcher.close()
 
     def check_compatible(self, profile: str, models: dict[str, str], text_dim: int) -> None:
         """Raise IndexMismatch naming both sides when the index was made by other models."""
@@ -186,23 +190,12 @@ class Index:
         offset: int = 0,
         space: str = "vectors",
     ) -> list[tuple[int, float]]:
-        """Exact cosine search: (row, score) pairs ranked offset..offset+top_k."""
+        """Cosine search: (row, score) pairs ranked offset..offset+top_k (text space via the searcher)."""
         matrix = self.vectors if space == "vectors" else self.features
         if query.shape[-1] != matrix.shape[1]:
             raise IndexMismatch(f"query has {query.shape[-1]} dimensions, index {matrix.shape[1]}")
-        scores = np.empty(matrix.shape[0], dtype=np.float32)
-        q = query.astype(np.float32)
-        for first in range(0, matrix.shape[0], SEARCH_CHUNK):
-            block = np.asarray(matrix[first : first + SEARCH_CHUNK], dtype=np.float32)
-            scores[first : first + block.shape[0]] = block @ q
-        wanted = min(offset + top_k, scores.shape[0])
-        if wanted <= offset:
-            return []
-        top = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < scores.shape[0] else np.arange(wanted)
-        ranked = top[np.lexsort((top, -scores[top]))][offset:wanted]
-        # float16 storage can push a perfect match a hair above 1: report cosines in [-1, 1].
-        clipped = np.clip(scores[ranked], -1.0, 1.0)
-        return [(int(row), float(score)) for row, score in zip(ranked, clipped, strict=True)]
+        searcher = self.searcher if space == "vectors" else self._feature_searcher
+        return searcher.search(query, offset + top_k)[offset:]
 
     def original_path(self, record: ImageRecord) -> Path:
         """File of the original image; never outside the collection root."""

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.dedup import DEFAULT_THRESHOLD as DEFAULT_DEDUP_THRESHOLD
+from app.vectors import Backend, SearchOptions
 
 Profile = Literal["packaged", "seed", "clip"]
 
@@ -43,6 +44,17 @@ class Settings(BaseSettings):
         le=1.0,
         description="Visual cosine at which results collapse into one (app/dedup.py); 0 turns it off.",
     )
+    vector_backend: Backend = Field(
+        default="matrix", description="matrix: the index's own vectors (exact or HNSW); milvus: a store."
+    )
+    ann_threshold: int = Field(
+        default=100_000, ge=0, description="From this many vectors the matrix backend uses the HNSW graph."
+    )
+    ann_ef_search: int = Field(default=128, ge=1, le=4096, description="HNSW search breadth.")
+    milvus_uri: str | None = Field(
+        default=None, description="Milvus Lite file path or http(s) URI of a Milvus server (backend milvus)."
+    )
+    milvus_collection: str = "images"
 
     @field_validator("device")
     @classmethod
@@ -84,6 +96,16 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    def search_options(self) -> SearchOptions:
+        """The vector-search part of the settings."""
+        return SearchOptions(
+            backend=self.vector_backend,
+            ann_threshold=self.ann_threshold,
+            ef_search=self.ann_ef_search,
+            milvus_uri=self.milvus_uri,
+            milvus_collection=self.milvus_collection,
+        )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -88,7 +88,8 @@ def service_factory(models: Models, cache: Path) -> ServiceFactory:
     """A factory the app calls in its lifespan instead of loading real models."""
 
     def factory(settings: Settings) -> SearchService:
-        return SearchService(Index(settings.index_dir), models, cache, max_pixels=settings.max_image_pixels)
+        index = Index(settings.index_dir, settings.search_options())
+        return SearchService(index, models, cache, max_pixels=settings.max_image_pixels)
 
     return factory
 

@@ -47,7 +47,7 @@ def open_service(settings: Settings, index: Index, models: Models) -> SearchServ
 
 def load_service(settings: Settings, with_lm: bool = True) -> SearchService:
     """Open the index, load its profile's models on the configured device, check they match."""
-    index = Index(settings.index_dir)
+    index = Index(settings.index_dir, settings.search_options())
     profile = settings.profile or index.profile
     try:
         models = prepare(settings, profile, with_lm=with_lm)
@@ -59,7 +59,8 @@ def load_service(settings: Settings, with_lm: bool = True) -> SearchService:
 
 def reload_service(settings: Settings, current: SearchService) -> SearchService:
     """The index now on disk with the models already loaded (models are never reloaded)."""
-    return open_service(settings, Index(settings.index_dir), current.pipeline.models)
+    index = Index(settings.index_dir, settings.search_options())
+    return open_service(settings, index, current.pipeline.models)
 
 
 @dataclass

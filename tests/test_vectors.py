@@ -1,0 +1,91 @@
+"""Vector search: the exact path ranks like brute force, the HNSW graph finds the same neighbours."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.build import BuildConfig, build_index
+from app.errors import IndexUnavailable
+from app.index import Index
+from app.pipeline import Pipeline
+from app.sources import FolderSource
+from app.vectors import ANN_FILE, SMALL, ExactSearcher, HnswSearcher, SearchOptions, build_ann
+
+
+def clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    """Unit rows drawn around 50 random centres, stored as float16 like an index."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, dim)).astype(np.float32)
+    rows = centres[rng.integers(0, 50, n)] + 0.4 * rng.standard_normal((n, dim)).astype(np.float32)
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float16)
+
+
+def brute_force(matrix: np.ndarray, query: np.ndarray, k: int) -> list[int]:
+    """Reference ranking in float32, ties by row."""
+    scores = matrix.astype(np.float32) @ query.astype(np.float32)
+    return [int(i) for i in np.lexsort((np.arange(len(scores)), -scores))[:k]]
+
+
+def test_exact_search_over_a_large_matrix_ranks_like_brute_force() -> None:
+    matrix = clustered(SMALL + 5000, 32, seed=1)
+    searcher = ExactSearcher(matrix.copy())
+    assert searcher._tensor is not None  # the large-matrix path, not the float32 fallback
+    rng = np.random.default_rng(2)
+    for query in rng.standard_normal((5, 32)).astype(np.float32):
+        query /= np.linalg.norm(query)
+        hits = searcher.search(query, 10)
+        assert [row for row, _ in hits] == brute_force(matrix, query, 10)
+        expected = matrix[hits[0][0]].astype(np.float32) @ query
+        assert hits[0][1] == pytest.approx(float(expected), abs=1e-6)
+        assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)
+
+
+def test_hnsw_graph_finds_the_exact_neighbours(tmp_path: Path) -> None:
+    matrix = clustered(3000, 32, seed=3)
+    build_ann(matrix, tmp_path / ANN_FILE)
+    searcher = HnswSearcher(tmp_path / ANN_FILE, matrix, ef_search=64)
+    rng = np.random.default_rng(4)
+    found = 0
+    for query in matrix[rng.choice(3000, 50)].astype(np.float32):
+        hits = searcher.search(query, 10)
+        found += len({row for row, _ in hits} & set(brute_force(matrix, query, 10)))
+        assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)
+    assert found / 500 >= 0.95
+
+
+def test_hnsw_graph_of_another_size_is_refused(tmp_path: Path) -> None:
+    matrix = clustered(300, 16, seed=5)
+    build_ann(matrix, tmp_path / ANN_FILE)
+    with pytest.raises(IndexUnavailable, match="rebuild"):
+        HnswSearcher(tmp_path / ANN_FILE, matrix[:200], ef_search=32)
+
+
+def test_build_stores_the_graph_and_the_index_uses_it_above_the_threshold(
+    pipeline: Pipeline, gallery: Path, tmp_path: Path
+) -> None:
+    index_dir = tmp_path / "index"
+    build_index(
+        FolderSource(gallery), index_dir, pipeline, BuildConfig(workers=0, ann="always"), progress=False
+    )
+    assert (index_dir / ANN_FILE).is_file()
+    exact = Index(index_dir)
+    ann = Index(index_dir, SearchOptions(ann_threshold=0))
+    assert exact.searcher.kind == "exact" and ann.searcher.kind == "hnsw"
+    assert exact.meta["build"]["ann"] is True
+    query = np.asarray(exact.vectors[1], dtype=np.float32)
+    assert ann.search(query, 3) == exact.search(query, 3)
+    assert ann.search(query, 2, offset=1) == exact.search(query, 3)[1:]
+
+
+def test_small_builds_store_no_graph_and_a_missing_graph_falls_back_to_exact(
+    index_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert not (index_dir / ANN_FILE).exists()
+    with caplog.at_level(logging.WARNING):
+        index = Index(index_dir, SearchOptions(ann_threshold=1))
+    assert index.searcher.kind == "exact"
+    assert "--ann always" in caplog.text
