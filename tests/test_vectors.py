@@ -21,7 +21,8 @@ def clustered(n: int, dim: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((50, dim)).astype(np.float32)
     rows = centres[rng.integers(0, 50, n)] + 0.4 * rng.standard_normal((n, dim)).astype(np.float32)
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float16)
+    unit: np.ndarray = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float16)
+    return unit
 
 
 def brute_force(matrix: np.ndarray, query: np.ndarray, k: int) -> list[int]:
