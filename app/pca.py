@@ -27,15 +27,25 @@ class Pca:
         return int(self.components.shape[1])
 
     @classmethod
-    def fit(cls, vectors: np.ndarray, dim: int, centred: bool = False, seed: int = 0) -> Pca:
-        """Fit scikit-learn's PCA; the dimension is capped by the number of vectors and their width."""
-        from sklearn.decomposition import PCA
-
-        k = max(1, min(dim, vectors.shape[0], vectors.shape[1]))
-        model = PCA(n_components=k, random_state=seed, svd_solver="auto").fit(vectors.astype(np.float32))
+    def fit(cls, vectors: np.ndarray, dim: int, centred: bool = False, chunk: int = 65536) -> Pca:
+        """Principal axes from the covariance matrix, accumulated in chunks (memory independent of N)."""
+        n, width = vectors.shape
+        k = max(1, min(dim, n, width))
+        total = np.zeros(width, dtype=np.float64)
+        gram = np.zeros((width, width), dtype=np.float64)
+        for first in range(0, n, chunk):
+            block = np.asarray(vectors[first : first + chunk], dtype=np.float64)
+            total += block.sum(axis=0)
+            gram += block.T @ block
+        mean = total / n
+        covariance = gram - n * np.outer(mean, mean)
+        _, axes = np.linalg.eigh(covariance)  # ascending eigenvalues
+        components = axes[:, ::-1][:, :k].T
+        # Deterministic signs: the largest-magnitude coordinate of each axis is positive.
+        signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])
         return cls(
-            components=model.components_.astype(np.float32),
-            mean=model.mean_.astype(np.float32),
+            components=(components * signs[:, None]).astype(np.float32),
+            mean=mean.astype(np.float32),
             centred=centred,
         )
 

@@ -63,9 +63,9 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "packaged": Profile(
-        image=lambda s: EfficientNetLiteEncoder(s.image_model),
+        image=lambda s: EfficientNetLiteEncoder(s.image_model, cache_dir=s.cache_dir),
         text=lambda s: MeanPoolTextEncoder(s.text_model or _minilm(), s.text_model or MINILM_ID),
-        lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf())),
+        lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf()), s.cache_dir),
         joint_space=False,
     ),
     "seed": Profile(
@@ -79,7 +79,7 @@ PROFILES: dict[str, Profile] = {
         text=lambda s: ClipTextEncoder(
             s.text_model or s.image_model or _local(s, "openai/clip-vit-base-patch32")
         ),
-        lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf())),
+        lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf()), s.cache_dir),
         joint_space=True,
     ),
 }

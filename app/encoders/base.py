@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +16,15 @@ import torch
 from app.preprocessing import ImageSpec, Preprocessor
 
 log = logging.getLogger(__name__)
+
+
+def file_digest(path: Path) -> str:
+    """First 16 hex digits of a file's sha256 (the cache key of what is prepared from it)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 class Model(ABC):
@@ -72,6 +83,8 @@ class ImageEncoder(Model):
     spec: ImageSpec
     labels: list[str] | None = None
     feature_dim: int
+    micro_batch: int | None = None  # images per forward (None: the whole batch)
+    channels_last: bool = False  # also on the CPU (always on accelerators)
 
     @property
     def preprocess(self) -> Preprocessor:
@@ -83,12 +96,14 @@ class ImageEncoder(Model):
         start = time.perf_counter()
         with self.lock, torch.inference_mode():
             batch = pixels.to(self.device, self.dtype, non_blocking=True)
-            if self.device.type != "cpu":
+            if self.channels_last or self.device.type != "cpu":
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            features, logits = self._forward(batch)
+            step = self.micro_batch or len(batch)
+            parts = [self._forward(batch[first : first + step]) for first in range(0, len(batch), step)]
+            logits = [part[1] for part in parts if part[1] is not None]
             out = ImageOutput(
-                features=features.float().cpu(),
-                logits=None if logits is None else logits.float().cpu(),
+                features=torch.cat([part[0] for part in parts]).float().cpu(),
+                logits=torch.cat(logits).float().cpu() if len(logits) == len(parts) else None,
             )
         self.seconds_in_inference += time.perf_counter() - start
         self.calls += 1
@@ -99,8 +114,9 @@ class ImageEncoder(Model):
         """Model-specific forward returning (pooled features, logits or None)."""
 
     def warmup(self) -> None:
-        """Encode one blank image."""
-        self.encode(torch.zeros(1, 3, self.spec.size, self.spec.size))
+        """Encode blank images: a full micro-batch and a lone one, twice (TorchScript optimises on reuse)."""
+        for count in (self.micro_batch or 1, 1) * 2:
+            self.encode(torch.zeros(count, 3, self.spec.size, self.spec.size))
 
 
 class TextEncoder(Model):

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from app.encoders.base import LanguageModel
+from app.encoders.base import LanguageModel, file_digest
+
+log = logging.getLogger(__name__)
+WEIGHTS = "model.safetensors"
 
 
 def smollm2_gguf() -> Path:
@@ -23,24 +29,60 @@ def smollm2_gguf() -> Path:
     return files[0]
 
 
-class CausalLanguageModel(LanguageModel):
-    """A Hugging Face causal LM; a path ending in .gguf is de-quantised by transformers."""
+def dequantised_copy(gguf: Path, cache_dir: Path) -> Path:
+    """A float32 transformers folder made from a GGUF file once, under `cache_dir`, keyed by its hash."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    def __init__(self, source: str) -> None:
+    target = cache_dir / "lm" / f"{gguf.stem}-{file_digest(gguf)}"
+    if (target / WEIGHTS).is_file():
+        return target
+    log.info("preparing %s once: de-quantising the GGUF weights into %s", gguf.name, target)
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    scratch = target.with_name(target.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    tokenizer.save_pretrained(scratch)
+    model.config.save_pretrained(scratch)
+    model.generation_config.save_pretrained(scratch)
+    # transformers refuses save_pretrained on a GGUF-loaded model: write the state dict ourselves,
+    # without the tied output head (it is rebuilt from the embeddings on load).
+    state = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    save_file(state, str(scratch / WEIGHTS), metadata={"format": "pt"})
+    shutil.rmtree(target, ignore_errors=True)
+    scratch.rename(target)
+    log.info("prepared %s in %.1fs", gguf.name, time.perf_counter() - start)
+    return target
+
+
+class CausalLanguageModel(LanguageModel):
+    """A Hugging Face causal LM; a .gguf file is de-quantised once and cached under `cache_dir`."""
+
+    def __init__(self, source: str, cache_dir: Path | None = None) -> None:
         super().__init__()
         self.source = source
+        self.cache_dir = cache_dir
         self.model_id = Path(source).name if source.endswith(".gguf") else source
 
     def _load(self) -> None:
         """Load tokenizer and model."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if self.source.endswith(".gguf"):
+        if self.source.endswith(".gguf") and self.cache_dir is None:
             path = Path(self.source)
             self.tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             model = AutoModelForCausalLM.from_pretrained(
                 path.parent, gguf_file=path.name, dtype=torch.float32
             )
+        elif self.source.endswith(".gguf"):
+            assert self.cache_dir is not None
+            folder = dequantised_copy(Path(self.source), self.cache_dir)
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         else:
             self.tokenizer = AutoTokenizer.from_pretrained(self.source)
             model = AutoModelForCausalLM.from_pretrained(self.source)

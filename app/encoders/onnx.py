@@ -1,0 +1,81 @@
+"""CPU fast path: an image encoder exported once to ONNX and run by ONNX Runtime (cached by weights hash)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.encoders.base import file_digest
+
+log = logging.getLogger(__name__)
+OPSET = 17
+
+
+def export(module: torch.nn.Module, size: int, target: Path) -> Path:
+    """Write `module` (image batch → outputs) as ONNX with a dynamic batch axis; atomic."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    partial = target.with_name(target.name + ".partial")
+    example = torch.zeros(2, 3, size, size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            str(partial),
+            input_names=["pixels"],
+            output_names=["features", "logits"],
+            dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    partial.replace(target)
+    log.info("exported %s for ONNX Runtime in %.1fs", target.name, time.perf_counter() - started)
+    return target
+
+
+class OnnxRunner:
+    """Runs an exported encoder on the CPU; called like the torch module it replaces."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No busy-waiting between operators: decoding workers need those cycles.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.path = path
+        self.session: Any = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits) of a float32 CPU batch."""
+        pixels = np.ascontiguousarray(batch.numpy(), dtype=np.float32)
+        features, logits = self.session.run(None, {"pixels": pixels})
+        return torch.from_numpy(features), torch.from_numpy(logits)
+
+
+def onnx_runner(
+    module: torch.nn.Module, size: int, weights: Path, name: str, cache_dir: Path | None
+) -> OnnxRunner:
+    """ONNX Runtime session for `module`, exported once per weights file under `cache_dir`."""
+    import onnxruntime as ort
+
+    key = f"{name}-{file_digest(weights)}-torch{torch.__version__.split('+')[0]}-opset{OPSET}.onnx"
+    if cache_dir is None:
+        target = Path(tempfile.mkdtemp(prefix="imgsearch-onnx-")) / key
+    else:
+        target = cache_dir / "onnx" / key
+    if not target.is_file():
+        log.info("preparing %s once: exporting it to ONNX (%s)", name, target)
+        export(module, size, target)
+    log.debug("ONNX Runtime %s on %s", ort.__version__, target)
+    return OnnxRunner(target, torch.get_num_threads())
