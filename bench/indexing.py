@@ -1,0 +1,114 @@
+"""Batch build throughput on the Tux Paint stamps: naive loop vs model-only forward vs our build."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from app.bridge import BridgeParams
+from app.build import BuildConfig, build_index
+from app.encoders.efficientnet import EfficientNetLiteEncoder
+from app.pipeline import Pipeline
+from app.preprocessing import decode
+from app.registry import make_bridge, prepare
+from app.settings import Settings
+from app.sources import FolderSource
+from scripts.tuxpaint import collect, fetch_stamps, stage
+
+log = logging.getLogger("bench.indexing")
+DEFAULT_CACHE = Path.home() / ".cache" / "imgsearch" / "bench"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where the stamps are unpacked")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--naive-limit", type=int, default=200, help="images timed in the naive loop")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="build decoding processes (default: build's)"
+    )
+    parser.add_argument("--device", default="auto")
+    return parser.parse_args(argv)
+
+
+def naive(pipeline: Pipeline, files: list[Path]) -> float:
+    """The original design's loop: open, preprocess, forward one image at a time; images per second.
+
+    Same outputs as the build (mirrored pass and bridge included), from the plain eager model:
+    contiguous tensors, no TorchScript, no parallel decoding.
+    """
+    plain = EfficientNetLiteEncoder(optimize=False)
+    plain.load(pipeline.models.image.device, pipeline.models.image.dtype)
+    models = dataclasses.replace(pipeline.models, image=plain)
+    loop = Pipeline(models, pipeline.bridge, flip=pipeline.flip)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for path in files:
+            loop.encode_pixels(loop.preprocess(decode(path)).unsqueeze(0))
+    return len(files) / (time.perf_counter() - start)
+
+
+def model_only(pipeline: Pipeline, files: list[Path], batch_size: int) -> float:
+    """The build's encode step alone on pre-decoded tensors at the build's batch size; images per second."""
+    tensors = [pipeline.preprocess(decode(path)) for path in files]
+    batches = [torch.stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
+    pipeline.encode_pixels(batches[0])  # warm-up
+    start = time.perf_counter()
+    for batch in batches:
+        pipeline.encode_pixels(batch)
+    return len(tensors) / (time.perf_counter() - start)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stage the images, time the three paths, print the table and the RESULT line."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    settings = Settings(device=args.device)
+    stamps = fetch_stamps(args.cache_dir.expanduser())
+    selected = collect(stamps, args.limit)
+    models = prepare(settings, "packaged", with_lm=False)
+    pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir))
+    device = models.image.device
+    with tempfile.TemporaryDirectory(prefix="indexing-") as scratch:
+        folder = Path(scratch) / "images"
+        stage(stamps, selected, folder)
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        log.info("%d images on %s, torch threads %d", len(files), device, torch.get_num_threads())
+        naive_ips = naive(pipeline, files[: args.naive_limit])
+        log.info("naive: %.1f img/s", naive_ips)
+        model_ips = model_only(pipeline, files, args.batch_size)
+        log.info("model only: %.1f img/s", model_ips)
+        config = BuildConfig(batch_size=args.batch_size, max_pixels=settings.max_image_pixels)
+        if args.workers is not None:
+            config.workers = args.workers
+        start = time.perf_counter()
+        report = build_index(FolderSource(folder), Path(scratch) / "index", pipeline, config, progress=False)
+        build_ips = (report.encoded + len(report.duplicates)) / (time.perf_counter() - start)
+    print(
+        f"{len(files)} images ({report.encoded} encoded), device {device}, batch {args.batch_size}, "
+        f"{config.workers} workers, torch threads {torch.get_num_threads()}"
+    )
+    print("| path | img/s |")
+    print(f"| (a) naive loop, one image at a time | {naive_ips:.1f} |")
+    print(f"| (b) model only, batch {args.batch_size}, pre-decoded | {model_ips:.1f} |")
+    print(f"| (c) our build (read → encode → write) | {build_ips:.1f} |")
+    print(f"build stages (s): {report.seconds}")
+    print(
+        f"RESULT indexing naive_ips={naive_ips:.1f} model_ips={model_ips:.1f} build_ips={build_ips:.1f} "
+        f"speedup={build_ips / naive_ips:.2f} of_model={build_ips / model_ips:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""A large index for load and memory benches: a real small index's rows first, then synthetic rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from app import index as ix
+from app.vectors import ANN_FILE, build_ann
+from bench.search import synthetic
+
+
+def scaled_index(
+    real: Path, target: Path, count: int, thumbnails: bool = True, features: bool = True, ann: bool = False
+) -> Path:
+    """Copy `real` (a built index) to `target` grown to `count` rows; synthetic rows reuse its images."""
+    source = ix.Index(real)
+    try:
+        records = source.records(list(range(source.count)))
+        vectors = np.asarray(source.vectors, dtype=np.float32)
+        feats = np.asarray(source.features, dtype=np.float32)
+        meta = dict(source.meta)
+    finally:
+        source.close()
+    shutil.rmtree(target, ignore_errors=True)
+    (target / ix.THUMBNAILS).mkdir(parents=True)
+    extra = count - len(records)
+    matrix = np.concatenate([vectors, synthetic(extra, vectors.shape[1], "bridge", seed=count)])
+    np.save(target / ix.VECTORS, matrix.astype(np.float16))
+    if features:
+        noise = synthetic(extra, feats.shape[1], "bridge", seed=count + 1)
+        np.save(target / ix.FEATURES, np.concatenate([feats, noise]).astype(np.float16))
+    rows: list[ix.ImageRecord] = []
+    for row in range(count):
+        like = records[row % len(records)]
+        image_id = like.id if row < len(records) else f"{row:016x}"
+        rows.append(
+            ix.ImageRecord(
+                row, image_id, like.source, like.sha256, like.width, like.height, like.format, like.labels
+            )
+        )
+        if thumbnails:
+            os.link(real / ix.THUMBNAILS / f"{like.id}.jpg", target / ix.THUMBNAILS / f"{image_id}.jpg")
+    ix.write_manifest(target / ix.MANIFEST, rows)
+    if (real / ix.PCA_FILE).exists():
+        shutil.copy(real / ix.PCA_FILE, target / ix.PCA_FILE)
+    if ann:
+        build_ann(np.load(target / ix.VECTORS, mmap_mode="r"), target / ANN_FILE)
+    meta["count"] = count
+    meta["source"] = f"{meta.get('source')} + {extra} synthetic rows"
+    (target / ix.META).write_text(json.dumps(meta, indent=2))
+    return target

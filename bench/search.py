@@ -1,0 +1,203 @@
+"""Search at scale: exact vs ANN (faiss HNSW, usearch HNSW) over synthetic unit vectors stored as float16."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, SearchOptions, build_ann
+
+log = logging.getLogger("bench.search")
+
+Search = Callable[[np.ndarray], list[int]]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated index sizes")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--ef-search",
+        default=f"64,128,256,{SearchOptions().ef_search}",
+        help="HNSW breadths at query time (comma-separated); the RESULT line uses the service default",
+    )
+    parser.add_argument(
+        "--data",
+        choices=["bridge", "uniform"],
+        default="bridge",
+        help="bridge: mixtures of 1000 label directions, as the ConSE bridge makes them; uniform: worst case",
+    )
+    parser.add_argument("--no-usearch", action="store_true", help="skip the usearch comparison")
+    parser.add_argument("--work-dir", type=Path, default=None, help="where the .npy files go (default: tmp)")
+    return parser.parse_args(argv)
+
+
+def synthetic(n: int, dim: int, kind: str, seed: int) -> np.ndarray:
+    """Unit rows: bridge-like mixtures of 5 of 1000 fixed directions plus noise, or uniform on the sphere."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), dtype=np.float32)
+    labels = np.random.default_rng(0).standard_normal((1000, dim)).astype(np.float32)
+    step = 100_000
+    for first in range(0, n, step):
+        m = min(step, n - first)
+        if kind == "uniform":
+            block = rng.standard_normal((m, dim)).astype(np.float32)
+        else:
+            chosen = rng.integers(0, 1000, (m, 5))
+            weights = rng.dirichlet(np.full(5, 0.5), m).astype(np.float32)
+            block = np.einsum("mk,mkd->md", weights, labels[chosen])
+            block += 0.05 * rng.standard_normal((m, dim)).astype(np.float32)
+        out[first : first + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def baseline_search(matrix: np.ndarray, query: np.ndarray, k: int) -> list[int]:
+    """The first implementation: float16 chunks converted to float32, then argpartition."""
+    scores = np.empty(matrix.shape[0], dtype=np.float32)
+    for first in range(0, matrix.shape[0], 65536):
+        scores[first : first + 65536] = np.asarray(matrix[first : first + 65536], dtype=np.float32) @ query
+    top = np.argpartition(-scores, k - 1)[:k]
+    return [int(i) for i in top[np.argsort(-scores[top])]]
+
+
+def timed(search: Search, queries: np.ndarray) -> tuple[list[list[int]], float, float]:
+    """Results and p50/p99 milliseconds of one query at a time (after one warm-up query)."""
+    search(queries[0])
+    results: list[list[int]] = []
+    times: list[float] = []
+    for query in queries:
+        start = time.perf_counter()
+        results.append(search(query))
+        times.append(time.perf_counter() - start)
+    ms = np.array(times) * 1000
+    return results, float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def recall(found: list[list[int]], truth: list[list[int]]) -> float:
+    """Mean share of the true top-10 found."""
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth, strict=True)]))
+
+
+def usearch_index(matrix: np.ndarray, ef_search: int) -> tuple[Any, float]:
+    """A usearch HNSW (f16 storage, inner product, same M and ef as ours) and its build seconds."""
+    module = importlib.import_module("usearch.index")
+    start = time.perf_counter()
+    index = module.Index(
+        ndim=matrix.shape[1],
+        metric="ip",
+        dtype="f16",
+        connectivity=32,
+        expansion_add=80,
+        expansion_search=ef_search,
+    )
+    index.add(np.arange(matrix.shape[0]), matrix, threads=2)
+    return index, time.perf_counter() - start
+
+
+def top_rows(searcher: HnswSearcher, query: np.ndarray) -> list[int]:
+    """Rows of the top 10."""
+    return [row for row, _ in searcher.search(query, 10)]
+
+
+def efs(args: argparse.Namespace) -> list[int]:
+    """The HNSW breadths to measure, in increasing order."""
+    return sorted({int(v) for v in str(args.ef_search).split(",")} | {SearchOptions().ef_search})
+
+
+def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
+    """Every method at one size; returns the figures."""
+    vectors = synthetic(n, args.dim, args.data, seed=n)
+    queries = synthetic(args.queries, args.dim, args.data, seed=n + 1)
+    path = work / f"vectors-{n}.npy"
+    np.save(path, vectors.astype(np.float16))
+    del vectors
+    matrix = np.load(path, mmap_mode="c")
+    exact = ExactSearcher(matrix)
+    truth, exact_p50, exact_p99 = timed(lambda q: [r for r, _ in exact.search(q, 10)], queries)
+    base_queries = queries[: max(20, args.queries // 10)]
+    _, base_p50, base_p99 = timed(lambda q: baseline_search(matrix, q, 10), base_queries)
+    ann_seconds = build_ann(matrix, work / ANN_FILE)
+    row = {
+        "n": float(n),
+        "baseline_p50": base_p50,
+        "baseline_p99": base_p99,
+        "exact_p50": exact_p50,
+        "exact_p99": exact_p99,
+        "faiss_build_s": ann_seconds,
+        "faiss_bytes": float((work / ANN_FILE).stat().st_size),
+    }
+    for ef in efs(args):
+        hnsw = HnswSearcher(work / ANN_FILE, matrix, ef)
+        found, p50, p99 = timed(partial(top_rows, hnsw), queries)
+        row |= {f"faiss{ef}_p50": p50, f"faiss{ef}_p99": p99, f"faiss{ef}_recall": recall(found, truth)}
+        hnsw.close()
+    if not args.no_usearch:
+        try:
+            index, seconds = usearch_index(np.asarray(matrix), 64)
+        except ImportError:
+            log.warning("usearch is not installed: skipped")
+        else:
+            row["usearch_build_s"] = seconds
+            for ef in efs(args):
+                index.expansion_search = ef
+                hits, p50, p99 = timed(lambda q: [int(k) for k in index.search(q, 10).keys], queries)
+                row |= {f"usearch{ef}_p50": p50, f"usearch{ef}_p99": p99}
+                row[f"usearch{ef}_recall"] = recall(hits, truth)
+    path.unlink()
+    (work / ANN_FILE).unlink()
+    return row
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every size and print a table and the RESULT line."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+        for n in sizes:
+            log.info("size %d", n)
+            rows.append(run_size(n, args, Path(tmp)))
+            print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)
+    print(f"\ndata={args.data} dim={args.dim} queries={args.queries} (ms per query, one query at a time)")
+    print("| n | baseline exact p50 / p99 | exact p50 / p99 | HNSW build s (faiss / usearch) |")
+    for r in rows:
+        print(
+            f"| {int(r['n']):,} | {r['baseline_p50']:.1f} / {r['baseline_p99']:.1f} "
+            f"| {r['exact_p50']:.1f} / {r['exact_p99']:.1f} "
+            f"| {r['faiss_build_s']:.0f} / {r.get('usearch_build_s', float('nan')):.0f} |"
+        )
+    print("\n| n | efSearch | faiss p50 / p99 | faiss recall@10 | usearch p50 / p99 | usearch recall@10 |")
+    for r in rows:
+        for ef in efs(args):
+            faiss = f"{r[f'faiss{ef}_p50']:.2f} / {r[f'faiss{ef}_p99']:.2f}"
+            cells = [faiss, f"{r[f'faiss{ef}_recall']:.3f}"]
+            if f"usearch{ef}_p50" in r:
+                cells += [
+                    f"{r[f'usearch{ef}_p50']:.2f} / {r[f'usearch{ef}_p99']:.2f}",
+                    f"{r[f'usearch{ef}_recall']:.3f}",
+                ]
+            print(f"| {int(r['n']):,} | {ef} | " + " | ".join(cells) + " |")
+    last, ef = rows[-1], SearchOptions().ef_search
+    print(
+        f"RESULT search n={int(last['n'])} exact_p50_ms={last['exact_p50']:.1f} "
+        f"ann_p50_ms={last[f'faiss{ef}_p50']:.2f} ann_recall10={last[f'faiss{ef}_recall']:.3f} "
+        f"baseline_p50_ms={last['baseline_p50']:.1f} ef_search={ef}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
