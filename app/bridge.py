@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -126,7 +127,14 @@ def label_vectors(
                 return np.asarray(cached, dtype=np.float32)
         except (OSError, ValueError):
             log.warning("ignoring unreadable label cache %s", path)
-    log.info("embedding %d labels × %d templates with %s", len(labels), len(templates), text.model_id)
+    log.info(
+        "preparing the bridge once: embedding %d labels × %d templates with %s (cached in %s)",
+        len(labels),
+        len(templates),
+        text.model_id,
+        path or "memory only",
+    )
+    started = time.perf_counter()
     sums = np.zeros((len(labels), text.dim), dtype=np.float32)
     for template in templates:
         sums += text.encode([template.format(label) for label in labels])
@@ -143,6 +151,7 @@ def label_vectors(
             tmp.replace(path)
         except OSError:
             log.warning("cannot write label cache %s", path)
+    log.info("prepared the label embeddings in %.1fs", time.perf_counter() - started)
     return vectors
 
 

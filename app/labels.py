@@ -1,9 +1,11 @@
-"""ImageNet-1k class names in the classifiers' output order (shipped with torchvision, no download)."""
+"""ImageNet-1k class names in the classifiers' output order, their WordNet lemmas and definitions."""
 
 from __future__ import annotations
 
+import json
 import re
 from functools import cache
+from importlib import resources
 
 ARTICLES = frozenset({"a", "an", "the", "some", "two", "three", "one", "this", "that", "my", "our", "your"})
 BREAKS = frozenset(
@@ -19,35 +21,31 @@ WORD = re.compile(r"[a-z][a-z'-]*")
 
 
 @cache
+def _tables() -> dict[str, list[str]]:
+    """app/data/imagenet.json: torchvision's names and timm's WordNet texts (scripts/imagenet_names.py)."""
+    data: dict[str, list[str]] = json.loads(resources.files("app").joinpath("data/imagenet.json").read_text())
+    return data
+
+
+@cache
 def imagenet_labels() -> tuple[str, ...]:
     """The 1000 ImageNet category names, index = classifier output."""
-    from torchvision.models import ResNet50_Weights
-
-    categories: list[str] = ResNet50_Weights.IMAGENET1K_V2.meta["categories"]
-    return tuple(categories)
+    return tuple(_tables()["labels"])
 
 
 @cache
 def _synonyms() -> dict[str, tuple[str, ...]]:
-    """Short name → WordNet lemmas of the same class (timm ships them; e.g. 'tabby' → 'tabby, tabby cat')."""
-    try:
-        from timm.data.imagenet_info import ImageNetInfo
-    except ImportError:  # pragma: no cover - timm is a dependency
-        return {}
-    descriptions: list[str] = list(ImageNetInfo().label_descriptions())
+    """Short name → WordNet lemmas of the same class (e.g. 'tabby' → 'tabby, tabby cat')."""
     return {
         name: tuple(part.strip() for part in text.split(","))
-        for name, text in zip(imagenet_labels(), descriptions, strict=True)
+        for name, text in zip(imagenet_labels(), _tables()["lemmas"], strict=True)
     }
 
 
 @cache
 def imagenet_definitions() -> tuple[str, ...]:
     """WordNet definition of each class ('sorrel' → 'a horse of a brownish orange to light brown color')."""
-    from timm.data.imagenet_info import ImageNetInfo
-
-    detailed: list[str] = list(ImageNetInfo().label_descriptions(detailed=True))
-    return tuple(text.split(": ", 1)[-1] for text in detailed)
+    return tuple(_tables()["definitions"])
 
 
 def readable_label(name: str) -> str:

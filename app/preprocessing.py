@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-from torchvision.transforms import v2
 
 from app.errors import BadImage, NotAnImage
 
@@ -92,13 +92,9 @@ class Preprocessor:
 
     def __init__(self, spec: ImageSpec) -> None:
         self.spec = spec
-        self._to_tensor = v2.Compose(
-            [
-                v2.PILToTensor(),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(mean=list(spec.mean), std=list(spec.std)),
-            ]
-        )
+        # PILToTensor → ToDtype(scale) → Normalize, written out: torchvision costs seconds to import.
+        self._mean = torch.tensor(spec.mean, dtype=torch.float32).view(3, 1, 1)
+        self._std = torch.tensor(spec.std, dtype=torch.float32).view(3, 1, 1)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """Return a (3, size, size) float tensor."""
@@ -107,7 +103,8 @@ class Preprocessor:
             fitted = ImageOps.pad(image, size, method=Image.Resampling.BICUBIC, color=WHITE)
         else:
             fitted = ImageOps.fit(image, size, method=Image.Resampling.BICUBIC)
-        tensor: torch.Tensor = self._to_tensor(fitted)
+        pixels = torch.from_numpy(np.array(fitted.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1)
+        tensor: torch.Tensor = (pixels.float() / 255.0 - self._mean) / self._std
         return tensor
 
 

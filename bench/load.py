@@ -12,8 +12,6 @@ Last line: `RESULT load search_p50_c1_ms=… search_p99_c1_ms=… … errors=…
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +24,8 @@ import numpy as np
 
 from app.labels import imagenet_labels, readable_label
 from bench.scaled_index import scaled_index
-from bench.soak import REPO, build_demo_index, free_port, wait_ready
+from bench.server import serve
+from bench.soak import build_demo_index
 
 Request = Callable[[httpx.Client, int], httpx.Response]
 
@@ -113,28 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(scratch)
         small = args.index_dir.resolve() if args.index_dir else build_demo_index(work)[0]
         index_dir = scaled_index(small, work / "scaled", args.size)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "IMGSEARCH_INDEX_DIR": str(index_dir), "IMGSEARCH_DEVICE": "cpu"}
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        server = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO, env=env)
-        try:
-            ready = wait_ready(base, server, 900)
-            print(f"server ready: {ready}", flush=True)
-            ids = [
-                r["id"]
-                for r in httpx.get(f"{base}/search", params={"q": "a photo", "top_k": 100}).json()["results"]
-            ]
-            ids += [f"{row:016x}" for row in range(len(ids), args.size)]
+        with serve(index_dir) as server:
+            print(f"server ready in {server.ready_s:.1f}s: {server.ready}", flush=True)
+            base = server.base
+            first = httpx.get(f"{base}/search", params={"q": "a photo", "top_k": 100}).json()["results"]
+            ids = [r["id"] for r in first] + [f"{row:016x}" for row in range(len(first), args.size)]
             for n, clients in enumerate(levels):
                 batch = texts[n * args.requests : (n + 1) * args.requests]
 
@@ -147,13 +129,6 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"search_c{clients}"] = run_level(base, clients, args.requests, search)
                 results[f"cached_c{clients}"] = run_level(base, clients, args.requests, search)
                 results[f"thumbnail_c{clients}"] = run_level(base, clients, args.requests, thumb)
-        finally:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
         stages = stage_split(index_dir, texts[needed : needed + 100])
     print(f"\n{args.size:,}-row index, {args.requests} requests per row, 2 CPU cores")
     print("| endpoint | clients | QPS | p50 ms | p99 ms | errors |")

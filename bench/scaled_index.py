@@ -29,7 +29,8 @@ def scaled_index(
     shutil.rmtree(target, ignore_errors=True)
     (target / ix.THUMBNAILS).mkdir(parents=True)
     extra = count - len(records)
-    matrix = np.concatenate([vectors, synthetic(extra, vectors.shape[1], "bridge", seed=count)])
+    kind = "fitted" if vectors.shape[1] == 128 else "bridge"
+    matrix = np.concatenate([vectors, synthetic(extra, vectors.shape[1], kind, seed=count)])
     np.save(target / ix.VECTORS, matrix.astype(np.float16))
     if features:
         noise = synthetic(extra, feats.shape[1], "bridge", seed=count + 1)

@@ -20,6 +20,9 @@ from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, SearchOptions, bu
 log = logging.getLogger("bench.search")
 
 Search = Callable[[np.ndarray], list[int]]
+# Mean and covariance of the 128-d vectors of the Tux Paint index built with the defaults
+# (python -m bench.relevance builds the same index); they give synthetic rows our index's geometry.
+STATS = Path(__file__).parent / "data" / "tuxpaint_vector_stats.npz"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -35,9 +38,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--data",
-        choices=["bridge", "uniform"],
-        default="bridge",
-        help="bridge: mixtures of 1000 label directions, as the ConSE bridge makes them; uniform: worst case",
+        choices=["fitted", "bridge", "uniform"],
+        default="fitted",
+        help="fitted: a Gaussian with the mean and covariance of the Tux Paint index's vectors "
+        f"({STATS.name}); bridge: mixtures of 5 of 1000 random directions; uniform: on the sphere",
     )
     parser.add_argument("--no-usearch", action="store_true", help="skip the usearch comparison")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the .npy files go (default: tmp)")
@@ -45,14 +49,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def synthetic(n: int, dim: int, kind: str, seed: int) -> np.ndarray:
-    """Unit rows: bridge-like mixtures of 5 of 1000 fixed directions plus noise, or uniform on the sphere."""
+    """Unit rows drawn like our index's vectors (fitted), as bridge-like mixtures, or uniformly."""
     rng = np.random.default_rng(seed)
     out = np.empty((n, dim), dtype=np.float32)
     labels = np.random.default_rng(0).standard_normal((1000, dim)).astype(np.float32)
+    if kind == "fitted":
+        with np.load(STATS) as stats:
+            mean, cov = stats["mean"], stats["cov"]
+        if mean.shape[0] != dim:
+            raise SystemExit(f"--data fitted has {mean.shape[0]} dimensions, not --dim {dim}")
+        root = np.linalg.cholesky(cov + 1e-6 * np.eye(dim))
     step = 100_000
     for first in range(0, n, step):
         m = min(step, n - first)
-        if kind == "uniform":
+        if kind == "fitted":
+            block = (mean + rng.standard_normal((m, dim)) @ root.T).astype(np.float32)
+        elif kind == "uniform":
             block = rng.standard_normal((m, dim)).astype(np.float32)
         else:
             chosen = rng.integers(0, 1000, (m, 5))

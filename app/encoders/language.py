@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ def dequantised_copy(gguf: Path, cache_dir: Path) -> Path:
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    scratch = target.with_name(target.name + ".partial")
+    scratch = target.with_name(f"{target.name}.{os.getpid()}.partial")
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     tokenizer.save_pretrained(scratch)
@@ -53,6 +54,9 @@ def dequantised_copy(gguf: Path, cache_dir: Path) -> Path:
     if getattr(model.config, "tie_word_embeddings", False):
         state.pop("lm_head.weight", None)
     save_file(state, str(scratch / WEIGHTS), metadata={"format": "pt"})
+    if (target / WEIGHTS).is_file():  # another process prepared it meanwhile
+        shutil.rmtree(scratch, ignore_errors=True)
+        return target
     shutil.rmtree(target, ignore_errors=True)
     scratch.rename(target)
     log.info("prepared %s in %.1fs", gguf.name, time.perf_counter() - start)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -22,7 +23,7 @@ def export(module: torch.nn.Module, size: int, target: Path) -> Path:
     """Write `module` (image batch → outputs) as ONNX with a dynamic batch axis; atomic."""
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     example = torch.zeros(2, 3, size, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
