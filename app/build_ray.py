@@ -1,0 +1,297 @@
+"""The distributed build engine: Ray Data reads and encodes, the local write stage writes.
+
+The file list (or a `datasets` source's row numbers) becomes a Ray Dataset; `map_batches` runs
+decoding and encoding in a pool of actors that each build the pipeline once from a picklable
+factory (one GPU per actor where the cluster has GPUs, CPUs otherwise). Results stream back in
+source order to `app.build`'s write stage, so an index built here has the same format, ids and
+vectors as one built by the local engine. Without an address, `ray.init` starts a one-machine
+cluster for the build and stops it afterwards; a session already started is used and left running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.bridge import BridgeParams
+from app.build import BuildConfig, EncodedBatch, collate, decode_item
+from app.errors import ImgSearchError
+from app.pipeline import Encoded, Pipeline
+from app.settings import Settings
+from app.sources import FolderSource, Item, Source
+
+log = logging.getLogger(__name__)
+
+PipelineFactory = Callable[[], Pipeline]
+MAX_BLOCKS = 4096  # input blocks of the file list; each is split into batches of --batch-size
+
+
+@dataclass(frozen=True)
+class ProfilePipeline:
+    """A picklable recipe for a profile's pipeline: called once in each actor (and by the driver)."""
+
+    profile: str
+    settings: Settings
+    params: BridgeParams
+    flip: bool = True
+
+    def __call__(self) -> Pipeline:
+        """Load the profile's image and text models on this process's device and build the bridge."""
+        from app.registry import make_bridge, prepare
+
+        models = prepare(self.settings, self.profile, with_lm=False)
+        return Pipeline(models, make_bridge(models, self.params, self.settings.cache_dir), flip=self.flip)
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-D object array (strings or bytes stay whole, never split into characters)."""
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
+
+
+def pack(rows: np.ndarray, entries: list[dict[str, Any]], encoded: Encoded | None) -> dict[str, np.ndarray]:
+    """One batch of decode_item entries and their encodings as Ray Data columns (one row per entry)."""
+    vectors, features, labels = [b""] * len(entries), [b""] * len(entries), [""] * len(entries)
+    position = 0
+    for i, entry in enumerate(entries):
+        if entry["ok"] and not entry["reused"]:
+            assert encoded is not None
+            vectors[i] = np.asarray(encoded.vectors[position], dtype=np.float32).tobytes()
+            features[i] = np.asarray(encoded.features[position], dtype=np.float32).tobytes()
+            labels[i] = json.dumps(encoded.labels[position])
+            position += 1
+    return {
+        "row": np.asarray(rows, dtype=np.int64),
+        "ok": np.array([entry["ok"] for entry in entries], dtype=bool),
+        "reused": np.array([entry.get("reused", False) for entry in entries], dtype=bool),
+        "source": _objects([entry["source"] for entry in entries]),
+        "error": _objects([entry.get("error", "") for entry in entries]),
+        "sha256": _objects([entry.get("sha256", "") for entry in entries]),
+        "width": np.array([entry.get("width", 0) for entry in entries], dtype=np.int64),
+        "height": np.array([entry.get("height", 0) for entry in entries], dtype=np.int64),
+        "format": _objects([entry.get("format") or "" for entry in entries]),
+        "thumbnail": _objects([entry.get("thumbnail", b"") for entry in entries]),
+        "original": _objects([entry.get("original") or b"" for entry in entries]),
+        "vector": _objects(vectors),
+        "feature": _objects(features),
+        "labels": _objects(labels),
+    }
+
+
+def unpack(batch: dict[str, np.ndarray], keep_original: bool) -> EncodedBatch:
+    """Columns back into what the local engine yields: Encoded of the encoded entries, every entry."""
+    entries: list[dict[str, Any]] = []
+    vectors: list[np.ndarray] = []
+    features: list[np.ndarray] = []
+    labels: list[list[tuple[str, float]]] = []
+    for i in range(len(batch["row"])):
+        source = str(batch["source"][i])
+        if not batch["ok"][i]:
+            entries.append({"ok": False, "source": source, "error": str(batch["error"][i])})
+            continue
+        entry: dict[str, Any] = {
+            "ok": True,
+            "reused": bool(batch["reused"][i]),
+            "source": source,
+            "sha256": str(batch["sha256"][i]),
+            "original": bytes(batch["original"][i]) if keep_original else None,
+        }
+        if not entry["reused"]:
+            entry |= {
+                "width": int(batch["width"][i]),
+                "height": int(batch["height"][i]),
+                "format": str(batch["format"][i]) or None,
+                "thumbnail": bytes(batch["thumbnail"][i]),
+            }
+            vectors.append(np.frombuffer(batch["vector"][i], dtype=np.float32))
+            features.append(np.frombuffer(batch["feature"][i], dtype=np.float32))
+            labels.append([(str(label), float(score)) for label, score in json.loads(batch["labels"][i])])
+        entries.append(entry)
+    encoded = Encoded(np.stack(vectors), np.stack(features), labels) if vectors else None
+    return encoded, entries
+
+
+class EncodeActor:
+    """One Ray actor: builds the pipeline once, then decodes and encodes batches of rows."""
+
+    def __init__(
+        self,
+        factory: PipelineFactory,
+        source: Source | None,
+        known: frozenset[str],
+        config: BuildConfig,
+        keep_original: bool,
+        threads: int,
+    ) -> None:
+        """`source` reads rows without a path (a `datasets` source); folders ship paths in the rows."""
+        self.pipeline = factory()
+        self.pipeline.pca = None  # the build fits PCA on the text-space vectors afterwards
+        self.source = source
+        self.config = config
+        self.decode = partial(
+            decode_item,
+            preprocess=self.pipeline.preprocess,
+            max_pixels=config.max_pixels,
+            known=known,
+            keep_original=keep_original,
+        )
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def _item(self, row: int, source: str, path: str) -> Item:
+        """The item a dataset row stands for."""
+        if path:
+            return Item(source=source, data=Path(path))
+        assert self.source is not None
+        return self.source[row]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Decode (in threads), encode as one batch, and pack the results."""
+        items = [
+            self._item(int(row), str(source), str(path))
+            for row, source, path in zip(batch["row"], batch["source"], batch["path"], strict=True)
+        ]
+        entries = list(self.pool.map(self.decode, items)) if self.pool else [self.decode(i) for i in items]
+        pixels, entries = collate(entries)
+        encoded = self.pipeline.encode_pixels(pixels, self.config.label_k) if pixels is not None else None
+        return pack(batch["row"], entries, encoded)
+
+
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None) -> Iterator[bool]:
+    """Connect to the cluster at `address` (or RAY_ADDRESS), else start a one-machine one.
+
+    Yields whether this call started the session; a session this process already holds is used as
+    it is and left running.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield False
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING
+        )
+    try:
+        yield True
+    finally:
+        ray.shutdown()
+
+
+def _rows(source: Source) -> list[dict[str, Any]]:
+    """The Ray Dataset's rows: the file list for a folder, row numbers for other sources."""
+    if isinstance(source, FolderSource):
+        return [
+            {"row": row, "source": path.relative_to(source.folder).as_posix(), "path": str(path)}
+            for row, path in enumerate(source.paths)
+        ]
+    return [{"row": row, "source": "", "path": ""} for row in range(len(source))]
+
+
+def actor_resources(workers: int) -> tuple[float, float]:
+    """(CPUs, GPUs) per actor: one GPU and that GPU's share of its node's CPUs, else a share of CPUs."""
+    import ray
+
+    listed: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    nodes = [node["Resources"] for node in listed if node.get("Alive")]
+    gpu_nodes = [resources for resources in nodes if resources.get("GPU", 0) >= 1]
+    if gpu_nodes:
+        return float(min(max(1, int(r.get("CPU", 1) // r["GPU"])) for r in gpu_nodes)), 1.0
+    total = sum(resources.get("CPU", 0) for resources in nodes)
+    share = min(total / workers, max(resources.get("CPU", 0) for resources in nodes))
+    return (float(int(share)) if share >= 1 else share), 0.0
+
+
+@dataclass
+class RayEngine:
+    """Reads and encodes on a Ray cluster: an actor pool in `map_batches` over the file list."""
+
+    factory: PipelineFactory
+    address: str | None = None  # None: a one-machine cluster for this build
+    workers: int | None = None  # actors; default: one per GPU of the cluster, else 1
+    num_cpus: int | None = None  # CPUs of the one-machine cluster (default: all of this machine's)
+    name: str = "ray"
+
+    def batches(
+        self,
+        source: Source,
+        pipeline: Pipeline,
+        config: BuildConfig,
+        known: frozenset[str],
+        timings: dict[str, float],
+    ) -> Generator[EncodedBatch, None, None]:
+        """Batches in source order; adds seconds of start-up, first batch and later waits to `timings`."""
+        try:
+            import ray
+            import ray.data
+        except ImportError as exc:
+            raise ImgSearchError("--engine ray needs Ray Data: pip install 'imgsearch[scale]'") from exc
+
+        started = time.perf_counter()
+        with ray_session(self.address, self.num_cpus):
+            gpus = int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
+            workers = self.workers or max(1, gpus)
+            cpus, gpus_each = actor_resources(workers)
+            threads = max(1, min(config.workers, int(cpus))) if config.workers else 1
+            log.info(
+                "Ray: %d actor(s) × (%g CPU, %g GPU), %d decode thread(s) each, on %s",
+                workers,
+                cpus,
+                gpus_each,
+                threads,
+                self.address or os.environ.get("RAY_ADDRESS") or "a one-machine cluster",
+            )
+            context = ray.data.DataContext.get_current()
+            saved = context.execution_options.preserve_order, context.enable_progress_bars
+            context.execution_options.preserve_order = True  # the write stage needs source order
+            context.enable_progress_bars = False  # the build shows its own
+            try:
+                rows = _rows(source)
+                blocks = max(1, min(MAX_BLOCKS, math.ceil(len(rows) / config.batch_size)))
+                dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+                    EncodeActor,
+                    batch_size=config.batch_size,
+                    batch_format="numpy",
+                    compute=ray.data.ActorPoolStrategy(size=workers),
+                    num_cpus=cpus,
+                    num_gpus=gpus_each,
+                    fn_constructor_kwargs={
+                        "factory": self.factory,
+                        "source": None if isinstance(source, FolderSource) else source,
+                        "known": known,
+                        "config": config,
+                        "keep_original": source.stores_originals,
+                        "threads": threads,
+                    },
+                )
+                timings["startup"] = time.perf_counter() - started
+                expected = 0
+                mark = time.perf_counter()
+                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    # The first wait includes starting the actors and loading their models.
+                    key = "ray" if expected else "first batch"
+                    timings[key] = timings.get(key, 0.0) + time.perf_counter() - mark
+                    got = batch["row"]
+                    if not np.array_equal(got, np.arange(expected, expected + len(got))):
+                        raise RuntimeError(f"Ray returned rows out of order at row {expected}")
+                    expected += len(got)
+                    yield unpack(batch, source.stores_originals)
+                    mark = time.perf_counter()
+            finally:
+                context.execution_options.preserve_order, context.enable_progress_bars = saved
