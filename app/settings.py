@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     ann_threshold: int = Field(
         default=100_000, ge=0, description="From this many vectors the matrix backend uses the HNSW graph."
     )
-    ann_ef_search: int = Field(default=128, ge=1, le=4096, description="HNSW search breadth.")
+    ann_ef_search: int = Field(default=512, ge=1, le=4096, description="HNSW search breadth.")
     milvus_uri: str | None = Field(
         default=None, description="Milvus Lite file path or http(s) URI of a Milvus server (backend milvus)."
     )
