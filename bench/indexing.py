@@ -33,6 +33,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where the stamps are unpacked")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--naive-limit", type=int, default=200, help="images timed in the naive loop")
+    parser.add_argument(
+        "--baseline-limit", type=int, default=160, help="images timed through the first build's encoder"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--workers", type=int, default=None, help="build decoding processes (default: build's)"
@@ -41,16 +44,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def plain(pipeline: Pipeline) -> Pipeline:
+    """The same pipeline over the plain eager PyTorch model: no ONNX Runtime, no micro-batches."""
+    encoder = EfficientNetLiteEncoder(optimize=False)
+    encoder.load(pipeline.models.image.device, pipeline.models.image.dtype)
+    return Pipeline(dataclasses.replace(pipeline.models, image=encoder), pipeline.bridge, flip=pipeline.flip)
+
+
 def naive(pipeline: Pipeline, files: list[Path]) -> float:
     """The original design's loop: open, preprocess, forward one image at a time; images per second.
 
     Same outputs as the build (mirrored pass and bridge included), from the plain eager model:
     contiguous tensors, no TorchScript, no parallel decoding.
     """
-    plain = EfficientNetLiteEncoder(optimize=False)
-    plain.load(pipeline.models.image.device, pipeline.models.image.dtype)
-    models = dataclasses.replace(pipeline.models, image=plain)
-    loop = Pipeline(models, pipeline.bridge, flip=pipeline.flip)
+    loop = plain(pipeline)
     start = time.perf_counter()
     with torch.no_grad():
         for path in files:
@@ -88,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("naive: %.1f img/s", naive_ips)
         model_ips = model_only(pipeline, files, args.batch_size)
         log.info("model only: %.1f img/s", model_ips)
+        first_ips = model_only(plain(pipeline), files[: args.baseline_limit], args.batch_size)
+        log.info("model only, first build's encoder: %.1f img/s", first_ips)
         config = BuildConfig(batch_size=args.batch_size, max_pixels=settings.max_image_pixels)
         if args.workers is not None:
             config.workers = args.workers
@@ -100,12 +109,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("| path | img/s |")
     print(f"| (a) naive loop, one image at a time | {naive_ips:.1f} |")
+    print(
+        f"| (b0) model only, first build's encoder (PyTorch eager, batch {args.batch_size}) "
+        f"| {first_ips:.1f} |"
+    )
     print(f"| (b) model only, batch {args.batch_size}, pre-decoded | {model_ips:.1f} |")
     print(f"| (c) our build (read → encode → write) | {build_ips:.1f} |")
     print(f"build stages (s): {report.seconds}")
     print(
         f"RESULT indexing naive_ips={naive_ips:.1f} model_ips={model_ips:.1f} build_ips={build_ips:.1f} "
-        f"speedup={build_ips / naive_ips:.2f} of_model={build_ips / model_ips:.2f}"
+        f"speedup={build_ips / naive_ips:.2f} of_model={build_ips / model_ips:.2f} "
+        f"first_model_ips={first_ips:.1f}"
     )
     return 0
 
