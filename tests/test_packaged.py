@@ -73,3 +73,36 @@ def test_thumbnail_of_a_real_photo(client: TestClient) -> None:
     response = client.get(first["thumbnail_url"])
     with Image.open(io.BytesIO(response.content)) as thumb:
         assert thumb.format == "JPEG" and max(thumb.size) == 256
+
+
+def test_cpu_fast_paths_give_the_plain_models_outputs(
+    photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime (default) and the TorchScript fallback agree with eager PyTorch: cosine ≥ 0.9999."""
+    import torch
+
+    from app.encoders import efficientnet
+
+    pictures = [Image.open(photo_dir / f"{name}.jpg").convert("RGB") for name in PHOTOS[:3]]
+
+    def encode(encoder: efficientnet.EfficientNetLiteEncoder) -> tuple[torch.Tensor, torch.Tensor]:
+        encoder.load(torch.device("cpu"), torch.float32)
+        out = encoder.encode(torch.stack([encoder.preprocess(p) for p in pictures]))
+        assert out.logits is not None
+        return out.features, out.logits
+
+    plain = encode(efficientnet.EfficientNetLiteEncoder(optimize=False))
+    onnx = efficientnet.EfficientNetLiteEncoder(cache_dir=tmp_path)
+    fast = encode(onnx)
+    assert onnx.runner is not None and list((tmp_path / "onnx").glob("*.onnx"))
+
+    def unavailable(*_: object) -> None:
+        raise ImportError("no onnxruntime")
+
+    monkeypatch.setattr(efficientnet, "onnx_runner", unavailable)
+    scripted = efficientnet.EfficientNetLiteEncoder(cache_dir=tmp_path)
+    fallback = encode(scripted)
+    assert scripted.runner is None and isinstance(scripted.net, torch.jit.ScriptModule)
+    for other in (fast, fallback):
+        for a, b in zip(plain, other, strict=True):
+            assert torch.nn.functional.cosine_similarity(a, b).min() >= 0.9999
