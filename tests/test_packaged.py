@@ -106,3 +106,19 @@ def test_cpu_fast_paths_give_the_plain_models_outputs(
     for other in (fast, fallback):
         for a, b in zip(plain, other, strict=True):
             assert torch.nn.functional.cosine_similarity(a, b).min() >= 0.9999
+
+
+def test_language_model_cache_writes_the_same_model(tmp_path: Path) -> None:
+    """The de-quantised SmolLM2 cached under the cache dir writes what the GGUF file itself writes."""
+    import torch
+
+    from app.encoders.language import WEIGHTS, CausalLanguageModel, smollm2_gguf
+
+    prompt = [{"role": "user", "content": "Describe a photo of a tabby cat in one sentence."}]
+    texts = []
+    for cache_dir in (None, tmp_path, tmp_path):  # straight from GGUF, preparing the cache, from the cache
+        model = CausalLanguageModel(str(smollm2_gguf()), cache_dir)
+        model.load(torch.device("cpu"), torch.float32)
+        texts.append(model.generate(prompt, max_new_tokens=12, prefix="A"))
+    assert texts[0].strip() and texts[0] == texts[1] == texts[2]
+    assert len(list((tmp_path / "lm").glob(f"*/{WEIGHTS}"))) == 1
