@@ -19,11 +19,9 @@ from app.pipeline import Pipeline
 from app.preprocessing import decode
 from app.registry import make_bridge, prepare
 from app.settings import Settings
-from scripts.tuxpaint import collect, fetch_stamps, split_of
+from scripts.tuxpaint import BENCH_CACHE, collect, fetch_stamps, split_of
 
 log = logging.getLogger("bench.describe")
-
-DEFAULT_CACHE = Path.home() / ".cache" / "imgsearch" / "bench"
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", choices=["tune", "report", "all"], default="report")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--cache-dir", type=Path, default=BENCH_CACHE)
     parser.add_argument("--limit", type=int, default=None, help="first N images of the split only")
     parser.add_argument("--show", type=int, default=15, help="print this many examples")
     return parser.parse_args(argv)

@@ -21,16 +21,15 @@ from app.preprocessing import decode
 from app.registry import make_bridge, prepare
 from app.settings import Settings
 from app.sources import FolderSource
-from scripts.tuxpaint import collect, fetch_stamps, stage
+from scripts.tuxpaint import BENCH_CACHE, collect, fetch_stamps, stage
 
 log = logging.getLogger("bench.indexing")
-DEFAULT_CACHE = Path.home() / ".cache" / "imgsearch" / "bench"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where the stamps are unpacked")
+    parser.add_argument("--cache-dir", type=Path, default=BENCH_CACHE, help="where the stamps are unpacked")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--naive-limit", type=int, default=200, help="images timed in the naive loop")
     parser.add_argument(

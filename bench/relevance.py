@@ -23,13 +23,11 @@ from app.registry import make_bridge, prepare
 from app.service import SearchService
 from app.settings import Settings
 from app.sources import FolderSource
-from scripts.tuxpaint import PACKAGE, Stamp, collect, fetch_stamps, split_of, stage
+from scripts.tuxpaint import BENCH_CACHE, PACKAGE, Stamp, collect, fetch_stamps, split_of, stage
 
 log = logging.getLogger("bench.relevance")
 
 KS = (1, 5, 10)
-DEFAULT_CACHE = Path.home() / ".cache" / "imgsearch" / "bench"
-
 Ranking = dict[str, list[str]]  # query caption → ranked sources (paths relative to the image folder)
 
 
@@ -47,7 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--cache-dir", type=Path, default=DEFAULT_CACHE, help="where the .deb is kept and unpacked"
+        "--cache-dir", type=Path, default=BENCH_CACHE, help="where the .deb is kept and unpacked"
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images (smoke run)")
     parser.add_argument(

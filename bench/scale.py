@@ -34,11 +34,9 @@ from app.index import Index
 from app.pipeline import Pipeline
 from app.settings import Settings
 from app.sources import FolderSource, Source
-from scripts.tuxpaint import PACKAGE, collect, fetch_stamps, stage
+from scripts.tuxpaint import BENCH_CACHE, PACKAGE, collect, fetch_stamps, stage
 
 log = logging.getLogger("bench.scale")
-
-DEFAULT_CACHE = Path.home() / ".cache" / "imgsearch" / "bench"
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where the .deb is unpacked")
+    parser.add_argument("--cache-dir", type=Path, default=BENCH_CACHE, help="where the .deb is unpacked")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cpus", type=int, default=min(2, os.cpu_count() or 1), help="CPUs given to Ray")

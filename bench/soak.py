@@ -15,11 +15,8 @@ status is 1 when any error was seen.
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import random
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +31,8 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.server import REPO, memory, serve
+
 QUERIES = (
     "a cat",
     "a cup of coffee",
@@ -88,26 +86,6 @@ class Tally:
         return sum(n for (_, status), n in self.statuses.items() if status >= 500 or status == 0)
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process: psutil when installed, else /proc."""
-    try:
-        psutil = importlib.import_module("psutil")
-        return int(psutil.Process(pid).memory_info().rss)
-    except ImportError:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for process {pid}") from None
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def build_demo_index(work: Path) -> tuple[Path, Path]:
     """scikit-image's photos and a packaged-profile index of them, in `work`."""
     from scripts.demo_gallery import save_photos
@@ -119,23 +97,6 @@ def build_demo_index(work: Path) -> tuple[Path, Path]:
     command += ["--index-dir", str(work / "index"), "--workers", "0"]
     subprocess.run(command, cwd=REPO, check=True, timeout=900)
     return work / "index", photos / "photos"
-
-
-def wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float) -> dict[str, object]:
-    """Poll /readyz until 200; fail when the server exits or the time is up."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with status {server.returncode} during warm-up")
-        try:
-            ready = httpx.get(f"{base}/readyz", timeout=5)
-            if ready.status_code == 200:
-                body: dict[str, object] = ready.json()
-                return body
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"not ready after {timeout:.0f}s")
 
 
 class Clients:
@@ -198,7 +159,7 @@ class Clients:
 def sample_rss(pid: int, every: float, deadline: float, samples: list[float]) -> None:
     """Resident memory of the server in MB every `every` seconds until the deadline."""
     while time.monotonic() < deadline:
-        samples.append(rss_bytes(pid) / 2**20)
+        samples.append(memory(pid)["rss"])
         time.sleep(min(every, max(0.0, deadline - time.monotonic())))
 
 
@@ -262,28 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             index_dir, photos = args.index_dir.resolve(), args.images
         key = secrets.token_urlsafe(16)
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "IMGSEARCH_INDEX_DIR": str(index_dir),
-            "IMGSEARCH_DEVICE": "cpu",
-            "IMGSEARCH_API_KEY": key,
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        server = subprocess.Popen([*command, "--log-level", "warning"], cwd=REPO, env=env)
-        try:
-            ready = wait_ready(base, server, args.ready_timeout)
-            print(f"server {server.pid} ready on {base}: {ready}", flush=True)
+        with serve(index_dir, {"IMGSEARCH_API_KEY": key}, timeout=args.ready_timeout) as server:
+            base, pid = server.base, server.process.pid
+            print(f"server {pid} ready on {base}: {server.ready}", flush=True)
             found = httpx.post(f"{base}/search", json={"query": "a photo", "top_k": 100}, timeout=60).json()
             ids = [result["id"] for result in found["results"]]
             folder = photos or index_dir / "thumbnails"
@@ -295,26 +237,19 @@ def main(argv: list[str] | None = None) -> int:
             clients = Clients(base, ids, uploads[:20], key, args.seed)
             print(f"warm-up: {args.clients} clients for {args.warmup:.0f}s", flush=True)
             warm = run_phase(clients, args.clients, args.warmup, args.reload_every)
-            rss_start = rss_bytes(server.pid)
+            rss_start = memory(pid)["rss"]
             print(f"measuring: {args.clients} clients for {args.duration:.0f}s", flush=True)
             series: list[float] = []
-            tally = run_phase(clients, args.clients, args.duration, args.reload_every, (server.pid, series))
-            rss_end = rss_bytes(server.pid)
-            alive = server.poll() is None
-        finally:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            tally = run_phase(clients, args.clients, args.duration, args.reload_every, (pid, series))
+            rss_end = memory(pid)["rss"]
+            alive = server.process.poll() is None
     report(tally, args.duration)
-    print("rss every 10s (MB): " + " ".join(f"{mb:.0f}" for mb in [*series, rss_end / 2**20]))
-    growth = (rss_end - rss_start) / 2**20
+    print("rss every 10s (MB): " + " ".join(f"{mb:.0f}" for mb in [*series, rss_end]))
+    growth = rss_end - rss_start
     errors = tally.errors + warm.errors + (0 if alive else 1)
     print(
         f"warm-up: {warm.requests} requests, {warm.errors} errors; server alive at the end: {alive}; "
-        f"rss {rss_start / 2**20:.1f} MB → {rss_end / 2**20:.1f} MB over {args.duration:.0f}s"
+        f"rss {rss_start:.1f} MB → {rss_end:.1f} MB over {args.duration:.0f}s"
     )
     print(f"RESULT soak requests={tally.requests} errors={errors} rss_growth={growth:+.1f}MB")
     return 1 if errors else 0

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = Path("usr/share/tuxpaint/stamps")
 EXCLUDED = "symbols"
+BENCH_CACHE = Path.home() / ".cache" / "imgsearch" / "bench"  # where the benches unpack the package
 
 
 @dataclass(frozen=True)
