@@ -1,4 +1,4 @@
-"""Tux Paint's captioned stamps (Debian `tuxpaint-stamps-default`): fetched offline with apt-get."""
+"""Tux Paint's captioned stamps (Debian `tuxpaint-stamps-default`) and other Debian packages, via apt-get."""
 
 from __future__ import annotations
 
@@ -34,31 +34,37 @@ def _run(command: list[str], cwd: Path) -> bool:
     return result.returncode == 0
 
 
-def fetch_stamps(cache_dir: Path) -> Path:
-    """The unpacked stamps folder; `apt-get download` and `dpkg-deb -x` the package on first use."""
-    unpacked = cache_dir / PACKAGE
-    stamps = unpacked / STAMPS
-    if stamps.is_dir():
-        return stamps
+def fetch_package(package: str, cache_dir: Path) -> Path:
+    """The unpacked root of a Debian package; `apt-get download` and `dpkg-deb -x` it on first use."""
+    unpacked = cache_dir / package
+    if unpacked.is_dir():
+        return unpacked
     cache_dir.mkdir(parents=True, exist_ok=True)
-    debs = sorted(cache_dir.glob(f"{PACKAGE}_*.deb"))
+    debs = sorted(cache_dir.glob(f"{package}_*.deb"))
     if not debs:
-        log.info("downloading %s into %s", PACKAGE, cache_dir)
-        download = ["apt-get", "download", PACKAGE]
+        log.info("downloading %s into %s", package, cache_dir)
+        download = ["apt-get", "download", package]
         if not _run(download, cache_dir):
             _run(["apt-get", "update"], cache_dir)
             if not _run(download, cache_dir):
-                raise RuntimeError(f"cannot download {PACKAGE} with apt-get (see the warnings above)")
-        debs = sorted(cache_dir.glob(f"{PACKAGE}_*.deb"))
+                raise RuntimeError(f"cannot download {package} with apt-get (see the warnings above)")
+        debs = sorted(cache_dir.glob(f"{package}_*.deb"))
         if not debs:
-            raise RuntimeError(f"apt-get download {PACKAGE} left no .deb in {cache_dir}")
-    tmp = cache_dir / f".{PACKAGE}.unpacking-{os.getpid()}"
+            raise RuntimeError(f"apt-get download {package} left no .deb in {cache_dir}")
+    tmp = cache_dir / f".{package}.unpacking-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
     shutil.rmtree(unpacked, ignore_errors=True)
     tmp.rename(unpacked)
+    return unpacked
+
+
+def fetch_stamps(cache_dir: Path) -> Path:
+    """The unpacked stamps folder of Tux Paint's package (fetched on first use)."""
+    unpacked = fetch_package(PACKAGE, cache_dir)
+    stamps = unpacked / STAMPS
     if not stamps.is_dir():
-        raise RuntimeError(f"{debs[-1].name} has no {STAMPS}")
+        raise RuntimeError(f"{PACKAGE} has no {STAMPS}")
     return stamps
 
 
