@@ -44,7 +44,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from app import index as ix
-from app.bridge import BridgeParams
 from app.errors import BuildLocked, ImgSearchError
 from app.pca import Pca
 from app.pipeline import Encoded, Pipeline
@@ -328,14 +327,14 @@ class _Previous:
         self.index.close()
 
 
-def _settings_of(pipeline: Pipeline, config: BuildConfig, params: BridgeParams) -> dict[str, Any]:
+def _settings_of(pipeline: Pipeline, config: BuildConfig) -> dict[str, Any]:
     """Everything a stored vector, feature or label depends on, as meta.json records it."""
     models = pipeline.models.ids()
     return {
         "profile": pipeline.models.profile,
         "image model": models["image"],
         "text model": models["text"],
-        "bridge": params.to_json(),
+        "bridge": pipeline.bridge.params.to_json(),  # as applied (make_bridge may drop references)
         "flip": pipeline.flip,
         "text dimension": pipeline.text_dim,
         "label count": config.label_k,
@@ -428,7 +427,6 @@ def build_index(
     index_dir: Path,
     pipeline: Pipeline,
     config: BuildConfig | None = None,
-    bridge_params: BridgeParams | None = None,
     progress: bool = True,
     update: bool = False,
     engine: Engine | None = None,
@@ -439,16 +437,13 @@ def build_index(
     """
     # update: reuse what the index in place holds by sha256.
     config = config or BuildConfig()
-    params = bridge_params or pipeline.bridge.params
     index_dir = index_dir.resolve()
     index_dir.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(index_dir):
         clean_leftovers(index_dir)
-        previous = _open_previous(index_dir, _settings_of(pipeline, config, params)) if update else None
+        previous = _open_previous(index_dir, _settings_of(pipeline, config)) if update else None
         try:
-            return _build(
-                source, index_dir, pipeline, config, params, progress, previous, engine or LocalEngine()
-            )
+            return _build(source, index_dir, pipeline, config, progress, previous, engine or LocalEngine())
         finally:
             if previous is not None:
                 previous.close()
@@ -459,7 +454,6 @@ def _build(
     index_dir: Path,
     pipeline: Pipeline,
     config: BuildConfig,
-    params: BridgeParams,
     progress: bool,
     previous: _Previous | None,
     engine: Engine,
@@ -580,7 +574,7 @@ def _build(
             "count": len(records),
             "vector_dtype": "float16",
             "pca": {"dim": pca.dim, "centred": pca.centred} if pca else None,
-            "bridge": params.to_json(),
+            "bridge": pipeline.bridge.params.to_json(),
             "identity_bridge": pipeline.bridge.identity,
             "flip": pipeline.flip,
             "collection_root": None if source.stores_originals else str(source.root),

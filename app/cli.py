@@ -129,9 +129,7 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
         engine: Engine = (
             RayEngine(factory, args.ray_address, args.ray_workers) if args.engine == "ray" else LocalEngine()
         )
-        report = build_index(
-            source, args.index_dir, pipeline, config, params, update=args.update, engine=engine
-        )
+        report = build_index(source, args.index_dir, pipeline, config, update=args.update, engine=engine)
         if args.milvus_uri:
             from app.milvus import export_index
 

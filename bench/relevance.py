@@ -153,10 +153,9 @@ def centred_pca_ranking(index_dir: Path, models: Models, queries: list[str], dim
 
 def build(folder: Path, index_dir: Path, pipeline: Pipeline, pca_dim: int, settings: Settings) -> BuildReport:
     """One index build through the service's build path, with the pipeline's bridge parameters."""
-    params = pipeline.bridge.params
     config = BuildConfig(pca_dim=pca_dim, max_pixels=settings.max_image_pixels)
     return build_index(
-        FolderSource(folder), index_dir, pipeline, config, params, progress=sys.stderr.isatty()
+        FolderSource(folder), index_dir, pipeline, config, progress=sys.stderr.isatty()
     )
 
 

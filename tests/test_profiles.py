@@ -84,7 +84,6 @@ def run_profile(profile: str, settings: Settings, index_dir: Path, image_dir: Pa
         index_dir,
         pipeline,
         BuildConfig(pca_dim=0, workers=0),
-        BridgeParams(),
         progress=False,
     )
     service = SearchService(Index(index_dir), models, settings.cache_dir)
