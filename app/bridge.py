@@ -1,4 +1,4 @@
-"""Stage 3: bring image outputs into the text space (ConSE) and read labels; identity for CLIP."""
+"""Stage 3: bring image outputs into the text space (ConSE + reference captions) and read labels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,8 @@ import torch
 
 from app.encoders.base import ImageOutput, TextEncoder
 from app.labels import imagenet_definitions, imagenet_labels, lemma_sets
+from app.references import DATA as REFERENCE_DIR
+from app.references import DEFAULT_SET, ReferenceSet, find_references
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ class BridgeParams:
         "lemmas"  # "lemmas": all WordNet lemmas of a class ("tabby, tabby cat"); "short": torchvision's
     )
     definition_weight: float = 0.5  # share of the class's WordNet definition in its text vector
+    references: str = DEFAULT_SET  # captioned reference pictures (app/references.py); "" for none
+    reference_weight: float = 0.3  # share of the neighbours' captions in an image's text vector
+    reference_k: int = 10
+    reference_temperature: float = 0.05
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready dict."""
@@ -60,6 +66,10 @@ class BridgeParams:
             # Indexes written before these fields existed used short names and no definitions.
             names=str(data.get("names", "short")),
             definition_weight=float(str(data.get("definition_weight", 0.0))),
+            references=str(data.get("references", "")),
+            reference_weight=float(str(data.get("reference_weight", 0.0))),
+            reference_k=int(str(data.get("reference_k", 10))),
+            reference_temperature=float(str(data.get("reference_temperature", 0.05))),
         )
 
 
@@ -72,10 +82,18 @@ class Bridge:
     label_vectors: np.ndarray  # (C, D) unit rows: mean over templates of E(template.format(label))
     identity: bool = False
     logit_scale: float = 100.0
+    references: ReferenceSet | None = None
+    caption_vectors: np.ndarray | None = None  # (captions, D) unit rows, one per reference caption
     _label_tensor: torch.Tensor = field(init=False, repr=False)
+    _caption_tensor: torch.Tensor | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._label_tensor = torch.from_numpy(np.ascontiguousarray(self.label_vectors, dtype=np.float32))
+        self._caption_tensor = (
+            None
+            if self.caption_vectors is None
+            else torch.from_numpy(np.ascontiguousarray(self.caption_vectors, dtype=np.float32))
+        )
 
     def probabilities(self, output: ImageOutput) -> torch.Tensor:
         """Label distribution: softmax of the classifier, or CLIP zero-shot over the label texts."""
@@ -93,7 +111,14 @@ class Bridge:
             if 0 < self.params.top_t < probs.shape[1]:
                 top = torch.topk(probs, self.params.top_t, dim=-1)
                 probs = torch.zeros_like(probs).scatter_(1, top.indices, top.values)
-            vectors = probs @ self._label_tensor
+            vectors = torch.nn.functional.normalize(probs @ self._label_tensor, dim=-1)
+            if self.references is not None and self._caption_tensor is not None:
+                p = self.params
+                carried = self.references.transfer(
+                    output.features, self._caption_tensor, p.reference_k, p.reference_temperature
+                )
+                carried = torch.nn.functional.normalize(carried, dim=-1)
+                vectors = (1 - p.reference_weight) * vectors + p.reference_weight * carried
         unit: np.ndarray = torch.nn.functional.normalize(vectors.float(), dim=-1).numpy()
         return unit
 
@@ -156,9 +181,16 @@ def label_vectors(
 
 
 def build_bridge(
-    params: BridgeParams, text: TextEncoder, labels: list[str], identity: bool, cache_dir: Path | None
+    params: BridgeParams,
+    text: TextEncoder,
+    labels: list[str],
+    identity: bool,
+    cache_dir: Path | None,
+    image_model: str = "",
+    reference_dir: Path = REFERENCE_DIR,
 ) -> Bridge:
-    """Embed the label texts and assemble the bridge."""
+    """Embed the label texts (and reference captions) and assemble the bridge."""
+    references = None
     if identity:
         vectors = label_vectors(text, labels, ("a photo of a {}.",), cache_dir)
     else:
@@ -169,4 +201,17 @@ def build_bridge(
         vectors = label_vectors(
             text, names, params.templates, cache_dir, definitions, params.definition_weight
         )
-    return Bridge(params=params, labels=labels, label_vectors=vectors, identity=identity)
+        if params.references and params.reference_weight:
+            references = find_references(params.references, image_model, reference_dir)
+    if references is None and not identity and params.references:
+        log.info("no reference set %r for %s: ConSE alone", params.references, image_model or "?")
+        params = replace(params, references="", reference_weight=0.0)
+    captions = label_vectors(text, references.captions, ("{}",), cache_dir) if references else None
+    return Bridge(
+        params=params,
+        labels=labels,
+        label_vectors=vectors,
+        identity=identity,
+        references=references,
+        caption_vectors=captions,
+    )

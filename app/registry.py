@@ -110,7 +110,9 @@ def make_bridge(models: Models, params: BridgeParams, cache_dir: Path | None) ->
     """The profile's bridge: ConSE over the classifier's labels, or identity for a joint space."""
     joint = models.image.labels is None
     labels = models.image.labels or list(imagenet_labels())
-    return build_bridge(params, models.text, labels, identity=joint, cache_dir=cache_dir)
+    return build_bridge(
+        params, models.text, labels, identity=joint, cache_dir=cache_dir, image_model=models.image.model_id
+    )
 
 
 def prepare(settings: Settings, profile: str, with_lm: bool = True) -> Models:

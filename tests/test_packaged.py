@@ -122,3 +122,30 @@ def test_language_model_cache_writes_the_same_model(tmp_path: Path) -> None:
         texts.append(model.generate(prompt, max_new_tokens=12, prefix="A"))
     assert texts[0].strip() and texts[0] == texts[1] == texts[2]
     assert len(list((tmp_path / "lm").glob(f"*/{WEIGHTS}"))) == 1
+
+
+def test_shipped_reference_set_recognises_the_cat_and_the_coffee_photos(photo_dir: Path) -> None:
+    """The clip-art and emoji set made by scripts/references.py: a photo's nearest references name it."""
+    import torch
+
+    from app.encoders.efficientnet import EfficientNetLiteEncoder
+    from app.preprocessing import decode
+    from app.references import DEFAULT_SET, find_references
+
+    encoder = EfficientNetLiteEncoder(optimize=False)
+    encoder.load(torch.device("cpu"), torch.float32)
+    references = find_references(DEFAULT_SET, encoder.model_id)
+    assert references is not None and len(references) > 5000
+    names = ("chelsea", "coffee")
+    pixels = torch.stack([encoder.preprocess(decode(photo_dir / f"{name}.jpg")) for name in names])
+    _, rows = references.neighbours(encoder.encode(pixels).features, k=10)
+    words = {
+        "chelsea": ("cat", "kitten", "tiger", "leopard", "lion"),
+        "coffee": ("coffe", "tea", "cup", "mug"),
+    }
+    for name, found in zip(names, rows, strict=True):
+        captions = [references.captions[references.caption_of[int(row)]] for row in found]
+        said = [token for caption in captions for token in caption.lower().replace(",", " ").split()]
+        for other, stems in words.items():
+            named = any(token.startswith(stems) for token in said)
+            assert named == (other == name), (name, captions)
