@@ -154,9 +154,7 @@ def centred_pca_ranking(index_dir: Path, models: Models, queries: list[str], dim
 def build(folder: Path, index_dir: Path, pipeline: Pipeline, pca_dim: int, settings: Settings) -> BuildReport:
     """One index build through the service's build path, with the pipeline's bridge parameters."""
     config = BuildConfig(pca_dim=pca_dim, max_pixels=settings.max_image_pixels)
-    return build_index(
-        FolderSource(folder), index_dir, pipeline, config, progress=sys.stderr.isatty()
-    )
+    return build_index(FolderSource(folder), index_dir, pipeline, config, progress=sys.stderr.isatty())
 
 
 def vector_info(index_dir: Path) -> tuple[str, int]:
@@ -191,8 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     queries = sorted({s.caption for s in selected if args.split in ("all", split_of(s.caption))})
     models = prepare(settings, "packaged", with_lm=False)
     pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir))
-    first_bridge = BridgeParams(names="short", definition_weight=0.0)
+    first_bridge = BridgeParams(names="short", definition_weight=0.0, references="")
     first = Pipeline(models, make_bridge(models, first_bridge, settings.cache_dir))
+    conse = Pipeline(models, make_bridge(models, BridgeParams(references=""), settings.cache_dir))
     with tempfile.TemporaryDirectory(prefix="relevance-") as scratch:
         folder = Path(scratch) / "images"
         stage(stamps, selected, folder)
@@ -205,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             plain_dir = main_dir
         first_dir = Path(scratch) / "index-first-bridge"
         build(folder, first_dir, first, args.pca_dim, settings)
+        conse_dir = Path(scratch) / "index-conse-only"
+        build(folder, conse_dir, conse, args.pca_dim, settings)
         unaligned, unaligned_dim = unaligned_ranking(main_dir, models, queries)
         main_dim, main_bytes = vector_info(main_dir)
         plain_dim, plain_bytes = vector_info(plain_dir)
@@ -216,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "first bridge (short names, 7 templates)",
                 vector_info(first_dir)[0],
                 recall(service_ranking(first_dir, models, settings.cache_dir, queries), relevant),
+            ),
+            Row(
+                "ConSE alone (lemmas + definitions, no reference set)",
+                vector_info(conse_dir)[0],
+                recall(service_ranking(conse_dir, models, settings.cache_dir, queries), relevant),
             ),
             Row(
                 "bridge, no PCA",
