@@ -15,7 +15,7 @@ import torch
 from app.encoders.base import ImageOutput, TextEncoder
 from app.labels import imagenet_definitions, imagenet_labels, lemma_sets
 from app.references import DATA as REFERENCE_DIR
-from app.references import DEFAULT_SET, ReferenceSet, find_references
+from app.references import DEFAULT_SET, ReferenceSet, VisualHint, find_references
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class BridgeParams:
     reference_weight: float = 0.3  # share of the neighbours' captions in an image's text vector
     reference_k: int = 10
     reference_temperature: float = 0.05
+    query_weight: float = 0.3  # text queries: weight of the look of their reference pictures (re-ranking)
 
     def to_json(self) -> dict[str, object]:
         """JSON-ready dict."""
@@ -70,6 +71,7 @@ class BridgeParams:
             reference_weight=float(str(data.get("reference_weight", 0.0))),
             reference_k=int(str(data.get("reference_k", 10))),
             reference_temperature=float(str(data.get("reference_temperature", 0.05))),
+            query_weight=float(str(data.get("query_weight", 0.0))),
         )
 
 
@@ -112,8 +114,8 @@ class Bridge:
                 top = torch.topk(probs, self.params.top_t, dim=-1)
                 probs = torch.zeros_like(probs).scatter_(1, top.indices, top.values)
             vectors = torch.nn.functional.normalize(probs @ self._label_tensor, dim=-1)
-            if self.references is not None and self._caption_tensor is not None:
-                p = self.params
+            p = self.params
+            if self.references is not None and self._caption_tensor is not None and p.reference_weight:
                 carried = self.references.transfer(
                     output.features, self._caption_tensor, p.reference_k, p.reference_temperature
                 )
@@ -121,6 +123,14 @@ class Bridge:
                 vectors = (1 - p.reference_weight) * vectors + p.reference_weight * carried
         unit: np.ndarray = torch.nn.functional.normalize(vectors.float(), dim=-1).numpy()
         return unit
+
+    def visual_hint(self, query: np.ndarray) -> VisualHint | None:
+        """What a text query (its unit embedding, before PCA) looks like, from its reference pictures."""
+        if self.references is None or self._caption_tensor is None or not self.params.query_weight:
+            return None
+        scores = self._caption_tensor @ torch.from_numpy(np.asarray(query, dtype=np.float32))
+        look = self.references.look_of(scores, self.params.reference_k, self.params.reference_temperature)
+        return VisualHint(look, self.params.query_weight)
 
     def top_labels(self, output: ImageOutput, k: int = 5) -> list[list[tuple[str, float]]]:
         """The k most likely labels per image with their probabilities."""
@@ -201,11 +211,11 @@ def build_bridge(
         vectors = label_vectors(
             text, names, params.templates, cache_dir, definitions, params.definition_weight
         )
-        if params.references and params.reference_weight:
+        if params.references and (params.reference_weight or params.query_weight):
             references = find_references(params.references, image_model, reference_dir)
     if references is None and not identity and params.references:
         log.info("no reference set %r for %s: ConSE alone", params.references, image_model or "?")
-        params = replace(params, references="", reference_weight=0.0)
+        params = replace(params, references="", reference_weight=0.0, query_weight=0.0)
     captions = label_vectors(text, references.captions, ("{}",), cache_dir) if references else None
     return Bridge(
         params=params,

@@ -43,6 +43,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # settings import this module for its default: keep it free of the index's imports
     from app.index import Index
+    from app.references import VisualHint
 
 DEFAULT_THRESHOLD = 0.97
 MIN_WINDOW = 64
@@ -112,14 +113,15 @@ def search(
     offset: int = 0,
     threshold: float = DEFAULT_THRESHOLD,
     space: str = "vectors",
+    visual: VisualHint | None = None,
 ) -> list[Group]:
     """Groups offset..offset+top_k of an exact search, over-fetching candidates until the page is full."""
     if threshold <= 0:
-        return [Group(row, score) for row, score in index.search(query, top_k, offset, space=space)]
+        return [Group(row, score) for row, score in index.search(query, top_k, offset, space, visual)]
     wanted = offset + top_k
     window = min(index.count, max(2 * wanted + 16, MIN_WINDOW), MAX_WINDOW)
     while True:
-        groups = collapse(index.search(query, window, 0, space=space), index.features, threshold)
+        groups = collapse(index.search(query, window, 0, space, visual), index.features, threshold)
         # One group past the page, so the last result on it has its own near-copies counted.
         if len(groups) > wanted or window >= index.count:
             return groups[offset:wanted]
@@ -127,5 +129,5 @@ def search(
             break
         window = min(index.count, 2 * window, MAX_WINDOW)
     # Collapsing costs window² × dimensions: past MAX_WINDOW candidates, results come unfolded.
-    rest = index.search(query, wanted - len(groups), window, space=space)
+    rest = index.search(query, wanted - len(groups), window, space, visual)
     return (groups + [Group(row, score) for row, score in rest])[offset:wanted]

@@ -15,6 +15,7 @@ import numpy as np
 
 from app.errors import ImageNotFound, IndexMismatch, IndexUnavailable
 from app.pca import Pca
+from app.references import RERANK_POOL, VisualHint
 from app.vectors import ExactSearcher, SearchOptions, VectorSearcher, open_searcher
 
 log = logging.getLogger(__name__)
@@ -189,13 +190,24 @@ class Index:
         top_k: int,
         offset: int = 0,
         space: str = "vectors",
+        visual: VisualHint | None = None,
     ) -> list[tuple[int, float]]:
-        """Cosine search: (row, score) pairs ranked offset..offset+top_k (text space via the searcher)."""
+        """Cosine search: (row, score) pairs ranked offset..offset+top_k (text space via the searcher).
+
+        With a text query's `visual` hint, its best RERANK_POOL matches are re-ranked by their look too.
+        """
         matrix = self.vectors if space == "vectors" else self.features
         if query.shape[-1] != matrix.shape[1]:
             raise IndexMismatch(f"query has {query.shape[-1]} dimensions, index {matrix.shape[1]}")
         searcher = self.searcher if space == "vectors" else self._feature_searcher
-        return searcher.search(query, offset + top_k)[offset:]
+        if visual is None:
+            return searcher.search(query, offset + top_k)[offset:]
+        if visual.direction.shape[-1] != self.features.shape[1]:
+            raise IndexMismatch(
+                f"visual hint has {visual.direction.shape[-1]} dimensions, features {self.features.shape[1]}"
+            )
+        ranked = searcher.search(query, max(offset + top_k, RERANK_POOL))
+        return visual.rescore(ranked, self.features)[offset : offset + top_k]
 
     def original_path(self, record: ImageRecord) -> Path:
         """File of the original image; never outside the collection root."""

@@ -13,6 +13,7 @@ from PIL import Image
 from app.bridge import Bridge
 from app.encoders.base import ImageEncoder, ImageOutput, LanguageModel, TextEncoder
 from app.pca import Pca
+from app.references import VisualHint
 
 
 @dataclass
@@ -42,6 +43,14 @@ class Encoded:
     labels: list[list[tuple[str, float]]]
 
 
+@dataclass(frozen=True)
+class Query:
+    """A text query in the index's space, with its look when the bridge has a reference set."""
+
+    vector: np.ndarray
+    visual: VisualHint | None = None
+
+
 def _unit(matrix: torch.Tensor) -> np.ndarray:
     """Unit rows as float32 numpy."""
     unit: np.ndarray = torch.nn.functional.normalize(matrix.float(), dim=-1).numpy()
@@ -64,7 +73,7 @@ class Pipeline:
         self.pca = pca
         self.flip = flip
         self.preprocess = models.image.preprocess
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[str, Query] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
 
@@ -99,16 +108,17 @@ class Pipeline:
         pixels = torch.stack([self.preprocess(image) for image in images])
         return self.encode_pixels(pixels, label_k)
 
-    def encode_query(self, text: str) -> np.ndarray:
-        """Query text → unit vector in the index's space (LRU-cached)."""
+    def encode_query(self, text: str) -> Query:
+        """Query text → unit vector in the index's space and what it looks like (LRU-cached)."""
         with self._cache_lock:
             if text in self._cache:
                 self._cache.move_to_end(text)
                 return self._cache[text]
-        vector = self.models.text.encode([text])
+        embedding = self.models.text.encode([text])
+        visual = self.bridge.visual_hint(embedding[0])
         if self.pca is not None:
-            vector = self.pca.transform(vector)
-        result: np.ndarray = vector[0]
+            embedding = self.pca.transform(embedding)
+        result = Query(embedding[0], visual)
         with self._cache_lock:
             self._cache[text] = result
             while len(self._cache) > self._cache_size:

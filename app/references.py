@@ -13,6 +13,7 @@ import torch
 from app.pca import Pca
 
 DATA = Path(__file__).parent / "data"
+RERANK_POOL = 200  # best text matches of a query re-scored with its VisualHint (Index.search)
 DEFAULT_SET = "clipart"  # made by scripts/references.py from Debian's clip-art and emoji packages
 
 
@@ -20,6 +21,34 @@ def reference_path(name: str, model_id: str, folder: Path = DATA) -> Path:
     """Where the reference set `name` encoded by `model_id` lives."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id)
     return folder / f"references-{name}-{safe}.npz"
+
+
+@dataclass(frozen=True)
+class VisualHint:
+    """What a text query looks like: a unit direction in the image encoder's feature space, and its weight."""
+
+    direction: np.ndarray
+    weight: float
+
+    def rescore(self, ranked: list[tuple[int, float]], features: np.ndarray) -> list[tuple[int, float]]:
+        """Re-rank the best RERANK_POOL (row, cosine) pairs by (cosine + weight·look) / (1 + weight).
+
+        look = (1 + cos(direction, unit feature)) / 2 ∈ [0, 1]; rows past the pool keep their order
+        with look = 0, so scores never increase down the ranking and pages stay stable.
+        """
+        pool, rest = ranked[:RERANK_POOL], ranked[RERANK_POOL:]
+        rows = np.fromiter((row for row, _ in pool), dtype=np.int64, count=len(pool))
+        order = np.argsort(rows)
+        picked = np.empty((len(rows), features.shape[1]), dtype=np.float32)
+        picked[order] = np.asarray(features[rows[order]], dtype=np.float32)  # sorted reads from a memmap
+        looks = (1.0 + picked @ self.direction) / 2.0
+        scale = 1.0 + self.weight
+        fused = [
+            (row, (score + self.weight * float(look)) / scale)
+            for (row, score), look in zip(pool, looks, strict=True)
+        ]
+        fused.sort(key=lambda pair: -pair[1])
+        return fused + [(row, score / scale) for row, score in rest]
 
 
 @dataclass
@@ -56,6 +85,18 @@ class ReferenceSet:
         weights = torch.softmax(scores / temperature, dim=-1)
         captions = torch.from_numpy(self.caption_of.astype(np.int64))[rows]  # (B, k)
         return torch.einsum("bk,bkd->bd", weights, caption_vectors[captions])
+
+    def look_of(self, caption_scores: torch.Tensor, k: int, temperature: float) -> np.ndarray:
+        """Unit feature-space direction of the k references whose captions best match a text query."""
+        rows = caption_scores[torch.from_numpy(self.caption_of.astype(np.int64))]
+        top = torch.topk(rows, min(k, len(self)))
+        weights = torch.softmax(top.values / temperature, dim=-1)
+        mean = torch.nn.functional.normalize(weights @ self._features[top.indices], dim=-1)
+        # Back from the PCA space: a direction in the centred feature space (the mean shifts every
+        # image's cosine by the same amount, which does not change a ranking).
+        direction = mean.numpy() @ self.pca.components
+        unit: np.ndarray = (direction / max(float(np.linalg.norm(direction)), 1e-12)).astype(np.float32)
+        return unit
 
     def save(self, path: Path) -> None:
         """Write the set to one .npz file."""

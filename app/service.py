@@ -67,8 +67,10 @@ class SearchService:
         query = " ".join(query.split())
         if not query:
             raise BadQuery("query must contain at least one non-space character")
-        vector = self.pipeline.encode_query(query)
-        return self._hits(dedup.search(self.index, vector, top_k, offset, dedup_threshold))
+        encoded = self.pipeline.encode_query(query)
+        return self._hits(
+            dedup.search(self.index, encoded.vector, top_k, offset, dedup_threshold, visual=encoded.visual)
+        )
 
     def search_image(
         self, data: bytes, top_k: int, offset: int = 0, dedup_threshold: float = 0.0

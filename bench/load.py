@@ -87,9 +87,9 @@ def stage_split(index_dir: Path, texts: list[str]) -> dict[str, float]:
     totals = {"text encoding": 0.0, "vector search": 0.0, "manifest lookup": 0.0}
     for text in texts:
         start = time.perf_counter()
-        vector = service.pipeline.encode_query(text)
+        query = service.pipeline.encode_query(text)
         encoded = time.perf_counter()
-        groups = dedup.search(service.index, vector, 10, 0, 0.97)
+        groups = dedup.search(service.index, query.vector, 10, 0, 0.97, visual=query.visual)
         searched = time.perf_counter()
         service.index.records([g.row for g in groups])
         totals["text encoding"] += encoded - start

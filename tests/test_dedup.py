@@ -19,6 +19,7 @@ from app.build import BuildConfig, build_index
 from app.index import Index
 from app.main import create_app
 from app.pipeline import Models, Pipeline
+from app.references import VisualHint
 from app.settings import Settings
 from app.sources import FolderSource
 from tests.conftest import png_bytes, service_factory, wait_ready
@@ -45,9 +46,15 @@ class MatrixIndex:
         self.windows: list[int] = []
 
     def search(
-        self, query: np.ndarray, top_k: int, offset: int = 0, space: str = "vectors"
+        self,
+        query: np.ndarray,
+        top_k: int,
+        offset: int = 0,
+        space: str = "vectors",
+        visual: VisualHint | None = None,
     ) -> list[tuple[int, float]]:
-        """Exact cosine ranking by the features, ties by row."""
+        """Exact cosine ranking by the features, ties by row (no visual hints here)."""
+        assert visual is None
         self.windows.append(top_k)
         scores = self.features @ query
         order = np.lexsort((np.arange(self.count), -scores))[offset : offset + top_k]

@@ -20,7 +20,11 @@ class SearchResult(BaseModel):
     """One ranked image."""
 
     id: str
-    score: float
+    score: float = Field(
+        description="similarity to the query, higher first: a cosine in [-1, 1]; for a text query with a "
+        "reference set, the best 200 matches mix it with how much they look like the query's reference "
+        "pictures"
+    )
     source: str
     width: int
     height: int
