@@ -66,7 +66,7 @@ AnnMode = Literal["auto", "always", "never"]
 class BuildConfig:
     """Parameters of one build, recorded in meta.json."""
 
-    pca_dim: int = 128
+    pca_dim: int = 256
     pca_centred: bool = False
     batch_size: int = 32
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))

@@ -34,7 +34,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-column", default="image")
     parser.add_argument("--index-dir", type=Path, required=True)
     parser.add_argument("--profile", choices=get_args(Profile), default="packaged")
-    parser.add_argument("--pca-dim", type=int, default=128, help="0 disables PCA")
+    parser.add_argument("--pca-dim", type=int, default=256, help="0 disables PCA")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: up to 2)")
     parser.add_argument("--pca-centred", action="store_true", help="subtract the mean before projecting")

@@ -17,7 +17,6 @@ import numpy as np
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.index import VECTORS, Index
-from app.pca import Pca
 from app.pipeline import Models, Pipeline
 from app.registry import make_bridge, prepare
 from app.service import SearchService
@@ -49,7 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images (smoke run)")
     parser.add_argument(
-        "--pca-dim", type=int, default=128, help="PCA dimension of the default index (0: none)"
+        "--pca-dim", type=int, default=256, help="PCA dimension of the default index (0: none)"
     )
     parser.add_argument(
         "--split",
@@ -144,16 +143,11 @@ def unaligned_ranking(index_dir: Path, models: Models, queries: list[str]) -> tu
     return ranked(text[:, :dim] @ projected.T, sources, queries), dim
 
 
-def centred_pca_ranking(index_dir: Path, models: Models, queries: list[str], dim: int) -> Ranking:
-    """PCA with mean subtraction (app.pca.Pca, centred=True) fitted on an unreduced index's vectors."""
-    vectors, sources = stored(index_dir, "vectors")
-    pca = Pca.fit(vectors, dim, centred=True)
-    return ranked(pca.transform(models.text.encode(queries)) @ pca.transform(vectors).T, sources, queries)
-
-
-def build(folder: Path, index_dir: Path, pipeline: Pipeline, pca_dim: int, settings: Settings) -> BuildReport:
+def build(
+    folder: Path, index_dir: Path, pipeline: Pipeline, pca_dim: int, settings: Settings, centred: bool = False
+) -> BuildReport:
     """One index build through the service's build path, with the pipeline's bridge parameters."""
-    config = BuildConfig(pca_dim=pca_dim, max_pixels=settings.max_image_pixels)
+    config = BuildConfig(pca_dim=pca_dim, pca_centred=centred, max_pixels=settings.max_image_pixels)
     return build_index(FolderSource(folder), index_dir, pipeline, config, progress=sys.stderr.isatty())
 
 
@@ -232,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             Row(f"bridge, --pca-dim {args.pca_dim} (default)", main_dim, bridge, main_bytes),
         ]
         if args.pca_dim:
-            centred = centred_pca_ranking(plain_dir, models, queries, args.pca_dim)
+            centred_dir = Path(scratch) / "index-centred"
+            build(folder, centred_dir, pipeline, args.pca_dim, settings, centred=True)
+            centred = service_ranking(centred_dir, models, settings.cache_dir, queries)
             rows.append(
                 Row(f"bridge, PCA {args.pca_dim} centred", main_dim, recall(centred, relevant), main_bytes)
             )
