@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from app.build import BuildConfig
+from app.index import VECTORS
 from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, SearchOptions, build_ann
 
 log = logging.getLogger("bench.search")
 
 Search = Callable[[np.ndarray], list[int]]
-# Mean and covariance of the 128-d vectors of the Tux Paint index built with the defaults
-# (python -m bench.relevance builds the same index); they give synthetic rows our index's geometry.
+# Mean and covariance of the vectors of the Tux Paint index built with the defaults (256-d; remade with
+# --refit-stats INDEX_DIR from an index built as bench.relevance builds it): synthetic rows get our geometry.
 STATS = Path(__file__).parent / "data" / "tuxpaint_vector_stats.npz"
 
 
@@ -29,7 +31,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated index sizes")
-    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--dim", type=int, default=BuildConfig().pca_dim)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument(
         "--ef-search",
@@ -45,6 +47,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-usearch", action="store_true", help="skip the usearch comparison")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the .npy files go (default: tmp)")
+    parser.add_argument("--refit-stats", type=Path, default=None, help="rewrite the stats from this index")
     return parser.parse_args(argv)
 
 
@@ -176,6 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every size and print a table and the RESULT line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if args.refit_stats:
+        vectors = np.asarray(np.load(args.refit_stats / VECTORS), dtype=np.float64)
+        np.savez(STATS, mean=vectors.mean(axis=0), cov=np.cov(vectors.T), count=np.array(len(vectors)))
+        print(f"wrote {STATS}: {vectors.shape[1]}-d, {len(vectors)} vectors")
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
