@@ -201,8 +201,9 @@ def build_bridge(
 ) -> Bridge:
     """Embed the label texts (and reference captions) and assemble the bridge."""
     references = None
-    if identity:
+    if identity:  # a joint image-text space needs no reference set
         vectors = label_vectors(text, labels, ("a photo of a {}.",), cache_dir)
+        params = replace(params, references="", reference_weight=0.0, query_weight=0.0)
     else:
         imagenet = tuple(labels) == imagenet_labels()  # WordNet texts exist for ImageNet classes only
         lemmas = imagenet and params.names == "lemmas"
@@ -213,9 +214,9 @@ def build_bridge(
         )
         if params.references and (params.reference_weight or params.query_weight):
             references = find_references(params.references, image_model, reference_dir)
-    if references is None and not identity and params.references:
-        log.info("no reference set %r for %s: ConSE alone", params.references, image_model or "?")
-        params = replace(params, references="", reference_weight=0.0, query_weight=0.0)
+            if references is None:
+                log.info("no reference set %r for %s: ConSE alone", params.references, image_model or "?")
+                params = replace(params, references="", reference_weight=0.0, query_weight=0.0)
     captions = label_vectors(text, references.captions, ("{}",), cache_dir) if references else None
     return Bridge(
         params=params,

@@ -1,4 +1,4 @@
-"""Stage 3, second source: captions carried over from captioned reference pictures (feature-space kNN)."""
+"""Stage 3, second source: captioned reference pictures name images (kNN) and show what queries look like."""
 
 from __future__ import annotations
 
@@ -62,9 +62,11 @@ class ReferenceSet:
     features: np.ndarray  # (N, k) float16 unit rows in the PCA space
     pca: Pca  # centred projection of the encoder's unit features
     _features: torch.Tensor = field(init=False, repr=False)
+    _caption_of: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._features = torch.from_numpy(np.ascontiguousarray(self.features, dtype=np.float32))
+        self._caption_of = torch.from_numpy(self.caption_of.astype(np.int64))
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -83,13 +85,11 @@ class ReferenceSet:
         """Per image: softmax(similarity / temperature)-weighted mean of its k nearest captions' vectors."""
         scores, rows = self.neighbours(features, k)
         weights = torch.softmax(scores / temperature, dim=-1)
-        captions = torch.from_numpy(self.caption_of.astype(np.int64))[rows]  # (B, k)
-        return torch.einsum("bk,bkd->bd", weights, caption_vectors[captions])
+        return torch.einsum("bk,bkd->bd", weights, caption_vectors[self._caption_of[rows]])
 
     def look_of(self, caption_scores: torch.Tensor, k: int, temperature: float) -> np.ndarray:
         """Unit feature-space direction of the k references whose captions best match a text query."""
-        rows = caption_scores[torch.from_numpy(self.caption_of.astype(np.int64))]
-        top = torch.topk(rows, min(k, len(self)))
+        top = torch.topk(caption_scores[self._caption_of], min(k, len(self)))
         weights = torch.softmax(top.values / temperature, dim=-1)
         mean = torch.nn.functional.normalize(weights @ self._features[top.indices], dim=-1)
         # Back from the PCA space: a direction in the centred feature space (the mean shifts every
@@ -119,7 +119,7 @@ class ReferenceSet:
                 name=str(meta["name"]),
                 model_id=str(meta["model_id"]),
                 captions=[str(c) for c in meta["captions"]],
-                caption_of=data["caption_of"].astype(np.int64),
+                caption_of=data["caption_of"],
                 features=data["features"],
                 pca=Pca(components=data["components"], mean=data["mean"], centred=True),
             )
