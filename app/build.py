@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from app import index as ix
 from app.errors import BuildLocked, ImgSearchError
-from app.pca import Pca
+from app.pca import DEFAULT_DIM, Pca
 from app.pipeline import Encoded, Pipeline
 from app.preprocessing import Preprocessor, decode, image_format, thumbnail
 from app.sources import Item, Source
@@ -66,7 +66,7 @@ AnnMode = Literal["auto", "always", "never"]
 class BuildConfig:
     """Parameters of one build, recorded in meta.json."""
 
-    pca_dim: int = 256
+    pca_dim: int = DEFAULT_DIM
     pca_centred: bool = False
     batch_size: int = 32
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, get_args
 
 from app.errors import ImgSearchError
 from app.milvus import INDEX_TYPES as MILVUS_INDEX_TYPES
+from app.pca import DEFAULT_DIM
 from app.settings import Profile, Settings
 
 if TYPE_CHECKING:  # the model stack loads only when a command needs it: `--help` stays instant
@@ -34,7 +35,7 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-column", default="image")
     parser.add_argument("--index-dir", type=Path, required=True)
     parser.add_argument("--profile", choices=get_args(Profile), default="packaged")
-    parser.add_argument("--pca-dim", type=int, default=256, help="0 disables PCA")
+    parser.add_argument("--pca-dim", type=int, default=DEFAULT_DIM, help="0 disables PCA")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: up to 2)")
     parser.add_argument("--pca-centred", action="store_true", help="subtract the mean before projecting")

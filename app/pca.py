@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+# The smallest of 64/128/256 within 1 point R@10 of no PCA on the relevance tune half (docs/relevance.md).
+DEFAULT_DIM = 256
+
 
 @dataclass
 class Pca:

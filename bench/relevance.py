@@ -17,6 +17,7 @@ import numpy as np
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.index import VECTORS, Index
+from app.pca import DEFAULT_DIM
 from app.pipeline import Models, Pipeline
 from app.registry import make_bridge, prepare
 from app.service import SearchService
@@ -48,7 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N images (smoke run)")
     parser.add_argument(
-        "--pca-dim", type=int, default=256, help="PCA dimension of the default index (0: none)"
+        "--pca-dim", type=int, default=DEFAULT_DIM, help="PCA dimension of the default index (0: none)"
     )
     parser.add_argument(
         "--split",

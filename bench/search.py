@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from app.build import BuildConfig
 from app.index import VECTORS
+from app.pca import DEFAULT_DIM
 from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, SearchOptions, build_ann
 
 log = logging.getLogger("bench.search")
@@ -31,7 +31,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated index sizes")
-    parser.add_argument("--dim", type=int, default=BuildConfig().pca_dim)
+    parser.add_argument("--dim", type=int, default=DEFAULT_DIM)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument(
         "--ef-search",
