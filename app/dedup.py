@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.vectors import read_rows
+
 if TYPE_CHECKING:  # settings import this module for its default: keep it free of the index's imports
     from app.index import Index
     from app.references import VisualHint
@@ -65,9 +67,7 @@ def collapse(ranked: list[tuple[int, float]], features: np.ndarray, threshold: f
     if not ranked:
         return []
     rows = np.fromiter((row for row, _ in ranked), dtype=np.int64, count=len(ranked))
-    order = np.argsort(rows)
-    candidates = np.empty((len(rows), features.shape[1]), dtype=np.float32)
-    candidates[order] = np.asarray(features[rows[order]], dtype=np.float32)  # sorted reads from a memmap
+    candidates = read_rows(features, rows)
     reps = np.empty_like(candidates)  # representatives' features, in the order they were kept
     kept: list[int] = []  # their positions in `ranked`
     counts: list[int] = []

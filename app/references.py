@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from app.pca import Pca
+from app.vectors import read_rows
 
 DATA = Path(__file__).parent / "data"
 RERANK_POOL = 200  # best text matches of a query re-scored with its VisualHint (Index.search)
@@ -38,10 +39,7 @@ class VisualHint:
         """
         pool, rest = ranked[:RERANK_POOL], ranked[RERANK_POOL:]
         rows = np.fromiter((row for row, _ in pool), dtype=np.int64, count=len(pool))
-        order = np.argsort(rows)
-        picked = np.empty((len(rows), features.shape[1]), dtype=np.float32)
-        picked[order] = np.asarray(features[rows[order]], dtype=np.float32)  # sorted reads from a memmap
-        looks = (1.0 + picked @ self.direction) / 2.0
+        looks = (1.0 + read_rows(features, rows) @ self.direction) / 2.0
         scale = 1.0 + self.weight
         fused = [
             (row, (score + self.weight * float(look)) / scale)

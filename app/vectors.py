@@ -45,6 +45,14 @@ class VectorSearcher(Protocol):
         ...
 
 
+def read_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """matrix[rows] as float32 in the given order, read in ascending row order (kind to a memmap)."""
+    order = np.argsort(rows)
+    out = np.empty((len(rows), matrix.shape[1]), dtype=np.float32)
+    out[order] = np.asarray(matrix[rows[order]], dtype=np.float32)
+    return out
+
+
 def rank_exact(matrix: np.ndarray, query: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[int, float]]:
     """Score candidate rows in float32 and rank them by (score desc, row asc)."""
     rows = np.unique(rows)
