@@ -1,14 +1,21 @@
-"""Offline build: read (parallel decode) → encode (batched) → write (atomic swap into place).
+"""Offline build: read (parallel decode) → encode (batched) → write (a new generation, switched to at once).
 
 Reading and encoding run in an engine: `LocalEngine` (DataLoader workers on this machine) or
 `app.build_ray.RayEngine` (an actor pool on a Ray cluster). Both feed the one write stage below.
 
-Crash safety: a build writes into `.<name>.building-<pid>` next to the index and swaps it in with
-one atomic exchange of directory names (Linux `renameat2(RENAME_EXCHANGE)`; two renames
-elsewhere), so a build killed at any point leaves the index in place complete and loadable. One
-build at a time per index: an exclusive `flock` on `<index_dir>.lock` (released by the kernel when
-the holder dies, so a killed build never leaves a stale lock). The next build removes what a killed
-one left behind.
+The index folder is the project's alone: a build writes only into a new or empty folder or one
+holding an index it made, never into or around the images folder (IndexDirRefused otherwise), and
+deletes only names it writes.
+
+Crash safety: a build writes a new generation, `<index_dir>/generations/<UTC time>-<random>/`, and
+serves it by replacing the symlink `<index_dir>/current` in one rename, so a build killed at any
+point leaves the current generation complete and loadable, and a running service always reads one
+whole generation (app/index.py; it follows `current` by itself, app/api/runtime.py). Generations no
+longer current are deleted by the next build once no reader holds their `readers.lock`; a running
+service keeps the ones it still reads. One build at a time per index: an exclusive `flock` on
+`<index_dir>/build.lock` (released by the kernel when the holder dies, so a killed build never
+leaves a stale lock). The next build removes what a killed one left behind. The first build over
+an older flat index (meta.json in the folder itself) moves it to this layout.
 
 Incremental builds (`update=True`, `--update`): files whose sha256 is already in the index are not
 decoded or encoded again; their vectors, features, labels and thumbnails are reused, files no
@@ -21,13 +28,12 @@ vectors: an updated index equals a full rebuild up to float16 rounding.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -44,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from app import index as ix
-from app.errors import BuildLocked, ImgSearchError
+from app.errors import BuildLocked, ImgSearchError, IndexDirRefused
 from app.pca import DEFAULT_DIM, Pca
 from app.pipeline import Encoded, Pipeline
 from app.preprocessing import Preprocessor, decode, image_format, thumbnail
@@ -54,8 +60,6 @@ from app.vectors import ANN_FILE, build_ann
 log = logging.getLogger(__name__)
 
 TEXT_VECTORS = "text_vectors.npy"  # unprojected text-space vectors, kept when PCA is applied
-BUILDING = "building"
-OLD = "old"
 RECORD_CHUNK = 10_000  # manifest rows read per query (SQLite caps the number of parameters)
 
 
@@ -211,18 +215,55 @@ class LocalEngine:
             mark = time.perf_counter()
 
 
-# -- lock, leftovers, atomic swap ------------------------------------------------------------------
+# -- the index folder: ownership, lock, generations -------------------------------------------------
+
+GENERATION_NAME = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")  # what _new_generation names
+REMOVING = ".removing-"  # a generation renamed away, about to be deleted
+POINTER_TEMP = re.compile(r"^\.current-\d+$")  # `current` being written
+FLAT_FILES = (ix.META, ix.VECTORS, ix.FEATURES, TEXT_VECTORS, ix.MANIFEST, ix.PCA_FILE, ix.REPORT, ANN_FILE)
+FLAT_FOLDERS = (ix.THUMBNAILS, ix.ORIGINALS)
 
 
-def lock_path(index_dir: Path) -> Path:
-    """The lock file of an index directory: `<index_dir>.lock`, next to it."""
-    return index_dir.with_name(f"{index_dir.name}.lock")
+def check_index_dir(index_dir: Path, images: Path | None) -> None:
+    """IndexDirRefused unless `index_dir` is new, empty or an index of ours, apart from the images."""
+    index_dir = index_dir.resolve()
+    if images is not None:
+        images = images.resolve()
+        elsewhere = images.parent / f"{images.name}-index"
+        if index_dir == images:
+            raise IndexDirRefused(
+                f"--index-dir {index_dir} is the images folder: an index needs a folder of its own; "
+                f"choose one outside the images, e.g. --index-dir {elsewhere}"
+            )
+        if index_dir.is_relative_to(images):
+            raise IndexDirRefused(
+                f"--index-dir {index_dir} is inside the images folder {images}: the next build would "
+                f"index the index's thumbnails; choose one outside the images, e.g. --index-dir {elsewhere}"
+            )
+        if images.is_relative_to(index_dir):
+            raise IndexDirRefused(
+                f"the images folder {images} is inside --index-dir {index_dir}: the index folder holds "
+                f"only what builds write; choose one outside the images, e.g. --index-dir {elsewhere}"
+            )
+    if not index_dir.exists() or ix.looks_like_index(index_dir):
+        return
+    if not index_dir.is_dir():
+        raise IndexDirRefused(
+            f"--index-dir {index_dir} is a file, not a folder; choose a new or empty folder"
+        )
+    names = sorted(p.name for p in index_dir.iterdir())
+    if names:
+        shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+        raise IndexDirRefused(
+            f"--index-dir {index_dir} holds files that are not an index ({shown}); a build writes only "
+            "into a new or empty folder or an index it made: choose another folder"
+        )
 
 
 @contextmanager
 def build_lock(index_dir: Path) -> Iterator[None]:
     """Hold the index's build lock, or raise BuildLocked at once when another build holds it."""
-    path = lock_path(index_dir)
+    path = index_dir / ix.BUILD_LOCK
     with path.open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -243,48 +284,15 @@ def build_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _temp_dir(index_dir: Path, kind: str) -> Path:
-    """`.<name>.<kind>-<pid>` next to the index."""
-    return index_dir.with_name(f".{index_dir.name}.{kind}-{os.getpid()}")
-
-
-def _leftovers(index_dir: Path, kind: str) -> list[Path]:
-    """Temporary directories of that kind that earlier builds of this index left behind."""
-    prefix = f".{index_dir.name}.{kind}-"
-    return sorted(p for p in index_dir.parent.iterdir() if p.name.startswith(prefix) and p.is_dir())
-
-
-def clean_leftovers(index_dir: Path) -> None:
-    """Remove what killed builds left (call with the lock held); bring back an index set aside mid-swap."""
-    if not index_dir.exists():
-        # Only the two-rename fallback can be killed between its renames: the old index is complete.
-        for old in sorted(_leftovers(index_dir, OLD), key=lambda p: p.stat().st_mtime, reverse=True):
-            try:
-                ix.Index(old).close()
-            except ImgSearchError:
-                continue
-            old.rename(index_dir)
-            log.warning("restored %s from %s, set aside by an interrupted build", index_dir, old.name)
-            break
-    for leftover in _leftovers(index_dir, BUILDING) + _leftovers(index_dir, OLD):
-        log.info("removing %s, left by an interrupted build", leftover)
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directory names (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}:
-        return False
-    raise OSError(code, os.strerror(code), str(b))
+def _new_generation(index_dir: Path, stores_originals: bool) -> Path:
+    """An empty generation for this build: `generations/<UTC time>-<random>/` with its readers lock."""
+    name = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    path = index_dir / ix.GENERATIONS / name
+    (path / ix.THUMBNAILS).mkdir(parents=True)
+    if stores_originals:
+        (path / ix.ORIGINALS).mkdir()
+    (path / ix.READERS_LOCK).touch()
+    return path
 
 
 def _fsync(path: Path) -> None:
@@ -296,19 +304,84 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Replace `target` with the finished `tmp` directory; the old index ends up at `tmp`."""
+def _publish(generation: Path, index_dir: Path) -> None:
+    """Serve a finished generation: flush its key files, then replace `current` in one rename."""
     for name in (ix.VECTORS, ix.FEATURES, TEXT_VECTORS, ix.MANIFEST, ix.PCA_FILE, ix.REPORT, ix.META, "."):
-        if (tmp / name).exists():
-            _fsync(tmp / name)
-    if not target.exists():
-        tmp.rename(target)
-    elif not _exchange(tmp, target):
-        old = _temp_dir(target, OLD)
-        target.rename(old)
-        tmp.rename(target)
-        old.rename(tmp)
-    _fsync(target.parent)
+        if (generation / name).exists():
+            _fsync(generation / name)
+    _fsync(generation.parent)
+    pointer = index_dir / f".{ix.CURRENT}-{os.getpid()}"
+    pointer.unlink(missing_ok=True)
+    pointer.symlink_to(Path(ix.GENERATIONS) / generation.name)
+    os.replace(pointer, index_dir / ix.CURRENT)
+    _fsync(index_dir)
+
+
+def _discard_unpublished(generation: Path, index_dir: Path) -> None:
+    """Remove this build's generation unless it became the current one."""
+    if ix.generation_of(index_dir) != generation.name:
+        shutil.rmtree(generation, ignore_errors=True)
+
+
+def _remove_generation(generation: Path) -> bool:
+    """Delete a generation no reader holds (renamed away first, under an exclusive flock); False if in use."""
+    try:
+        with (generation / ix.READERS_LOCK).open("rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            dying = generation.with_name(REMOVING + generation.name)
+            generation.rename(dying)
+    except BlockingIOError:
+        return False
+    except FileNotFoundError:  # a killed build's generation, before its lock file was made
+        dying = generation.with_name(REMOVING + generation.name)
+        generation.rename(dying)
+    shutil.rmtree(dying, ignore_errors=True)
+    return True
+
+
+def remove_stale(index_dir: Path) -> None:
+    """Delete what builds left that nothing serves (call with the build lock held); only names we write."""
+    for temp in index_dir.iterdir():
+        if POINTER_TEMP.match(temp.name) and temp.is_symlink():
+            temp.unlink()
+    folder, live = index_dir / ix.GENERATIONS, ix.generation_of(index_dir)
+    if live is not None and (index_dir / ix.META).is_file():
+        _remove_flat(index_dir)
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if entry.name.startswith(REMOVING) and GENERATION_NAME.match(entry.name[len(REMOVING) :]):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif GENERATION_NAME.match(entry.name) and entry.name != live and entry.is_dir():
+            if _remove_generation(entry):
+                log.info("removed generation %s, no longer served", entry.name)
+            else:
+                log.info(
+                    "kept generation %s: a running service still reads it; a later build removes it",
+                    entry.name,
+                )
+
+
+def _remove_flat(index_dir: Path) -> None:
+    """Delete an old flat index's files (meta.json first) once a generation replaced it."""
+    for name in FLAT_FILES:
+        (index_dir / name).unlink(missing_ok=True)
+    for name in FLAT_FOLDERS:
+        if (index_dir / name).is_dir() and not (index_dir / name).is_symlink():
+            shutil.rmtree(index_dir / name, ignore_errors=True)
+    log.info("moved %s to the generations layout (%s/…)", index_dir, ix.GENERATIONS)
+
+
+def _undo_created(index_dir: Path, created: list[Path]) -> None:
+    """After a failed first build: remove its lock, its empty generations folder and the folders it made."""
+    if not created or ix.generation_of(index_dir) is not None:
+        return
+    (index_dir / ix.BUILD_LOCK).unlink(missing_ok=True)
+    for folder in [index_dir / ix.GENERATIONS, *created]:  # deepest first; rmdir only takes empty ones
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            break
 
 
 # -- reuse of a previous index ---------------------------------------------------------------------
@@ -377,7 +450,7 @@ def _differences(built: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 def _open_previous(index_dir: Path, wanted: dict[str, Any]) -> _Previous | None:
     """The index in place when it can be reused; otherwise None, after one log line saying why."""
-    if not (index_dir / ix.META).exists():
+    if not (ix.live_path(index_dir) / ix.META).exists():
         log.info("--update: no index at %s yet; building all images", index_dir)
         return None
     try:
@@ -386,7 +459,7 @@ def _open_previous(index_dir: Path, wanted: dict[str, Any]) -> _Previous | None:
         log.warning("--update: the index in place cannot be read (%s); building all images", exc)
         return None
     differences = _differences(_settings_in(index.meta), wanted)
-    text_path = index_dir / TEXT_VECTORS
+    text_path = index.path / TEXT_VECTORS
     if not differences and index.pca is not None and not text_path.exists():
         differences.append(f"the index has PCA but no {TEXT_VECTORS} (built before --update existed)")
     if differences:
@@ -402,7 +475,7 @@ def _open_previous(index_dir: Path, wanted: dict[str, Any]) -> _Previous | None:
         records: dict[str, ix.ImageRecord] = {}
         for first in range(0, index.count, RECORD_CHUNK):
             for record in index.records(list(range(first, min(first + RECORD_CHUNK, index.count)))):
-                if (index_dir / ix.THUMBNAILS / f"{record.id}.jpg").is_file():
+                if (index.path / ix.THUMBNAILS / f"{record.id}.jpg").is_file():
                     records[record.sha256] = record
     except (OSError, ValueError) as exc:
         log.warning("--update: the index in place cannot be reused (%s); building all images", exc)
@@ -422,6 +495,34 @@ def _link_or_copy(source: Path, target: Path) -> None:
 # -- the build -------------------------------------------------------------------------------------
 
 
+def _plural(count: int, noun: str) -> str:
+    """`1 image`, `11 images`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def pca_skipped(count: int, dims: int, pca_dim: int) -> str:
+    """Why PCA to `pca_dim` dimensions was not applied, in one line."""
+    if dims <= pca_dim:
+        return (
+            f"PCA skipped: the vectors have {_plural(dims, 'dimension')}, not more than --pca-dim {pca_dim}"
+        )
+    return (
+        f"PCA skipped: {_plural(count, 'image')}, and PCA to {pca_dim} dimensions needs more than "
+        f"{_plural(pca_dim, 'image')}; vectors kept at {dims} dimensions"
+    )
+
+
+def _nothing_to_index(source: Source, report: BuildReport, index_dir: Path) -> ImgSearchError:
+    """The error of a build that found no readable image (saying whether an index stays served)."""
+    where = getattr(source, "root", None) or "the source"
+    kept = (
+        "; the existing index was left as it was"
+        if ix.generation_of(index_dir) or (index_dir / ix.META).is_file()
+        else "; no index was written"
+    )
+    return ImgSearchError(f"no readable images in {where} ({len(report.skipped)} skipped){kept}")
+
+
 def build_index(
     source: Source,
     index_dir: Path,
@@ -438,15 +539,25 @@ def build_index(
     # update: reuse what the index in place holds by sha256.
     config = config or BuildConfig()
     index_dir = index_dir.resolve()
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_index_dir(index_dir, source.root)
+    created = [folder for folder in (index_dir, *index_dir.parents) if not folder.exists()]
+    index_dir.mkdir(parents=True, exist_ok=True)
     with build_lock(index_dir):
-        clean_leftovers(index_dir)
-        previous = _open_previous(index_dir, _settings_of(pipeline, config)) if update else None
         try:
-            return _build(source, index_dir, pipeline, config, progress, previous, engine or LocalEngine())
-        finally:
-            if previous is not None:
-                previous.close()
+            remove_stale(index_dir)
+            previous = _open_previous(index_dir, _settings_of(pipeline, config)) if update else None
+            try:
+                report = _build(
+                    source, index_dir, pipeline, config, progress, previous, engine or LocalEngine()
+                )
+            finally:
+                if previous is not None:
+                    previous.close()
+            remove_stale(index_dir)  # the generation served before, unless a service still reads it
+            return report
+        except BaseException:
+            _undo_created(index_dir, created)
+            raise
 
 
 def _build(
@@ -460,11 +571,7 @@ def _build(
 ) -> BuildReport:
     """The build itself, with the lock held: the engine's batches in, the index out."""
     report = BuildReport()
-    tmp = _temp_dir(index_dir, BUILDING)
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / ix.THUMBNAILS).mkdir(parents=True)
-    if source.stores_originals:
-        (tmp / ix.ORIGINALS).mkdir()
+    tmp = _new_generation(index_dir, source.stores_originals)
     known = frozenset(previous.records) if previous is not None else frozenset()
     saved_pca, pipeline.pca = pipeline.pca, None
     try:
@@ -533,10 +640,7 @@ def _build(
                 bar.update(len(batch))
                 timings["write"] = timings.get("write", 0.0) + time.perf_counter() - after_encode
         if not records:
-            raise ImgSearchError(
-                f"no readable images in {getattr(source, 'root', None) or 'the source'} "
-                f"({len(report.skipped)} skipped); the existing index was left as it was"
-            )
+            raise _nothing_to_index(source, report, index_dir)
         if previous is not None:
             report.removed = len(set(previous.records) - {r.sha256 for r in records})
         write_started = time.perf_counter()
@@ -549,7 +653,7 @@ def _build(
             pca.save(tmp / ix.PCA_FILE)
             np.save(tmp / TEXT_VECTORS, raw.astype(np.float16))
         elif config.pca_dim:
-            log.info("PCA skipped: %d images, %d dimensions ≤ --pca-dim %d", *raw.shape, config.pca_dim)
+            log.info("%s", pca_skipped(raw.shape[0], raw.shape[1], config.pca_dim))
         timings["pca"] = time.perf_counter() - write_started
         stored = matrix.astype(np.float16)
         np.save(tmp / ix.VECTORS, stored)
@@ -594,10 +698,10 @@ def _build(
         }
         (tmp / ix.REPORT).write_text(json.dumps(report.to_json(), indent=2))
         (tmp / ix.META).write_text(json.dumps(meta, indent=2))  # last: an index without it is not one
-        _swap_into_place(tmp, index_dir)
+        _publish(tmp, index_dir)
     finally:
         pipeline.pca = saved_pca
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard_unpublished(tmp, index_dir)
     log.info(
         "indexed %d images (%d reused, %d encoded, %d removed, %d skipped, %d duplicates) in %.1fs: %s",
         report.indexed,

@@ -55,3 +55,7 @@ class Conflict(ImgSearchError):
 
 class BuildLocked(Conflict):
     """Another build holds the lock of the same index directory."""
+
+
+class IndexDirRefused(ImgSearchError):
+    """The folder given for an index is not the project's to write (user files, or the images themselves)."""

@@ -1,15 +1,24 @@
-"""Stage 5: the index on disk (vectors by mmap, manifest, PCA, thumbnails, meta) and search in it."""
+"""Stage 5: the index on disk (vectors by mmap, manifest, PCA, thumbnails, meta) and search in it.
+
+Layout: `<index_dir>/generations/<name>/` holds one complete build; `<index_dir>/current` (a
+relative symlink, replaced atomically) names the one served. An index opened here holds a shared
+`flock` on its generation's `readers.lock` until it is closed or garbage-collected, so a build
+removes a generation only once no reader has it open. An older flat index (meta.json directly in
+the folder) still opens.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import re
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -29,6 +38,11 @@ PCA_FILE = "pca.npz"
 THUMBNAILS = "thumbnails"
 ORIGINALS = "originals"
 REPORT = "build_report.json"
+CURRENT = "current"  # symlink to generations/<name>, the generation served
+GENERATIONS = "generations"
+READERS_LOCK = "readers.lock"  # in each generation: shared flock while an Index has it open
+BUILD_LOCK = "build.lock"  # in the index folder: exclusive flock while a build runs
+PIN_ATTEMPTS = 10
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
 SCHEMA = """
@@ -43,6 +57,60 @@ CREATE TABLE images (
     labels TEXT NOT NULL
 );
 """
+
+
+def live_path(index_dir: Path) -> Path:
+    """The folder holding the served index: the generation `current` names, else index_dir (flat)."""
+    pointer = index_dir / CURRENT
+    try:
+        return index_dir / os.readlink(pointer)
+    except OSError:  # no pointer (flat index, or none), or a copy that made `current` a plain folder
+        return pointer if pointer.is_dir() else index_dir
+
+
+def generation_of(index_dir: Path) -> str | None:
+    """Name of the generation `current` points at (None for a flat index or none at all)."""
+    try:
+        return Path(os.readlink(index_dir / CURRENT)).name
+    except OSError:
+        return None
+
+
+def looks_like_index(folder: Path) -> bool:
+    """True for a folder this project built an index in (either layout, or a first build under way)."""
+    flat = (folder / META).is_file() and (folder / MANIFEST).is_file()
+    layered = (folder / GENERATIONS).is_dir() and (folder / BUILD_LOCK).is_file()
+    return flat or layered or (folder / CURRENT).is_symlink()
+
+
+def _short(exc: Exception, root: Path) -> str:
+    """An error reading an index, naming its file relative to the index folder."""
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        name = Path(exc.filename)
+        return f"{exc.strerror}: {name.relative_to(root) if name.is_relative_to(root) else name}"
+    return str(exc)
+
+
+def _pin(index_dir: Path) -> tuple[Path, IO[bytes] | None]:
+    """The live folder with a shared flock on its readers lock (None: flat index, nothing to pin)."""
+    for _ in range(PIN_ATTEMPTS):
+        path = live_path(index_dir)
+        lock = path / READERS_LOCK
+        try:
+            handle = lock.open("rb")
+        except OSError:
+            if path.is_dir():
+                return path, None
+            continue  # a build removed that generation after `current` moved on: read the pointer again
+        fcntl.flock(handle, fcntl.LOCK_SH)  # a build holds LOCK_EX only while it renames a generation away
+        try:
+            held, there = os.fstat(handle.fileno()), os.stat(lock)
+            if (held.st_ino, held.st_dev) == (there.st_ino, there.st_dev):
+                return path, handle
+        except OSError:
+            pass
+        handle.close()
+    return live_path(index_dir), None
 
 
 def image_id(sha256: str) -> str:
@@ -89,11 +157,20 @@ class Index:
     """A built index opened read-only: vectors memory-mapped, manifest in SQLite."""
 
     def __init__(self, path: Path, options: SearchOptions | None = None) -> None:
-        self.path = path
+        self.root = path
+        self.path, self._readers = _pin(path)
+        try:
+            self._open(self.path, options)
+        except BaseException:
+            self._close_readers()
+            raise
+
+    def _open(self, path: Path, options: SearchOptions | None) -> None:
+        """Read meta.json, map the vectors, open the manifest and the searcher."""
         meta_path = path / META
         if not meta_path.is_file():
             raise IndexUnavailable(
-                f"no index at {path} (missing {META}); build one with scripts/build_index.py"
+                f"no index at {self.root} (missing {META}); build one with scripts/build_index.py"
             )
         try:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
@@ -112,7 +189,8 @@ class Index:
             self._db = sqlite3.connect(f"file:{path / MANIFEST}?mode=ro", uri=True, check_same_thread=False)
             count = self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
         except (OSError, ValueError, sqlite3.Error, json.JSONDecodeError) as exc:
-            raise IndexUnavailable(f"index at {path} is incomplete or unreadable: {exc}") from exc
+            reason = _short(exc, self.root)
+            raise IndexUnavailable(f"index at {self.root} is incomplete or unreadable: {reason}") from exc
         self._lock = threading.Lock()
         expected = int(self.meta.get("count", -1))
         if not (self.vectors.shape[0] == count == expected == self.features.shape[0]):
@@ -124,6 +202,11 @@ class Index:
         self.collection_root = Path(root) if root else path
         self.searcher: VectorSearcher = open_searcher(path, self.vectors, options or SearchOptions())
         self._feature_searcher = ExactSearcher(self.features)
+
+    @property
+    def generation(self) -> str | None:
+        """Name of the generation open (None for a flat index)."""
+        return self.path.name if self.path != self.root else None
 
     @property
     def count(self) -> int:
@@ -141,9 +224,16 @@ class Index:
         return int(self.vectors.shape[1])
 
     def close(self) -> None:
-        """Release the manifest connection and the searcher."""
+        """Release the manifest connection, the searcher and the generation (a build may then remove it)."""
         self._db.close()
         self.searcher.close()
+        self._close_readers()
+
+    def _close_readers(self) -> None:
+        """Drop the shared lock on the generation."""
+        if self._readers is not None:
+            self._readers.close()
+            self._readers = None
 
     def check_compatible(self, profile: str, models: dict[str, str], text_dim: int) -> None:
         """Raise IndexMismatch naming both sides when the index was made by other models."""

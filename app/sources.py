@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.index import looks_like_index
+
 IMAGE_SUFFIXES = frozenset(
     {
         ".jpg",
@@ -44,7 +46,7 @@ class Source(Sequence[Item]):
 
 
 class FolderSource(Source):
-    """Every file with an image suffix under a folder, recursively, in sorted order."""
+    """Every file with an image suffix under a folder, recursively, in sorted order; skips our indexes."""
 
     def __init__(self, root: Path) -> None:
         if not root.is_dir():
@@ -52,7 +54,9 @@ class FolderSource(Source):
         self.root = self.folder = root.resolve()
         found: list[Path] = []
         for folder, dirs, files in os.walk(self.folder, followlinks=False):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            dirs[:] = sorted(
+                d for d in dirs if not d.startswith(".") and not looks_like_index(Path(folder) / d)
+            )
             for name in sorted(files):
                 if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
                     found.append(Path(folder) / name)

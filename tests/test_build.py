@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from app.build import BuildConfig, BuildReport, build_index
-from app.errors import ImgSearchError, IndexMismatch, IndexUnavailable
-from app.index import Index
+from app import cli
+from app.build import BuildConfig, BuildReport, build_index, pca_skipped
+from app.errors import ImgSearchError, IndexDirRefused, IndexMismatch, IndexUnavailable
+from app.index import Index, live_path
 from app.pipeline import Pipeline
 from app.service import SearchService
 from app.sources import FolderSource, HFDatasetSource
@@ -27,7 +29,7 @@ def test_index_holds_every_readable_image_and_reports_the_corrupt_one(
     index_dir, report = built
     assert report.indexed == 3
     assert report.skipped == [{"source": "broken.png", "reason": report.skipped[0]["reason"]}]
-    on_disk = json.loads((index_dir / "build_report.json").read_text())
+    on_disk = json.loads((live_path(index_dir) / "build_report.json").read_text())
     assert on_disk["skipped"][0]["source"] == "broken.png"
     index = Index(index_dir)
     sources = {r.source for r in index.records(list(range(index.count)))}
@@ -37,7 +39,7 @@ def test_index_holds_every_readable_image_and_reports_the_corrupt_one(
     meta = index.meta
     assert meta["profile"] == "fake" and meta["models"]["image"] == "fake-image" and meta["count"] == 3
     assert {"format_version", "dims", "bridge", "created_at", "build"} <= set(meta)
-    assert len(list((index_dir / "thumbnails").glob("*.jpg"))) == 3
+    assert len(list((live_path(index_dir) / "thumbnails").glob("*.jpg"))) == 3
 
 
 def test_ids_are_content_hashes_and_duplicates_are_indexed_once(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -114,14 +116,15 @@ def test_failed_build_leaves_the_existing_index_untouched(
 ) -> None:
     target = tmp_path / "index"
     build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0), progress=False)
-    before = (target / "meta.json").read_text()
+    before = (live_path(target) / "meta.json").read_text()
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "x.png").write_bytes(b"not a png")
     with pytest.raises(ImgSearchError, match="no readable images"):
         build_index(FolderSource(junk), target, pipeline, BuildConfig(workers=0), progress=False)
-    assert (target / "meta.json").read_text() == before and Index(target).count == 3
+    assert (live_path(target) / "meta.json").read_text() == before and Index(target).count == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert len(list((target / "generations").iterdir())) == 1  # the failed build's generation is gone
 
 
 def test_rebuild_replaces_the_index_in_place(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -144,7 +147,7 @@ def test_index_built_with_other_models_is_refused_naming_both(index_dir: Path, t
 
 def test_partial_index_is_reported_not_loaded(index_dir: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
-    shutil.copytree(index_dir, broken)
+    shutil.copytree(live_path(index_dir), broken)
     (broken / "vectors.npy").unlink()
     with pytest.raises(IndexUnavailable, match="incomplete"):
         Index(broken)
@@ -156,3 +159,120 @@ def test_build_script_reports_bad_arguments(capsys: pytest.CaptureFixture[str], 
     assert build_script.main(["--images", str(tmp_path / "absent"), "--index-dir", str(tmp_path / "i")]) == 1
     with pytest.raises(SystemExit):
         build_script.main(["--images", str(tmp_path), "--index-dir", str(tmp_path / "i"), "--pca-dim", "-1"])
+
+
+# -- the index folder is the project's alone -------------------------------------------------------
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    """Every file under a folder (relative path → bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_folder_with_other_files_is_refused_and_left_as_it_was(pipeline: Pipeline, tmp_path: Path) -> None:
+    gallery = make_gallery(tmp_path / "photos")
+    target = tmp_path / "idx"
+    target.mkdir()
+    (target / "important.txt").write_text("precious")
+    with pytest.raises(IndexDirRefused, match=r"holds files that are not an index \(important.txt\)"):
+        build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0), progress=False)
+    assert listing(target) == {"important.txt": b"precious"} and sorted(tmp_path.iterdir()) == [
+        target,
+        gallery,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("where", "fragment"),
+    [
+        (lambda photos: photos, "is the images folder"),
+        (lambda photos: photos / "index", "is inside the images folder"),
+        (lambda photos: photos / "sub" / "index", "is inside the images folder"),
+        (lambda photos: photos.parent, "is inside --index-dir"),
+    ],
+    ids=["same", "inside", "deep-inside", "parent"],
+)
+def test_an_index_folder_overlapping_the_images_is_refused_and_the_photos_survive(
+    pipeline: Pipeline, tmp_path: Path, where: Any, fragment: str
+) -> None:
+    photos = make_gallery(tmp_path / "collection" / "photos")
+    before = listing(tmp_path)
+    target = where(photos)
+    with pytest.raises(IndexDirRefused, match=fragment) as refused:
+        build_index(FolderSource(photos), target, pipeline, BuildConfig(workers=0), progress=False)
+    assert "choose one outside the images, e.g. --index-dir" in str(refused.value) and "\n" not in str(
+        refused.value
+    )
+    assert listing(tmp_path) == before  # nothing deleted, nothing written (no lock file either)
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_dir()) == ["collection", "photos", "sub"]
+
+
+def test_the_cli_refuses_the_images_folder_as_index_with_one_line(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import app.build_ray
+
+    monkeypatch.setattr(app.build_ray, "ProfilePipeline", lambda *args, **kwargs: lambda: pipeline)
+    photos = make_gallery(tmp_path / "photos")
+    before = listing(photos)
+    assert cli.main(["build", "--images", str(photos), "--index-dir", str(photos), "--workers", "0"]) == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "is the images folder" in errors[0] and "--index-dir" in errors[0]
+    assert listing(photos) == before
+
+
+def test_an_old_flat_index_is_moved_to_generations_keeping_other_files(
+    pipeline: Pipeline, gallery: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "index"
+    build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0, pca_dim=0), progress=False)
+    flat = tmp_path / "flat"
+    shutil.copytree(live_path(target), flat)  # what builds wrote before generations existed
+    (flat / "readers.lock").unlink()
+    (flat / "notes.txt").write_text("mine")
+    assert Index(flat).generation is None and Index(flat).count == 3
+    config = BuildConfig(workers=0, pca_dim=0)
+    report = build_index(FolderSource(gallery), flat, pipeline, config, progress=False, update=True)
+    assert (report.reused, report.encoded) == (3, 0)
+    assert sorted(p.name for p in flat.iterdir()) == ["build.lock", "current", "generations", "notes.txt"]
+    index = Index(flat)
+    assert index.generation is not None and index.count == 3
+    assert (flat / "notes.txt").read_text() == "mine"
+
+
+def test_the_folder_walk_skips_an_index_inside_the_images(pipeline: Pipeline, tmp_path: Path) -> None:
+    photos = make_gallery(tmp_path / "photos")
+    target = tmp_path / "index"
+    config = BuildConfig(workers=0, pca_dim=0)
+    counts = [build_index(FolderSource(photos), target, pipeline, config, progress=False).indexed]
+    shutil.copytree(target, photos / "old-index", symlinks=True)  # an index moved in by hand
+    flat = photos / "older-index"
+    shutil.copytree(live_path(target), flat)
+    counts += [
+        build_index(FolderSource(photos), target, pipeline, config, progress=False).indexed for _ in "ab"
+    ]
+    assert counts == [3, 3, 3]
+    assert len(FolderSource(photos)) == 4  # 3 images and the corrupt one; no thumbnails
+
+
+def test_a_failed_first_build_leaves_no_folder_and_no_lock(pipeline: Pipeline, tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "x.png").write_bytes(b"not a png")
+    target = tmp_path / "new" / "index"
+    with pytest.raises(ImgSearchError, match="no readable images") as failed:
+        build_index(FolderSource(junk), target, pipeline, BuildConfig(workers=0), progress=False)
+    assert "no index was written" in str(failed.value) and "left as it was" not in str(failed.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk"]
+
+
+def test_pca_skipped_says_why_with_plurals() -> None:
+    assert pca_skipped(11, 384, 256) == (
+        "PCA skipped: 11 images, and PCA to 256 dimensions needs more than 256 images; "
+        "vectors kept at 384 dimensions"
+    )
+    assert pca_skipped(1, 384, 256).startswith("PCA skipped: 1 image, ")
+    assert (
+        pca_skipped(1000, 64, 256)
+        == "PCA skipped: the vectors have 64 dimensions, not more than --pca-dim 256"
+    )

@@ -34,7 +34,7 @@ from app.api.routes.search import NON_BLANK
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
 from app.errors import BuildLocked
-from app.index import Index
+from app.index import Index, live_path
 from app.main import create_app
 from app.pipeline import Encoded, Models, Pipeline
 from app.registry import make_bridge
@@ -563,7 +563,7 @@ def test_reload_of_a_mismatched_index_is_refused_naming_both(
 
 def test_reload_of_a_missing_or_partial_index_is_refused(live: tuple[TestClient, Path, Path]) -> None:
     client, _, target = live
-    (target / "vectors.npy").rename(target.with_name("vectors.npy"))
+    (live_path(target) / "vectors.npy").rename(target.with_name("vectors.npy"))
     assert_clear_4xx(admin(client), 409, "incomplete")
     shutil.rmtree(target)
     assert_clear_4xx(admin(client), 409, "no index at")
@@ -589,7 +589,7 @@ def _missing(index_dir: Path, path: Path) -> None:
 
 def _partial(index_dir: Path, path: Path) -> None:
     """An index without its vectors."""
-    shutil.copytree(index_dir, path)
+    shutil.copytree(live_path(index_dir), path)
     (path / "vectors.npy").unlink()
 
 
@@ -669,6 +669,11 @@ def by_id(index: Index) -> dict[str, int]:
     return {record.id: record.row for record in index.records(list(range(index.count)))}
 
 
+def generations(index_dir: Path) -> list[str]:
+    """Names of the generations in an index folder."""
+    return sorted(p.name for p in (index_dir / "generations").iterdir() if p.is_dir())
+
+
 def hidden(folder: Path) -> list[str]:
     """Names of the dot-entries (temporary build directories) in a folder."""
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
@@ -710,7 +715,7 @@ def test_update_reuses_unchanged_files_encodes_new_ones_and_drops_deleted(
             assert np.allclose(mine, np.asarray(getattr(full, space)[f], np.float32), atol=2e-3)
         assert updated.records([u])[0].labels == full.records([f])[0].labels
         thumbnail = Path("thumbnails") / f"{image_id}.jpg"
-        assert (target / thumbnail).read_bytes() == (tmp_path / "full" / thumbnail).read_bytes()
+        assert (updated.path / thumbnail).read_bytes() == (full.path / thumbnail).read_bytes()
 
 
 def test_update_with_pca_refits_on_old_and_new_vectors(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -718,12 +723,12 @@ def test_update_with_pca_refits_on_old_and_new_vectors(pipeline: Pipeline, tmp_p
     target = tmp_path / "index"
     config = BuildConfig(pca_dim=4, workers=0)
     build_index(FolderSource(gallery), target, pipeline, config, progress=False)
-    assert np.load(target / "text_vectors.npy").shape == (13, 64)
+    assert np.load(live_path(target) / "text_vectors.npy").shape == (13, 64)
     coloured_folder(gallery, random_colours(3, 2))
     report = build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
     assert (report.reused, report.encoded) == (13, 3)
     updated = Index(target)
-    assert updated.dim == 4 and np.load(target / "text_vectors.npy").shape == (16, 64)
+    assert updated.dim == 4 and np.load(live_path(target) / "text_vectors.npy").shape == (16, 64)
     assert (
         SearchService(updated, pipeline.models, None).search_text("green thing", 1)[0].record.source
         == "green.png"
@@ -797,24 +802,25 @@ def test_killed_build_leaves_the_index_whole_and_the_next_build_finishes(
     target = tmp_path / "index"
     config = BuildConfig(pca_dim=0, workers=0)
     build_index(FolderSource(gallery), target, pipeline, config, progress=False)
-    meta_before = (target / "meta.json").read_text()
+    meta_before = (live_path(target) / "meta.json").read_text()
     coloured_folder(
         gallery, {"a-green.png": COLOURS["green"], "a-yellow.png": YELLOW, "b-grey.png": (90, 90, 90)}
     )
     build = start_build(gallery, target, tmp_path / "cache", "--update", "--pause-after", "1")
     try:
         wait_for_pause(build)  # half-way: one batch of new images encoded, nothing swapped yet
-        assert hidden(tmp_path) == [f".index.building-{build.pid}"]
+        assert len(generations(target)) == 2  # the served one and the one being written
         build.send_signal(signal.SIGKILL)
         assert build.wait() == -signal.SIGKILL
     finally:
         build.kill()
-    assert (target / "meta.json").read_text() == meta_before
+    assert (live_path(target) / "meta.json").read_text() == meta_before
     assert Index(target).count == 2
     report = build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
     assert (report.indexed, report.reused, report.encoded) == (5, 2, 3)
     assert Index(target).count == 5
-    assert hidden(tmp_path) == []  # the killed build's temporary directory is gone
+    assert generations(target) == [live_path(target).name]  # the killed build's generation is gone
+    assert hidden(tmp_path) == [] and hidden(target) == []
 
 
 def test_a_second_build_of_the_same_index_is_refused_while_the_first_runs(
@@ -847,17 +853,22 @@ def test_a_second_build_of_the_same_index_is_refused_while_the_first_runs(
     assert report.indexed == 3  # the lock was released with the first build
 
 
-def test_an_index_set_aside_by_a_killed_swap_is_restored(
+def test_leftovers_of_killed_builds_are_removed_and_nothing_else(
     pipeline: Pipeline, gallery: Path, tmp_path: Path
 ) -> None:
     target = tmp_path / "index"
     config = BuildConfig(pca_dim=0, workers=0)
     build_index(FolderSource(gallery), target, pipeline, config, progress=False)
-    target.rename(tmp_path / ".index.old-4242")  # killed between the two renames of the fallback swap
-    (tmp_path / ".index.building-4242").mkdir()
+    killed = target / "generations" / "20260101T000000Z-0123abcd"  # killed before it was finished
+    (killed / "thumbnails").mkdir(parents=True)
+    (target / "generations" / ".removing-20260101T000000Z-4567abcd").mkdir()  # killed while removing
+    (target / ".current-4242").symlink_to("generations/20260101T000000Z-0123abcd")  # killed mid-switch
+    (target / "generations" / "notes.txt").write_text("mine")
     report = build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
     assert (report.reused, report.encoded) == (3, 0)
-    assert hidden(tmp_path) == []
+    assert generations(target) == [live_path(target).name]
+    assert (target / "generations" / "notes.txt").read_text() == "mine"
+    assert hidden(target) == [] and hidden(target / "generations") == []
 
 
 def test_build_report_on_disk_counts_reuse(pipeline: Pipeline, gallery: Path, tmp_path: Path) -> None:
@@ -865,5 +876,5 @@ def test_build_report_on_disk_counts_reuse(pipeline: Pipeline, gallery: Path, tm
     config = BuildConfig(pca_dim=0, workers=0)
     build_index(FolderSource(gallery), target, pipeline, config, progress=False)
     build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
-    on_disk = json.loads((target / "build_report.json").read_text())
+    on_disk = json.loads((live_path(target) / "build_report.json").read_text())
     assert (on_disk["indexed"], on_disk["reused"], on_disk["encoded"], on_disk["removed"]) == (3, 3, 0, 0)
