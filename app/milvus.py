@@ -72,8 +72,10 @@ def is_lite(uri: str) -> bool:
 
 def stamp_of(index_path: Path) -> str:
     """The build's fingerprint: its build id, or the sha256 of meta.json for older builds (12 hex digits)."""
+    from app.index import META, live_path  # app.index imports this module's neighbours: import late
+
     try:
-        text = (index_path / "meta.json").read_bytes()
+        text = (live_path(index_path) / META).read_bytes()
     except OSError as exc:
         raise IndexUnavailable(f"no index at {index_path}: {exc.strerror or exc}") from exc
     build_id = json.loads(text).get("build_id")

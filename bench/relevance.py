@@ -156,7 +156,7 @@ def vector_info(index_dir: Path) -> tuple[str, int]:
     """Stored vector dimension and size in bytes of vectors.npy."""
     index = Index(index_dir)
     try:
-        return str(index.dim), (index_dir / VECTORS).stat().st_size
+        return str(index.dim), (index.path / VECTORS).stat().st_size
     finally:
         index.close()
 

@@ -24,6 +24,7 @@ def scaled_index(
         vectors = np.asarray(source.vectors, dtype=np.float32)
         feats = np.asarray(source.features, dtype=np.float32)
         meta = dict(source.meta)
+        real = source.path  # the generation served, for its thumbnails and PCA
     finally:
         source.close()
     shutil.rmtree(target, ignore_errors=True)

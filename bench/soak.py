@@ -31,6 +31,7 @@ from pathlib import Path
 
 import httpx
 
+from app.index import live_path
 from bench.server import REPO, memory, serve
 
 QUERIES = (
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"server {pid} ready on {base}: {server.ready}", flush=True)
             found = httpx.post(f"{base}/search", json={"query": "a photo", "top_k": 100}, timeout=60).json()
             ids = [result["id"] for result in found["results"]]
-            folder = photos or index_dir / "thumbnails"
+            folder = photos or live_path(index_dir) / "thumbnails"
             uploads = [
                 p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix.lower() in {".jpg", ".jpeg"}
             ]

@@ -7,7 +7,7 @@ export IMGSEARCH_INDEX_DIR=${IMGSEARCH_INDEX_DIR:-data/index}
 GALLERY=${GALLERY:-data/gallery}
 PORT=${PORT:-8000}
 .venv/bin/python -m scripts.demo_gallery --out "$GALLERY"
-if [ ! -f "$IMGSEARCH_INDEX_DIR/meta.json" ] || [ -n "${REBUILD:-}" ]; then
+if [ ! -f "$IMGSEARCH_INDEX_DIR/current/meta.json" ] && [ ! -f "$IMGSEARCH_INDEX_DIR/meta.json" ] || [ -n "${REBUILD:-}" ]; then
   .venv/bin/python -m scripts.build_index --images "$GALLERY" --index-dir "$IMGSEARCH_INDEX_DIR" --profile packaged
 fi
 cat <<MSG

@@ -139,10 +139,10 @@ def test_ray_engine_builds_the_index_the_local_engine_builds(
         ]
         assert cosines(np.asarray(a.vectors), np.asarray(b.vectors)).min() >= 0.9999
         assert cosines(np.asarray(a.features), np.asarray(b.features)).min() >= 0.9999
-        raw_a, raw_b = np.load(local_dir / "text_vectors.npy"), np.load(ray_dir / "text_vectors.npy")
+        raw_a, raw_b = np.load(a.path / "text_vectors.npy"), np.load(b.path / "text_vectors.npy")
         assert cosines(raw_a, raw_b).min() >= 0.9999
-        assert sorted(p.name for p in (ray_dir / "thumbnails").iterdir()) == sorted(
-            p.name for p in (local_dir / "thumbnails").iterdir()
+        assert sorted(p.name for p in (b.path / "thumbnails").iterdir()) == sorted(
+            p.name for p in (a.path / "thumbnails").iterdir()
         )
         assert (a.meta["build"]["engine"], b.meta["build"]["engine"]) == ("local", "ray")
     finally:
