@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -471,6 +472,7 @@ def live(pipeline: Pipeline, models: Models, tmp_path: Path) -> Iterator[tuple[T
     settings = Settings(index_dir=target, cache_dir=tmp_path / "cache", device="cpu", api_key=KEY)
     with client_for(settings, models) as client:
         wait_ready(client)
+        client.app.state.runtime.follow_every = None  # type: ignore[attr-defined]  # these test /admin/reload
         yield client, gallery, target
 
 
@@ -542,6 +544,102 @@ def test_requests_in_flight_finish_on_the_previous_index(
     assert in_flight.status_code == 200, in_flight.text
     body = in_flight.json()
     assert body["total"] == 3 and body["results"][0]["source"] == "red.png"
+
+
+class Searcher:
+    """A client that searches and fetches every result's thumbnail and original until stopped."""
+
+    def __init__(self, client: TestClient, gone: str) -> None:
+        self.client, self.gone = client, gone
+        self.rounds, self.errors, self.requests = 0, list[str](), 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        """Search, then fetch what each result names; the deleted photo's original may be gone."""
+        while not self.stop.is_set():
+            found = self.client.post("/search", json={"query": "red thing", "top_k": 10})
+            self.requests += 1
+            if found.status_code != 200:
+                self.errors.append(f"search {found.status_code} {found.text}")
+                continue
+            for result in found.json()["results"]:
+                for url in (result["thumbnail_url"], result["url"]):
+                    got = self.client.get(url)
+                    self.requests += 1
+                    deleted_original = url == result["url"] and result["source"] == self.gone
+                    if got.status_code != 200 and not (deleted_original and got.status_code == 404):
+                        self.errors.append(f"{url} ({result['source']}): {got.status_code} {got.text}")
+            self.rounds += 1
+
+    def wait_rounds(self, more: int) -> None:
+        """Block until this client finished `more` further rounds."""
+        target, deadline = self.rounds + more, time.monotonic() + 60
+        while self.rounds < target:
+            assert time.monotonic() < deadline and not self.stop.is_set()
+            time.sleep(0.01)
+
+
+def test_a_rebuild_under_load_is_served_whole_without_a_reload(
+    pipeline: Pipeline, models: Models, tmp_path: Path
+) -> None:
+    gallery = make_gallery(tmp_path / "gallery")
+    target = tmp_path / "index"
+    config = BuildConfig(pca_dim=0, workers=0)
+    build_index(FolderSource(gallery), target, pipeline, config, progress=False)
+    first = live_path(target).name
+    settings = Settings(index_dir=target, cache_dir=tmp_path / "cache", device="cpu")
+    with client_for(settings, models) as client, ThreadPoolExecutor(4) as pool:
+        wait_ready(client)
+        assert client.get("/readyz").json()["generation"] == first
+        searchers = [Searcher(client, "red.png") for _ in range(4)]
+        running = [pool.submit(searcher.run) for searcher in searchers]
+        try:
+            for searcher in searchers:
+                searcher.wait_rounds(1)
+            shown = client.post("/search", json={"query": "red thing", "top_k": 1}).json()["results"][0]
+            assert shown["source"] == "red.png"
+            (gallery / "red.png").unlink()
+            (gallery / "more").mkdir()
+            (gallery / "more" / "red2.png").write_bytes(png_bytes((200, 10, 10), (30, 30)))
+            report = build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
+            assert (report.reused, report.encoded, report.removed) == (2, 1, 1)
+            second = live_path(target).name
+            assert second != first and (target / "generations" / first).is_dir()  # still being read
+            deadline = time.monotonic() + 30
+            while client.get("/readyz").json()["generation"] != second:  # no /admin/reload call
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            for searcher in searchers:
+                searcher.wait_rounds(3)
+            # A result sent before the switch still shows: its thumbnail is read from its generation.
+            assert client.get(shown["thumbnail_url"]).status_code == 200
+        finally:
+            for searcher in searchers:
+                searcher.stop.set()
+        for done in running:
+            done.result()
+        assert [e for searcher in searchers for e in searcher.errors] == []
+        assert sum(searcher.requests for searcher in searchers) > 50
+        ready = client.get("/readyz").json()
+        assert (ready["generation"], ready["images"]) == (second, 3)
+        results = client.post("/search", json={"query": "red thing", "top_k": 10}).json()["results"]
+        assert results[0]["source"] == "more/red2.png"
+        assert "red.png" not in {result["source"] for result in results}
+
+
+def test_a_generation_is_removed_only_once_no_reader_holds_it(
+    pipeline: Pipeline, gallery: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "index"
+    config = BuildConfig(pca_dim=0, workers=0)
+    build_index(FolderSource(gallery), target, pipeline, config, progress=False)
+    reader = Index(target)
+    build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
+    assert reader.generation in generations(target) and len(generations(target)) == 2
+    assert reader.thumbnail_path(reader.records([0])[0]).is_file()  # still readable
+    reader.close()
+    build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
+    assert generations(target) == [live_path(target).name] and reader.generation not in generations(target)
 
 
 def test_reload_of_a_mismatched_index_is_refused_naming_both(

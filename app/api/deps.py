@@ -26,7 +26,8 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> SearchService:
-    """The warm service (503 while warming)."""
+    """The warm service (503 while warming), switched to a newly built generation when there is one."""
+    runtime.follow()
     return runtime.require()
 
 

@@ -1,4 +1,10 @@
-"""Process state: the service once warm, or why it is not; loaded off the event loop, swapped on reload."""
+"""Process state: the service once warm, or why it is not; loaded off the event loop, swapped on reload.
+
+A build publishes a new generation of the index (app/build.py); `follow` notices it (one readlink at
+most every FOLLOW_EVERY_S, from request threads) and reloads in the background, as `/admin/reload`
+does. The service swapped out stays `retired` for RETIRED_FOR_S, so images named by results sent
+just before the swap still resolve from the generation they came from.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.device import resolve_device
-from app.errors import Conflict, ImgSearchError, NotReady
-from app.index import Index
+from app.errors import Conflict, ImageNotFound, ImgSearchError, NotReady
+from app.index import ImageRecord, Index, generation_of
 from app.pipeline import Models
 from app.registry import prepare
 from app.service import SearchService
@@ -21,6 +27,8 @@ log = logging.getLogger(__name__)
 ServiceFactory = Callable[[Settings], SearchService]
 Reloader = Callable[[Settings, SearchService], SearchService]
 EXPECTED_FAILURES = (ImgSearchError, OSError, RuntimeError, ValueError)
+FOLLOW_EVERY_S = 1.0
+RETIRED_FOR_S = 60.0
 
 
 def one_line(exc: BaseException) -> str:
@@ -73,8 +81,14 @@ class Runtime:
     error: str | None = None
     device: str = ""
     reloader: Reloader = reload_service
+    follow_every: float | None = FOLLOW_EVERY_S  # None: serve new generations only on /admin/reload
+    retired: SearchService | None = None
+    _retired_at: float = 0.0
+    _checked: float = field(default=float("-inf"), repr=False)
+    _refused: str | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _follow_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def start(self) -> None:
         """Warm up in a background thread so `/healthz` answers at once."""
@@ -122,6 +136,7 @@ class Runtime:
                 log.warning("reload refused, still serving the previous index: %s", reason)
                 raise Conflict(f"reload refused, still serving the previous index: {reason}") from exc
             self.service = fresh
+            self.retired, self._retired_at = previous, time.monotonic()
         log.info(
             "reloaded %s: %d images (was %d)",
             self.settings.index_dir,
@@ -130,8 +145,46 @@ class Runtime:
         )
         return previous, fresh
 
+    def follow(self) -> None:
+        """Serve the generation a build switched `current` to (checked at most every follow_every s)."""
+        service, every = self.service, self.follow_every
+        if service is None or every is None or not self._follow_lock.acquire(blocking=False):
+            return
+        try:
+            now = time.monotonic()
+            if now - self._checked < every:
+                return
+            self._checked = now
+            live = generation_of(self.settings.index_dir)
+            if live is None or live in (service.index.generation, self._refused):
+                return
+            log.info("a build published generation %s: switching to it", live)
+            threading.Thread(target=self._follow, args=(live,), name="follow-index", daemon=True).start()
+        finally:
+            self._follow_lock.release()
+
+    def _follow(self, live: str) -> None:
+        """Reload; a refused generation (logged by reload) is not retried until another build."""
+        try:
+            self.reload()
+        except (Conflict, NotReady):
+            self._refused = live
+
+    def locate(self, image_id: str) -> tuple[Index, ImageRecord]:
+        """An image of the served index, or of the one it replaced moments ago (results may name it)."""
+        index = self.require().index
+        try:
+            return index, index.get(image_id)
+        except ImageNotFound:
+            retired = self.retired
+            if retired is None or time.monotonic() - self._retired_at > RETIRED_FOR_S:
+                self.retired = None  # its generation can go once the requests using it finish
+                raise
+            return retired.index, retired.index.get(image_id)
+
     def close(self) -> None:
         """Release the index; later requests get 503 instead of reaching a closed index."""
+        self.retired = None
         service, self.service = self.service, None
         self.error = "service is shutting down"
         if service is not None:

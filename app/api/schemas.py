@@ -72,6 +72,9 @@ class Ready(BaseModel):
     profile: str | None = None
     device: str | None = None
     images: int | None = None
+    generation: str | None = Field(
+        None, description="the index generation served (generations/<name> in the index folder)"
+    )
     detail: str | None = None
 
 

@@ -20,7 +20,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """200 with profile, device and index size once warm; 503 with the reason before."""
+    """200 with profile, device, index size and generation once warm; 503 with the reason before."""
+    runtime.follow()
     service = runtime.service
     if service is None:
         status = "failed" if runtime.error else "loading"
@@ -31,6 +32,7 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         profile=service.pipeline.models.profile,
         device=runtime.device,
         images=service.index.count,
+        generation=service.index.generation,
     )
     return JSONResponse(body.model_dump())
 

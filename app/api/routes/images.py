@@ -9,9 +9,11 @@ from fastapi import APIRouter, Header, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from PIL import Image
+from starlette.background import BackgroundTask
 
-from app.api.deps import ServiceDep
+from app.api.deps import RuntimeDep
 from app.api.schemas import ErrorBody
+from app.index import Index
 
 router = APIRouter(prefix="/images", tags=["images"])
 CACHE_CONTROL = "public, max-age=31536000, immutable"  # ids are content hashes
@@ -25,31 +27,35 @@ RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def _serve(path: Path, etag: str, media_type: str, if_none_match: str | None) -> Response:
+def _keep(index: Index) -> None:
+    """Nothing: as the response's background task it keeps the index (and its generation) open until sent."""
+
+
+def _serve(path: Path, etag: str, media_type: str, if_none_match: str | None, index: Index) -> Response:
     """A file with ETag and Cache-Control, or 304 when the client already has it."""
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
     if if_none_match and (
         if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]
     ):
         return Response(status_code=304, headers=headers)
-    return FileResponse(path, media_type=media_type, headers=headers)
+    return FileResponse(path, media_type=media_type, headers=headers, background=BackgroundTask(_keep, index))
 
 
 @router.get("/{image_id}", response_class=Response, responses=RESPONSES)
 def original(
-    image_id: ImageId, service: ServiceDep, if_none_match: Annotated[str | None, Header()] = None
+    image_id: ImageId, runtime: RuntimeDep, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
     """The original file as indexed."""
-    record = service.index.get(image_id)
-    path = service.index.original_path(record)
+    index, record = runtime.locate(image_id)
+    path = index.original_path(record)
     media_type = Image.MIME.get(record.format or "", "application/octet-stream")
-    return _serve(path, f'"{record.id}"', media_type, if_none_match)
+    return _serve(path, f'"{record.id}"', media_type, if_none_match, index)
 
 
 @router.get("/{image_id}/thumbnail", response_class=Response, responses=RESPONSES)
 def thumbnail(
-    image_id: ImageId, service: ServiceDep, if_none_match: Annotated[str | None, Header()] = None
+    image_id: ImageId, runtime: RuntimeDep, if_none_match: Annotated[str | None, Header()] = None
 ) -> Response:
     """A JPEG whose longest side is at most 256 px."""
-    record = service.index.get(image_id)
-    return _serve(service.index.thumbnail_path(record), f'"{record.id}-t"', "image/jpeg", if_none_match)
+    index, record = runtime.locate(image_id)
+    return _serve(index.thumbnail_path(record), f'"{record.id}-t"', "image/jpeg", if_none_match, index)
