@@ -627,6 +627,33 @@ def test_a_rebuild_under_load_is_served_whole_without_a_reload(
         assert "red.png" not in {result["source"] for result in results}
 
 
+def test_a_generation_that_does_not_fit_the_models_is_refused_and_the_old_one_served(
+    pipeline: Pipeline, models: Models, gallery: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = tmp_path / "index"
+    build_index(FolderSource(gallery), target, pipeline, BuildConfig(pca_dim=0, workers=0), progress=False)
+    first = live_path(target).name
+    settings = Settings(index_dir=target, cache_dir=tmp_path / "cache", device="cpu")
+    with client_for(settings, models) as client:
+        wait_ready(client)
+        client.app.state.runtime.follow_every = 0.0  # type: ignore[attr-defined]
+        other = fake_models(text_dim=32)
+        other_pipeline = Pipeline(other, make_bridge(other, BridgeParams(), tmp_path / "other"), flip=True)
+        build_index(
+            FolderSource(gallery), target, other_pipeline, BuildConfig(pca_dim=0, workers=0), progress=False
+        )
+        deadline = time.monotonic() + 30
+        while not any("reload refused" in r.getMessage() for r in caplog.records):
+            assert client.get("/readyz").json()["generation"] == first and time.monotonic() < deadline
+            time.sleep(0.02)
+        for _ in range(20):
+            assert client.post("/search", json={"query": "red thing"}).json()["total"] == 3
+        ready = client.get("/readyz").json()
+        assert (ready["status"], ready["generation"]) == ("ready", first)
+    refused = [r.getMessage() for r in caplog.records if "reload refused" in r.getMessage()]
+    assert len(refused) == 1 and "does not match the loaded models" in refused[0]
+
+
 def test_a_generation_is_removed_only_once_no_reader_holds_it(
     pipeline: Pipeline, gallery: Path, tmp_path: Path
 ) -> None:

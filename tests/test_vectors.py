@@ -10,7 +10,7 @@ import pytest
 
 from app.build import BuildConfig, build_index
 from app.errors import IndexUnavailable
-from app.index import Index
+from app.index import Index, live_path
 from app.pipeline import Pipeline
 from app.sources import FolderSource
 from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, SearchOptions, build_ann
@@ -72,7 +72,7 @@ def test_build_stores_the_graph_and_the_index_uses_it_above_the_threshold(
     build_index(
         FolderSource(gallery), index_dir, pipeline, BuildConfig(workers=0, ann="always"), progress=False
     )
-    assert (index_dir / ANN_FILE).is_file()
+    assert (live_path(index_dir) / ANN_FILE).is_file()
     exact = Index(index_dir)
     ann = Index(index_dir, SearchOptions(ann_threshold=0))
     assert exact.searcher.kind == "exact" and ann.searcher.kind == "hnsw"
@@ -85,7 +85,7 @@ def test_build_stores_the_graph_and_the_index_uses_it_above_the_threshold(
 def test_small_builds_store_no_graph_and_a_missing_graph_falls_back_to_exact(
     index_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert not (index_dir / ANN_FILE).exists()
+    assert not (live_path(index_dir) / ANN_FILE).exists()
     with caplog.at_level(logging.WARNING):
         index = Index(index_dir, SearchOptions(ann_threshold=1))
     assert index.searcher.kind == "exact"

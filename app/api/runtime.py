@@ -29,6 +29,7 @@ Reloader = Callable[[Settings, SearchService], SearchService]
 EXPECTED_FAILURES = (ImgSearchError, OSError, RuntimeError, ValueError)
 FOLLOW_EVERY_S = 1.0
 RETIRED_FOR_S = 60.0
+RETRY_REFUSED_S = 30.0  # a refused generation may become servable (its Milvus export lands after it)
 
 
 def one_line(exc: BaseException) -> str:
@@ -85,7 +86,7 @@ class Runtime:
     retired: SearchService | None = None
     _retired_at: float = 0.0
     _checked: float = field(default=float("-inf"), repr=False)
-    _refused: str | None = field(default=None, repr=False)
+    _refused: tuple[str, float] | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _reload_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _follow_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -156,7 +157,8 @@ class Runtime:
                 return
             self._checked = now
             live = generation_of(self.settings.index_dir)
-            if live is None or live in (service.index.generation, self._refused):
+            waiting = self._refused is not None and self._refused[0] == live and now < self._refused[1]
+            if live is None or live == service.index.generation or waiting or self._reload_lock.locked():
                 return
             log.info("a build published generation %s: switching to it", live)
             threading.Thread(target=self._follow, args=(live,), name="follow-index", daemon=True).start()
@@ -164,11 +166,11 @@ class Runtime:
             self._follow_lock.release()
 
     def _follow(self, live: str) -> None:
-        """Reload; a refused generation (logged by reload) is not retried until another build."""
+        """Reload; a refused generation (logged by reload) is retried after RETRY_REFUSED_S."""
         try:
             self.reload()
         except (Conflict, NotReady):
-            self._refused = live
+            self._refused = (live, time.monotonic() + RETRY_REFUSED_S)
 
     def locate(self, image_id: str) -> tuple[Index, ImageRecord]:
         """An image of the served index, or of the one it replaced moments ago (results may name it)."""
