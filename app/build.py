@@ -532,11 +532,13 @@ def build_index(
     update: bool = False,
     engine: Engine | None = None,
 ) -> BuildReport:
-    """Encode every image of `source` into a complete index at `index_dir` (BuildLocked if one runs).
+    """Encode every image of `source` into a new generation of the index at `index_dir`, then serve it.
 
-    `engine` runs reading and encoding (default: LocalEngine); writing is the same for every engine.
+    IndexDirRefused when `index_dir` is not ours to write (check_index_dir), BuildLocked when
+    another build runs. `engine` runs reading and encoding (default: LocalEngine); writing is the
+    same for every engine. Generations nothing reads any more are removed before and after.
     """
-    # update: reuse what the index in place holds by sha256.
+    # update: reuse what the current generation holds by sha256.
     config = config or BuildConfig()
     index_dir = index_dir.resolve()
     check_index_dir(index_dir, source.root)
