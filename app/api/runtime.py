@@ -156,6 +156,8 @@ class Runtime:
             if now - self._checked < every:
                 return
             self._checked = now
+            if self.retired is not None and now - self._retired_at > RETIRED_FOR_S:
+                self.retired = None  # its generation can go once the requests using it finish
             live = generation_of(self.settings.index_dir)
             waiting = self._refused is not None and self._refused[0] == live and now < self._refused[1]
             if live is None or live == service.index.generation or waiting or self._reload_lock.locked():
