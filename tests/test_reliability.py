@@ -41,7 +41,7 @@ from app.pipeline import Encoded, Models, Pipeline
 from app.registry import make_bridge
 from app.service import SearchService
 from app.settings import Settings
-from app.sources import FolderSource
+from app.sources import FolderSource, HFDatasetSource
 from tests.conftest import gated_factory, make_gallery, png_bytes, service_factory, wait_ready
 from tests.fakes import COLOURS, fake_models
 from tests.test_api import bomb_png
@@ -652,6 +652,41 @@ def test_a_generation_that_does_not_fit_the_models_is_refused_and_the_old_one_se
         assert (ready["status"], ready["generation"]) == ("ready", first)
     refused = [r.getMessage() for r in caplog.records if "reload refused" in r.getMessage()]
     assert len(refused) == 1 and "does not match the loaded models" in refused[0]
+
+
+def test_originals_stored_in_a_generation_outlive_the_switch(
+    pipeline: Pipeline, models: Models, tmp_path: Path
+) -> None:
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
+
+    def source(names: list[str]) -> HFDatasetSource:
+        """A dataset of one-colour pictures."""
+        pictures = [Image.new("RGB", (20, 10), COLOURS[name]) for name in names]
+        data = Dataset.from_dict({"image": pictures}).cast_column("image", ImageFeature())
+        return HFDatasetSource(data, "image", name="memory")
+
+    target = tmp_path / "index"
+    config = BuildConfig(pca_dim=0, workers=0)
+    build_index(source(["red", "green"]), target, pipeline, config, progress=False)
+    settings = Settings(index_dir=target, cache_dir=tmp_path / "cache", device="cpu")
+    with client_for(settings, models) as client:
+        wait_ready(client)
+        client.app.state.runtime.follow_every = 0.0  # type: ignore[attr-defined]
+        red = client.post("/search", json={"query": "red thing", "top_k": 1}).json()["results"][0]
+        build_index(source(["green", "blue"]), target, pipeline, config, progress=False, update=True)
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").json()["generation"] != live_path(target).name:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert red["id"] not in {
+            r["id"] for r in client.post("/search", json={"query": "red"}).json()["results"]
+        }
+        original = client.get(red["url"])  # the row is gone from the dataset; its generation still has it
+        assert original.status_code == 200, original.text
+        with Image.open(io.BytesIO(original.content)) as picture:
+            assert picture.getpixel((0, 0)) == COLOURS["red"]
+        assert client.get(red["thumbnail_url"]).status_code == 200
 
 
 def test_a_generation_is_removed_only_once_no_reader_holds_it(
