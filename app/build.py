@@ -351,7 +351,12 @@ def remove_stale(index_dir: Path) -> None:
         if entry.name.startswith(REMOVING) and GENERATION_NAME.match(entry.name[len(REMOVING) :]):
             shutil.rmtree(entry, ignore_errors=True)
         elif GENERATION_NAME.match(entry.name) and entry.name != live and entry.is_dir():
-            if _remove_generation(entry):
+            try:
+                removed = _remove_generation(entry)
+            except OSError as exc:
+                log.warning("could not remove generation %s (%s); a later build tries again", entry.name, exc)
+                continue
+            if removed:
                 log.info("removed generation %s, no longer served", entry.name)
             else:
                 log.info(
