@@ -85,7 +85,9 @@ def create_app(settings: Settings | None = None, factory: ServiceFactory | None 
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["content-type", "if-none-match", "x-api-key", "authorization"],
+            # A cross-origin client sends the read key as a bearer token; the admin key's
+            # X-API-Key header stays same-origin.
+            allow_headers=["content-type", "if-none-match", "authorization"],
         )
     app.add_middleware(Metrics, registry=registry)
     app.add_middleware(
