@@ -74,8 +74,9 @@ def create_app(settings: Settings | None = None, factory: ServiceFactory | None 
     errors.install(app)
     app.include_router(health.router)  # /healthz: open to all
     read_gate = access.read_dependencies(settings)  # empty while no IMGSEARCH_READ_KEY is set
+    read_errors = access.read_responses(settings)  # and the 401 it may answer, in the OpenAPI document
     for router in (health.probes, search.router, describe.router, images.router, admin.router, docs.router):
-        app.include_router(router, dependencies=read_gate)
+        app.include_router(router, dependencies=read_gate, responses=read_errors)
     if settings.read_key is not None:
         app.include_router(session.router)  # sign in with the read key: the page's session cookie
     page.install(app)  # the search page at / and its assets under /static (no data: open to all)

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCreden
 from pydantic import SecretStr
 
 from app.api.deps import SettingsDep
+from app.api.schemas import ErrorBody
 from app.errors import Unauthorized
 from app.settings import Settings
 
@@ -95,6 +96,11 @@ def require_reader(
 def read_dependencies(settings: Settings) -> list[Any]:
     """The read gate for the protected routers; none while no read key is set (the API is unchanged)."""
     return [Depends(require_reader)] if settings.read_key is not None else []
+
+
+def read_responses(settings: Settings) -> dict[int | str, dict[str, Any]]:
+    """The read gate's answer for the OpenAPI document (nothing while no read key is set)."""
+    return {401: {"model": ErrorBody, "description": "no read key"}} if settings.read_key is not None else {}
 
 
 def is_loopback(host: str) -> bool:
