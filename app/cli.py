@@ -241,6 +241,7 @@ def cmd_serve(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
 
     if args.index_dir is not None:
         os.environ["IMGSEARCH_INDEX_DIR"] = str(args.index_dir)
+    os.environ["IMGSEARCH_HOST"] = args.host  # the app warns when it is reachable without a read key
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     uvicorn.run("app.main:app", host=args.host, port=args.port, log_level=args.log_level)
     return 0
@@ -291,7 +292,11 @@ def make_parser() -> argparse.ArgumentParser:
     describe.set_defaults(handler=cmd_describe)
 
     serve = commands.add_parser("serve", help="serve the HTTP API and the search page")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--host",
+        default=os.environ.get("IMGSEARCH_HOST", "127.0.0.1"),
+        help="address to bind (default: IMGSEARCH_HOST or 127.0.0.1, this machine only)",
+    )
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--index-dir", type=Path, default=None, help=index_help)
     levels = ["critical", "error", "warning", "info", "debug"]

@@ -13,9 +13,9 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from app import __version__
-from app.api import errors
+from app.api import access, errors
 from app.api.middleware import BodyLimit, Metrics
-from app.api.routes import admin, describe, health, images, page, search
+from app.api.routes import admin, describe, docs, health, images, page, search, session
 from app.api.runtime import Runtime, ServiceFactory, load_service
 from app.settings import Settings
 
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, factory: ServiceFactory | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        access.warn_if_exposed(settings)
         runtime.start()
         yield
         runtime.close()
@@ -61,24 +62,38 @@ def create_app(settings: Settings | None = None, factory: ServiceFactory | None 
         version=__version__,
         summary="Search images by text or by image, and describe them.",
         lifespan=lifespan,
+        # /docs, /redoc and /openapi.json come from app/api/routes/docs.py: offline, behind the read key.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.runtime = runtime
     registry = CollectorRegistry()
     registry.register(ModelTimeCollector(runtime))
     app.state.metrics_registry = registry
     errors.install(app)
-    for router in (health.router, search.router, describe.router, images.router, admin.router):
-        app.include_router(router)
-    page.install(app)  # the search page at / and its assets under /static
+    app.include_router(health.router)  # /healthz: open to all
+    read_gate = access.read_dependencies(settings)  # empty while no IMGSEARCH_READ_KEY is set
+    read_errors = access.read_responses(settings)  # and the 401 it may answer, in the OpenAPI document
+    for router in (health.probes, search.router, describe.router, images.router, admin.router, docs.router):
+        app.include_router(router, dependencies=read_gate, responses=read_errors)
+    if settings.read_key is not None:
+        app.include_router(session.router)  # sign in with the read key: the page's session cookie
+    page.install(app)  # the search page at / and its assets under /static (no data: open to all)
+    docs.mount_assets(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["content-type", "if-none-match"],
+            # A cross-origin client sends the read key as a bearer token; the admin key's
+            # X-API-Key header stays same-origin.
+            allow_headers=["content-type", "if-none-match", "authorization"],
         )
     app.add_middleware(Metrics, registry=registry)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_upload_bytes + 64 * 1024, limit_mb=settings.max_upload_mb
+    )
     return app
 
 

@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="Key for the admin endpoints (header X-API-Key); unset: admin disabled."
     )
+    read_key: SecretStr | None = Field(
+        default=None,
+        description="Key every endpoint but /healthz asks for (X-API-Key, Bearer or the page's session); "
+        "unset: open to whoever can connect.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `imgsearch serve` binds to; the service warns when it is not loopback and "
+        "no read key is set.",
+    )
     dedup_threshold: float = Field(
         default=DEFAULT_DEDUP_THRESHOLD,
         ge=0.0,
@@ -89,10 +99,10 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "read_key", mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: object) -> object:
-        """An empty or blank IMGSEARCH_API_KEY leaves the admin endpoints disabled."""
+        """An empty or blank key is no key (admin disabled; reading open)."""
         if isinstance(value, str) and not value.strip():
             return None
         return value

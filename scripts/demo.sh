@@ -6,16 +6,22 @@ bash scripts/setup.sh
 export IMGSEARCH_INDEX_DIR=${IMGSEARCH_INDEX_DIR:-data/index}
 GALLERY=${GALLERY:-data/gallery}
 PORT=${PORT:-8000}
+# This machine only unless told otherwise: HOST=0.0.0.0 opens it to the network (set IMGSEARCH_READ_KEY
+# then, or anyone who can reach the machine can browse the collection; the service warns).
+HOST=${HOST:-127.0.0.1}
+export IMGSEARCH_HOST=$HOST
+AUTH=""
+if [ -n "${IMGSEARCH_READ_KEY:-}" ]; then AUTH=' -H "X-API-Key: $IMGSEARCH_READ_KEY"'; fi
 .venv/bin/python -m scripts.demo_gallery --out "$GALLERY"
 if [ ! -f "$IMGSEARCH_INDEX_DIR/current/meta.json" ] && [ ! -f "$IMGSEARCH_INDEX_DIR/meta.json" ] || [ -n "${REBUILD:-}" ]; then
   .venv/bin/python -m scripts.build_index --images "$GALLERY" --index-dir "$IMGSEARCH_INDEX_DIR" --profile packaged
 fi
 cat <<MSG
 
-Serving on http://localhost:$PORT (models warm up in a few seconds; watch /readyz). Try:
-  curl -s localhost:$PORT/readyz
-  curl -s localhost:$PORT/search -H 'content-type: application/json' -d '{"query":"a cat","top_k":3}'
-  curl -s -F image=@$GALLERY/photos/chelsea.jpg localhost:$PORT/describe
+Serving on http://$HOST:$PORT (models warm up in a few seconds; watch /readyz). Try:
+  curl -s$AUTH localhost:$PORT/readyz
+  curl -s$AUTH localhost:$PORT/search -H 'content-type: application/json' -d '{"query":"a cat","top_k":3}'
+  curl -s$AUTH -F image=@$GALLERY/photos/chelsea.jpg localhost:$PORT/describe
 
 MSG
-exec .venv/bin/uvicorn app.main:app --host "${HOST:-0.0.0.0}" --port "$PORT"
+exec .venv/bin/uvicorn app.main:app --host "$HOST" --port "$PORT"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import socket
@@ -11,13 +10,17 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import uvicorn
-from PIL import Image, ImageChops
+from fastapi import FastAPI
+from PIL import Image
 
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
@@ -38,7 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
+READ_KEY = "browser-read-key"
 PAGE_SIZE = 24  # app/static/app.js
 PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "horse", "camera", "coins", "moon", "page", "text",
@@ -90,9 +93,18 @@ def gallery(folder: Path) -> Path:
     return folder
 
 
+@dataclass
+class PhotoIndex:
+    """The photo gallery's index, the fake models it was built with, and their cache."""
+
+    index_dir: Path
+    models: Models
+    cache: Path
+
+
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app with fake models over a photo index, served by uvicorn on a free loopback port."""
+def photo_index(tmp_path_factory: pytest.TempPathFactory) -> PhotoIndex:
+    """The photo gallery indexed with fake models whose visual features are colour layouts."""
     root = tmp_path_factory.mktemp("browser")
     models = Models(profile="fake", image=LayoutEncoder(), text=FakeTextEncoder(), lm=FakeLanguageModel())
     for model in (models.image, models.text, models.lm):
@@ -108,8 +120,18 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         BuildConfig(pca_dim=0, workers=0),
         progress=False,
     )
-    settings = Settings(index_dir=index_dir, cache_dir=root / "cache", device="cpu")
-    app = create_app(settings, factory=service_factory(models, root / "cache"))
+    return PhotoIndex(index_dir, models, root / "cache")
+
+
+def app_over(index: PhotoIndex, **settings: Any) -> FastAPI:
+    """The app with the fake models over an index (settings override the defaults)."""
+    config = Settings(**{"index_dir": index.index_dir, "cache_dir": index.cache, "device": "cpu", **settings})
+    return create_app(config, factory=service_factory(index.models, index.cache))
+
+
+@contextmanager
+def serving(app: FastAPI, ready: bool = True) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port; yields its base URL."""
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -118,7 +140,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        wait_until_ready(base)
+        wait_until(base, {"X-API-Key": READ_KEY}, "ready" if ready else "failed")
         yield base
     finally:
         server.should_exit = True
@@ -126,121 +148,158 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         sock.close()
 
 
-def wait_until_ready(base: str, timeout: float = 60.0) -> None:
-    """Poll /readyz until the service answers 200."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
-                if json.load(response)["status"] == "ready":
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        assert time.monotonic() < deadline, "the live server did not become ready"
-        time.sleep(0.1)
+@pytest.fixture(scope="module")
+def live_server(photo_index: PhotoIndex) -> Iterator[str]:
+    """The app over the photo index, without a read key."""
+    with serving(app_over(photo_index)) as base:
+        yield base
 
 
-def save_screenshot(png: bytes, path: Path) -> None:
-    """Write the screenshot unless the file already holds the same picture (keeps git quiet)."""
-    if path.exists():
-        with Image.open(path) as old, Image.open(io.BytesIO(png)) as new:
-            if (
-                old.size == new.size
-                and ImageChops.difference(old.convert("RGB"), new.convert("RGB")).getbbox() is None
-            ):
-                return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(png)
+@pytest.fixture(scope="module")
+def keyed_server(photo_index: PhotoIndex) -> Iterator[str]:
+    """The app over the photo index, behind a read key."""
+    with serving(app_over(photo_index, read_key=READ_KEY)) as base:
+        yield base
 
 
-def test_search_open_describe_and_more_like_this(live_server: str, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture(scope="module")
+def indexless_server(photo_index: PhotoIndex, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app pointed at a folder with no index: it stays up and says why it cannot search."""
+    missing = tmp_path_factory.mktemp("private") / "no-index-here"
+    with serving(app_over(photo_index, index_dir=missing), ready=False) as base:
+        yield base
+
+
+@contextmanager
+def browser_page(base: str) -> Iterator[tuple[Any, list[str], list[str]]]:
+    """A Chromium page that can reach the live server only; yields it, its page errors, blocked URLs."""
+    from playwright.sync_api import Route, sync_playwright
+
+    errors: list[str] = []
+    blocked: list[str] = []
+
+    def only_the_server(route: Route) -> None:
+        """The network is closed: anything but the server under test is refused."""
+        url = route.request.url
+        if url.startswith(base) or url.startswith(("data:", "blob:")):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800}, color_scheme="light")
-            errors: list[str] = []
+            context = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="light")
+            context.route("**/*", only_the_server)
+            page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{live_server}/")
-            expect(page.locator("#index-status")).to_have_text(re.compile(r"\d+ images · fake"))
-
-            # Type a query: thumbnails load, each with a score, best first.
-            page.locator("#query").fill("a red thing")
-            page.locator("#query").press("Enter")
-            cards = page.locator("#results .card")
-            expect(cards).to_have_count(PAGE_SIZE)
-            expect(page.locator("#summary-text")).to_contain_text("for “a red thing”")
-            expect(cards.first.locator(".thumb")).to_have_class(re.compile(r"\bloaded\b"))
-            scores = [float(text) for text in page.locator("#results .score").all_inner_texts()]
-            assert len(scores) == PAGE_SIZE and scores == sorted(scores, reverse=True)
-            first_row = page.locator("#results .card img").evaluate_all(
-                "imgs => imgs.slice(0, 4).map(i => i.complete && i.naturalWidth > 0)"
-            )
-            assert first_row == [True] * 4
-            expect(page).to_have_url(re.compile(r"\?q=a\+red\+thing$"))
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('#results img')]"
-                ".filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete)"
-            )
-            save_screenshot(page.screenshot(animations="disabled"), SCREENSHOT)
-
-            # Scroll: the next page loads by itself, then the end is announced.
-            page.locator("#sentinel").scroll_into_view_if_needed()
-            expect(page.locator("#end")).to_be_visible()
-            total = cards.count()
-            assert total > PAGE_SIZE
-            # The planted half-size copy of coffee.jpg is folded into one result.
-            badges = page.locator("#results .dup-badge")
-            expect(badges).to_have_count(1)
-            expect(badges).to_have_text("+1 similar")
-            assert total == len(set(page.locator("#results .card-name").all_inner_texts()))
-
-            # Open the best result: the full image and its details.
-            page.evaluate("window.scrollTo(0, 0)")
-            first_name = cards.first.locator(".card-name").inner_text()
-            cards.first.locator("button").click()
-            viewer = page.locator("#viewer")
-            expect(viewer).to_be_visible()
-            expect(page.locator("#viewer-title")).to_have_text(first_name)
-            page.wait_for_function("() => document.querySelector('#viewer-image').naturalWidth > 0")
-
-            # Describe: a sentence appears, with the labels it came from.
-            page.locator("#describe-button").click()
-            expect(page.locator("#description-text")).to_have_text(re.compile(r"^A [a-z ]+\.$"))
-            expect(page.locator("#description-labels li").first).to_contain_text("thing")
-
-            # More like this: an image search from the original; the same image comes first.
-            page.locator("#similar-button").click()
-            expect(viewer).to_be_hidden()
-            expect(page.locator("#summary-text")).to_contain_text(f"look like {first_name}")
-            expect(cards.first.locator(".card-name")).to_have_text(first_name)
-            expect(cards).to_have_count(PAGE_SIZE)
-            assert float(cards.first.locator(".score").inner_text()) > 0.99
-
-            # Pick a file: the full-size coffee photo finds its indexed copies, folded into one result.
-            upload = tmp_path / "my coffee.png"
-            photo("coffee").save(upload)
-            page.locator("#file-input").set_input_files(upload)
-            expect(page.locator("#summary-text")).to_contain_text("look like my coffee.png")
-            expect(cards.first.locator(".card-name")).to_have_text(re.compile(r"^coffee(-copy)?\.jpg$"))
-            expect(cards.first.locator(".dup-badge")).to_have_text("+1 similar")
-
-            # Drop an image anywhere on the page: the same search by image.
-            dropped = page.evaluate_handle(
-                """async () => {
-                    const blob = await (await fetch(document.querySelector('#results img').src)).blob();
-                    const transfer = new DataTransfer();
-                    transfer.items.add(new File([blob], 'dropped.jpg', { type: blob.type }));
-                    return transfer;
-                }"""
-            )
-            page.dispatch_event("main", "drop", {"dataTransfer": dropped})
-            expect(page.locator("#summary-text")).to_contain_text("look like dropped.jpg")
-            expect(cards).to_have_count(PAGE_SIZE)
-            assert errors == []
+            yield page, errors, blocked
         finally:
             browser.close()
+
+
+def readiness(base: str, headers: dict[str, str]) -> str | None:
+    """The `status` of /readyz (None while the server does not answer)."""
+    request = urllib.request.Request(f"{base}/readyz", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return str(json.load(response)["status"])
+    except urllib.error.HTTPError as exc:
+        return str(json.load(exc)["status"]) if exc.code == 503 else None
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+def wait_until(base: str, headers: dict[str, str], status: str, timeout: float = 60.0) -> None:
+    """Poll /readyz until the service reports this status."""
+    deadline = time.monotonic() + timeout
+    while readiness(base, headers) != status:
+        assert time.monotonic() < deadline, f"the live server did not become {status}"
+        time.sleep(0.1)
+
+
+def test_search_open_describe_and_more_like_this(live_server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(live_server) as (page, errors, blocked):
+        page.goto(f"{live_server}/")
+        expect(page.locator("#index-status")).to_have_text(re.compile(r"\d+ images · fake"))
+
+        # Type a query: thumbnails load, each with a score, best first.
+        page.locator("#query").fill("a red thing")
+        page.locator("#query").press("Enter")
+        cards = page.locator("#results .card")
+        expect(cards).to_have_count(PAGE_SIZE)
+        expect(page.locator("#summary-text")).to_contain_text("for “a red thing”")
+        expect(cards.first.locator(".thumb")).to_have_class(re.compile(r"\bloaded\b"))
+        scores = [float(text) for text in page.locator("#results .score").all_inner_texts()]
+        assert len(scores) == PAGE_SIZE and scores == sorted(scores, reverse=True)
+        first_row = page.locator("#results .card img").evaluate_all(
+            "imgs => imgs.slice(0, 4).map(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert first_row == [True] * 4
+        expect(page).to_have_url(re.compile(r"\?q=a\+red\+thing$"))
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#results img')]"
+            ".filter(i => i.getBoundingClientRect().top < innerHeight).every(i => i.complete)"
+        )
+        page.screenshot(path=tmp_path / "search.png", animations="disabled")  # never into the repo
+
+        # Scroll: the next page loads by itself, then the end is announced.
+        page.locator("#sentinel").scroll_into_view_if_needed()
+        expect(page.locator("#end")).to_be_visible()
+        total = cards.count()
+        assert total > PAGE_SIZE
+        # The planted half-size copy of coffee.jpg is folded into one result.
+        badges = page.locator("#results .dup-badge")
+        expect(badges).to_have_count(1)
+        expect(badges).to_have_text("+1 similar")
+        assert total == len(set(page.locator("#results .card-name").all_inner_texts()))
+
+        # Open the best result: the full image and its details.
+        page.evaluate("window.scrollTo(0, 0)")
+        first_name = cards.first.locator(".card-name").inner_text()
+        cards.first.locator("button").click()
+        viewer = page.locator("#viewer")
+        expect(viewer).to_be_visible()
+        expect(page.locator("#viewer-title")).to_have_text(first_name)
+        page.wait_for_function("() => document.querySelector('#viewer-image').naturalWidth > 0")
+
+        # Describe: a sentence appears, with the labels it came from.
+        page.locator("#describe-button").click()
+        expect(page.locator("#description-text")).to_have_text(re.compile(r"^A [a-z ]+\.$"))
+        expect(page.locator("#description-labels li").first).to_contain_text("thing")
+
+        # More like this: an image search from the original; the same image comes first.
+        page.locator("#similar-button").click()
+        expect(viewer).to_be_hidden()
+        expect(page.locator("#summary-text")).to_contain_text(f"look like {first_name}")
+        expect(cards.first.locator(".card-name")).to_have_text(first_name)
+        expect(cards).to_have_count(PAGE_SIZE)
+        assert float(cards.first.locator(".score").inner_text()) > 0.99
+
+        # Pick a file: the full-size coffee photo finds its indexed copies, folded into one result.
+        upload = tmp_path / "my coffee.png"
+        photo("coffee").save(upload)
+        page.locator("#file-input").set_input_files(upload)
+        expect(page.locator("#summary-text")).to_contain_text("look like my coffee.png")
+        expect(cards.first.locator(".card-name")).to_have_text(re.compile(r"^coffee(-copy)?\.jpg$"))
+        expect(cards.first.locator(".dup-badge")).to_have_text("+1 similar")
+
+        # Drop an image anywhere on the page: the same search by image.
+        dropped = page.evaluate_handle(
+            """async () => {
+                const blob = await (await fetch(document.querySelector('#results img').src)).blob();
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([blob], 'dropped.jpg', { type: blob.type }));
+                return transfer;
+            }"""
+        )
+        page.dispatch_event("main", "drop", {"dataTransfer": dropped})
+        expect(page.locator("#summary-text")).to_contain_text("look like dropped.jpg")
+        expect(cards).to_have_count(PAGE_SIZE)
+        assert errors == [] and blocked == []
 
 
 def test_page_is_served_with_a_strict_content_security_policy(live_server: str) -> None:
@@ -252,3 +311,103 @@ def test_page_is_served_with_a_strict_content_security_policy(live_server: str) 
     with urllib.request.urlopen(f"{live_server}/static/app.js") as response:
         script = response.read().decode()
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+
+
+def test_a_failed_image_search_and_a_blank_query_leave_no_trace(live_server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(live_server) as (page, errors, blocked):
+        page.goto(f"{live_server}/")
+        expect(page.locator("#index-status")).to_have_text(re.compile(r"\d+ images · fake"))
+        # A file that claims to be a PNG but is not one: the service refuses it (415).
+        fake = tmp_path / "holiday.png"
+        fake.write_bytes(b"this is not a picture at all")
+        page.locator("#file-input").set_input_files(fake)
+        message = page.locator("#message")
+        expect(message).to_be_visible()
+        expect(message).to_contain_text("not an image")
+        expect(page.locator("#summary-text")).to_have_text("The search by holiday.png failed")
+        expect(page.locator("#loading")).to_be_hidden()
+        expect(page.locator("#results .card")).to_have_count(0)
+        # Enter on a blank query: back to the start, the old error gone.
+        page.locator("#query").fill("   ")
+        page.locator("#query").press("Enter")
+        expect(message).to_be_hidden()
+        expect(page.locator("#summary")).to_be_hidden()
+        expect(page.locator("#intro")).to_be_visible()
+        # A good search after it shows results and no error.
+        page.locator("#query").fill("a red thing")
+        page.locator("#query").press("Enter")
+        expect(page.locator("#results .card")).to_have_count(PAGE_SIZE)
+        expect(message).to_be_hidden()
+        assert errors == [] and blocked == []
+
+
+def test_without_an_index_the_page_says_why_and_never_hangs(indexless_server: str) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(indexless_server) as (page, errors, blocked):
+        page.goto(f"{indexless_server}/")
+        expect(page.locator("#index-status")).to_have_text("Service unavailable")
+        message = page.locator("#message")
+        expect(message).to_contain_text("The service is unavailable: no index at IMGSEARCH_INDEX_DIR")
+        page.locator("#query").fill("a cat")
+        page.locator("#query").press("Enter")
+        expect(page.locator("#summary-text")).to_have_text("The search for “a cat” failed")
+        expect(message).to_contain_text("service unavailable")
+        expect(message).not_to_contain_text("no-index-here")  # no server path on the page
+        expect(page.locator("#loading")).to_be_hidden()
+        # The image search fails the same clean way.
+        page.locator("#file-input").set_input_files(
+            {"name": "cat.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n"}
+        )
+        expect(page.locator("#summary-text")).to_have_text("The search by cat.png failed")
+        expect(page.locator("#loading")).to_be_hidden()
+        page.locator("#query").fill("")
+        page.locator("#query").press("Enter")
+        expect(message).to_be_hidden()
+        expect(page.locator("#intro")).to_be_visible()
+        assert errors == [] and blocked == []
+
+
+def test_with_a_read_key_the_page_signs_in_and_the_docs_work_offline(keyed_server: str) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(keyed_server) as (page, errors, blocked):
+        page.goto(f"{keyed_server}/?q=a+red+thing")
+        expect(page.locator("#signin")).to_be_visible()
+        expect(page.locator("#intro")).to_be_hidden()
+        page.locator("#signin-key").fill("a guess")
+        page.locator("#signin-key").press("Enter")
+        expect(page.locator("#signin-error")).to_have_text("That key is not right.")
+        page.locator("#signin-key").fill(READ_KEY)
+        page.locator("#signin-key").press("Enter")
+        # Signed in: the search from the link runs and its thumbnails load through the session cookie.
+        expect(page.locator("#signin")).to_be_hidden()
+        expect(page.locator("#index-status")).to_have_text(re.compile(r"\d+ images · fake"))
+        cards = page.locator("#results .card")
+        expect(cards).to_have_count(PAGE_SIZE)
+        expect(cards.first.locator(".thumb")).to_have_class(re.compile(r"\bloaded\b"))
+        sources = page.locator("#results img").evaluate_all("imgs => imgs.map(i => i.src)")
+        assert sources and not any(READ_KEY in src for src in sources)
+        cookies = page.context.cookies()
+        assert [c["httpOnly"] for c in cookies] == [True] and READ_KEY not in cookies[0]["value"]
+
+        # The interactive docs, from files installed with the project (the network is closed).
+        page.goto(f"{keyed_server}/docs")
+        operations = page.locator(".opblock-summary-path")
+        expect(operations.first).to_be_visible()
+        paths = set(operations.all_inner_texts())
+        assert {"/search", "/search/image", "/describe", "/images/{image_id}"} <= {
+            p.replace("\u200b", "") for p in paths
+        }
+        expect(page.locator(".opblock-summary-description").first).not_to_be_empty()
+        page.goto(f"{keyed_server}/redoc")
+        expect(page.locator("h2", has_text="Search by image")).to_be_visible()
+
+        # Sign out: back to the form, and the data is closed again.
+        page.goto(f"{keyed_server}/")
+        page.locator("#signout-button").click()
+        expect(page.locator("#signin")).to_be_visible()
+        assert page.request.get(f"{keyed_server}/readyz").status == 401
+        assert errors == [] and blocked == []

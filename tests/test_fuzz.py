@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from schemathesis import Case, GenerationMode
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from app.main import create_app
@@ -93,8 +94,10 @@ def api_schema(index_dir: Path, models: Models, tmp_path: Path) -> OpenApiSchema
     return schema
 
 
-def run_cases(strategy: st.SearchStrategy[Case[Any]], **validate: Any) -> None:
-    """Call the app with each generated case; every check of schemathesis must pass."""
+def run_cases(
+    strategy: st.SearchStrategy[Case[Any]], then: Callable[[Case[Any]], None] | None = None, **validate: Any
+) -> None:
+    """Call the app with each generated case; every check of schemathesis must pass (then `then`)."""
 
     @given(case=strategy)
     @settings(
@@ -109,6 +112,8 @@ def run_cases(strategy: st.SearchStrategy[Case[Any]], **validate: Any) -> None:
         response = case.call_and_validate(**validate)
         if case.meta is None:  # a real image from with_real_image
             assert response.status_code == 200, response.text
+        if then is not None:
+            then(case)
 
     run()
 
@@ -153,3 +158,50 @@ def test_every_route_is_fuzzed() -> None:
         "/healthz",
         "/readyz",
     }
+
+
+READ_KEY = "fuzz-read-key"
+
+
+@pytest.fixture
+def keyed_schema(index_dir: Path, models: Models, tmp_path: Path) -> OpenApiSchema:
+    """The same app behind a read key (its OpenAPI document itself needs the key)."""
+    cache = tmp_path / "cache"
+    config = Settings(
+        index_dir=index_dir,
+        max_upload_mb=1,
+        cache_dir=cache,
+        device="cpu",
+        api_key=API_KEY,
+        read_key=READ_KEY,
+    )
+    app = create_app(config, factory=service_factory(models, cache))
+    bearer = {"Authorization": f"Bearer {READ_KEY}"}
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=bearer)
+    assert app.state.runtime.wait(30), app.state.runtime.error
+    return schema
+
+
+@pytest.mark.parametrize(("method", "path"), [op for op in OPERATIONS if op != ("GET", "/healthz")])
+def test_with_a_read_key_valid_requests_succeed_and_none_gets_in_without_it(
+    keyed_schema: OpenApiSchema, method: str, path: str
+) -> None:
+    headers = {"Authorization": f"Bearer {READ_KEY}"}
+    if path.startswith("/admin"):
+        headers["X-API-Key"] = API_KEY
+    strategy = keyed_schema[path][method].as_strategy(GenerationMode.POSITIVE)
+    if (method, path) in UPLOADS:
+        strategy = st.builds(with_real_image, strategy, image_files())
+    # The read credentials are alternatives (key header, bearer, session cookie): one right one is
+    # enough, so schemathesis's ignored_auth check (a wrong value for one scheme while another is
+    # right) does not apply. Instead each request is sent again with no credential at all.
+    run_cases(strategy, then=refused_without_credentials, headers=headers, excluded_checks=[ignored_auth])
+
+
+def refused_without_credentials(case: Case[Any]) -> None:
+    """The same request stripped of every key and cookie gets 401."""
+    for name in [k for k in case.headers or {} if k.lower() in {"x-api-key", "authorization"}]:
+        del case.headers[name]
+    case.cookies = {}
+    response = case.call()
+    assert response.status_code == 401, response.text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +26,7 @@ from app.errors import (
     Unauthorized,
     UnsupportedMedia,
 )
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,22 @@ STATUS: dict[type[ImgSearchError], int] = {
 }
 
 
+# An absolute path left in a message (not part of a URL or of a relative path such as application/json).
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"(),;]+")
+
+
+def public_detail(text: str, settings: Settings) -> str:
+    """The message without server paths: configured folders by their variable, any other path elided."""
+    named = [(settings.index_dir, "IMGSEARCH_INDEX_DIR"), (settings.cache_dir, "IMGSEARCH_CACHE_DIR")]
+    if settings.model_dir is not None:
+        named.append((settings.model_dir, "IMGSEARCH_MODEL_DIR"))
+    spellings = [(str(form), name) for path, name in named for form in {path, Path(path).absolute()}]
+    for spelling, name in sorted(spellings, key=lambda pair: -len(pair[0])):
+        if spelling not in {"", "."}:
+            text = text.replace(spelling, name)
+    return ABSOLUTE_PATH.sub("[server path]", text)
+
+
 def error_response(status: int, detail: str, error: str) -> JSONResponse:
     """JSON error body used by every handler."""
     return JSONResponse({"detail": detail, "error": error}, status_code=status)
@@ -56,9 +75,13 @@ def _status_of(exc: ImgSearchError) -> int:
 
 
 async def domain_error(request: Request, exc: Exception) -> JSONResponse:
-    """Domain error → its status."""
+    """Domain error → its status; server paths stay in the log, out of the answer."""
     assert isinstance(exc, ImgSearchError)
-    return error_response(_status_of(exc), str(exc), type(exc).__name__)
+    status = _status_of(exc)
+    if status >= 500:
+        log.warning("%s %s answered %d: %s", request.method, request.url.path, status, exc)
+    detail = public_detail(str(exc), request.app.state.runtime.settings)
+    return error_response(status, detail, type(exc).__name__)
 
 
 def _describe(error: dict[str, Any]) -> str:

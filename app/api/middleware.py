@@ -12,9 +12,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class BodyLimit:
     """413 before reading a body whose Content-Length, or streamed size, exceeds the limit."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, limit_mb: float) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # the upload limit plus room for the multipart envelope
+        self.limit_mb = limit_mb  # the configured limit, as the message names it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,10 +51,8 @@ class BodyLimit:
 
     async def _reject(self, send: Send) -> None:
         """Send the 413 answer."""
-        limit_mb = self.max_bytes / 1024 / 1024
-        body = json.dumps(
-            {"detail": f"request body is above the limit of {limit_mb:g} MB", "error": "PayloadTooLarge"}
-        ).encode()
+        detail = f"request body is above the upload limit of {self.limit_mb:g} MB (IMGSEARCH_MAX_UPLOAD_MB)"
+        body = json.dumps({"detail": detail, "error": "PayloadTooLarge"}).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -36,6 +36,11 @@
     descriptionLabels: $("description-labels"),
     prev: $("prev-button"),
     next: $("next-button"),
+    signin: $("signin"),
+    signinForm: $("signin-form"),
+    signinKey: $("signin-key"),
+    signinError: $("signin-error"),
+    signout: $("signout-button"),
   };
 
   // One search at a time; `generation` discards answers to searches that were replaced.
@@ -58,6 +63,7 @@
   const formatScore = (score) => score.toFixed(3);
 
   class ApiError extends Error {}
+  class AuthError extends ApiError {} // 401: the service has a read key and this browser no session
 
   async function api(path, options = {}) {
     let response;
@@ -67,13 +73,15 @@
       throw new ApiError("The service cannot be reached. Is it running?");
     }
     const type = response.headers.get("content-type") || "";
-    const body = type.includes("application/json") ? await response.json() : null;
+    const body = type.includes("application/json") ? await response.json().catch(() => null) : null;
     if (!response.ok) {
       const detail = body && typeof body.detail === "string" ? body.detail : `HTTP ${response.status}`;
-      throw new ApiError(detail);
+      throw response.status === 401 ? new AuthError(detail) : new ApiError(detail);
     }
     return body;
   }
+
+  const messageOf = (error) => (error instanceof ApiError ? error.message : String(error));
 
   function showMessage(text, kind = "info") {
     el.message.textContent = text;
@@ -169,7 +177,12 @@
     } catch (error) {
       if (generation !== state.generation) return;
       state.done = true;
-      showMessage(error instanceof ApiError ? error.message : String(error), "error");
+      if (error instanceof AuthError) {
+        showSignIn();
+        return;
+      }
+      showMessage(messageOf(error), "error");
+      summariseFailure();
     } finally {
       if (generation === state.generation) {
         setLoading(false);
@@ -207,6 +220,19 @@
     window.scrollTo({ top: 0 });
   }
 
+  // A failed search never leaves "Searching…" behind: the summary says what failed, the message why.
+  function summariseFailure() {
+    if (state.items.length > 0) {
+      el.summaryText.textContent = `${state.items.length} results; the next page could not be loaded`;
+    } else if (state.mode === "text") {
+      el.summaryText.textContent = `The search for “${state.query}” failed`;
+    } else {
+      const name = state.blob && state.blob.name ? state.blob.name : "the image";
+      el.summaryText.textContent = `The search by ${name} failed`;
+    }
+    el.end.hidden = true;
+  }
+
   function updateSummary(total) {
     const shown = state.items.length;
     const of = `${shown}${state.done ? "" : "+"} result${shown === 1 ? "" : "s"} from ${total} images`;
@@ -221,7 +247,7 @@
   function searchText(query) {
     const text = query.trim();
     if (!text) {
-      el.query.focus();
+      clearSearch(); // a blank search goes back to the start, leaving no old error or result behind
       return;
     }
     el.query.value = text;
@@ -248,7 +274,7 @@
     Object.assign(state, { mode: null, query: "", blob: null, offset: 0, done: true, items: [] });
     el.results.replaceChildren();
     el.summary.hidden = true;
-    el.intro.hidden = false;
+    el.intro.hidden = !el.signin.hidden;
     el.end.hidden = true;
     el.query.value = "";
     showMessage("");
@@ -314,7 +340,12 @@
       el.description.hidden = false;
     } catch (error) {
       if (index !== state.current) return;
-      el.descriptionText.textContent = error instanceof ApiError ? error.message : String(error);
+      if (error instanceof AuthError) {
+        showSignIn();
+        return;
+      }
+      el.descriptionText.textContent = messageOf(error);
+      el.descriptionLabels.replaceChildren();
       el.description.hidden = false;
     } finally {
       if (index === state.current) {
@@ -330,6 +361,7 @@
     el.similar.disabled = true;
     try {
       const response = await fetch(imageUrl(item.id));
+      if (response.status === 401) throw new AuthError("sign in again");
       if (!response.ok) throw new ApiError(`The original of ${item.source} is not available.`);
       const data = await response.blob();
       const file = new File([data], baseName(item.source), { type: data.type || "image/jpeg" });
@@ -337,7 +369,11 @@
       searchImage(file, thumbnailUrl(item.id));
     } catch (error) {
       el.similar.disabled = false;
-      el.descriptionText.textContent = error instanceof ApiError ? error.message : String(error);
+      if (error instanceof AuthError) {
+        showSignIn();
+        return;
+      }
+      el.descriptionText.textContent = messageOf(error);
       el.descriptionLabels.replaceChildren();
       el.description.hidden = false;
     }
@@ -352,26 +388,91 @@
 
   // ---- readiness ----------------------------------------------------------------------------
 
+  // Polls /readyz until the service is ready or failed; a newer call (after signing in) replaces it.
+  let readinessRun = 0;
   async function watchReadiness() {
+    const run = ++readinessRun;
     for (;;) {
       try {
         const response = await fetch("readyz");
+        if (run !== readinessRun) return;
+        if (response.status === 401) {
+          showSignIn();
+          return;
+        }
         const body = await response.json();
+        el.signout.hidden = !body.read_key;
+        const warnings = Array.isArray(body.warnings) ? body.warnings : [];
         if (response.ok) {
           el.status.textContent = `${body.images.toLocaleString()} images · ${body.profile}`;
-          el.status.dataset.state = "ready";
+          el.status.title = warnings.join("\n");
+          el.status.dataset.state = warnings.length ? "warning" : "ready";
           return;
         }
         el.status.textContent = body.status === "failed" ? "Service unavailable" : "Warming up…";
         el.status.title = body.detail || "";
         el.status.dataset.state = body.status;
-        if (body.status === "failed") return;
+        if (body.status === "failed") {
+          if (!state.mode) showMessage(`The service is unavailable: ${body.detail}`, "error");
+          return;
+        }
       } catch (error) {
+        if (run !== readinessRun) return;
         el.status.textContent = "Offline";
+        el.status.title = "";
         el.status.dataset.state = "failed";
       }
       await new Promise((resolve) => setTimeout(resolve, 1500));
     }
+  }
+
+  // ---- sign-in (only when the service has a read key) -----------------------------------------
+
+  function showSignIn() {
+    state.generation += 1; // drop answers to anything still in flight
+    Object.assign(state, { mode: null, offset: 0, done: true, items: [] });
+    if (el.viewer.open) el.viewer.close();
+    el.results.replaceChildren();
+    for (const part of [el.intro, el.summary, el.end, el.loading, el.signout]) part.hidden = true;
+    showMessage("");
+    el.status.textContent = "Sign-in needed";
+    el.status.title = "";
+    el.status.dataset.state = "loading";
+    el.signin.hidden = false;
+    el.signinKey.focus();
+  }
+
+  async function signIn(key) {
+    el.signinError.hidden = true;
+    try {
+      await api("session", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ key }),
+      });
+    } catch (error) {
+      el.signinError.textContent =
+        error instanceof AuthError ? "That key is not right." : messageOf(error);
+      el.signinError.hidden = false;
+      el.signinKey.select();
+      return;
+    }
+    el.signinKey.value = "";
+    el.signin.hidden = true;
+    el.intro.hidden = false;
+    watchReadiness();
+    const wanted = new URLSearchParams(window.location.search).get("q");
+    if (wanted) searchText(wanted);
+    else el.query.focus();
+  }
+
+  async function signOut() {
+    try {
+      await api("session", { method: "DELETE" });
+    } catch (error) {
+      // Already signed out, or the service is gone: the sign-in form is right either way.
+    }
+    showSignIn();
   }
 
   // ---- events -------------------------------------------------------------------------------
@@ -389,6 +490,11 @@
     chip.addEventListener("click", () => searchText(chip.dataset.query || ""));
   }
   el.clear.addEventListener("click", clearSearch);
+  el.signinForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    signIn(el.signinKey.value);
+  });
+  el.signout.addEventListener("click", signOut);
   el.viewerClose.addEventListener("click", () => el.viewer.close());
   el.viewer.addEventListener("click", (event) => {
     if (event.target === el.viewer) el.viewer.close(); // a click on the backdrop

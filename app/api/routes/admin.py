@@ -48,6 +48,7 @@ class ReloadResponse(BaseModel):
     "/reload",
     response_model=ReloadResponse,
     responses={code: {"model": ErrorBody} for code in (401, 403, 409, 503)},
+    summary="Reload the index",
 )
 def reload(runtime: RuntimeDep) -> ReloadResponse:
     """Serve the index now on disk (models kept; 409 and no change when it does not fit them)."""

@@ -12,14 +12,27 @@ from starlette.datastructures import UploadFile
 
 from app.api.deps import ServiceDep, SettingsDep, read_upload
 from app.api.routes.search import NON_BLANK
-from app.api.schemas import MAX_QUERY_CHARS, DescribeRequest, DescribeResponse, ErrorBody, Label
+from app.api.schemas import (
+    IMAGE_ID_HELP,
+    MAX_QUERY_CHARS,
+    DescribeRequest,
+    DescribeResponse,
+    ErrorBody,
+    Label,
+)
 from app.errors import BadQuery, UnsupportedMedia
 from app.service import Description
 
 router = APIRouter(tags=["describe"])
 
-_QUERY = {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS, "pattern": NON_BLANK}
-_IMAGE_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+_QUERY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_QUERY_CHARS,
+    "pattern": NON_BLANK,
+    "description": "a text to write a description from",
+}
+_IMAGE_ID = {"type": "string", "minLength": 1, "maxLength": 64, "description": IMAGE_ID_HELP}
 # Exactly one of image_id / query, as describe_input enforces (the other may be absent or null);
 # a query needs a non-space character. DescribeRequest alone cannot say either.
 JSON_BODY: dict[str, Any] = {
@@ -28,13 +41,13 @@ JSON_BODY: dict[str, Any] = {
     "oneOf": [
         {
             "type": "object",
-            "properties": {"image_id": _IMAGE_ID, "query": {"type": "null"}},
+            "properties": {"image_id": _IMAGE_ID, "query": {"type": "null", "description": "absent or null"}},
             "required": ["image_id"],
             "additionalProperties": False,
         },
         {
             "type": "object",
-            "properties": {"query": _QUERY, "image_id": {"type": "null"}},
+            "properties": {"query": _QUERY, "image_id": {"type": "null", "description": "absent or null"}},
             "required": ["query"],
             "additionalProperties": False,
         },
@@ -48,7 +61,13 @@ OPENAPI_BODY: dict[str, Any] = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "an image file (JPEG, PNG, WebP, GIF, BMP, TIFF)",
+                        }
+                    },
                     "required": ["image"],
                     "additionalProperties": False,
                 }
@@ -104,6 +123,7 @@ async def describe_input(request: Request, settings: SettingsDep) -> DescribeInp
     response_model=DescribeResponse,
     openapi_extra=OPENAPI_BODY,
     responses={code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)},
+    summary="Describe an image (or a text)",
 )
 def describe(
     service: ServiceDep, given: Annotated[DescribeInput, Depends(describe_input)]

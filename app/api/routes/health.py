@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics."""
+"""Liveness (open to all), readiness and metrics (behind the read key when one is set)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,35 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.api.access import access_warnings
 from app.api.deps import RuntimeDep
+from app.api.errors import public_detail
 from app.api.schemas import Ready
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"])  # /healthz: never behind a key
+probes = APIRouter(tags=["health"])  # /readyz and /metrics: behind the read key when one is set
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness")
 def healthz() -> dict[str, str]:
     """200 while the process lives."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
+@probes.get("/readyz", response_model=Ready, responses={503: {"model": Ready}}, summary="Readiness")
 def readyz(runtime: RuntimeDep) -> JSONResponse:
     """200 with profile, device, index size and generation once warm; 503 with the reason before."""
     runtime.follow()
     service = runtime.service
+    read_key, warnings = runtime.settings.read_key is not None, access_warnings(runtime.settings)
     if service is None:
         status = "failed" if runtime.error else "loading"
-        body = Ready(status=status, detail=runtime.error or "warming up models and index")
+        body = Ready(
+            status=status,
+            detail=public_detail(runtime.error or "warming up models and index", runtime.settings),
+            read_key=read_key,
+            warnings=warnings,
+        )
         return JSONResponse(body.model_dump(), status_code=503)
     body = Ready(
         status="ready",
@@ -33,11 +42,13 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         device=runtime.device,
         images=service.index.count,
         generation=service.index.generation,
+        read_key=read_key,
+        warnings=warnings,
     )
     return JSONResponse(body.model_dump())
 
 
-@router.get("/metrics", response_class=Response)
+@probes.get("/metrics", response_class=Response, summary="Prometheus metrics")
 def metrics(request: Request) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -16,8 +16,11 @@ from app.api.schemas import ErrorBody
 from app.index import Index
 
 router = APIRouter(prefix="/images", tags=["images"])
-CACHE_CONTROL = "public, max-age=31536000, immutable"  # ids are content hashes
+CACHE_CONTROL = "private, max-age=31536000, immutable"  # ids are content hashes; photos are private
 ImageId = Annotated[str, PathParam(max_length=64, description="16 hex digits, as returned by /search")]
+IfNoneMatch = Annotated[
+    str | None, Header(description="ETag(s) the client already holds: 304 without a body when one matches")
+]
 RESPONSES: dict[int | str, dict[str, object]] = {
     200: {"content": {"image/*": {}}},
     304: {"description": "not modified"},
@@ -41,10 +44,8 @@ def _serve(path: Path, etag: str, media_type: str, if_none_match: str | None, in
     return FileResponse(path, media_type=media_type, headers=headers, background=BackgroundTask(_keep, index))
 
 
-@router.get("/{image_id}", response_class=Response, responses=RESPONSES)
-def original(
-    image_id: ImageId, runtime: RuntimeDep, if_none_match: Annotated[str | None, Header()] = None
-) -> Response:
+@router.get("/{image_id}", response_class=Response, responses=RESPONSES, summary="Original image")
+def original(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch = None) -> Response:
     """The original file as indexed."""
     index, record = runtime.locate(image_id)
     path = index.original_path(record)
@@ -52,10 +53,8 @@ def original(
     return _serve(path, f'"{record.id}"', media_type, if_none_match, index)
 
 
-@router.get("/{image_id}/thumbnail", response_class=Response, responses=RESPONSES)
-def thumbnail(
-    image_id: ImageId, runtime: RuntimeDep, if_none_match: Annotated[str | None, Header()] = None
-) -> Response:
+@router.get("/{image_id}/thumbnail", response_class=Response, responses=RESPONSES, summary="Thumbnail (JPEG)")
+def thumbnail(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch = None) -> Response:
     """A JPEG whose longest side is at most 256 px."""
     index, record = runtime.locate(image_id)
     return _serve(index.thumbnail_path(record), f'"{record.id}-t"', "image/jpeg", if_none_match, index)

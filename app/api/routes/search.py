@@ -11,7 +11,16 @@ from pydantic import ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
 
 from app.api.deps import ServiceDep, SettingsDep, UploadDep
-from app.api.schemas import MAX_QUERY_CHARS, ErrorBody, SearchRequest, SearchResponse, SearchResult
+from app.api.schemas import (
+    MAX_QUERY_CHARS,
+    OFFSET_HELP,
+    QUERY_HELP,
+    TOP_K_HELP,
+    ErrorBody,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+)
 from app.errors import BadQuery, UnsupportedMedia
 from app.service import Hit
 
@@ -99,7 +108,13 @@ def _response(query: str, hits: list[Hit], total: int, start: float) -> SearchRe
     )
 
 
-@router.post("", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(json_only)])
+@router.post(
+    "",
+    response_model=SearchResponse,
+    responses=ERRORS,
+    dependencies=[Depends(json_only)],
+    summary="Search by text",
+)
 def search(body: SearchRequestBody, service: ServiceDep, settings: SettingsDep) -> SearchResponse:
     """Images ranked by how well they match the text query."""
     start = time.perf_counter()
@@ -107,15 +122,27 @@ def search(body: SearchRequestBody, service: ServiceDep, settings: SettingsDep) 
     return _response(body.query, hits, service.index.count, start)
 
 
-@router.get("", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(utf8_query_string)])
+@router.get(
+    "",
+    response_model=SearchResponse,
+    responses=ERRORS,
+    dependencies=[Depends(utf8_query_string)],
+    summary="Search by text (GET)",
+)
 def search_get(
     service: ServiceDep,
     settings: SettingsDep,
     q: Annotated[
-        str, Query(min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra={"pattern": NON_BLANK})
+        str,
+        Query(
+            min_length=1,
+            max_length=MAX_QUERY_CHARS,
+            json_schema_extra={"pattern": NON_BLANK},
+            description=QUERY_HELP,
+        ),
     ],
-    top_k: Annotated[int, Query(ge=1, le=100)] = 10,
-    offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    top_k: Annotated[int, Query(ge=1, le=100, description=TOP_K_HELP)] = 10,
+    offset: Annotated[int, Query(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
 ) -> SearchResponse:
     """Same as POST /search, as a GET for curl and links."""
     start = time.perf_counter()
@@ -124,14 +151,18 @@ def search_get(
 
 
 @router.post(
-    "/image", response_model=SearchResponse, responses=ERRORS, dependencies=[Depends(multipart_only)]
+    "/image",
+    response_model=SearchResponse,
+    responses=ERRORS,
+    dependencies=[Depends(multipart_only)],
+    summary="Search by image",
 )
 def search_image(
     service: ServiceDep,
     settings: SettingsDep,
     data: UploadDep,
-    top_k: Annotated[int, Form(ge=1, le=100)] = 10,
-    offset: Annotated[int, Form(ge=0, le=10_000)] = 0,
+    top_k: Annotated[int, Form(ge=1, le=100, description=TOP_K_HELP)] = 10,
+    offset: Annotated[int, Form(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
 ) -> SearchResponse:
     """Indexed images that look like the uploaded one."""
     start = time.perf_counter()

@@ -1,0 +1,308 @@
+"""Who may read (IMGSEARCH_READ_KEY, sessions, open-network warning), offline docs, what errors reveal."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from starlette.routing import BaseRoute
+
+from app import cli
+from app.api.access import SESSION_COOKIE, SESSION_SECONDS, session_token, session_valid
+from app.main import create_app
+from app.pipeline import Models
+from app.settings import Settings
+from tests.conftest import png_bytes, service_factory, wait_ready
+from tests.fakes import COLOURS
+
+
+class Response(Protocol):
+    """What these tests read of a TestClient response (httpx or httpx2, whichever Starlette uses)."""
+
+    @property
+    def status_code(self) -> int:
+        """HTTP status."""
+
+    @property
+    def text(self) -> str:
+        """Body as text."""
+
+    def json(self) -> Any:
+        """Body as JSON."""
+
+
+READ_KEY = "read-key-for-tests"
+ADMIN_KEY = "admin-key-for-tests"
+PUBLIC = {("GET", "/healthz"), ("POST", "/session"), ("DELETE", "/session"), ("GET", "/")}
+
+
+@pytest.fixture
+def keyed(index_dir: Path, models: Models, tmp_path: Path) -> Iterator[TestClient]:
+    """A ready client over an app with both a read key and an admin key."""
+    settings = Settings(
+        index_dir=index_dir,
+        cache_dir=tmp_path / "cache",
+        device="cpu",
+        max_upload_mb=1,
+        read_key=READ_KEY,
+        api_key=ADMIN_KEY,
+    )
+    app = create_app(settings, factory=service_factory(models, tmp_path / "cache"))
+    with TestClient(app) as client:
+        wait_until_ready(client)
+        yield client
+
+
+def wait_until_ready(client: TestClient) -> None:
+    """Wait for warm-up through the runtime (/readyz itself needs the key)."""
+    assert client.app.state.runtime.wait(30)  # type: ignore[attr-defined]
+
+
+def any_id(client: TestClient, headers: dict[str, str]) -> str:
+    """The id of some indexed image."""
+    response = client.get("/search", params={"q": "red thing", "top_k": 1}, headers=headers)
+    assert response.status_code == 200, response.text
+    return str(response.json()["results"][0]["id"])
+
+
+Call = Callable[[TestClient, dict[str, str], str], Response]
+# One valid request per protected operation; the test below fails when a route is missing here.
+CALLS: dict[tuple[str, str], Call] = {
+    ("GET", "/readyz"): lambda c, h, i: c.get("/readyz", headers=h),
+    ("GET", "/metrics"): lambda c, h, i: c.get("/metrics", headers=h),
+    ("GET", "/search"): lambda c, h, i: c.get("/search", params={"q": "red"}, headers=h),
+    ("POST", "/search"): lambda c, h, i: c.post("/search", json={"query": "red"}, headers=h),
+    ("POST", "/search/image"): lambda c, h, i: c.post(
+        "/search/image", files={"image": ("q.png", png_bytes(COLOURS["red"]), "image/png")}, headers=h
+    ),
+    ("POST", "/describe"): lambda c, h, i: c.post("/describe", json={"image_id": i}, headers=h),
+    ("GET", "/images/{image_id}"): lambda c, h, i: c.get(f"/images/{i}", headers=h),
+    ("GET", "/images/{image_id}/thumbnail"): lambda c, h, i: c.get(f"/images/{i}/thumbnail", headers=h),
+    ("POST", "/admin/reload"): lambda c, h, i: c.post("/admin/reload", headers=h),
+    ("GET", "/openapi.json"): lambda c, h, i: c.get("/openapi.json", headers=h),
+    ("GET", "/docs"): lambda c, h, i: c.get("/docs", headers=h),
+    ("GET", "/redoc"): lambda c, h, i: c.get("/redoc", headers=h),
+}
+
+
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every API route of the app, also inside included routers (FastAPI may keep those nested)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from api_routes(route.original_router.routes)
+
+
+def test_every_route_but_healthz_and_the_page_is_listed(keyed: TestClient) -> None:
+    operations = {
+        (method, route.path)
+        for route in api_routes(keyed.app.routes)  # type: ignore[attr-defined]
+        for method in route.methods or ()
+    }
+    assert operations - PUBLIC == set(CALLS)
+
+
+def assert_401(response: Response) -> None:
+    """A clear JSON 401 that says what to send."""
+    assert response.status_code == 401, response.text
+    body = response.json()
+    assert set(body) == {"detail", "error"} and body["error"] == "Unauthorized"
+    assert "IMGSEARCH_READ_KEY" in body["detail"]
+
+
+@pytest.mark.parametrize("operation", sorted(CALLS))
+def test_with_a_read_key_each_route_is_401_without_it_and_works_with_it(
+    keyed: TestClient, operation: tuple[str, str]
+) -> None:
+    image_id = any_id(keyed, {"X-API-Key": READ_KEY})
+    call = CALLS[operation]
+    keyed.cookies.clear()
+    for wrong in ({}, {"X-API-Key": "guess"}, {"Authorization": "Bearer guess"}, {"Authorization": READ_KEY}):
+        assert_401(call(keyed, wrong, image_id))
+    assert_401(call(keyed, {"Cookie": f"{SESSION_COOKIE}=123.abc"}, image_id))
+    admin = {"X-API-Key": ADMIN_KEY} if operation[1].startswith("/admin") else {}
+    ways = (
+        {"X-API-Key": READ_KEY},
+        {"Authorization": f"Bearer {READ_KEY}"},
+        {"Cookie": f"{SESSION_COOKIE}={session_token(SecretStr(READ_KEY), time.time())}"},
+    )
+    for way in ways:
+        if admin and "X-API-Key" in way:
+            continue  # the admin route takes its own key in that header (checked below)
+        response = call(keyed, {**way, **admin}, image_id)
+        assert response.status_code == 200, (way, response.text)
+    assert call(keyed, {"X-API-Key": ADMIN_KEY}, image_id).status_code == 200  # the admin key reads too
+
+
+def test_admin_still_needs_the_admin_key_with_a_read_key(keyed: TestClient) -> None:
+    response = keyed.post("/admin/reload", headers={"Authorization": f"Bearer {READ_KEY}"})
+    assert response.status_code == 401 and "IMGSEARCH_API_KEY" in response.json()["detail"]
+    response = keyed.post("/admin/reload", headers={"X-API-Key": READ_KEY})
+    assert response.status_code == 401
+
+
+def test_healthz_and_the_page_stay_open(keyed: TestClient) -> None:
+    assert keyed.get("/healthz").json() == {"status": "ok"}
+    page = keyed.get("/")
+    assert page.status_code == 200 and 'id="signin-form"' in page.text
+    assert keyed.get("/static/app.js").status_code == 200
+
+
+def test_sign_in_sets_an_httponly_session_that_thumbnails_use(keyed: TestClient) -> None:
+    wrong = keyed.post("/session", json={"key": "guess"})
+    assert wrong.status_code == 401 and "read key" in wrong.json()["detail"]
+    assert SESSION_COOKIE not in keyed.cookies
+    signed = keyed.post("/session", json={"key": READ_KEY})
+    assert signed.status_code == 200 and signed.json() == {
+        "status": "signed in",
+        "expires_in": SESSION_SECONDS,
+    }
+    cookie = signed.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and READ_KEY not in cookie
+    # The cookie alone, as an <img> tag sends it: no key in the URL.
+    image_id = keyed.get("/search", params={"q": "red"}).json()["results"][0]["id"]
+    thumbnail = keyed.get(f"/images/{image_id}/thumbnail")
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    assert keyed.get("/readyz").json()["read_key"] is True
+    out = keyed.delete("/session")
+    assert out.status_code == 200 and out.json()["status"] == "signed out"
+    assert_401(keyed.get(f"/images/{image_id}/thumbnail"))
+
+
+def test_expired_or_forged_sessions_are_refused(keyed: TestClient) -> None:
+    past = session_token(SecretStr(READ_KEY), time.time() - SESSION_SECONDS - 10)
+    other = session_token(SecretStr("another key"), time.time())
+    expires, _, signature = session_token(SecretStr(READ_KEY), time.time()).partition(".")
+    stretched = f"{int(expires) + 10**9}.{signature}"
+    for token in (past, other, stretched, "", ".", "9" * 400):
+        assert_401(keyed.get("/readyz", headers={"Cookie": f"{SESSION_COOKIE}={token}"}))
+    assert not session_valid("²³." + signature, SecretStr(READ_KEY), time.time())
+
+
+def test_odd_keys_get_401_not_500(keyed: TestClient) -> None:
+    for key in ("ключ".encode(), b"\xff\xfe", b" " * 3000):
+        response = keyed.get("/readyz", headers={b"X-API-Key": key})
+        assert_401(response)
+    assert keyed.post("/session", json={"key": "ключ"}).status_code == 401
+
+
+def test_without_a_read_key_the_api_is_unchanged(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert set(spec["components"]["securitySchemes"]) == {"APIKeyHeader"}  # the admin key only
+    assert "/session" not in spec["paths"]
+    assert client.post("/session", json={"key": "x"}).status_code in {404, 405}
+    assert client.get("/search", params={"q": "red"}).status_code == 200
+    ready = client.get("/readyz").json()
+    assert ready["read_key"] is False and ready["warnings"] == []
+
+
+@pytest.mark.parametrize(
+    ("host", "read_key", "warned"),
+    [
+        ("0.0.0.0", None, True),
+        ("::", None, True),
+        ("192.0.2.7", None, True),
+        ("0.0.0.0", READ_KEY, False),
+        ("127.0.0.1", None, False),
+        ("localhost", None, False),
+        ("::1", None, False),
+    ],
+)
+def test_a_network_address_without_a_read_key_is_warned_about(
+    index_dir: Path,
+    models: Models,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    host: str,
+    read_key: str | None,
+    warned: bool,
+) -> None:
+    settings = Settings(index_dir=index_dir, cache_dir=tmp_path, device="cpu", host=host, read_key=read_key)
+    caplog.set_level(logging.WARNING, logger="app.api.access")
+    with TestClient(create_app(settings, factory=service_factory(models, tmp_path))) as client:
+        wait_until_ready(client)
+        ready = client.get("/readyz", headers={"X-API-Key": READ_KEY}).json()
+    logged = [r.getMessage() for r in caplog.records if "IMGSEARCH_READ_KEY" in r.getMessage()]
+    if warned:
+        assert len(ready["warnings"]) == 1 and host in ready["warnings"][0]
+        assert "IMGSEARCH_READ_KEY" in ready["warnings"][0]
+        assert logged == ready["warnings"]
+    else:
+        assert ready["warnings"] == [] and logged == []
+
+
+def test_serve_binds_to_loopback_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("IMGSEARCH_HOST", "unset")  # restored after the test: serve sets it
+    monkeypatch.delenv("IMGSEARCH_HOST")
+    assert cli.main(["serve"]) == 0
+    assert calls[-1]["host"] == "127.0.0.1"
+    assert cli.main(["serve", "--host", "0.0.0.0"]) == 0
+    assert calls[-1]["host"] == "0.0.0.0" and Settings().host == "0.0.0.0"  # the app learns it
+
+
+def test_docs_are_served_from_installed_files(client: TestClient) -> None:
+    for path, asset in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(path)
+        assert html.status_code == 200 and f'src="docs-assets/{asset}"' in html.text
+        assert "cdn." not in html.text and "fonts.googleapis" not in html.text
+        script = client.get(f"/docs-assets/{asset}")
+        assert script.status_code == 200 and len(script.content) > 500_000
+    assert client.get("/docs-assets/swagger-ui.css").status_code == 200
+
+
+def test_every_operation_has_a_summary_and_every_parameter_a_description(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            # FastAPI's own summary is the function's name in title case ("Search Get").
+            name = operation["operationId"].removesuffix(re.sub(r"\W", "_", path) + "_" + method)
+            assert operation["summary"] != name.replace("_", " ").title(), (method, path)
+            for parameter in operation.get("parameters", []):
+                assert parameter.get("description"), (method, path, parameter["name"])
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                schema = content["schema"]
+                if "$ref" in schema:
+                    schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+                for alternative in [schema, *schema.get("oneOf", [])]:
+                    for name, field in alternative.get("properties", {}).items():
+                        assert field.get("description"), (method, path, name)
+
+
+def test_413_names_the_configured_limit(index_dir: Path, models: Models, tmp_path: Path) -> None:
+    settings = Settings(index_dir=index_dir, cache_dir=tmp_path, device="cpu", max_upload_mb=20)
+    with TestClient(create_app(settings, factory=service_factory(models, tmp_path))) as client:
+        wait_ready(client)
+        big = b"\xff\xd8" + b"\x00" * (21 * 1024 * 1024)
+        response = client.post("/search/image", files={"image": ("big.jpg", big, "image/jpeg")})
+    assert response.status_code == 413
+    assert "limit of 20 MB" in response.json()["detail"] and "20.06" not in response.json()["detail"]
+
+
+def test_503_answers_name_no_server_paths(
+    tmp_path: Path, models: Models, caplog: pytest.LogCaptureFixture
+) -> None:
+    hidden = tmp_path / "private" / "index"
+    settings = Settings(index_dir=hidden, cache_dir=tmp_path / "cache", device="cpu")
+    caplog.set_level(logging.INFO)
+    with TestClient(create_app(settings, factory=service_factory(models, tmp_path))) as client:
+        client.app.state.runtime.wait(10)  # type: ignore[attr-defined]
+        answers = [client.get("/readyz"), client.get("/search", params={"q": "red"})]
+    for answer in answers:
+        assert answer.status_code == 503
+        detail = answer.json()["detail"]
+        assert str(tmp_path) not in detail and "IMGSEARCH_INDEX_DIR" in detail, detail
+    assert str(hidden) in caplog.text  # the log keeps the path for the operator
