@@ -1,4 +1,4 @@
-"""Stage 5: the index on disk (vectors by mmap, manifest, PCA, thumbnails, meta) and search in it."""
+"""Stage 5: the index on disk (vectors by mmap, manifest, PCA, thumbnails, meta) and its searchers."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from app.errors import ImageNotFound, IndexMismatch, IndexUnavailable
+from app.options import SearchOptions
 from app.pca import Pca
-from app.references import RERANK_POOL, VisualHint
-from app.vectors import ExactSearcher, SearchOptions, VectorSearcher, open_searcher
+from app.searchers import Space, open_searcher
+from app.vectors import ExactSearcher, VectorSearcher
 
 log = logging.getLogger(__name__)
 
@@ -184,30 +185,9 @@ class Index:
             }
         return [found[row] for row in rows]
 
-    def search(
-        self,
-        query: np.ndarray,
-        top_k: int,
-        offset: int = 0,
-        space: str = "vectors",
-        visual: VisualHint | None = None,
-    ) -> list[tuple[int, float]]:
-        """Cosine search: (row, score) pairs ranked offset..offset+top_k (text space via the searcher).
-
-        With a text query's `visual` hint, its best RERANK_POOL matches are re-ranked by their look too.
-        """
-        matrix = self.vectors if space == "vectors" else self.features
-        if query.shape[-1] != matrix.shape[1]:
-            raise IndexMismatch(f"query has {query.shape[-1]} dimensions, index {matrix.shape[1]}")
-        searcher = self.searcher if space == "vectors" else self._feature_searcher
-        if visual is None:
-            return searcher.search(query, offset + top_k)[offset:]
-        if visual.direction.shape[-1] != self.features.shape[1]:
-            raise IndexMismatch(
-                f"visual hint has {visual.direction.shape[-1]} dimensions, features {self.features.shape[1]}"
-            )
-        ranked = searcher.search(query, max(offset + top_k, RERANK_POOL))
-        return visual.rescore(ranked, self.features)[offset : offset + top_k]
+    def searcher_for(self, space: Space) -> VectorSearcher:
+        """The searcher over the text-space vectors (text queries) or the visual features (images)."""
+        return self.searcher if space == "text" else self._feature_searcher
 
     def original_path(self, record: ImageRecord) -> Path:
         """File of the original image; never outside the collection root."""

@@ -8,8 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.dedup import DEFAULT_THRESHOLD as DEFAULT_DEDUP_THRESHOLD
-from app.vectors import Backend, SearchOptions
+from app.options import DEFAULT_DEDUP_THRESHOLD, Backend, SearchOptions
 
 Profile = Literal["packaged", "seed", "clip"]
 
@@ -42,7 +41,7 @@ class Settings(BaseSettings):
         default=DEFAULT_DEDUP_THRESHOLD,
         ge=0.0,
         le=1.0,
-        description="Visual cosine at which results collapse into one (app/dedup.py); 0 turns it off.",
+        description="Visual cosine at which results collapse into one (app/ranking.py); 0 turns it off.",
     )
     vector_backend: Backend = Field(
         default="matrix", description="matrix: the index's own vectors (exact or HNSW); milvus: a store."
