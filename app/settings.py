@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.options import DEFAULT_DEDUP_THRESHOLD, Backend, SearchOptions
+from app.options import DEFAULT_DEDUP_THRESHOLD, MAX_QUERY_CHARS, Backend, SearchOptions
 
 Profile = Literal["packaged", "seed", "clip"]
 
@@ -31,7 +31,12 @@ class Settings(BaseSettings):
     max_upload_mb: float = 20.0
     max_image_pixels: int = 50_000_000
     cors_origins: list[str] = Field(default_factory=list)
-    max_query_chars: int = 1000
+    max_query_chars: int = Field(
+        default=MAX_QUERY_CHARS,
+        ge=1,
+        le=MAX_QUERY_CHARS,
+        description="Longest text query searched or described; longer ones are a 422.",
+    )
     describe_max_new_tokens: int = 20
     query_cache_size: int = 1024
     api_key: SecretStr | None = Field(

@@ -228,6 +228,16 @@ def test_text_search_shows_one_result_per_group_with_its_duplicate_count(
     folded = {r["source"]: r["duplicates"] for r in results}
     red = "red.png" if "red.png" in folded else "red-copy.jpg"
     assert folded == {red: 1, "orange.png": 0, "green.png": 0, "blue.png": 0}
+    # The folded copy is listed by id: the other red file's.
+    unfolded = open_client(threshold=0).get("/search", params={"q": "red thing"}).json()["results"]
+    ids = {r["source"]: r["id"] for r in unfolded}
+    copy = ({"red.png", "red-copy.jpg"} - {red}).pop()
+    assert {r["source"]: r["duplicate_ids"] for r in results} == {
+        red: [ids[copy]],
+        "orange.png": [],
+        "green.png": [],
+        "blue.png": [],
+    }
     sources = [r["source"] for r in results]
     # Pages count groups: the second page starts after the folded copy.
     page = client.post("/search", json={"query": "red thing", "top_k": 2, "offset": 2}).json()["results"]

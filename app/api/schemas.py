@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_QUERY_CHARS = 1000
+from app.options import MAX_QUERY_CHARS
+
+# The service's rule in the schema: a query needs a character that is not whitespace to str.split();
+# spelled out because JSON Schema's (ECMA) \s and Python's disagree (\x1c-\x1f, \x85, \ufeff).
+NON_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 class SearchRequest(BaseModel):
@@ -31,6 +35,9 @@ class SearchResult(BaseModel):
     url: str
     thumbnail_url: str
     duplicates: int = Field(0, ge=0, description="near-duplicates of this image folded into it")
+    duplicate_ids: list[str] = Field(
+        default_factory=list, description="ids of those near-duplicates, best ranked first"
+    )
 
 
 class SearchResponse(BaseModel):
