@@ -13,7 +13,7 @@ so scores never increase down the ranking and pages stay stable.
 
 Near-duplicate folding: two indexed images are near-duplicates when the cosine of their unit visual
 features (`features.npy`: the image model's pooled features, flip-averaged) reaches the threshold
-(`IMGSEARCH_DEDUP_THRESHOLD`, default `DEFAULT_DEDUP_THRESHOLD`; 0 turns folding off). Ranked
+(`IMGSEARCH_DEDUP_THRESHOLD`, default `app.options.DEFAULT_DEDUP_THRESHOLD`; 0 turns folding off). Ranked
 candidates are walked best first: each one joins the most similar representative kept so far when
 that cosine reaches the threshold, and otherwise becomes a representative itself. Paging counts
 groups, so `offset` and `top_k` mean the same with and without folding; a result lists the copies
@@ -54,12 +54,9 @@ import numpy as np
 
 from app.errors import IndexMismatch
 from app.index import Index
-from app.options import DEFAULT_DEDUP_THRESHOLD
 from app.references import VisualHint
 from app.searchers import Space
 from app.vectors import Hits, Scan, read_rows
-
-__all__ = ["DEFAULT_DEDUP_THRESHOLD", "Candidates", "Folding", "Ranked", "collapse", "page", "rank"]
 
 RERANK_POOL = 200  # best text matches of a query re-scored with its VisualHint
 MIN_WINDOW = 64
