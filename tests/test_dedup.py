@@ -22,9 +22,10 @@ from app.options import DEFAULT_DEDUP_THRESHOLD
 from app.pipeline import Models, Pipeline
 from app.ranking import Ranked
 from app.references import VisualHint
+from app.searchers import Space
 from app.settings import Settings
 from app.sources import FolderSource
-from app.vectors import ExactSearcher, Hits, Scan
+from app.vectors import ExactSearcher, Hits, Scan, VectorSearcher
 from tests.conftest import png_bytes, service_factory, wait_ready
 
 RED = (220, 20, 20)
@@ -242,6 +243,35 @@ def test_text_search_shows_one_result_per_group_with_its_duplicate_count(
     # Pages count groups: the second page starts after the folded copy.
     page = client.post("/search", json={"query": "red thing", "top_k": 2, "offset": 2}).json()["results"]
     assert [r["source"] for r in page] == sources[2:4]
+
+
+def test_each_request_through_the_api_runs_one_vector_search(
+    open_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = open_client()
+    scans: list[str] = []
+    searcher_for = Index.searcher_for
+
+    def counted(index: Index, space: Space) -> VectorSearcher:
+        searcher = searcher_for(index, space)
+        scan = searcher.scan
+
+        class Counted:
+            kind = searcher.kind
+            search, close = searcher.search, searcher.close
+
+            def scan(self, query: np.ndarray) -> Scan:
+                scans.append(space)
+                return scan(query)
+
+        return Counted()
+
+    monkeypatch.setattr(Index, "searcher_for", counted)
+    for offset in (0, 3):
+        assert client.get("/search", params={"q": "red thing", "offset": offset}).status_code == 200
+    upload = {"image": ("q.png", png_bytes(RED, (50, 50)), "image/png")}
+    assert client.post("/search/image", files=upload, data={"offset": "2"}).status_code == 200
+    assert scans == ["text", "text", "visual"]
 
 
 def test_image_search_folds_the_copy_too(open_client: Callable[..., TestClient]) -> None:
