@@ -99,11 +99,9 @@ def rerank_by_look(ranked: Hits, hint: VisualHint, features: np.ndarray) -> Hits
 class Candidates:
     """A request's one ranking, read best first; deeper reads extend it and never reorder what was read."""
 
-    def __init__(
-        self, scan: Scan, count: int, hint: VisualHint | None = None, features: np.ndarray | None = None
-    ) -> None:
+    def __init__(self, scan: Scan, count: int, hint: VisualHint | None, features: np.ndarray) -> None:
         self.count = count  # rows that can be candidates
-        self._scan, self._hint, self._features = scan, hint, features
+        self._scan, self._hint, self._features = scan, hint, features  # features: for the re-rank
         self._read: Hits = []
         self._seen: set[int] = set()
         self._exhausted = False
@@ -122,7 +120,7 @@ class Candidates:
             depth = min(max(depth, RERANK_POOL), self.count)
         found = self._scan.top(depth)
         self._exhausted = len(found) < depth
-        if first and self._hint is not None and self._features is not None:
+        if first and self._hint is not None:
             found = rerank_by_look(found, self._hint, self._features)
         elif self._hint is not None:
             scale = 1.0 + self._hint.weight
