@@ -1,4 +1,4 @@
-"""Stage 5: the index on disk (vectors by mmap, manifest, PCA, thumbnails, meta) and search in it.
+"""Stage 5: the index on disk (vectors by mmap, manifest, PCA, thumbnails, meta) and its searchers.
 
 Layout: `<index_dir>/generations/<name>/` holds one complete build; `<index_dir>/current` (a
 relative symlink, replaced atomically) names the one served. An index opened here holds a shared
@@ -23,25 +23,59 @@ from typing import IO, Any
 import numpy as np
 
 from app.errors import ImageNotFound, IndexMismatch, IndexUnavailable
+from app.layout import (
+    BUILD_LOCK as BUILD_LOCK,
+)
+from app.layout import (
+    CURRENT as CURRENT,
+)
+from app.layout import (
+    FEATURES as FEATURES,
+)
+from app.layout import (
+    GENERATIONS as GENERATIONS,
+)
+from app.layout import (
+    MANIFEST as MANIFEST,
+)
+from app.layout import (
+    META as META,
+)
+from app.layout import (
+    ORIGINALS as ORIGINALS,
+)
+from app.layout import (
+    PCA_FILE as PCA_FILE,
+)
+from app.layout import (
+    READERS_LOCK as READERS_LOCK,
+)
+from app.layout import (
+    REPORT as REPORT,
+)
+from app.layout import (
+    THUMBNAILS as THUMBNAILS,
+)
+from app.layout import (
+    VECTORS as VECTORS,
+)
+from app.layout import (
+    generation_of as generation_of,
+)
+from app.layout import (
+    live_path as live_path,
+)
+from app.layout import (
+    looks_like_index as looks_like_index,
+)
+from app.options import SearchOptions
 from app.pca import Pca
-from app.references import RERANK_POOL, VisualHint
-from app.vectors import ExactSearcher, SearchOptions, VectorSearcher, open_searcher
+from app.searchers import Space, open_searcher
+from app.vectors import ExactSearcher, VectorSearcher
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-META = "meta.json"
-VECTORS = "vectors.npy"
-FEATURES = "features.npy"
-MANIFEST = "manifest.sqlite"
-PCA_FILE = "pca.npz"
-THUMBNAILS = "thumbnails"
-ORIGINALS = "originals"
-REPORT = "build_report.json"
-CURRENT = "current"  # symlink to generations/<name>, the generation served
-GENERATIONS = "generations"
-READERS_LOCK = "readers.lock"  # in each generation: shared flock while an Index has it open
-BUILD_LOCK = "build.lock"  # in the index folder: exclusive flock while a build runs
 PIN_ATTEMPTS = 10
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
@@ -57,30 +91,6 @@ CREATE TABLE images (
     labels TEXT NOT NULL
 );
 """
-
-
-def live_path(index_dir: Path) -> Path:
-    """The folder holding the served index: the generation `current` names, else index_dir (flat)."""
-    pointer = index_dir / CURRENT
-    try:
-        return index_dir / os.readlink(pointer)
-    except OSError:  # no pointer (flat index, or none), or a copy that made `current` a plain folder
-        return pointer if pointer.is_dir() else index_dir
-
-
-def generation_of(index_dir: Path) -> str | None:
-    """Name of the generation `current` points at (None for a flat index or none at all)."""
-    try:
-        return Path(os.readlink(index_dir / CURRENT)).name
-    except OSError:
-        return None
-
-
-def looks_like_index(folder: Path) -> bool:
-    """True for a folder this project built an index in (either layout, or a first build under way)."""
-    flat = (folder / META).is_file() and (folder / MANIFEST).is_file()
-    layered = (folder / GENERATIONS).is_dir() and (folder / BUILD_LOCK).is_file()
-    return flat or layered or (folder / CURRENT).is_symlink()
 
 
 def _short(exc: Exception, root: Path) -> str:
@@ -274,30 +284,9 @@ class Index:
             }
         return [found[row] for row in rows]
 
-    def search(
-        self,
-        query: np.ndarray,
-        top_k: int,
-        offset: int = 0,
-        space: str = "vectors",
-        visual: VisualHint | None = None,
-    ) -> list[tuple[int, float]]:
-        """Cosine search: (row, score) pairs ranked offset..offset+top_k (text space via the searcher).
-
-        With a text query's `visual` hint, its best RERANK_POOL matches are re-ranked by their look too.
-        """
-        matrix = self.vectors if space == "vectors" else self.features
-        if query.shape[-1] != matrix.shape[1]:
-            raise IndexMismatch(f"query has {query.shape[-1]} dimensions, index {matrix.shape[1]}")
-        searcher = self.searcher if space == "vectors" else self._feature_searcher
-        if visual is None:
-            return searcher.search(query, offset + top_k)[offset:]
-        if visual.direction.shape[-1] != self.features.shape[1]:
-            raise IndexMismatch(
-                f"visual hint has {visual.direction.shape[-1]} dimensions, features {self.features.shape[1]}"
-            )
-        ranked = searcher.search(query, max(offset + top_k, RERANK_POOL))
-        return visual.rescore(ranked, self.features)[offset : offset + top_k]
+    def searcher_for(self, space: Space) -> VectorSearcher:
+        """The searcher over the text-space vectors (text queries) or the visual features (images)."""
+        return self.searcher if space == "text" else self._feature_searcher
 
     def original_path(self, record: ImageRecord) -> Path:
         """File of the original image; never outside the collection root."""

@@ -11,10 +11,8 @@ import numpy as np
 import torch
 
 from app.pca import Pca
-from app.vectors import read_rows
 
 DATA = Path(__file__).parent / "data"
-RERANK_POOL = 200  # best text matches of a query re-scored with its VisualHint (Index.search)
 DEFAULT_SET = "clipart"  # made by scripts/references.py from Debian's clip-art and emoji packages
 
 
@@ -26,27 +24,13 @@ def reference_path(name: str, model_id: str, folder: Path = DATA) -> Path:
 
 @dataclass(frozen=True)
 class VisualHint:
-    """What a text query looks like: a unit direction in the image encoder's feature space, and its weight."""
+    """What a text query looks like: a unit direction in the image encoder's feature space, and its weight.
+
+    app/ranking.py re-ranks a query's best matches with it.
+    """
 
     direction: np.ndarray
     weight: float
-
-    def rescore(self, ranked: list[tuple[int, float]], features: np.ndarray) -> list[tuple[int, float]]:
-        """Re-rank the best RERANK_POOL (row, cosine) pairs by (cosine + weight·look) / (1 + weight).
-
-        look = (1 + cos(direction, unit feature)) / 2 ∈ [0, 1]; rows past the pool keep their order
-        with look = 0, so scores never increase down the ranking and pages stay stable.
-        """
-        pool, rest = ranked[:RERANK_POOL], ranked[RERANK_POOL:]
-        rows = np.fromiter((row for row, _ in pool), dtype=np.int64, count=len(pool))
-        looks = (1.0 + read_rows(features, rows) @ self.direction) / 2.0
-        scale = 1.0 + self.weight
-        fused = [
-            (row, (score + self.weight * float(look)) / scale)
-            for (row, score), look in zip(pool, looks, strict=True)
-        ]
-        fused.sort(key=lambda pair: -pair[1])
-        return fused + [(row, score / scale) for row, score in rest]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The registry: one explicit mapping from profile to model classes and their default sources."""
+"""Model profiles: one explicit mapping from profile name to model classes and their default sources."""
 
 from __future__ import annotations
 
@@ -53,12 +53,11 @@ def _seed_resnet_weights(settings: Settings) -> str | None:
 
 @dataclass(frozen=True)
 class Profile:
-    """How to build each model of a profile, and whether its image space already is the text space."""
+    """How to build each model of a profile."""
 
     image: Callable[[Settings], ImageEncoder]
     text: Callable[[Settings], TextEncoder]
     lm: Callable[[Settings], LanguageModel]
-    joint_space: bool
 
 
 PROFILES: dict[str, Profile] = {
@@ -66,13 +65,11 @@ PROFILES: dict[str, Profile] = {
         image=lambda s: EfficientNetLiteEncoder(s.image_model, cache_dir=s.cache_dir),
         text=lambda s: MeanPoolTextEncoder(s.text_model or _minilm(), s.text_model or MINILM_ID),
         lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf()), s.cache_dir),
-        joint_space=False,
     ),
     "seed": Profile(
         image=lambda s: ResNetEncoder(_seed_resnet_weights(s)),
         text=lambda s: MeanPoolTextEncoder(s.text_model or _local(s, "bert-base-uncased")),
         lm=lambda s: CausalLanguageModel(s.lm_model or _local(s, "gpt2")),
-        joint_space=False,
     ),
     "clip": Profile(
         image=lambda s: ClipImageEncoder(s.image_model or _local(s, "openai/clip-vit-base-patch32")),
@@ -80,7 +77,6 @@ PROFILES: dict[str, Profile] = {
             s.text_model or s.image_model or _local(s, "openai/clip-vit-base-patch32")
         ),
         lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf()), s.cache_dir),
-        joint_space=True,
     ),
 }
 

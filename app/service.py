@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import dedup
+from app import ranking
 from app.bridge import BridgeParams
 from app.describer import Describer
 from app.errors import BadQuery
@@ -24,7 +24,12 @@ class Hit:
 
     record: ImageRecord
     score: float
-    duplicates: int = 0  # near-duplicates folded into this result (app/dedup.py)
+    duplicate_ids: list[str] = field(default_factory=list)  # near-duplicates folded into it (app/ranking.py)
+
+    @property
+    def duplicates(self) -> int:
+        """How many near-duplicates were folded into this result."""
+        return len(self.duplicate_ids)
 
 
 @dataclass
@@ -57,10 +62,16 @@ class SearchService:
         self.describer = Describer(models.lm, max_new_tokens) if models.lm is not None else None
         self.max_pixels = max_pixels
 
-    def _hits(self, ranked: list[dedup.Group]) -> list[Hit]:
-        """Attach manifest records to ranked groups."""
-        records = self.index.records([group.row for group in ranked])
-        return [Hit(r, g.score, g.duplicates) for r, g in zip(records, ranked, strict=True)]
+    def _hits(self, ranked: list[ranking.Ranked]) -> list[Hit]:
+        """Attach manifest records to ranked results and ids to their folded near-duplicates."""
+        rows = [result.row for result in ranked]
+        folded = [row for result in ranked for row in result.duplicate_rows]
+        records = self.index.records(rows + folded)
+        ids = iter([record.id for record in records[len(rows) :]])
+        return [
+            Hit(record, result.score, [next(ids) for _ in result.duplicate_rows])
+            for record, result in zip(records[: len(rows)], ranked, strict=True)
+        ]
 
     def search_text(self, query: str, top_k: int, offset: int = 0, dedup_threshold: float = 0.0) -> list[Hit]:
         """Images ranked by similarity to a text query; near-duplicates folded when dedup_threshold > 0."""
@@ -69,7 +80,9 @@ class SearchService:
             raise BadQuery("query must contain at least one non-space character")
         encoded = self.pipeline.encode_query(query)
         return self._hits(
-            dedup.search(self.index, encoded.vector, top_k, offset, dedup_threshold, visual=encoded.visual)
+            ranking.rank(
+                self.index, encoded.vector, top_k, offset, visual=encoded.visual, threshold=dedup_threshold
+            )
         )
 
     def search_image(
@@ -79,7 +92,9 @@ class SearchService:
         image = decode(data, self.max_pixels)
         encoded = self.pipeline.encode_images([image])
         return self._hits(
-            dedup.search(self.index, encoded.features[0], top_k, offset, dedup_threshold, space="features")
+            ranking.rank(
+                self.index, encoded.features[0], top_k, offset, space="visual", threshold=dedup_threshold
+            )
         )
 
     def describe_upload(self, data: bytes) -> Description:

@@ -8,8 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.dedup import DEFAULT_THRESHOLD as DEFAULT_DEDUP_THRESHOLD
-from app.vectors import Backend, SearchOptions
+from app.options import DEFAULT_DEDUP_THRESHOLD, MAX_QUERY_CHARS, Backend, SearchOptions
 
 Profile = Literal["packaged", "seed", "clip"]
 
@@ -32,7 +31,12 @@ class Settings(BaseSettings):
     max_upload_mb: float = 20.0
     max_image_pixels: int = 50_000_000
     cors_origins: list[str] = Field(default_factory=list)
-    max_query_chars: int = 1000
+    max_query_chars: int = Field(
+        default=MAX_QUERY_CHARS,
+        ge=1,
+        le=MAX_QUERY_CHARS,
+        description="Longest text query searched or described; longer ones are a 422.",
+    )
     describe_max_new_tokens: int = 20
     query_cache_size: int = 1024
     api_key: SecretStr | None = Field(
@@ -52,7 +56,7 @@ class Settings(BaseSettings):
         default=DEFAULT_DEDUP_THRESHOLD,
         ge=0.0,
         le=1.0,
-        description="Visual cosine at which results collapse into one (app/dedup.py); 0 turns it off.",
+        description="Visual cosine at which results collapse into one (app/ranking.py); 0 turns it off.",
     )
     vector_backend: Backend = Field(
         default="matrix", description="matrix: the index's own vectors (exact or HNSW); milvus: a store."

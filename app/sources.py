@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.index import looks_like_index
+from app.layout import looks_like_index
 
 IMAGE_SUFFIXES = frozenset(
     {

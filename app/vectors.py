@@ -6,9 +6,8 @@ import importlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -17,18 +16,15 @@ from app.errors import IndexUnavailable
 log = logging.getLogger(__name__)
 
 ANN_FILE = "ann.faiss"
-Backend = Literal["matrix", "milvus"]
+Hits = list[tuple[int, float]]  # (row, cosine) pairs, best first
 
 
-@dataclass(frozen=True)
-class SearchOptions:
-    """How the service searches an index's text-space vectors."""
+class Scan(Protocol):
+    """One query's ranking over a searcher's rows, read best first to any depth."""
 
-    backend: Backend = "matrix"
-    ann_threshold: int = 100_000  # matrix backend: use the stored ANN graph from this many vectors on
-    ef_search: int = 512  # HNSW breadth at query time: recall@10 0.99 at 1M vectors (bench/search.py)
-    milvus_uri: str | None = None  # milvus backend: a file path (Milvus Lite) or an http(s) URI
-    milvus_collection: str = "images"
+    def top(self, k: int) -> Hits:
+        """The best k (row, cosine) pairs; at most k, fewer only when the rows run out."""
+        ...
 
 
 class VectorSearcher(Protocol):
@@ -36,13 +32,32 @@ class VectorSearcher(Protocol):
 
     kind: str
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def scan(self, query: np.ndarray) -> Scan:
+        """The ranking of every row by `query`: one vector search, read to any depth."""
+        ...
+
+    def search(self, query: np.ndarray, k: int) -> Hits:
         """(row, score) pairs, best first, at most k; scores are float32 cosines."""
         ...
 
     def close(self) -> None:
         """Release what the searcher holds."""
         ...
+
+
+class Rescan:
+    """The scan of a searcher that cannot resume (a graph, a vector store): a deeper read searches wider."""
+
+    def __init__(self, search: Callable[[np.ndarray, int], Hits], query: np.ndarray) -> None:
+        self._search, self._query = search, query
+        self._depth = 0
+        self._found: Hits = []
+
+    def top(self, k: int) -> Hits:
+        """The first k of the deepest search so far, searching again only past its depth."""
+        if k > self._depth and len(self._found) == self._depth:
+            self._found, self._depth = self._search(self._query, k), k
+        return self._found[:k]
 
 
 def read_rows(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -59,12 +74,46 @@ def rank_exact(matrix: np.ndarray, query: np.ndarray, rows: np.ndarray, k: int) 
     scores = np.asarray(matrix[rows], dtype=np.float32) @ query.astype(np.float32)
     order = np.lexsort((rows, -scores))[:k]
     # float16 storage can push a perfect match a hair above 1: report cosines in [-1, 1].
-    return [(int(rows[i]), float(np.clip(scores[i], -1.0, 1.0))) for i in order]
+    clipped = np.clip(scores[order], -1.0, 1.0)
+    return list(zip(rows[order].tolist(), clipped.tolist(), strict=True))
 
 
 def _faiss() -> Any:
     """faiss, imported on first use (its stubs lag its API)."""
     return importlib.import_module("faiss")
+
+
+class ExactScan:
+    """Every row scored once (a float16 product over the memory map); each read ranks its best in float32."""
+
+    def __init__(self, matrix: np.ndarray, tensor: Any, query: np.ndarray) -> None:
+        self._matrix, self._tensor, self._query = matrix, tensor, query
+        self._scores: Any = None  # computed by the first read that needs them
+        self._everything: Hits | None = None  # the whole ranking, once a read reaches most rows
+
+    def top(self, k: int) -> Hits:
+        """Exact top-k; float16 scores choose a candidate pool that float32 then ranks."""
+        n = self._matrix.shape[0]
+        k = min(k, n)
+        if k <= 0:
+            return []
+        if self._everything is not None:
+            return self._everything[:k]
+        if self._tensor is None or self._matrix.dtype != np.float16:
+            if self._scores is None:
+                self._scores = np.asarray(self._matrix, dtype=np.float32) @ self._query.astype(np.float32)
+            pool = np.argpartition(-self._scores, k - 1)[:k] if k < n else np.arange(n)
+            return rank_exact(self._matrix, self._query, pool, k)
+        if n <= 2 * k + 32:
+            self._everything = rank_exact(self._matrix, self._query, np.arange(n), n)
+            return self._everything[:k]
+        import torch
+
+        with torch.inference_mode():
+            if self._scores is None:
+                self._scores = self._tensor @ torch.from_numpy(self._query.astype(np.float16))
+            pool = torch.topk(self._scores, 2 * k + 32, sorted=False).indices.numpy()
+        return rank_exact(self._matrix, self._query, pool, k)
 
 
 class ExactSearcher:
@@ -79,25 +128,13 @@ class ExactSearcher:
         # A copy-on-write map is writable as far as torch can tell, so it wraps it without a copy.
         self._tensor: Any = torch.from_numpy(matrix) if matrix.flags.writeable else None
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Exact top-k; float16 scores choose a candidate pool that float32 then ranks."""
-        n = self.matrix.shape[0]
-        k = min(k, n)
-        if k <= 0:
-            return []
-        if self._tensor is None or self.matrix.dtype != np.float16:
-            scores = np.asarray(self.matrix, dtype=np.float32) @ query.astype(np.float32)
-            pool = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
-            return rank_exact(self.matrix, query, pool, k)
-        if n <= 2 * k + 32:
-            return rank_exact(self.matrix, query, np.arange(n), k)
-        import torch
+    def scan(self, query: np.ndarray) -> ExactScan:
+        """Score every row once; reads of any depth rank from those scores."""
+        return ExactScan(self.matrix, self._tensor, query)
 
-        wanted = min(n, 2 * k + 32)
-        with torch.inference_mode():
-            scores = self._tensor @ torch.from_numpy(query.astype(np.float16))
-            pool = torch.topk(scores, wanted, sorted=False).indices.numpy()
-        return rank_exact(self.matrix, query, pool, k)
+    def search(self, query: np.ndarray, k: int) -> Hits:
+        """Exact top-k."""
+        return self.scan(query).top(k)
 
     def close(self) -> None:
         """Nothing to release (the map belongs to the index)."""
@@ -118,7 +155,11 @@ class HnswSearcher:
             )
         self._ef = ef_search
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+    def scan(self, query: np.ndarray) -> Rescan:
+        """The graph's ranking; a read deeper than the last one walks the graph again, wider."""
+        return Rescan(self.search, query)
+
+    def search(self, query: np.ndarray, k: int) -> Hits:
         """Approximate top-k (efSearch grows with k so deep pages stay complete)."""
         faiss = _faiss()
         k = min(k, self.matrix.shape[0])
@@ -149,40 +190,3 @@ def build_ann(matrix: np.ndarray, path: Path, m: int = 32, ef_construction: int 
     seconds = time.perf_counter() - started
     log.info("ANN graph (HNSW M=%d) over %d vectors built in %.1fs", m, matrix.shape[0], seconds)
     return seconds
-
-
-def _open_matrix(index_path: Path, matrix: np.ndarray, options: SearchOptions) -> VectorSearcher:
-    """Exact search, or the stored HNSW graph once the index reaches the ANN threshold."""
-    ann = index_path / ANN_FILE
-    if matrix.shape[0] >= options.ann_threshold:
-        if ann.is_file():
-            return HnswSearcher(ann, matrix, options.ef_search)
-        log.warning(
-            "%d vectors ≥ IMGSEARCH_ANN_THRESHOLD %d but %s has no %s: searching exactly "
-            "(rebuild with --ann always)",
-            matrix.shape[0],
-            options.ann_threshold,
-            index_path,
-            ANN_FILE,
-        )
-    return ExactSearcher(matrix)
-
-
-def _open_milvus(index_path: Path, matrix: np.ndarray, options: SearchOptions) -> VectorSearcher:
-    """A Milvus collection (app/milvus.py, imported here so that pymilvus loads only when used)."""
-    from app.milvus import open_milvus
-
-    return open_milvus(index_path, matrix, options)
-
-
-SearcherFactory = Callable[[Path, np.ndarray, SearchOptions], VectorSearcher]
-BACKENDS: dict[str, SearcherFactory] = {"matrix": _open_matrix, "milvus": _open_milvus}
-
-
-def open_searcher(index_path: Path, matrix: np.ndarray, options: SearchOptions) -> VectorSearcher:
-    """The searcher the options ask for over an opened index's text-space vectors."""
-    try:
-        factory = BACKENDS[options.backend]
-    except KeyError:
-        raise IndexUnavailable(f"unknown vector backend {options.backend!r}") from None
-    return factory(index_path, matrix, options)

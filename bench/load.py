@@ -79,7 +79,7 @@ def run_level(base: str, clients: int, count: int, request: Request) -> tuple[fl
 
 def stage_split(index_dir: Path, texts: list[str]) -> dict[str, float]:
     """Mean milliseconds per search stage, in-process, over queries new to the cache."""
-    from app import dedup
+    from app import ranking
     from app.api.runtime import load_service
     from app.settings import Settings
 
@@ -89,7 +89,7 @@ def stage_split(index_dir: Path, texts: list[str]) -> dict[str, float]:
         start = time.perf_counter()
         query = service.pipeline.encode_query(text)
         encoded = time.perf_counter()
-        groups = dedup.search(service.index, query.vector, 10, 0, 0.97, visual=query.visual)
+        groups = ranking.rank(service.index, query.vector, 10, 0, visual=query.visual, threshold=0.97)
         searched = time.perf_counter()
         service.index.records([g.row for g in groups])
         totals["text encoding"] += encoded - start

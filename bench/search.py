@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from app.index import VECTORS
+from app.options import SearchOptions
 from app.pca import DEFAULT_DIM
-from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, SearchOptions, build_ann
+from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, build_ann
 
 log = logging.getLogger("bench.search")
 

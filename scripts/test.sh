@@ -6,4 +6,5 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+.venv/bin/lint-imports  # imports run one way: the layers contract in pyproject.toml
 .venv/bin/pytest -q "$@"

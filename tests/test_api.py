@@ -114,6 +114,36 @@ def test_search_rejects_whitespace_and_non_utf8(client: TestClient) -> None:
     assert raw.status_code == 400 and "parsing the body" in raw.json()["detail"]
 
 
+def test_queries_longer_than_the_configured_limit_are_422_with_the_limit(
+    settings: Settings, models: Models, tmp_path: Path
+) -> None:
+    limited = settings.model_copy(update={"max_query_chars": 12})
+    with TestClient(create_app(limited, factory=service_factory(models, tmp_path / "cache"))) as client:
+        wait_ready(client)
+        long, short = "a red car on a road", "a red car"
+        refused = [
+            client.post("/search", json={"query": long}),
+            client.get("/search", params={"q": long}),
+            client.post("/describe", json={"query": long}),
+        ]
+        for response in refused:
+            assert response.status_code == 422, response.text
+            detail = response.json()["detail"]
+            assert (
+                "19 characters" in detail and "at most 12" in detail and "IMGSEARCH_MAX_QUERY_CHARS" in detail
+            )
+        assert client.post("/search", json={"query": short}).status_code == 200
+        assert client.get("/search", params={"q": short}).status_code == 200
+        assert client.post("/describe", json={"query": short}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["0", "1001", "many"])
+def test_an_invalid_query_limit_fails_at_start_up(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("IMGSEARCH_MAX_QUERY_CHARS", value)
+    with pytest.raises(ValueError, match="max_query_chars"):
+        Settings()
+
+
 def test_search_by_image_finds_the_same_colour(client: TestClient) -> None:
     upload = png_bytes(COLOURS["blue"], (20, 20))
     response = client.post(

@@ -9,11 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
+from app import ranking
 from app.bridge import Bridge, BridgeParams, build_bridge
 from app.build import BuildConfig, build_index
 from app.index import Index
 from app.pca import Pca
 from app.pipeline import Models, Pipeline
+from app.ranking import rank
 from app.references import ReferenceSet, VisualHint, find_references, reference_path
 from app.service import SearchService
 from app.sources import FolderSource
@@ -148,26 +150,25 @@ def test_a_query_finds_pictures_that_look_like_the_references_of_its_words(
     index = Index(index_dir)
     query = pipeline.encode_query("ocean wave")
     assert query.visual is not None and query.visual.weight == pytest.approx(0.3)
-    plain = index.search(query.vector, 3)
-    looked = index.search(query.vector, 3, visual=query.visual)
+    plain = rank(index, query.vector, 3)
+    looked = rank(index, query.vector, 3, visual=query.visual)
     sources = {row: record.source for row, record in zip(range(3), index.records([0, 1, 2]), strict=True)}
-    assert sources[looked[0][0]] == "sub/blue.webp" != sources[plain[0][0]]
-    assert [score for _, score in looked] == sorted((score for _, score in looked), reverse=True)
-    assert all(-1.0 <= score <= 1.0 for _, score in looked)
+    assert sources[looked[0].row] == "sub/blue.webp" != sources[plain[0].row]
+    assert [r.score for r in looked] == sorted((r.score for r in looked), reverse=True)
+    assert all(-1.0 <= r.score <= 1.0 for r in looked)
 
 
 def test_pages_of_a_re_ranked_search_are_stable_past_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.references
-
-    monkeypatch.setattr(app.references, "RERANK_POOL", 4)
+    monkeypatch.setattr(ranking, "RERANK_POOL", 4)
     rng = np.random.default_rng(0)
     features = rng.normal(size=(10, 8)).astype(np.float32)
     features /= np.linalg.norm(features, axis=1, keepdims=True)
     hint = VisualHint(features[7], 0.3)
     ranked = [(row, 1.0 - row / 20) for row in range(10)]  # text ranking: row order
-    fused = hint.rescore(ranked, features)
+    fused = ranking.rerank_by_look(ranked, hint, features)
     assert sorted(row for row, _ in fused[:4]) == [0, 1, 2, 3]  # the pool is re-ordered…
     assert [row for row, _ in fused[4:]] == list(range(4, 10))  # …what follows keeps its order
     scores = [score for _, score in fused]
     assert scores == sorted(scores, reverse=True)
-    assert hint.rescore(ranked[:6], features) == fused[:6]  # a shorter fetch gives the same first page
+    # a shorter fetch gives the same first page
+    assert ranking.rerank_by_look(ranked[:6], hint, features) == fused[:6]

@@ -31,7 +31,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.api.routes.search import NON_BLANK
+from app.api.schemas import NON_BLANK
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
 from app.errors import BuildLocked

@@ -20,13 +20,15 @@ from app.build_ray import RayEngine
 from app.errors import IndexUnavailable
 from app.index import Index
 from app.main import create_app
-from app.milvus import collection_name, connect, disconnect, export_index, stamp_of
+from app.milvus import export_index
+from app.milvus_search import collection_name, connect, disconnect, stamp_of
+from app.options import SearchOptions
 from app.pipeline import Pipeline
+from app.ranking import rank
 from app.registry import make_bridge
 from app.service import SearchService
 from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
-from app.vectors import SearchOptions
 from scripts import build_index as build_script
 from tests.conftest import service_factory, wait_ready
 from tests.fakes import COLOURS, fake_models
@@ -191,8 +193,8 @@ def test_milvus_lite_returns_the_matrix_backends_top_ten(
         vectors += list(rng.standard_normal((3, matrix.dim)).astype(np.float32))
         for vector in vectors:
             vector /= np.linalg.norm(vector)
-            assert milvus.search(vector, 10) == matrix.search(vector, 10)
-            assert milvus.search(vector, 5, offset=5) == matrix.search(vector, 10)[5:]
+            assert rank(milvus, vector, 10) == rank(matrix, vector, 10)
+            assert rank(milvus, vector, 5, 5) == rank(matrix, vector, 10)[5:]
     finally:
         matrix.close()
         milvus.close()
@@ -208,7 +210,7 @@ def test_hnsw_collection_finds_the_same_top_ten(
     try:
         for row in range(0, IMAGES, 7):
             query = np.asarray(matrix.vectors[row], dtype=np.float32)
-            assert milvus.search(query, 10) == matrix.search(query, 10)
+            assert rank(milvus, query, 10) == rank(matrix, query, 10)
     finally:
         matrix.close()
         milvus.close()

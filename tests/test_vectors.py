@@ -11,9 +11,11 @@ import pytest
 from app.build import BuildConfig, build_index
 from app.errors import IndexUnavailable
 from app.index import Index, live_path
+from app.options import SearchOptions
 from app.pipeline import Pipeline
+from app.ranking import rank
 from app.sources import FolderSource
-from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, SearchOptions, build_ann
+from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, build_ann
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -78,8 +80,8 @@ def test_build_stores_the_graph_and_the_index_uses_it_above_the_threshold(
     assert exact.searcher.kind == "exact" and ann.searcher.kind == "hnsw"
     assert exact.meta["build"]["ann"] is True
     query = np.asarray(exact.vectors[1], dtype=np.float32)
-    assert ann.search(query, 3) == exact.search(query, 3)
-    assert ann.search(query, 2, offset=1) == exact.search(query, 3)[1:]
+    assert rank(ann, query, 3) == rank(exact, query, 3)
+    assert rank(ann, query, 2, 1) == rank(exact, query, 3)[1:]
 
 
 def test_small_builds_store_no_graph_and_a_missing_graph_falls_back_to_exact(

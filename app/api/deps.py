@@ -8,7 +8,7 @@ from fastapi import Depends, File, Request, UploadFile
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from app.api.runtime import Runtime
-from app.errors import PayloadTooLarge
+from app.errors import BadQuery, PayloadTooLarge
 from app.service import SearchService
 from app.settings import Settings
 
@@ -34,6 +34,16 @@ def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> SearchServ
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[SearchService, Depends(get_service)]
+
+
+def within_query_limit(query: str, settings: Settings) -> str:
+    """The query, or BadQuery (422) when it is longer than IMGSEARCH_MAX_QUERY_CHARS."""
+    if len(query) > settings.max_query_chars:
+        raise BadQuery(
+            f"query is {len(query)} characters long; this service takes at most "
+            f"{settings.max_query_chars} (IMGSEARCH_MAX_QUERY_CHARS)"
+        )
+    return query
 
 
 async def read_upload(upload: StarletteUpload, settings: Settings) -> bytes:

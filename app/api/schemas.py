@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_QUERY_CHARS = 1000
+from app.options import MAX_QUERY_CHARS
+
 QUERY_HELP = "what to look for, in words (at most 1000 characters, not blank)"
 TOP_K_HELP = "how many results to return (1 to 100)"
 OFFSET_HELP = "how many of the best results to skip, for paging (0 to 10000)"
 IMAGE_ID_HELP = "an indexed image's id (16 hex digits, as returned by /search)"
+
+# The service's rule in the schema: a query needs a character that is not whitespace to str.split();
+# spelled out because JSON Schema's (ECMA) \s and Python's disagree (\x1c-\x1f, \x85, \ufeff).
+NON_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 class SearchRequest(BaseModel):
@@ -35,6 +40,9 @@ class SearchResult(BaseModel):
     url: str
     thumbnail_url: str
     duplicates: int = Field(0, ge=0, description="near-duplicates of this image folded into it")
+    duplicate_ids: list[str] = Field(
+        default_factory=list, description="ids of those near-duplicates, best ranked first"
+    )
 
 
 class SearchResponse(BaseModel):

@@ -10,17 +10,17 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from app.api.deps import ServiceDep, SettingsDep, read_upload
-from app.api.routes.search import NON_BLANK
+from app.api.deps import ServiceDep, SettingsDep, read_upload, within_query_limit
 from app.api.schemas import (
     IMAGE_ID_HELP,
-    MAX_QUERY_CHARS,
+    NON_BLANK,
     DescribeRequest,
     DescribeResponse,
     ErrorBody,
     Label,
 )
 from app.errors import BadQuery, UnsupportedMedia
+from app.options import MAX_QUERY_CHARS
 from app.service import Description
 
 router = APIRouter(tags=["describe"])
@@ -112,7 +112,8 @@ async def describe_input(request: Request, settings: SettingsDep) -> DescribeInp
             raise BadQuery(f"invalid request: {where}: {first['msg']}") from exc
         if (body.image_id is None) == (body.query is None):
             raise BadQuery("give exactly one of 'image_id' or 'query' (or upload a multipart field 'image')")
-        return DescribeInput(image_id=body.image_id, query=body.query)
+        query = None if body.query is None else within_query_limit(body.query, settings)
+        return DescribeInput(image_id=body.image_id, query=query)
     raise UnsupportedMedia(
         f"unsupported content type {content_type!r}: send multipart/form-data or application/json"
     )

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from pydantic import ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
 
-from app.api.deps import ServiceDep, SettingsDep, UploadDep
+from app.api.deps import ServiceDep, SettingsDep, UploadDep, within_query_limit
 from app.api.schemas import (
-    MAX_QUERY_CHARS,
+    NON_BLANK,
     OFFSET_HELP,
     QUERY_HELP,
     TOP_K_HELP,
@@ -22,15 +22,13 @@ from app.api.schemas import (
     SearchResult,
 )
 from app.errors import BadQuery, UnsupportedMedia
+from app.options import MAX_QUERY_CHARS
 from app.service import Hit
 
 router = APIRouter(prefix="/search", tags=["search"])
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)
 }
-# The service's rule in the schema: a query needs a character that is not whitespace to str.split();
-# spelled out because JSON Schema's (ECMA) \s and Python's disagree (\x1c-\x1f, \x85, \ufeff).
-NON_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 def _document_non_blank(schema: dict[str, Any]) -> None:
@@ -100,6 +98,7 @@ def _response(query: str, hits: list[Hit], total: int, start: float) -> SearchRe
                 url=f"/images/{hit.record.id}",
                 thumbnail_url=f"/images/{hit.record.id}/thumbnail",
                 duplicates=hit.duplicates,
+                duplicate_ids=hit.duplicate_ids,
             )
             for hit in hits
         ],
@@ -118,7 +117,8 @@ def _response(query: str, hits: list[Hit], total: int, start: float) -> SearchRe
 def search(body: SearchRequestBody, service: ServiceDep, settings: SettingsDep) -> SearchResponse:
     """Images ranked by how well they match the text query."""
     start = time.perf_counter()
-    hits = service.search_text(body.query, body.top_k, body.offset, settings.dedup_threshold)
+    query = within_query_limit(body.query, settings)
+    hits = service.search_text(query, body.top_k, body.offset, settings.dedup_threshold)
     return _response(body.query, hits, service.index.count, start)
 
 
@@ -146,7 +146,7 @@ def search_get(
 ) -> SearchResponse:
     """Same as POST /search, as a GET for curl and links."""
     start = time.perf_counter()
-    hits = service.search_text(q, top_k, offset, settings.dedup_threshold)
+    hits = service.search_text(within_query_limit(q, settings), top_k, offset, settings.dedup_threshold)
     return _response(q, hits, service.index.count, start)
 
 

@@ -1,0 +1,22 @@
+"""Option types and defaults that settings and the stages share; imports nothing from the project."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Backend = Literal["matrix", "milvus"]
+MAX_QUERY_CHARS = 1000  # the API's ceiling on a query's length; IMGSEARCH_MAX_QUERY_CHARS may lower it
+# Visual cosine at which results fold into one; measured and explained in app/ranking.py.
+DEFAULT_DEDUP_THRESHOLD = 0.97
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How the service searches an index's text-space vectors."""
+
+    backend: Backend = "matrix"
+    ann_threshold: int = 100_000  # matrix backend: use the stored ANN graph from this many vectors on
+    ef_search: int = 512  # HNSW breadth at query time: recall@10 0.99 at 1M vectors (bench/search.py)
+    milvus_uri: str | None = None  # milvus backend: a file path (Milvus Lite) or an http(s) URI
+    milvus_collection: str = "images"
