@@ -167,7 +167,8 @@ def read_metadata(image: Image.Image, source: str, mtime: float | None = None) -
     folder = "" if str(path.parent) == "." else str(path.parent)
     exif = _guarded(lambda: _exif(image), Image.Exif())
     width, height = image.size
-    if _guarded(lambda: int(exif.get(TAG_ORIENTATION, 1)), 1) in {5, 6, 7, 8}:
+    turned = _guarded(lambda: int(exif.get(TAG_ORIENTATION, 1)), 1) in {5, 6, 7, 8}
+    if turned and image.format != "TIFF":  # Pillow already reports a TIFF's size upright
         width, height = height, width
     taken_at, taken_source = _taken_at(exif, mtime)
     gps = _guarded(lambda: _gps(exif.get_ifd(IFD_GPS)), None)

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from PIL import Image, PngImagePlugin, TiffImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin, TiffImagePlugin
 
 from app.metadata import (
     COLUMNS,
@@ -99,6 +99,18 @@ def test_exif_date_camera_gps_orientation_and_description() -> None:
     assert meta.longitude == pytest.approx(-(151 + 12 / 60 + 36 / 3600))
     assert meta.has_gps
     assert meta.description == "A red door in the old town"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_size_is_upright_in_every_format_with_exif(fmt: str) -> None:
+    """The size the build decodes (EXIF orientation applied) is the size stored."""
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(out, format=fmt, exif=camera_exif())
+    meta = read_bytes_metadata(out.getvalue(), "x")
+    with Image.open(io.BytesIO(out.getvalue())) as image:
+        upright = ImageOps.exif_transpose(image)
+    assert (meta.width, meta.height) == upright.size == (30, 40)
+    assert meta.format == fmt and meta.camera_make == "Canon" and meta.taken_at is not None
 
 
 def test_exif_datetime_when_original_is_missing_or_blank() -> None:
