@@ -20,7 +20,7 @@ import logging
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar, get_args
@@ -108,6 +108,17 @@ class ImageMetadata:
     def text(self) -> str:
         """All the text the file carries, one item per line (what the lexical index reads)."""
         return "\n".join([*filter(None, (self.title, self.description)), *self.keywords])
+
+    def with_text(self, descriptions: Iterable[str] = (), keywords: Iterable[str] = ()) -> ImageMetadata:
+        """A copy with more text (a dataset's caption or object-name columns: `--text-column`)."""
+        texts = _Texts()
+        texts.descriptions = self.description.splitlines() if self.description else []
+        texts.keywords = list(self.keywords)
+        texts.add(texts.descriptions, descriptions)
+        texts.add(texts.keywords, keywords)
+        return replace(
+            self, description=texts.joined(texts.descriptions), keywords=tuple(texts.keywords[:MAX_KEYWORDS])
+        )
 
     def to_row(self) -> tuple[SQLValue, ...]:
         """SQLite values in `COLUMNS` order."""
@@ -345,7 +356,7 @@ class _Texts:
         return "\n".join(values) or None
 
     @staticmethod
-    def _add(target: list[str], values: Iterable[object]) -> None:
+    def add(target: list[str], values: Iterable[object]) -> None:
         """Append each new, non-empty, non-boilerplate value (compared without case)."""
         seen = {value.casefold() for value in target}
         for value in values:
@@ -358,9 +369,9 @@ class _Texts:
         """XMP dc:title, dc:description and dc:subject."""
         root = _parse_xmp(packet) if packet else None
         if root is not None:
-            self._add(self.titles, _xmp_values(root, "title"))
-            self._add(self.descriptions, _xmp_values(root, "description"))
-            self._add(self.keywords, _xmp_values(root, "subject"))
+            self.add(self.titles, _xmp_values(root, "title"))
+            self.add(self.descriptions, _xmp_values(root, "description"))
+            self.add(self.keywords, _xmp_values(root, "subject"))
 
     def add_iptc(self, image: Image.Image) -> None:
         """IPTC object name and headline (titles), caption/abstract and keywords."""
@@ -372,16 +383,16 @@ class _Texts:
             value = info.get(key)
             return [] if value is None else value if isinstance(value, list) else [value]
 
-        self._add(self.titles, values(IPTC_OBJECT_NAME) + values(IPTC_HEADLINE))
-        self._add(self.descriptions, values(IPTC_CAPTION))
-        self._add(self.keywords, values(IPTC_KEYWORDS))
+        self.add(self.titles, values(IPTC_OBJECT_NAME) + values(IPTC_HEADLINE))
+        self.add(self.descriptions, values(IPTC_CAPTION))
+        self.add(self.keywords, values(IPTC_KEYWORDS))
 
     def add_exif(self, exif: Image.Exif) -> None:
         """EXIF ImageDescription and the Windows XPTitle, XPSubject, XPComment and XPKeywords tags."""
-        self._add(self.titles, [_xp_tag(exif, XP_TITLE)])
-        self._add(self.descriptions, [exif.get(TAG_DESCRIPTION), _xp_tag(exif, XP_SUBJECT)])
-        self._add(self.descriptions, [_xp_tag(exif, XP_COMMENT)])
-        self._add(self.keywords, (_xp_tag(exif, XP_KEYWORDS) or "").split(";"))
+        self.add(self.titles, [_xp_tag(exif, XP_TITLE)])
+        self.add(self.descriptions, [exif.get(TAG_DESCRIPTION), _xp_tag(exif, XP_SUBJECT)])
+        self.add(self.descriptions, [_xp_tag(exif, XP_COMMENT)])
+        self.add(self.keywords, (_xp_tag(exif, XP_KEYWORDS) or "").split(";"))
 
 
 def _xp_tag(exif: Image.Exif, tag: int) -> str | None:

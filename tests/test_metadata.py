@@ -253,3 +253,11 @@ def test_row_round_trip_through_sqlite() -> None:
     names = ", ".join(name for name, _ in COLUMNS)
     rows = connection.execute(f"SELECT {names} FROM metadata ORDER BY id").fetchall()
     assert [ImageMetadata.from_row(row) for row in rows] == [meta, plain]
+
+
+def test_dataset_text_columns_join_the_text() -> None:
+    meta = ImageMetadata(folder="", name="row-3.png", format="PNG", width=2, height=2, keywords=("dog",))
+    more = meta.with_text(descriptions=["A dog on a sofa", ""], keywords=["person", "Dog", "sofa"])
+    assert more.description == "A dog on a sofa"
+    assert more.keywords == ("dog", "person", "sofa")
+    assert more.with_text(descriptions=["a dog on a sofa"]).description == "A dog on a sofa"
