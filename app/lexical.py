@@ -21,6 +21,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -34,6 +35,7 @@ GRAM_WEIGHT = 0.5  # a substring hit counts half a word hit
 GLUED_MIN = 5  # shorter strings are not looked up inside glued names ("cat" is in "education")
 PREFIX_MIN = 3  # shorter words must match whole ("a" would match everything)
 MATCHED_CHUNK = 500  # rows per query when finding which fields matched
+INSERT_CHUNK = 10_000  # documents tokenised and inserted at a time
 # Words a query may carry that say nothing about a picture; dropped unless nothing else is left.
 _STOPWORD_TEXT = (
     "a an the of in on at and or with to for by from is are this that my our your its "
@@ -127,16 +129,16 @@ def has_tables(connection: sqlite3.Connection) -> bool:
 
 
 def insert(connection: sqlite3.Connection, docs: Iterable[LexicalDoc]) -> None:
-    """Index documents (each row id once)."""
-    spaced: list[tuple[int, str, str, str]] = []
-    glued: list[tuple[int, str, str, str]] = []
-    for doc in docs:
-        spaced_values, glued_values = _columns(doc)
-        spaced.append((doc.row, *spaced_values))
-        glued.append((doc.row, *glued_values))
+    """Index documents (each row id once), a chunk at a time."""
     names = ", ".join(FIELDS)
-    for table, rows in ((WORDS, spaced), (GRAMS, glued)):
-        connection.executemany(f"INSERT INTO {table}(rowid, {names}) VALUES (?, ?, ?, ?)", rows)
+    pending = iter(docs)
+    while chunk := list(islice(pending, INSERT_CHUNK)):
+        columns = [(doc.row, _columns(doc)) for doc in chunk]
+        for i, table in enumerate((WORDS, GRAMS)):
+            connection.executemany(
+                f"INSERT INTO {table}(rowid, {names}) VALUES (?, ?, ?, ?)",
+                [(row, *values[i]) for row, values in columns],
+            )
 
 
 def _quoted(term: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from app import lexical
 from app.lexical import LexicalDoc, create_tables, has_tables, insert, search, words
 from app.metadata import ImageMetadata
 
@@ -23,8 +24,9 @@ DOCS = [
 
 
 @pytest.fixture
-def connection(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    """A manifest-like database holding DOCS."""
+def connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[sqlite3.Connection]:
+    """A manifest-like database holding DOCS, inserted a few at a time."""
+    monkeypatch.setattr(lexical, "INSERT_CHUNK", 3)
     connection = sqlite3.connect(tmp_path / "manifest.sqlite")
     create_tables(connection)
     insert(connection, DOCS)
