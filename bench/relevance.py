@@ -1,16 +1,19 @@
-"""Text→image relevance on the Tux Paint stamps: each caption is a query, R@1/5/10 via the service path."""
+"""Text→image relevance on the Tux Paint stamps, staged under opaque names: each caption is a query, R@k."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import math
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Literal
 
 import numpy as np
 
@@ -29,6 +32,7 @@ log = logging.getLogger("bench.relevance")
 
 KS = (1, 5, 10)
 Ranking = dict[str, list[str]]  # query caption → ranked sources (paths relative to the image folder)
+Naming = Literal["opaque", "real"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,43 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="report",
         help="caption groups to score (fixed hash split; choices are tuned on 'tune', quoted on 'report')",
     )
+    parser.add_argument(
+        "--names",
+        choices=["opaque", "real"],
+        default="opaque",
+        help="stage the images under opaque names (default: Tux Paint's names nearly equal the captions) "
+        "or under their real names and folders",
+    )
     args = parser.parse_args(argv)
     if args.pca_dim < 0 or (args.limit is not None and args.limit < 1):
         parser.error("--pca-dim must be ≥ 0 and --limit ≥ 1")
     return args
+
+
+def opaque_name(stamp: Stamp) -> str:
+    """A file name that says nothing about the picture: 20 decimal digits of the sha256 of its path."""
+    digest = hashlib.sha256(stamp.path.encode()).digest()
+    return f"{int.from_bytes(digest[:8], 'big'):020d}{PurePosixPath(stamp.path).suffix}"
+
+
+def stage_images(stamps: Path, selected: list[Stamp], folder: Path, names: Naming) -> list[Stamp]:
+    """Copy the stamps into `folder` and return them under the paths they were staged at.
+
+    `opaque`: one flat folder of digit-only names, so that no figure can come from file names or
+    folders (the stamps' names nearly equal their captions, which are the queries). `real`: the
+    package's own names and folders — the second run to report beside the first, hybrid against
+    semantic, once search reads names ([collections]).
+    """
+    if names == "real":
+        stage(stamps, selected, folder)
+        return selected
+    staged = [Stamp(opaque_name(stamp), stamp.caption) for stamp in selected]
+    if len({stamp.path for stamp in staged}) != len(staged):
+        raise RuntimeError("two stamps got the same opaque name")
+    folder.mkdir(parents=True, exist_ok=True)
+    for stamp, renamed in zip(selected, staged, strict=True):
+        shutil.copyfile(stamps / stamp.path, folder / renamed.path)
+    return staged
 
 
 def relevant_captions(selected: list[Stamp], report: BuildReport) -> dict[str, set[str]]:
@@ -189,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     conse = Pipeline(models, make_bridge(models, BridgeParams(references=""), settings.cache_dir))
     with tempfile.TemporaryDirectory(prefix="relevance-") as scratch:
         folder = Path(scratch) / "images"
-        stage(stamps, selected, folder)
+        selected = stage_images(stamps, selected, folder, args.names)
         main_dir, plain_dir = Path(scratch) / f"index-pca{args.pca_dim}", Path(scratch) / "index-nopca"
         report = build(folder, main_dir, pipeline, args.pca_dim, settings)
         relevant = relevant_captions(selected, report)
@@ -237,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"data: {PACKAGE}, {len(selected)} images ({len(report.duplicates)} byte-identical, "
         f"{len(report.skipped)} skipped) → {len(relevant)} index entries; "
-        f"{len(queries)} distinct captions as queries (split={args.split})"
+        f"{len(queries)} distinct captions as queries (split={args.split}, names={args.names})"
     )
     print_table(rows)
     print(f"run time: {elapsed:.0f} s")

@@ -1,0 +1,221 @@
+"""Lexical index: file names, folders and embedded text in SQLite FTS5, tokenised as people name files.
+
+Two FTS5 tables hold the same three columns (`name`, `folder`, `metadata`) for each image row:
+`lexical_words` holds words — camelCase, snake_case, kebab-case and digit runs split
+(`eiffelTower_2019.jpg` → `eiffel tower 2019`), case and accents folded (`Cité` = `cite`) — and is
+queried with word prefixes; `lexical_grams` holds each name glued without separators in a trigram
+table, so that `citedecarcassonne.webp` is found by "Cité de Carcassonne" and `CitéDeCarcassonne` by
+"carcassonne". Scores are BM25 (larger is better), summed over both tables. User text never reaches
+FTS5's query syntax: it is cut into words and each word is quoted.
+
+Wiring (after [ranking] and [trust]): the build calls `create_tables` and `insert` on its
+`manifest.sqlite` connection with one `LexicalDoc.of(row, metadata)` per image row; ranking calls
+`search` (with the rows a filter allows) and fuses its hits with the vector ranking (`app.fusion`),
+reporting each hit's `matched` fields.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import unicodedata
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import PurePosixPath
+from typing import Literal
+
+from app.metadata import ImageMetadata
+
+Field = Literal["name", "folder", "metadata"]
+FIELDS: tuple[Field, ...] = ("name", "folder", "metadata")
+WORDS, GRAMS = "lexical_words", "lexical_grams"
+FIELD_WEIGHTS = (2.0, 1.0, 1.0)  # BM25 weight of a hit in name, folder, metadata
+GRAM_WEIGHT = 0.5  # a substring hit counts half a word hit
+GLUED_MIN = 5  # shorter strings are not looked up inside glued names ("cat" is in "education")
+PREFIX_MIN = 3  # shorter words must match whole ("a" would match everything)
+MATCHED_CHUNK = 500  # rows per query when finding which fields matched
+INSERT_CHUNK = 10_000  # documents tokenised and inserted at a time
+# Words a query may carry that say nothing about a picture; dropped unless nothing else is left.
+_STOPWORD_TEXT = (
+    "a an the of in on at and or with to for by from is are this that my our your its "
+    "photo picture image pic img de la le les des du el los las et"
+)
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+@dataclass(frozen=True)
+class LexicalDoc:
+    """What the lexical index holds for one image row."""
+
+    row: int
+    name: str  # file name; its extension is not indexed
+    folder: str  # relative folder, "/"-separated
+    text: str  # embedded text (titles, descriptions, keywords), one item per line
+
+    @classmethod
+    def of(cls, row: int, metadata: ImageMetadata) -> LexicalDoc:
+        """The document of an image from its stored metadata."""
+        return cls(row, metadata.name, metadata.folder, metadata.text)
+
+
+@dataclass(frozen=True)
+class LexicalHit:
+    """One lexical match: the row, its BM25 score (larger is better) and the fields that matched."""
+
+    row: int
+    score: float
+    matched: tuple[Field, ...]
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: "Cité" → "cite", "Straße" → "strasse"."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
+
+
+def _pieces(run: str) -> list[str]:
+    """Split one run of letters and digits at case changes and letter/digit boundaries."""
+    pieces: list[str] = []
+    start = 0
+    for i in range(1, len(run)):
+        before, char = run[i - 1], run[i]
+        if (
+            before.isdigit() != char.isdigit()
+            or (before.islower() and char.isupper())
+            or (before.isupper() and char.isupper() and i + 1 < len(run) and run[i + 1].islower())
+        ):
+            pieces.append(run[start:i])
+            start = i
+    pieces.append(run[start:])
+    return pieces
+
+
+def words(text: str) -> list[str]:
+    """Folded words as people write them in names: "eiffelTower_2019-Cité" → eiffel tower 2019 cite."""
+    runs = "".join(char if char.isalnum() else " " for char in text).split()
+    return [word for run in runs for piece in _pieces(run) if (word := fold(piece))]
+
+
+def _glued(parts: Iterable[str]) -> str:
+    """Each part's words written together, parts apart: what the trigram table matches inside."""
+    return " ".join(glued for part in parts if (glued := "".join(words(part))))
+
+
+def _columns(doc: LexicalDoc) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+    """(words table values, grams table values) for one document."""
+    stem = PurePosixPath(doc.name).stem if "." in doc.name else doc.name
+    folders = doc.folder.replace("\\", "/").split("/")
+    lines = doc.text.splitlines()
+    spaced = (" ".join(words(stem)), " ".join(words(doc.folder)), " ".join(words(doc.text)))
+    return spaced, (_glued([stem]), _glued(folders), _glued(lines))
+
+
+def create_tables(connection: sqlite3.Connection) -> None:
+    """Create both FTS5 tables (SQLite ≥ 3.34 for the trigram tokenizer)."""
+    columns = ", ".join(FIELDS)
+    connection.execute(
+        f"CREATE VIRTUAL TABLE {WORDS} USING fts5({columns}, tokenize='unicode61 remove_diacritics 2')"
+    )
+    connection.execute(f"CREATE VIRTUAL TABLE {GRAMS} USING fts5({columns}, tokenize='trigram')")
+
+
+def has_tables(connection: sqlite3.Connection) -> bool:
+    """True when the database holds the lexical tables (an index built before them does not)."""
+    found = connection.execute(
+        "SELECT count(*) FROM sqlite_master WHERE name IN (?, ?)", (WORDS, GRAMS)
+    ).fetchone()
+    return bool(found and found[0] == 2)
+
+
+def insert(connection: sqlite3.Connection, docs: Iterable[LexicalDoc]) -> None:
+    """Index documents (each row id once), a chunk at a time."""
+    names = ", ".join(FIELDS)
+    pending = iter(docs)
+    while chunk := list(islice(pending, INSERT_CHUNK)):
+        columns = [(doc.row, _columns(doc)) for doc in chunk]
+        for i, table in enumerate((WORDS, GRAMS)):
+            connection.executemany(
+                f"INSERT INTO {table}(rowid, {names}) VALUES (?, ?, ?, ?)",
+                [(row, *values[i]) for row, values in columns],
+            )
+
+
+def _quoted(term: str) -> str:
+    """An FTS5 string: whatever it holds is matched as text, never read as syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def expressions(query: str) -> dict[str, str]:
+    """FTS5 MATCH expressions of a user's text, per table; empty when the text has no words."""
+    terms = list(dict.fromkeys(words(query)))
+    kept = [term for term in terms if term not in STOPWORDS] or terms
+    found: dict[str, str] = {}
+    if kept:
+        found[WORDS] = " OR ".join(
+            _quoted(term) + ("*" if len(term) >= PREFIX_MIN and not term.isdigit() else "") for term in kept
+        )
+    glued = "".join(terms)
+    phrases = [glued] if len(glued) >= GLUED_MIN else []
+    phrases += [term for term in kept if len(term) >= GLUED_MIN and term != glued]
+    if phrases:
+        found[GRAMS] = " OR ".join(_quoted(phrase) for phrase in phrases)
+    return found
+
+
+def _ranked(
+    connection: sqlite3.Connection, table: str, expression: str, limit: int, allowed: Collection[int] | None
+) -> list[tuple[int, float]]:
+    """The best `limit` (row, score) of one table, among `allowed` rows when given."""
+    weights = ", ".join(str(weight) for weight in FIELD_WEIGHTS)
+    sql = f"SELECT rowid, -bm25({table}, {weights}) AS score FROM {table} WHERE {table} MATCH ? "
+    sql += "ORDER BY score DESC, rowid"
+    if allowed is None:
+        return [
+            (int(row), float(score))
+            for row, score in connection.execute(sql + " LIMIT ?", (expression, limit))
+        ]
+    found: list[tuple[int, float]] = []
+    for row, score in connection.execute(sql, (expression,)):
+        if row in allowed:
+            found.append((int(row), float(score)))
+            if len(found) == limit:
+                break
+    return found
+
+
+def _matched(
+    connection: sqlite3.Connection, plan: dict[str, str], rows: Sequence[int]
+) -> dict[int, tuple[Field, ...]]:
+    """Which fields of each row match the query (in either table)."""
+    hits: dict[int, set[Field]] = defaultdict(set)
+    for start in range(0, len(rows), MATCHED_CHUNK):
+        chunk = rows[start : start + MATCHED_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for table, expression in plan.items():
+            for field in FIELDS:
+                sql = f"SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid IN ({marks})"
+                for (row,) in connection.execute(sql, (f"{{{field}}} : ({expression})", *chunk)):
+                    hits[int(row)].add(field)
+    return {row: tuple(field for field in FIELDS if field in hits[row]) for row in rows}
+
+
+def search(
+    connection: sqlite3.Connection, query: str, limit: int, allowed: Collection[int] | None = None
+) -> list[LexicalHit]:
+    """Rows whose name, folder or embedded text match `query`, best first, at most `limit`.
+
+    With `allowed`, only those rows are returned, and still up to `limit` of them. Any text is safe:
+    quotes, `AND`, `-` or `*` are words or separators here, never FTS5 syntax.
+    """
+    plan = expressions(query)
+    if limit < 1 or not plan:
+        return []
+    scores: dict[int, float] = defaultdict(float)
+    for table, expression in plan.items():
+        weight = GRAM_WEIGHT if table == GRAMS else 1.0
+        for row, score in _ranked(connection, table, expression, limit, allowed):
+            scores[row] += weight * score
+    best = sorted(scores, key=lambda row: (-scores[row], row))[:limit]
+    matched = _matched(connection, plan, best)
+    return [LexicalHit(row, scores[row], matched[row]) for row in best]
