@@ -55,3 +55,11 @@ class Conflict(ImgSearchError):
 
 class BuildLocked(Conflict):
     """Another build holds the lock of the same index directory."""
+
+
+class BadSetting(ImgSearchError):
+    """An `IMGSEARCH_*` setting has a value the service cannot use (named with what it expects)."""
+
+
+class ModelUnavailable(NotReady):
+    """A model's weights cannot be loaded (not installed, not in the model folder, no network)."""
