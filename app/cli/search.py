@@ -60,16 +60,18 @@ def local_file_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"max_image_pixels": settings.max_collection_pixels})
 
 
-def read_image(path: Path) -> bytes:
-    """The bytes of an image file; ImgSearchError with one line when it cannot be read or is no image."""
-    from app.preprocessing import image_format
+def read_image(path: Path, settings: Settings) -> bytes:
+    """The bytes of an image file, checked before any model loads; one-line ImgSearchError otherwise."""
+    from app.preprocessing import check_image
 
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImgSearchError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if image_format(data) is None:
-        raise ImgSearchError(f"{path} is not an image in a format we can read (JPEG, PNG, WebP, GIF, TIFF…)")
+    try:
+        check_image(data, settings.max_image_pixels)
+    except ImgSearchError as exc:
+        raise type(exc)(f"{path}: {exc}") from exc
     return data
 
 
@@ -137,8 +139,9 @@ def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
     """`imgsearch search`: print the ranked results of words or an image, optionally plot them."""
     try:
         settings = command_settings(args.index_dir)
-        image = read_image(args.image) if args.image is not None else None
-        service = (factory or search_service)(local_file_settings(settings))
+        settings = local_file_settings(settings)
+        image = read_image(args.image, settings) if args.image is not None else None
+        service = (factory or search_service)(settings)
         try:
             threshold = settings.dedup_threshold
             hits = (
@@ -158,8 +161,9 @@ def cmd_describe(args: argparse.Namespace, factory: ServiceFactory | None) -> in
     """`imgsearch describe`: one sentence about an image file and the labels it came from."""
     try:
         settings = command_settings(args.index_dir)
-        data = read_image(args.image)
-        service = (factory or describe_service)(local_file_settings(settings))
+        settings = local_file_settings(settings)
+        data = read_image(args.image, settings)
+        service = (factory or describe_service)(settings)
         try:
             description = service.describe_upload(data)
         finally:
