@@ -84,8 +84,7 @@ def _load(image: Image.Image, min_side: int) -> tuple[Image.Image, tuple[int, in
     """
     width, height = image.size
     image.seek(0)  # first frame of animations
-    if image.format == "JPEG":
-        image.draft(None, (min_side, min_side))
+    image.draft(None, (min_side, min_side))  # JPEG and MPO; a no-op for other formats
     image.load()
     decoded = image.size
     upright: Image.Image = ImageOps.exif_transpose(image) or image

@@ -29,11 +29,15 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         help="what to look for, in words (the path of an image file searches by that image)",
     )
-    parser.add_argument("--image", type=Path, default=None, help="find the images that look like this file")
+    parser.add_argument(
+        "--image", type=Path, default=None, metavar="FILE", help="find the images that look like this file"
+    )
     parser.add_argument("--index-dir", type=Path, default=None, help=INDEX_HELP)
-    parser.add_argument("--top-k", type=positive, default=10)
-    parser.add_argument("--offset", type=non_negative, default=0)
-    parser.add_argument("--plot", type=Path, default=None, help="save a PNG grid of the result thumbnails")
+    parser.add_argument("--top-k", type=positive, default=10, help="results to print (default: 10)")
+    parser.add_argument("--offset", type=non_negative, default=0, help="results to skip first (default: 0)")
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="PNG", help="also save a grid of the result thumbnails"
+    )
 
 
 def check_search_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
