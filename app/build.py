@@ -53,7 +53,8 @@ from app import index as ix
 from app.errors import BuildLocked, ImgSearchError, IndexDirRefused
 from app.pca import DEFAULT_DIM, Pca
 from app.pipeline import Encoded, Pipeline
-from app.preprocessing import Preprocessor, decode, image_format, thumbnail
+from app.preprocessing import Preprocessor, decode_sized, image_format, thumbnail
+from app.settings import COLLECTION_PIXELS
 from app.sources import Item, Source
 from app.vectors import ANN_FILE, build_ann
 
@@ -75,7 +76,7 @@ class BuildConfig:
     batch_size: int = 32
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     label_k: int = 5
-    max_pixels: int = 50_000_000
+    max_pixels: int = COLLECTION_PIXELS  # the collection's own files (uploads: Settings.max_image_pixels)
     ann: AnnMode = "auto"  # HNSW graph: always, never, or auto (from ann_min vectors on)
     ann_min: int = 100_000
 
@@ -118,14 +119,14 @@ def decode_item(
     if sha256 in known:
         return {"ok": True, "reused": True, "source": item.source, "sha256": sha256, "original": original}
     try:
-        image = decode(raw, max_pixels)
+        image, (width, height) = decode_sized(raw, max_pixels)  # large photos decode reduced
         return {
             "ok": True,
             "reused": False,
             "source": item.source,
             "sha256": sha256,
-            "width": image.width,
-            "height": image.height,
+            "width": width,
+            "height": height,
             "format": image_format(raw),
             "pixels": preprocess(image),
             "thumbnail": thumbnail(image),
@@ -618,10 +619,9 @@ def _build(
                         report.duplicates.append({"source": entry["source"], "same_as": seen[image_id]})
                         continue
                     seen[image_id] = entry["source"]
-                    source_name = entry["source"]
+                    source_name = entry["source"]  # a file's path, or a dataset's `name[split]#row`
                     if entry["original"] is not None:
-                        source_name = f"{ix.ORIGINALS}/{image_id}.{(fmt or 'bin').lower()}"
-                        (tmp / source_name).write_bytes(entry["original"])
+                        (tmp / ix.original_name(image_id, fmt)).write_bytes(entry["original"])
                     thumb = tmp / ix.THUMBNAILS / f"{image_id}.jpg"
                     if entry["reused"]:
                         assert previous is not None

@@ -59,3 +59,11 @@ class BuildLocked(Conflict):
 
 class IndexDirRefused(ImgSearchError):
     """The folder given for an index is not the project's to write (user files, or the images themselves)."""
+
+
+class BadSetting(ImgSearchError):
+    """An `IMGSEARCH_*` setting has a value the service cannot use (named with what it expects)."""
+
+
+class ModelUnavailable(NotReady):
+    """A model's weights cannot be loaded (not installed, not in the model folder, no network)."""

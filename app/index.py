@@ -123,6 +123,11 @@ def _pin(index_dir: Path) -> tuple[Path, IO[bytes] | None]:
     return live_path(index_dir), None
 
 
+def original_name(image_id: str, image_format: str | None) -> str:
+    """Where an index that stores its originals (datasets) keeps one: `originals/<id>.<format>`."""
+    return f"{ORIGINALS}/{image_id}.{(image_format or 'bin').lower()}"
+
+
 def image_id(sha256: str) -> str:
     """Stable, url-safe id of an image: the first 16 hex digits of its content hash."""
     return sha256[:16]
@@ -180,7 +185,8 @@ class Index:
         meta_path = path / META
         if not meta_path.is_file():
             raise IndexUnavailable(
-                f"no index at {self.root} (missing {META}); build one with scripts/build_index.py"
+                f"no index at {self.root} (missing {META}); "
+                f"build one: imgsearch build --images FOLDER --index-dir {self.root}"
             )
         try:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
@@ -291,7 +297,8 @@ class Index:
     def original_path(self, record: ImageRecord) -> Path:
         """File of the original image; never outside the collection root."""
         root = self.collection_root.resolve()
-        path = (root / record.source).resolve()
+        stored = self.meta.get("collection_root") is None  # a dataset's images, copied into the index
+        path = (root / (original_name(record.id, record.format) if stored else record.source)).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             raise ImageNotFound(f"the original of image {record.id} is no longer available")
         return path

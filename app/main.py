@@ -17,7 +17,8 @@ from app.api import access, errors
 from app.api.middleware import BodyLimit, Metrics
 from app.api.routes import admin, describe, docs, health, images, page, search, session
 from app.api.runtime import Runtime, ServiceFactory, load_service
-from app.settings import Settings
+from app.errors import BadSetting
+from app.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,12 @@ def __getattr__(name: str) -> FastAPI:
     """`app.main:app` for uvicorn, created on first access (not at import of this module)."""
     if name == "app":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        application = create_app()
+        try:
+            settings = load_settings()
+        except BadSetting as exc:  # one line and a non-zero exit instead of pydantic's traceback
+            log.error("cannot start: %s", exc)
+            raise SystemExit(1) from None
+        application = create_app(settings)
         globals()["app"] = application
         return application
     raise AttributeError(name)

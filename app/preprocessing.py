@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,9 @@ from app.errors import BadImage, NotAnImage
 
 WHITE = (255, 255, 255)
 THUMBNAIL_SIZE = 256
+# Pictures are decoded with a short side of at least this (when the file has it): twice the
+# thumbnail and more than any encoder input here (224–384 px), so large photos decode reduced.
+WORKING_SIDE = 2 * THUMBNAIL_SIZE
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class ImageSpec:
 
 def _flatten(image: Image.Image) -> Image.Image:
     """Return an RGB image with any transparency composited on white."""
+    if image.mode == "RGB":
+        return image
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
@@ -42,39 +48,80 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(data: bytes | Path, max_pixels: int = 50_000_000) -> Image.Image:
-    """Decode bytes or a file into an upright RGB image; raise NotAnImage or BadImage."""
-    source = io.BytesIO(data) if isinstance(data, bytes) else data
+def _open(data: bytes | Path, max_pixels: int) -> Image.Image:
+    """Open (header only) an image of at most `max_pixels`; raise NotAnImage or BadImage."""
     if isinstance(data, bytes) and not data:
         raise NotAnImage("the upload is empty (0 bytes)")
+    # Pillow's own bomb guard stays below our limit so that ours, per caller, is the one applied: a
+    # build asks for the collection's higher limit, uploads keep theirs (this global only grows).
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
+    except UnidentifiedImageError as exc:
+        raise NotAnImage("not an image in a format we can read (JPEG, PNG, WebP, GIF, BMP, TIFF…)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow's own guard, refused in our words
+        pixels = f"{found.group(1)} pixels" if found else "too many pixels"
+        raise BadImage(f"image has {pixels}, above the limit of {max_pixels}") from exc
+    except OSError as exc:
+        raise BadImage(f"cannot read image: {exc}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise BadImage(
+            f"image has {width}×{height} = {width * height} pixels, above the limit of {max_pixels}"
+        )
+    return image
+
+
+def _load(image: Image.Image, min_side: int) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode the first frame upright in RGB, reduced to a short side of about `min_side` or more.
+
+    JPEGs decode directly at 1/2, 1/4 or 1/8 scale (`draft`), so a 100 MP photo costs what a
+    small one does; other formats decode in full and are box-reduced. Returns the picture and the
+    upright size of the file itself.
+    """
+    width, height = image.size
+    image.seek(0)  # first frame of animations
+    image.draft(None, (min_side, min_side))  # JPEG and MPO; a no-op for other formats
+    image.load()
+    decoded = image.size
+    upright: Image.Image = ImageOps.exif_transpose(image) or image
+    if upright.size != decoded and upright.size == decoded[::-1]:
+        width, height = height, width
+    picture = _flatten(upright)
+    factor = min(picture.size) // min_side
+    if factor >= 2:
+        picture = picture.reduce(factor)
+    return picture, (width, height)
+
+
+def check_image(data: bytes | Path, max_pixels: int = 50_000_000) -> None:
+    """Raise NotAnImage or BadImage unless the header is an image of at most `max_pixels` (no decoding)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        _open(data, max_pixels).close()
+
+
+def decode_sized(
+    data: bytes | Path, max_pixels: int = 50_000_000, min_side: int = WORKING_SIDE
+) -> tuple[Image.Image, tuple[int, int]]:
+    """An upright RGB picture (short side ≥ `min_side` when the file has it) and the file's own size."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = _open(data, max_pixels)
         try:
-            image = Image.open(source)
-        except UnidentifiedImageError as exc:
-            raise NotAnImage(
-                "not an image in a format we can read (JPEG, PNG, WebP, GIF, BMP, TIFF…)"
-            ) from exc
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise BadImage(f"image too large to decode safely: {exc}") from exc
-        except OSError as exc:
-            raise BadImage(f"cannot read image: {exc}") from exc
-        try:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise BadImage(
-                    f"image has {width}×{height} = {width * height} pixels, above the limit of {max_pixels}"
-                )
-            image.seek(0)  # first frame of animations
-            image.load()
-            upright: Image.Image = ImageOps.exif_transpose(image) or image
-            return _flatten(upright)
-        except BadImage:
-            raise
+            return _load(image, min_side)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise BadImage(f"image too large to decode safely: {exc}") from exc
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise BadImage(f"corrupt or truncated image: {exc}") from exc
+
+
+def decode(data: bytes | Path, max_pixels: int = 50_000_000, min_side: int = WORKING_SIDE) -> Image.Image:
+    """Decode bytes or a file into an upright RGB image; raise NotAnImage or BadImage."""
+    return decode_sized(data, max_pixels, min_side)[0]
 
 
 def image_format(data: bytes | Path) -> str | None:

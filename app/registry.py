@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from app.bridge import Bridge, BridgeParams, build_bridge
 from app.device import resolve_device
-from app.encoders.base import ImageEncoder, LanguageModel, TextEncoder
+from app.encoders.base import ImageEncoder, LanguageModel, Model, TextEncoder
 from app.encoders.clip import ClipImageEncoder, ClipTextEncoder
 from app.encoders.efficientnet import EfficientNetLiteEncoder
 from app.encoders.language import CausalLanguageModel, smollm2_gguf
 from app.encoders.resnet import ResNetEncoder
 from app.encoders.text import MeanPoolTextEncoder
+from app.errors import ModelUnavailable
 from app.labels import imagenet_labels
 from app.pipeline import Models
 from app.settings import Settings
@@ -81,6 +84,47 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+ROLE_SETTINGS = {"image": "IMGSEARCH_IMAGE_MODEL", "text": "IMGSEARCH_TEXT_MODEL", "lm": "IMGSEARCH_LM_MODEL"}
+COPIES = {  # what each role looks for in IMGSEARCH_MODEL_DIR
+    "seed": {"image": "resnet50-imagenet1k-v2.pth", "text": "bert-base-uncased", "lm": "gpt2"},
+    "clip": {"image": "openai--clip-vit-base-patch32", "text": "openai--clip-vit-base-patch32"},
+}
+# hub offline or unreachable, missing, unreadable or mismatched files
+LOAD_FAILURES = (OSError, ValueError, RuntimeError, pickle.UnpicklingError)
+M = TypeVar("M", bound=Model)
+
+
+def unavailable(profile: str, role: str, settings: Settings, exc: BaseException) -> ModelUnavailable:
+    """One line: which model could not be loaded, why in short, and which setting points at a copy."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = first.split(". ")[0][:200]
+    variable = ROLE_SETTINGS[role]
+    configured = getattr(settings, f"{role}_model", None)
+    what = f"cannot load the weights of the {profile} profile's {role} model"
+    if configured:
+        return ModelUnavailable(
+            f"{what} from {variable}={configured} ({reason}); check that it names a local model folder "
+            "or file"
+        )
+    copy = COPIES.get(profile, {}).get(role)
+    if copy is None:
+        hint = f"reinstall the project's packages (they ship these weights) or point {variable} at a copy"
+    elif settings.model_dir is None:
+        hint = f"set IMGSEARCH_MODEL_DIR to a folder holding {copy}, or point {variable} at a copy"
+    else:
+        hint = f"put {copy} in {settings.model_dir} (IMGSEARCH_MODEL_DIR), or point {variable} at a copy"
+    offline = "; --profile packaged runs offline with the installed weights" if profile != "packaged" else ""
+    return ModelUnavailable(f"{what} offline ({reason}); {hint}{offline}")
+
+
+def _made(profile: str, role: str, settings: Settings, make: Callable[[Settings], M]) -> M:
+    """Instantiate one model (ModelUnavailable when its files cannot be found)."""
+    try:
+        return make(settings)
+    except LOAD_FAILURES as exc:
+        raise unavailable(profile, role, settings, exc) from exc
+
+
 def create_models(profile: str, settings: Settings, with_lm: bool = True) -> Models:
     """Instantiate (not load) the models of a profile."""
     if profile not in PROFILES:
@@ -88,18 +132,21 @@ def create_models(profile: str, settings: Settings, with_lm: bool = True) -> Mod
     spec = PROFILES[profile]
     return Models(
         profile=profile,
-        image=spec.image(settings),
-        text=spec.text(settings),
-        lm=spec.lm(settings) if with_lm else None,
+        image=_made(profile, "image", settings, spec.image),
+        text=_made(profile, "text", settings, spec.text),
+        lm=_made(profile, "lm", settings, spec.lm) if with_lm else None,
     )
 
 
-def load_models(models: Models, device: torch.device, dtype: torch.dtype) -> None:
-    """Load and warm every model of the set on one device."""
-    models.image.load(device, dtype)
-    models.text.load(device, dtype)
-    if models.lm is not None:
-        models.lm.load(device, dtype)
+def load_models(models: Models, device: torch.device, dtype: torch.dtype, settings: Settings) -> None:
+    """Load and warm every model of the set on one device (ModelUnavailable when weights are missing)."""
+    for role, model in (("image", models.image), ("text", models.text), ("lm", models.lm)):
+        if model is None:
+            continue
+        try:
+            model.load(device, dtype)
+        except LOAD_FAILURES as exc:
+            raise unavailable(models.profile, role, settings, exc) from exc
 
 
 def make_bridge(models: Models, params: BridgeParams, cache_dir: Path | None) -> Bridge:
@@ -115,5 +162,5 @@ def prepare(settings: Settings, profile: str, with_lm: bool = True) -> Models:
     """Create and load a profile's models on the configured device."""
     device, dtype = resolve_device(settings.device)
     models = create_models(profile, settings, with_lm=with_lm)
-    load_models(models, device, dtype)
+    load_models(models, device, dtype, settings)
     return models

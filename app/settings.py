@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
+from app.errors import BadSetting
 from app.options import DEFAULT_DEDUP_THRESHOLD, MAX_QUERY_CHARS, Backend, SearchOptions
 
 Profile = Literal["packaged", "seed", "clip"]
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+COLLECTION_PIXELS = 400_000_000  # 2× the largest phone sensors; JPEGs decode reduced (app/preprocessing)
 
 
 class Settings(BaseSettings):
@@ -29,7 +35,11 @@ class Settings(BaseSettings):
     lm_model: str | None = None
     cache_dir: Path = Path.home() / ".cache" / "imgsearch"
     max_upload_mb: float = 20.0
-    max_image_pixels: int = 50_000_000
+    max_image_pixels: int = Field(default=50_000_000, description="Pixel limit of uploaded images.")
+    max_collection_pixels: int = Field(
+        default=COLLECTION_PIXELS,
+        description="Pixel limit of the collection's own files at build time (decompression-bomb guard).",
+    )
     cors_origins: list[str] = Field(default_factory=list)
     max_query_chars: int = Field(
         default=MAX_QUERY_CHARS,
@@ -73,26 +83,29 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        """Accept auto, cpu, cuda and cuda:N only."""
+        """Accept auto, cpu, cuda, cuda:N and mps, the accelerators only where this machine has them."""
         value = value.strip().lower()
-        if value in {"auto", "cpu", "cuda", "mps"} or (value.startswith("cuda:") and value[5:].isdigit()):
+        if value in {"auto", "cpu"}:
             return value
-        raise ValueError(f"IMGSEARCH_DEVICE must be auto, cpu, cuda or cuda:N, not {value!r}")
+        if value in {"cuda", "mps"} or (value.startswith("cuda:") and value[5:].isdigit()):
+            _check_accelerator(value)
+            return value
+        raise ValueError(f"must be {DEVICES}")
 
     @field_validator("max_upload_mb")
     @classmethod
     def _check_upload(cls, value: float) -> float:
         """An upload limit must be positive."""
         if value <= 0:
-            raise ValueError("IMGSEARCH_MAX_UPLOAD_MB must be positive")
+            raise ValueError("must be a positive number of megabytes")
         return value
 
-    @field_validator("max_image_pixels")
+    @field_validator("max_image_pixels", "max_collection_pixels")
     @classmethod
     def _check_pixels(cls, value: int) -> int:
         """A pixel limit must allow at least a small image."""
         if value < 64 * 64:
-            raise ValueError("IMGSEARCH_MAX_IMAGE_PIXELS must be at least 4096")
+            raise ValueError("must be at least 4096 pixels")
         return value
 
     @field_validator("cors_origins", mode="before")
@@ -125,3 +138,63 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         """The upload limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
+
+
+def _check_accelerator(device: str) -> None:
+    """Raise ValueError when this machine lacks the requested accelerator (torch is imported only here)."""
+    import torch
+
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("mps (Apple GPU) is not available on this machine; use auto or cpu")
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"CUDA is not available on this machine (torch {torch.__version__} sees no GPU); use auto or cpu"
+        )
+    count = torch.cuda.device_count()
+    if ":" in device and int(device.split(":")[1]) >= count:
+        raise ValueError(f"this machine has {count} CUDA device(s): cuda:0 to cuda:{count - 1}")
+
+
+EXPECTED = {
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "int_type": "expected a whole number",
+    "bool_parsing": "expected true or false",
+    "path_type": "expected a path",
+}
+
+
+def _variable(field: str) -> str:
+    """The environment variable of a settings field."""
+    return f"IMGSEARCH_{field.upper()}"
+
+
+def describe_error(error: ErrorDetails) -> str:
+    """One clause for one validation error: the variable, its value and what it should be."""
+    variable = _variable(str(error["loc"][0])) if error["loc"] else "settings"
+    reason = EXPECTED.get(error["type"]) or error["msg"].removeprefix("Value error, ").removeprefix("Input ")
+    if reason[1:2].islower():  # "Field required" → "field required", but CUDA stays CUDA
+        reason = reason[:1].lower() + reason[1:]
+    if variable in reason:
+        return reason
+    value = error.get("input")
+    shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+    return f"{variable}{shown} is not valid: {reason}"
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment (and `values`); one-line BadSetting naming the variable otherwise."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise BadSetting("; ".join(describe_error(error) for error in exc.errors())) from None
+    except SourceError as exc:  # a list or dict variable that is not valid JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        variable = _variable(found.group(1)) if found else "an IMGSEARCH_ variable"
+        raise BadSetting(
+            f"{variable} cannot be read: expected a JSON value or a comma-separated list"
+        ) from None

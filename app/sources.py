@@ -49,6 +49,8 @@ class FolderSource(Source):
     """Every file with an image suffix under a folder, recursively, in sorted order; skips our indexes."""
 
     def __init__(self, root: Path) -> None:
+        if root.is_file():
+            raise NotADirectoryError(f"{root} is a file, not a folder: --images takes a folder of images")
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist")
         self.root = self.folder = root.resolve()
@@ -71,15 +73,26 @@ class FolderSource(Source):
 
 
 class HFDatasetSource(Source):
-    """Rows of a `datasets.Dataset`; the image bytes are copied into the index (no files to point at)."""
+    """Rows of a `datasets.Dataset`; the image bytes are copied into the index (no files to point at).
+
+    Each row's source reads `name[split]#row` (the dataset, its split and the row number).
+    """
 
     stores_originals = True
 
     def __init__(self, dataset: Any, image_column: str = "image", name: str = "dataset") -> None:
         from datasets import Image as ImageFeature
 
+        images = image_columns(dataset.features)
         if image_column not in dataset.column_names:
-            raise ValueError(f"dataset has no column {image_column!r}; columns: {dataset.column_names}")
+            raise ValueError(
+                f"the dataset has no column {image_column!r}; {_columns_hint(dataset.column_names, images)}"
+            )
+        if image_column not in images:
+            raise ValueError(
+                f"column {image_column!r} does not hold images ({_kind(dataset.features[image_column])}); "
+                + _columns_hint(dataset.column_names, images)
+            )
         if isinstance(dataset.features[image_column], ImageFeature):
             dataset = dataset.cast_column(image_column, ImageFeature(decode=False))
         self.dataset = dataset
@@ -88,10 +101,19 @@ class HFDatasetSource(Source):
 
     @classmethod
     def load(cls, name: str, split: str = "train", image_column: str = "image") -> HFDatasetSource:
-        """Open a dataset by name or local path with `datasets.load_dataset`."""
-        from datasets import load_dataset
+        """Open a folder written by `save_to_disk` (Dataset or DatasetDict), or a dataset by name or path."""
+        from datasets import DatasetDict, load_dataset, load_from_disk
 
-        return cls(load_dataset(name, split=split), image_column, name=f"{name}:{split}")
+        folder = Path(name)
+        if not any((folder / marker).is_file() for marker in SAVED_MARKERS):
+            return cls(load_dataset(name, split=split), image_column, name=f"{name}[{split}]")
+        saved = load_from_disk(str(folder))
+        if isinstance(saved, DatasetDict):
+            if split not in saved:
+                raise ValueError(f"{name} has no split {split!r}; its splits: {', '.join(saved)} (--split)")
+            return cls(saved[split], image_column, name=f"{name}[{split}]")
+        label = f"{name}[{saved.split}]" if saved.split else name  # one split saved on its own
+        return cls(saved, image_column, name=label)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -107,3 +129,34 @@ class HFDatasetSource(Source):
             value.save(out, format="PNG")
             data = out.getvalue()
         return Item(source=f"{self.name}#{i}", data=data)
+
+
+SAVED_MARKERS = ("state.json", "dataset_dict.json")  # what `save_to_disk` writes (Dataset, DatasetDict)
+
+
+def image_columns(features: dict[str, Any]) -> list[str]:
+    """Columns that hold images: the Image feature, raw bytes, or {bytes, path} structs."""
+    from datasets import Image as ImageFeature
+    from datasets import Value
+
+    def holds_images(feature: Any) -> bool:
+        if isinstance(feature, ImageFeature):
+            return True
+        if isinstance(feature, Value):
+            return feature.dtype in {"binary", "large_binary"}
+        return isinstance(feature, dict) and "bytes" in feature and holds_images(feature["bytes"])
+
+    return [name for name, feature in features.items() if holds_images(feature)]
+
+
+def _kind(feature: Any) -> str:
+    """What a column holds, in a few words."""
+    dtype = getattr(feature, "dtype", None)
+    return {"string": "text", "large_string": "text"}.get(str(dtype), str(dtype or type(feature).__name__))
+
+
+def _columns_hint(columns: list[str], images: list[str]) -> str:
+    """Which columns to choose from, for --image-column."""
+    if not images:
+        return f"none of its columns ({', '.join(columns)}) holds images"
+    return f"columns that hold images: {', '.join(images)} (--image-column)"

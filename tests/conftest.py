@@ -6,6 +6,7 @@ import io
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,25 @@ def make_gallery(root: Path) -> Path:
     (root / "sub" / "blue.webp").write_bytes(png_bytes(COLOURS["blue"], (50, 50), "WEBP"))
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
     return root
+
+
+@pytest.fixture(scope="session")
+def large_jpeg(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10000×10000 (100 MP) red JPEG, as a phone or camera makes them (about 1.5 MB)."""
+    path = tmp_path_factory.mktemp("large") / "large.jpg"
+    Image.new("RGB", (10_000, 10_000), COLOURS["red"]).save(path, quality=50)
+    return path
+
+
+def bomb_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width × height pixels over a few bytes of data: a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([1, 0, 0, 0, 0])
+    idat = zlib.compress(b"\x00" * 1024, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="session")

@@ -9,17 +9,20 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import cli
 from app.build import BuildConfig, BuildReport, build_index, pca_skipped
 from app.errors import ImgSearchError, IndexDirRefused, IndexMismatch, IndexUnavailable
 from app.index import Index, live_path
-from app.pipeline import Pipeline
+from app.main import create_app
+from app.pipeline import Models, Pipeline
 from app.service import SearchService
+from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
 from scripts import build_index as build_script
-from tests.conftest import make_gallery, png_bytes
+from tests.conftest import bomb_header, make_gallery, png_bytes, service_factory, wait_ready
 from tests.fakes import COLOURS, fake_models
 
 
@@ -104,11 +107,67 @@ def test_hf_dataset_source_stores_and_serves_originals(pipeline: Pipeline, tmp_p
     assert report.indexed == 2
     service = SearchService(Index(tmp_path / "hf"), pipeline.models, None)
     hit = service.search_text("red thing", 1)[0]
-    assert hit.record.source.startswith("originals/") and (hit.record.width, hit.record.height) == (20, 10)
+    assert hit.record.source == "memory#0" and (hit.record.width, hit.record.height) == (20, 10)
     with Image.open(service.index.original_path(hit.record)) as original:
         assert original.getpixel((0, 0)) == COLOURS["red"]
     with pytest.raises(ValueError, match="no column 'picture'"):
         HFDatasetSource(dataset, "picture")
+    with pytest.raises(ValueError, match=r"'caption' does not hold images .*columns that hold images: image"):
+        HFDatasetSource(dataset, "caption")
+
+
+def test_saved_datasets_load_from_disk_and_name_their_split_and_row(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    from datasets import Dataset, DatasetDict
+
+    pictures = [png_bytes(COLOURS[name]) for name in ("red", "green", "blue")]
+    dataset = Dataset.from_dict({"image": [{"bytes": data, "path": None} for data in pictures]})
+    dataset.save_to_disk(tmp_path / "plain")
+    DatasetDict({"train": dataset.select([0]), "test": dataset}).save_to_disk(tmp_path / "dict")
+    plain = HFDatasetSource.load(str(tmp_path / "plain"))
+    assert [plain[i].source for i in range(3)] == [f"{tmp_path / 'plain'}#{i}" for i in range(3)]
+    test_split = HFDatasetSource.load(str(tmp_path / "dict"), split="test")
+    assert len(test_split) == 3 and test_split[2].source == f"{tmp_path / 'dict'}[test]#2"
+    with pytest.raises(ValueError, match="no split 'valid'; its splits: train, test"):
+        HFDatasetSource.load(str(tmp_path / "dict"), split="valid")
+    build_index(test_split, tmp_path / "index", pipeline, BuildConfig(workers=0), progress=False)
+    service = SearchService(Index(tmp_path / "index"), pipeline.models, None)
+    hit = service.search_text("blue thing", 1)[0]
+    assert hit.record.source == f"{tmp_path / 'dict'}[test]#2"
+    assert service.index.original_path(hit.record).read_bytes() == pictures[2]
+
+
+def test_a_100_megapixel_photo_is_indexed_and_a_bomb_is_not(
+    pipeline: Pipeline, large_jpeg: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(large_jpeg, folder / "panorama.jpg")
+    (folder / "bomb.png").write_bytes(bomb_header(30_000, 30_000))
+    report = build_index(
+        FolderSource(folder), tmp_path / "index", pipeline, BuildConfig(workers=0), progress=False
+    )
+    assert report.indexed == 1
+    assert report.skipped == [{"source": "bomb.png", "reason": report.skipped[0]["reason"]}]
+    assert "900000000 pixels, above the limit of 400000000" in report.skipped[0]["reason"]
+    (record,) = Index(tmp_path / "index").records([0])
+    assert (record.source, record.width, record.height) == ("panorama.jpg", 10_000, 10_000)
+    with Image.open(live_path(tmp_path / "index") / "thumbnails" / f"{record.id}.jpg") as thumb:
+        assert thumb.size == (256, 256) and thumb.getpixel((128, 128))[0] > 200  # type: ignore[index]
+
+
+def test_uploads_keep_their_pixel_limit(
+    large_jpeg: Path, index_dir: Path, models: Models, tmp_path: Path
+) -> None:
+    settings = Settings(index_dir=index_dir, max_upload_mb=5, cache_dir=tmp_path, device="cpu")
+    with TestClient(create_app(settings, factory=service_factory(models, tmp_path))) as client:
+        wait_ready(client)
+        for path in ("/search/image", "/describe"):
+            upload = {"image": ("large.jpg", large_jpeg.read_bytes(), "image/jpeg")}
+            response = client.post(path, files=upload)
+            assert response.status_code == 400, response.text
+            assert "above the limit of 50000000" in response.json()["detail"]
 
 
 def test_failed_build_leaves_the_existing_index_untouched(
@@ -208,7 +267,7 @@ def test_an_index_folder_overlapping_the_images_is_refused_and_the_photos_surviv
 
 
 def test_the_cli_refuses_the_images_folder_as_index_with_one_line(
-    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import app.build_ray
 
@@ -216,7 +275,7 @@ def test_the_cli_refuses_the_images_folder_as_index_with_one_line(
     photos = make_gallery(tmp_path / "photos")
     before = listing(photos)
     assert cli.main(["build", "--images", str(photos), "--index-dir", str(photos), "--workers", "0"]) == 1
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 1 and "is the images folder" in errors[0] and "--index-dir" in errors[0]
     assert listing(photos) == before
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from app.errors import BadImage, NotAnImage
-from app.preprocessing import ImageSpec, Preprocessor, decode, thumbnail
+from app.preprocessing import WORKING_SIDE, ImageSpec, Preprocessor, decode, decode_sized, thumbnail
+from app.settings import COLLECTION_PIXELS
+from tests.conftest import bomb_header
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -83,3 +86,31 @@ def test_thumbnail_is_jpeg_within_256_px() -> None:
     data = thumbnail(Image.new("RGB", (1000, 500), (1, 2, 3)))
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "JPEG" and image.size == (256, 128)
+
+
+def test_a_100_megapixel_jpeg_decodes_reduced_and_reports_its_own_size(large_jpeg: Path) -> None:
+    data = large_jpeg.read_bytes()
+    assert len(data) < 4 * 1024 * 1024  # a cheap test file: 1.5 MB of solid colour
+    picture, size = decode_sized(data, COLLECTION_PIXELS)
+    assert size == (10_000, 10_000)
+    assert WORKING_SIDE <= min(picture.size) < 4 * WORKING_SIDE  # decoded at 1/8 scale, not 300 MB
+    red, green, _ = picture.getpixel((10, 10))  # type: ignore[misc]
+    assert red > 200 and green < 40
+    with pytest.raises(BadImage, match="above the limit of 50000000"):
+        decode(data)  # the upload limit still applies to uploads
+
+
+def test_reduced_decoding_keeps_the_upright_size_of_a_rotated_photo() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    data = encode(Image.new("RGB", (4000, 1200), (0, 0, 255)), "JPEG", exif=exif.tobytes())
+    picture, size = decode_sized(data)
+    assert size == (1200, 4000) and picture.width < picture.height and min(picture.size) >= WORKING_SIDE
+
+
+def test_decompression_bombs_are_refused_at_the_collection_limit_too() -> None:
+    bomb = bomb_header(30_000, 30_000)  # 900 MP over a few bytes
+    assert len(bomb) < 1000
+    for limit in (50_000_000, COLLECTION_PIXELS):
+        with pytest.raises(BadImage, match=f"900000000 pixels, above the limit of {limit}"):
+            decode_sized(bomb, limit)

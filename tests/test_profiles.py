@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app import cli
+from app.api.runtime import Runtime, load_service
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
-from app.errors import IndexMismatch
+from app.errors import IndexMismatch, NotReady
 from app.index import Index
 from app.labels import imagenet_labels, readable_label
 from app.pipeline import Models, Pipeline
@@ -222,3 +224,51 @@ def test_seed_index_is_refused_by_the_clip_models(
     message = str(caught.value)
     assert "'seed'" in message
     assert "'clip'" in message
+
+
+@pytest.mark.parametrize(
+    ("profile", "expected"),
+    [
+        ("seed", "cannot load the weights of the seed profile's image model offline (no copy of resnet50-"),
+        ("clip", "cannot load the weights of the clip profile's image model offline (Can't load image "),
+    ],
+)
+def test_a_profile_without_its_weights_says_where_to_put_them(
+    profile: str,
+    expected: str,
+    image_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No copy in IMGSEARCH_MODEL_DIR or any cache, downloads off: one line naming what to set, exit 1."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("IMGSEARCH_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    argv = ["build", "--images", str(image_dir), "--index-dir", str(tmp_path / "index"), "--profile", profile]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    (line,) = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert line.startswith(f"error: {expected}"), line
+    assert f"in {tmp_path / 'models'} (IMGSEARCH_MODEL_DIR), or point IMGSEARCH_IMAGE_MODEL at a copy" in line
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not (tmp_path / "index").exists()
+
+
+def test_the_service_reports_missing_weights_in_one_line(
+    index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same failure at service start: one line as the reason /readyz gives, no traceback."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    settings = Settings(
+        index_dir=index_dir, profile="seed", model_dir=tmp_path / "models", device="cpu", cache_dir=tmp_path
+    )
+    runtime = Runtime(settings, load_service)
+    runtime.start()
+    assert not runtime.wait(120)
+    assert runtime.error is not None and "\n" not in runtime.error
+    assert runtime.error.startswith("cannot load the weights of the seed profile's image model offline")
+    with pytest.raises(NotReady, match="IMGSEARCH_MODEL_DIR"):
+        runtime.require()

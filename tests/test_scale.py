@@ -169,7 +169,7 @@ def test_ray_engine_reads_a_datasets_source_and_keeps_its_originals(
     service = SearchService(Index(tmp_path / "hf"), pipeline.models, None)
     try:
         hit = service.search_text("blue thing", 1)[0]
-        assert hit.record.source.startswith("originals/") and hit.record.width == 22
+        assert hit.record.source == "memory#2" and hit.record.width == 22
         with Image.open(service.index.original_path(hit.record)) as original:
             assert original.getpixel((0, 0)) == COLOURS["blue"]
     finally:

@@ -56,7 +56,9 @@ class EfficientNetLiteEncoder(ImageEncoder):
         from efficientnet_lite_pytorch import EfficientNet
 
         path = self.weights_path or weights_file(self.variant)
-        model = EfficientNet.from_pretrained(self.model_id, weights_path=path)
+        # What EfficientNet.from_pretrained does, without its print() on stdout (it broke piping).
+        model = EfficientNet.from_name(self.model_id)
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.net: torch.nn.Module = _Heads(model).eval().to(self.device, self.dtype)
         if not self.optimize:
             return

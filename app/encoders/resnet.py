@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -37,6 +40,7 @@ class ResNetEncoder(ImageEncoder):
             model = resnet50(weights=None)
             model.load_state_dict(torch.load(self.weights, map_location="cpu", weights_only=True))
         else:
+            _require_cached_or_online(ResNet50_Weights.IMAGENET1K_V2.url)
             model = resnet50(weights=ResNet50_Weights.IMAGENET1K_V2)
         self.fc: Any = model.fc
         model.fc = nn.Identity()
@@ -47,3 +51,14 @@ class ResNetEncoder(ImageEncoder):
         """Pooled feature from the trunk, logits from the removed fc."""
         features = self.net(batch)
         return features, self.fc(features)
+
+
+def _require_cached_or_online(url: str) -> None:
+    """FileNotFoundError instead of a download when offline (HF_HUB_OFFLINE) and torch has no copy."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() not in {"1", "ON", "YES", "TRUE"}:
+        return
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+    if not cached.is_file():
+        raise FileNotFoundError(
+            f"no copy of {cached.name} in {cached.parent} and downloads are off (HF_HUB_OFFLINE)"
+        )

@@ -1,0 +1,153 @@
+"""`imgsearch build`: its options, their checks, and the run that turns failures into one line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, get_args
+
+from app.cli.common import fail
+from app.errors import ImgSearchError
+from app.milvus import INDEX_TYPES as MILVUS_INDEX_TYPES
+from app.pca import DEFAULT_DIM
+from app.settings import Profile, Settings, load_settings
+
+if TYPE_CHECKING:
+    from app.sources import Source
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of a build (shared by `imgsearch build` and `python -m scripts.build_index`)."""
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--images", type=Path, help="folder of images (walked recursively)")
+    what.add_argument(
+        "--hf-dataset",
+        help="Hugging Face dataset: a folder written by save_to_disk, or a name or path for load_dataset "
+        "(results show its rows as name[split]#row)",
+    )
+    parser.add_argument("--split", default="train", help="split of --hf-dataset (default: train)")
+    parser.add_argument(
+        "--image-column",
+        default="image",
+        help="column of --hf-dataset that holds the images (default: image)",
+    )
+    parser.add_argument("--index-dir", type=Path, required=True)
+    parser.add_argument("--profile", choices=get_args(Profile), default="packaged")
+    parser.add_argument("--pca-dim", type=int, default=DEFAULT_DIM, help="0 disables PCA")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: up to 2)")
+    parser.add_argument("--pca-centred", action="store_true", help="subtract the mean before projecting")
+    parser.add_argument("--top-t", type=int, default=0, help="keep only the T most likely labels (0: all)")
+    parser.add_argument(
+        "--template",
+        action="append",
+        dest="templates",
+        help="prompt template for label names, with {} for the label (repeat; default: 7 templates)",
+    )
+    parser.add_argument("--no-flip", action="store_true", help="skip mirrored test-time augmentation")
+    parser.add_argument(
+        "--ann",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="store an HNSW graph for approximate search (auto: from --ann-min images on)",
+    )
+    parser.add_argument("--ann-min", type=int, default=100_000, help="size from which --ann auto builds one")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="reuse the vectors of files already in the index (by sha256), encode new ones, drop deleted "
+        "ones; falls back to a full build when the index was built with other settings",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where reading and encoding run: this machine, or a Ray cluster (docs/scaling.md)",
+    )
+    parser.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: start one on this machine)"
+    )
+    parser.add_argument(
+        "--ray-workers", type=int, default=None, help="encoding actors (default: one per GPU, else 1)"
+    )
+    parser.add_argument(
+        "--milvus-uri",
+        default=None,
+        help="after the build, export the vectors to Milvus: a .db file (Milvus Lite) or http(s)://host:port",
+    )
+    parser.add_argument("--milvus-collection", default="images", help="name of the Milvus collection")
+    parser.add_argument(
+        "--milvus-index",
+        choices=MILVUS_INDEX_TYPES,
+        default="auto",
+        help="Milvus index type (auto: FLAT below 100,000 vectors, HNSW from there on)",
+    )
+
+
+def check_build_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject option values argparse cannot check by itself (exits with status 2)."""
+    if args.pca_dim < 0 or args.batch_size < 1:
+        parser.error("--pca-dim must be ≥ 0 and --batch-size ≥ 1")
+    if args.templates and not all("{}" in template for template in args.templates):
+        parser.error("every --template needs a {} where the label goes")
+    if args.ray_workers is not None and args.ray_workers < 1:
+        parser.error("--ray-workers must be ≥ 1")
+    if args.engine != "ray" and (args.ray_address or args.ray_workers):
+        parser.error("--ray-address and --ray-workers need --engine ray")
+    if args.milvus_uri is None and (args.milvus_collection != "images" or args.milvus_index != "auto"):
+        parser.error("--milvus-collection and --milvus-index need --milvus-uri")
+
+
+def open_source(args: argparse.Namespace) -> Source:
+    """The folder or dataset to index; OSError or ValueError with one line saying what is wrong."""
+    from app.sources import FolderSource, HFDatasetSource
+
+    if args.images:
+        return FolderSource(args.images)
+    try:
+        return HFDatasetSource.load(args.hf_dataset, args.split, args.image_column)
+    except (ConnectionError, FileNotFoundError) as exc:
+        raise FileNotFoundError(
+            f"cannot open the dataset {args.hf_dataset} ({' '.join(str(exc).split())}); give a folder "
+            "written by save_to_disk, a local dataset folder, or a dataset in the Hugging Face cache"
+        ) from exc
+
+
+def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """Run a build; exit status 1 with one clear line on failure."""
+    from app.bridge import DEFAULT_TEMPLATES, BridgeParams
+    from app.build import BuildConfig, Engine, LocalEngine, build_index, check_index_dir
+    from app.build_ray import ProfilePipeline, RayEngine
+
+    try:
+        settings = settings or load_settings()
+        source = open_source(args)
+        check_index_dir(args.index_dir, source.root)  # before any model loads
+        params = BridgeParams(templates=tuple(args.templates or DEFAULT_TEMPLATES), top_t=args.top_t)
+        factory = ProfilePipeline(args.profile, settings, params, flip=not args.no_flip)
+        pipeline = factory()
+        config = BuildConfig(
+            pca_dim=args.pca_dim,
+            pca_centred=args.pca_centred,
+            batch_size=args.batch_size,
+            max_pixels=settings.max_collection_pixels,
+            ann=args.ann,
+            ann_min=args.ann_min,
+        )
+        if args.workers is not None:
+            config.workers = args.workers
+        engine: Engine = (
+            RayEngine(factory, args.ray_address, args.ray_workers) if args.engine == "ray" else LocalEngine()
+        )
+        report = build_index(source, args.index_dir, pipeline, config, update=args.update, engine=engine)
+        if args.milvus_uri:
+            from app.milvus import export_index
+
+            export_index(args.index_dir, args.milvus_uri, args.milvus_collection, args.milvus_index)
+    except (ImgSearchError, OSError, ValueError) as exc:
+        return fail(exc)
+    for skipped in report.skipped:
+        print(f"skipped {skipped['source']}: {skipped['reason']}", file=sys.stderr)
+    print(f"indexed {report.indexed} images into {args.index_dir} ({len(report.skipped)} skipped)")
+    return 0

@@ -1,0 +1,180 @@
+"""`imgsearch search` and `imgsearch describe`: rank the index for words or an image, describe an image."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.cli.common import command_settings, fail, non_negative, positive
+from app.errors import ImgSearchError
+from app.settings import Settings
+from app.sources import IMAGE_SUFFIXES
+
+if TYPE_CHECKING:  # the model stack loads only when a command needs it: `--help` stays instant
+    from app.api.runtime import ServiceFactory
+    from app.index import Index
+    from app.service import Hit, SearchService
+
+PLOT_COLUMNS = 5
+INDEX_HELP = "index directory (default: IMGSEARCH_INDEX_DIR or data/index)"
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `imgsearch search`."""
+    parser.add_argument(
+        "query",
+        nargs="?",
+        help="what to look for, in words (the path of an image file searches by that image)",
+    )
+    parser.add_argument(
+        "--image", type=Path, default=None, metavar="FILE", help="find the images that look like this file"
+    )
+    parser.add_argument("--index-dir", type=Path, default=None, help=INDEX_HELP)
+    parser.add_argument("--top-k", type=positive, default=10, help="results to print (default: 10)")
+    parser.add_argument("--offset", type=non_negative, default=0, help="results to skip first (default: 0)")
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="PNG", help="also save a grid of the result thumbnails"
+    )
+
+
+def check_search_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Decide between words and an image before any model loads (exits with status 2 on a bad query)."""
+    if args.image is not None:
+        if args.query is not None:
+            parser.error("give words to search for or --image FILE, not both")
+        return
+    if args.query is None:
+        parser.error("give words to search for, or --image FILE to search by an image")
+    if not args.query.strip():
+        parser.error("the query is blank: say what to look for, e.g. imgsearch search 'a red car'")
+    candidate = Path(args.query)
+    if candidate.suffix.lower() in IMAGE_SUFFIXES:
+        if candidate.is_file():
+            print(f"{args.query} is an image file: searching for images that look like it", file=sys.stderr)
+            args.image, args.query = candidate, None
+        else:
+            print(f"note: there is no file {args.query}; searching for these words", file=sys.stderr)
+
+
+def local_file_settings(settings: Settings) -> Settings:
+    """The user's own files are trusted like the collection: its pixel limit, not the upload limit."""
+    return settings.model_copy(update={"max_image_pixels": settings.max_collection_pixels})
+
+
+def read_image(path: Path, settings: Settings) -> bytes:
+    """The bytes of an image file, checked before any model loads; one-line ImgSearchError otherwise."""
+    from app.preprocessing import check_image
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImgSearchError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        check_image(data, settings.max_image_pixels)
+    except ImgSearchError as exc:
+        raise type(exc)(f"{path}: {exc}") from exc
+    return data
+
+
+def search_service(settings: Settings, with_lm: bool = False) -> SearchService:
+    """The service over an index with its profile's encoders (and language model when asked for)."""
+    from transformers.utils import logging as transformers_logging
+
+    from app.api.runtime import load_service
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # answers, not loading bars
+    return load_service(settings, with_lm=with_lm)
+
+
+def describe_service(settings: Settings) -> SearchService:
+    """The service with the language model, for `imgsearch describe`."""
+    return search_service(settings, with_lm=True)
+
+
+def print_hits(hits: list[Hit], first_rank: int = 1) -> None:
+    """One line per result: rank, score, id, source (and folded near-duplicates)."""
+    for rank, hit in enumerate(hits, first_rank):
+        folded = f"  (+{hit.duplicates} near-duplicate{'s' * (hit.duplicates > 1)})" if hit.duplicates else ""
+        print(f"{rank:3d}  {hit.score:.4f}  {hit.record.id}  {hit.record.source}{folded}")
+
+
+def plot_hits(hits: list[Hit], index: Index, path: Path, title: str, first_rank: int = 1) -> None:
+    """Save a grid of the results' thumbnails, each titled with its rank and score (Agg, no display)."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    columns = max(1, min(PLOT_COLUMNS, len(hits)))
+    rows = max(1, math.ceil(len(hits) / columns))
+    figure = Figure(figsize=(2.4 * columns, 2.6 * rows + 0.5), layout="constrained")
+    figure.suptitle(title, fontsize=12)
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    for rank, (axis, hit) in enumerate(zip(axes.flat, hits, strict=False), first_rank):
+        with Image.open(index.thumbnail_path(hit.record)) as thumbnail:
+            axis.imshow(np.asarray(thumbnail.convert("RGB")))
+        folded = f"  +{hit.duplicates}" if hit.duplicates else ""
+        axis.set_title(f"#{rank}  {hit.score:.3f}{folded}", fontsize=10)
+        name = hit.record.source if len(hit.record.source) <= 28 else "…" + hit.record.source[-27:]
+        axis.text(0.5, -0.03, name, transform=axis.transAxes, ha="center", va="top", fontsize=7)
+    if not hits:
+        axes.flat[0].text(0.5, 0.5, "no results", ha="center", va="center", transform=axes.flat[0].transAxes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+
+
+def _report(service: SearchService, args: argparse.Namespace, hits: list[Hit]) -> None:
+    """Print the results, say when there are none, and plot them when asked."""
+    print_hits(hits, args.offset + 1)
+    if not hits:
+        where = f"past result {args.offset}" if args.offset else "for this query"
+        print(f"no results {where}: the index holds {service.index.count} images", file=sys.stderr)
+    if args.plot is not None:
+        title = f"like {args.image.name}" if args.image is not None else f"“{args.query}”"
+        plot_hits(hits, service.index, args.plot, title, args.offset + 1)
+        print(f"saved {len(hits)} thumbnails to {args.plot.resolve()}", file=sys.stderr)
+
+
+def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
+    """`imgsearch search`: print the ranked results of words or an image, optionally plot them."""
+    try:
+        settings = command_settings(args.index_dir)
+        settings = local_file_settings(settings)
+        image = read_image(args.image, settings) if args.image is not None else None
+        service = (factory or search_service)(settings)
+        try:
+            threshold = settings.dedup_threshold
+            hits = (
+                service.search_image(image, args.top_k, args.offset, threshold)
+                if image is not None
+                else service.search_text(args.query, args.top_k, args.offset, threshold)
+            )
+            _report(service, args, hits)
+        finally:
+            service.index.close()
+    except ImgSearchError as exc:
+        return fail(exc)
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
+    """`imgsearch describe`: one sentence about an image file and the labels it came from."""
+    try:
+        settings = command_settings(args.index_dir)
+        settings = local_file_settings(settings)
+        data = read_image(args.image, settings)
+        service = (factory or describe_service)(settings)
+        try:
+            description = service.describe_upload(data)
+        finally:
+            service.index.close()
+    except ImgSearchError as exc:
+        return fail(exc)
+    print(description.text)
+    for label, score in description.labels:
+        print(f"  {score:.4f}  {label}")
+    return 0
