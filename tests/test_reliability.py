@@ -852,10 +852,10 @@ def test_update_reuses_unchanged_files_encodes_new_ones_and_drops_deleted(
     encoded_images: list[int] = []
     encode = pipeline.encode_pixels
 
-    def counting(pixels: torch.Tensor, label_k: int = 5) -> Encoded:
+    def counting(pixels: torch.Tensor, label_k: int = 5, project: bool = True) -> Encoded:
         """Encode, remembering how many images went through the model."""
         encoded_images.append(pixels.shape[0])
-        return encode(pixels, label_k)
+        return encode(pixels, label_k, project)
 
     monkeypatch.setattr(pipeline, "encode_pixels", counting)
     report = build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
