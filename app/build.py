@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from app import index as ix
 from app.errors import BuildLocked, ImgSearchError, IndexDirRefused
+from app.meta import BuildInfo, BuildSettings, Dims, IndexMeta, PcaInfo
 from app.pca import DEFAULT_DIM, Pca
 from app.pipeline import Encoded, Pipeline
 from app.preprocessing import Preprocessor, decode, image_format, thumbnail
@@ -443,55 +444,23 @@ class _Previous:
         self.index.close()
 
 
-def _settings_of(pipeline: Pipeline, config: BuildConfig) -> dict[str, Any]:
-    """Everything a stored vector, feature or label depends on, as meta.json records it."""
+def _settings_of(pipeline: Pipeline, config: BuildConfig) -> BuildSettings:
+    """Everything a stored vector, feature or label depends on, as this build would record it."""
     models = pipeline.models.ids()
-    return {
-        "profile": pipeline.models.profile,
-        "image model": models["image"],
-        "text model": models["text"],
-        "bridge": pipeline.bridge.params.to_json(),  # as applied (make_bridge may drop references)
-        "flip": pipeline.flip,
-        "text dimension": pipeline.text_dim,
-        "label count": config.label_k,
-        "pca dim": config.pca_dim,
-        "pca centred": config.pca_centred,
-    }
+    return BuildSettings(
+        profile=pipeline.models.profile,
+        image_model=models["image"],
+        text_model=models["text"],
+        bridge=pipeline.bridge.params,  # as applied (make_bridge may drop references)
+        flip=pipeline.flip,
+        text_dimension=pipeline.text_dim,
+        label_count=config.label_k,
+        pca_dim=config.pca_dim,
+        pca_centred=config.pca_centred,
+    )
 
 
-def _settings_in(meta: dict[str, Any]) -> dict[str, Any]:
-    """The same keys, read from an index's meta.json (defaults for what older builds did not record)."""
-    build = meta.get("build", {})
-    return {
-        "profile": meta.get("profile"),
-        "image model": meta.get("models", {}).get("image"),
-        "text model": meta.get("models", {}).get("text"),
-        "bridge": meta.get("bridge"),
-        "flip": meta.get("flip", True),
-        "text dimension": meta.get("dims", {}).get("text"),
-        "label count": build.get("label_k", 5),
-        "pca dim": build.get("pca_dim"),
-        "pca centred": build.get("pca_centred", bool((meta.get("pca") or {}).get("centred", False))),
-    }
-
-
-def _differences(built: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """`key: index X, now Y` for each setting that differs (`key.sub` inside dicts such as the bridge)."""
-    found: list[str] = []
-    for key, now in wanted.items():
-        was = built.get(key)
-        if isinstance(was, dict) and isinstance(now, dict):
-            found += [
-                f"{key}.{sub}: index {was.get(sub)!r}, now {now.get(sub)!r}"
-                for sub in sorted(set(was) | set(now))
-                if was.get(sub) != now.get(sub)
-            ]
-        elif was != now:
-            found.append(f"{key}: index {was!r}, now {now!r}")
-    return found
-
-
-def _open_previous(index_dir: Path, wanted: dict[str, Any]) -> _Previous | None:
+def _open_previous(index_dir: Path, wanted: BuildSettings) -> _Previous | None:
     """The index in place when it can be reused; otherwise None, after one log line saying why."""
     if not (ix.live_path(index_dir) / ix.META).exists():
         log.info("--update: no index at %s yet; building all images", index_dir)
@@ -501,7 +470,7 @@ def _open_previous(index_dir: Path, wanted: dict[str, Any]) -> _Previous | None:
     except ImgSearchError as exc:
         log.warning("--update: the index in place cannot be read (%s); building all images", exc)
         return None
-    differences = _differences(_settings_in(index.meta), wanted)
+    differences = index.meta.build_settings().differences(wanted)
     text_path = index.path / TEXT_VECTORS
     if not differences and index.pca is not None and not text_path.exists():
         differences.append(f"the index has PCA but no {TEXT_VECTORS} (built before --update existed)")
@@ -782,35 +751,32 @@ def _write_arrays(
     return matrix, pca
 
 
-def _meta(run: _Run, vector_dim: int, feature_dim: int, count: int, pca: Pca | None) -> dict[str, Any]:
+def _meta(run: _Run, vector_dim: int, feature_dim: int, count: int, pca: Pca | None) -> IndexMeta:
     """Stage 4: what meta.json records of this build."""
     pipeline, config, source = run.pipeline, run.config, run.source
-    return {
-        "format_version": ix.FORMAT_VERSION,
-        "profile": pipeline.models.profile,
-        "models": pipeline.models.ids(),
-        "dims": {"vector": vector_dim, "text": pipeline.text_dim, "feature": feature_dim},
-        "count": count,
-        "vector_dtype": "float16",
-        "pca": {"dim": pca.dim, "centred": pca.centred} if pca else None,
-        "bridge": pipeline.bridge.params.to_json(),
-        "identity_bridge": pipeline.bridge.identity,
-        "flip": pipeline.flip,
-        "collection_root": None if source.stores_originals else str(source.root),
-        "source": getattr(source, "name", None) or str(source.root),
-        "build": {
-            "batch_size": config.batch_size,
-            "workers": config.workers,
-            "pca_dim": config.pca_dim,
-            "pca_centred": config.pca_centred,
-            "label_k": config.label_k,
-            "ann": (run.generation / ANN_FILE).is_file(),
-            "update": run.previous is not None,
-            "engine": run.engine.name,
-        },
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "build_id": uuid.uuid4().hex,  # names this build's Milvus collection (app/milvus.py)
-    }
+    return IndexMeta(
+        profile=pipeline.models.profile,
+        models=pipeline.models.ids(),
+        dims=Dims(vector=vector_dim, text=pipeline.text_dim, feature=feature_dim),
+        count=count,
+        bridge=pipeline.bridge.params,
+        flip=pipeline.flip,
+        pca=PcaInfo(pca.dim, pca.centred) if pca else None,
+        collection_root=None if source.stores_originals else str(source.root),
+        source=getattr(source, "name", None) or str(source.root),
+        build=BuildInfo(
+            batch_size=config.batch_size,
+            workers=config.workers,
+            pca_dim=config.pca_dim,
+            pca_centred=config.pca_centred,
+            label_k=config.label_k,
+            ann=(run.generation / ANN_FILE).is_file(),
+            update=run.previous is not None,
+            engine=run.engine.name,
+        ),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        build_id=uuid.uuid4().hex,  # names this build's Milvus collection (app/milvus.py)
+    )
 
 
 def _build(
@@ -836,7 +802,7 @@ def _build(
         report.seconds = timings
         meta = _meta(run, int(matrix.shape[1]), int(collected.features[0].shape[0]), report.indexed, pca)
         (generation / ix.REPORT).write_text(json.dumps(report.to_json(), indent=2))
-        (generation / ix.META).write_text(json.dumps(meta, indent=2))  # last: an index without it is not one
+        (generation / ix.META).write_text(json.dumps(meta.to_json(), indent=2))  # last: it makes the index
         _publish(generation, index_dir)
     finally:
         _discard_unpublished(generation, index_dir)

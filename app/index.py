@@ -23,13 +23,13 @@ from typing import IO, Any
 import numpy as np
 
 from app.errors import ImageNotFound, IndexMismatch, IndexUnavailable
+from app.meta import FORMAT_VERSION, IndexMeta
 from app.pca import Pca
 from app.references import RERANK_POOL, VisualHint
 from app.vectors import ExactSearcher, SearchOptions, VectorSearcher, open_searcher
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 META = "meta.json"
 VECTORS = "vectors.npy"
 FEATURES = "features.npy"
@@ -173,12 +173,13 @@ class Index:
                 f"no index at {self.root} (missing {META}); build one with scripts/build_index.py"
             )
         try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-            if self.meta.get("format_version") != FORMAT_VERSION:
+            data = json.loads(meta_path.read_text())
+            if data.get("format_version") != FORMAT_VERSION:
                 raise IndexUnavailable(
-                    f"index {path} has format version {self.meta.get('format_version')}, "
+                    f"index {path} has format version {data.get('format_version')}, "
                     f"this code reads {FORMAT_VERSION}; rebuild it"
                 )
+            self.meta = IndexMeta.from_json(data)
             # Copy-on-write maps: nothing writes to them, and torch can wrap them without a copy.
             self.vectors: np.ndarray = np.load(path / VECTORS, mmap_mode="c")
             features = path / FEATURES
@@ -192,13 +193,13 @@ class Index:
             reason = _short(exc, self.root)
             raise IndexUnavailable(f"index at {self.root} is incomplete or unreadable: {reason}") from exc
         self._lock = threading.Lock()
-        expected = int(self.meta.get("count", -1))
+        expected = self.meta.count
         if not (self.vectors.shape[0] == count == expected == self.features.shape[0]):
             raise IndexUnavailable(
                 f"index at {path} is inconsistent: meta says {expected} images, manifest has {count}, "
                 f"vectors has {self.vectors.shape[0]} rows"
             )
-        root = self.meta.get("collection_root")
+        root = self.meta.collection_root
         self.collection_root = Path(root) if root else path
         self.searcher: VectorSearcher = open_searcher(path, self.vectors, options or SearchOptions())
         self._feature_searcher = ExactSearcher(self.features)
@@ -216,7 +217,7 @@ class Index:
     @property
     def profile(self) -> str:
         """Model profile the index was built with."""
-        return str(self.meta["profile"])
+        return self.meta.profile
 
     @property
     def dim(self) -> int:
@@ -237,7 +238,7 @@ class Index:
 
     def check_compatible(self, profile: str, models: dict[str, str], text_dim: int) -> None:
         """Raise IndexMismatch naming both sides when the index was made by other models."""
-        built = self.meta.get("models", {})
+        built = self.meta.models
         problems: list[str] = []
         if self.profile != profile:
             problems.append(f"profile: index {self.profile!r}, service {profile!r}")

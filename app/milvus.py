@@ -73,12 +73,15 @@ def is_lite(uri: str) -> bool:
 def stamp_of(index_path: Path) -> str:
     """The build's fingerprint: its build id, or the sha256 of meta.json for older builds (12 hex digits)."""
     from app.index import META, live_path  # app.index imports this module's neighbours: import late
+    from app.meta import IndexMeta
 
     try:
         text = (live_path(index_path) / META).read_bytes()
+        build_id = IndexMeta.from_json(json.loads(text)).build_id
     except OSError as exc:
         raise IndexUnavailable(f"no index at {index_path}: {exc.strerror or exc}") from exc
-    build_id = json.loads(text).get("build_id")
+    except ValueError as exc:
+        raise IndexUnavailable(f"index at {index_path} has an unreadable {META}: {exc}") from exc
     return str(build_id)[:12] if build_id else hashlib.sha256(text).hexdigest()[:12]
 
 

@@ -863,7 +863,7 @@ def test_update_reuses_unchanged_files_encodes_new_ones_and_drops_deleted(
     assert (report.indexed, report.reused, report.encoded, report.removed) == (3, 2, 1, 1)
     assert report.duplicates == [{"source": "sub/blue.webp", "same_as": "sub/blue-copy.webp"}]
     updated = Index(target)
-    assert updated.meta["build"]["update"] is True
+    assert updated.meta.build.update is True
     build_index(FolderSource(gallery), tmp_path / "full", pipeline, config, progress=False)
     full = Index(tmp_path / "full")
     rows_u, rows_f = by_id(updated), by_id(full)

@@ -144,7 +144,7 @@ def test_ray_engine_builds_the_index_the_local_engine_builds(
         assert sorted(p.name for p in (b.path / "thumbnails").iterdir()) == sorted(
             p.name for p in (a.path / "thumbnails").iterdir()
         )
-        assert (a.meta["build"]["engine"], b.meta["build"]["engine"]) == ("local", "ray")
+        assert (a.meta.build.engine, b.meta.build.engine) == ("local", "ray")
     finally:
         a.close()
         b.close()
