@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from app.errors import ImgSearchError
 from app.pipeline import Encoded, Pipeline
 from app.settings import Settings
 from app.sources import FolderSource, Item, Source
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -272,36 +275,55 @@ class RayEngine:
             context.execution_options.preserve_order = True  # the write stage needs source order
             context.enable_progress_bars = False  # the build shows its own
             try:
-                rows = _rows(source)
-                blocks = max(1, min(MAX_BLOCKS, math.ceil(len(rows) / config.batch_size)))
-                dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-                    EncodeActor,
-                    batch_size=config.batch_size,
-                    batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(size=workers),
-                    num_cpus=cpus,
-                    num_gpus=gpus_each,
-                    fn_constructor_kwargs={
-                        "factory": self.factory,
-                        "source": None if isinstance(source, FolderSource) else source,
-                        "known": known,
-                        "config": config,
-                        "keep_original": source.stores_originals,
-                        "threads": threads,
-                    },
-                )
+                dataset = self._dataset(source, config, known, workers, (cpus, gpus_each), threads)
                 timings["startup"] = time.perf_counter() - started
-                expected = 0
-                mark = time.perf_counter()
-                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                    # The first wait includes starting the actors and loading their models.
-                    key = "ray" if expected else "first batch"
-                    timings[key] = timings.get(key, 0.0) + time.perf_counter() - mark
-                    got = batch["row"]
-                    if not np.array_equal(got, np.arange(expected, expected + len(got))):
-                        raise RuntimeError(f"Ray returned rows out of order at row {expected}")
-                    expected += len(got)
-                    yield unpack(batch, source.stores_originals)
-                    mark = time.perf_counter()
+                yield from _in_order(dataset, source.stores_originals, timings)
             finally:
                 context.execution_options.preserve_order, context.enable_progress_bars = saved
+
+    def _dataset(
+        self,
+        source: Source,
+        config: BuildConfig,
+        known: frozenset[str],
+        workers: int,
+        resources: tuple[float, float],
+        threads: int,
+    ) -> Dataset:
+        """The file list as a Ray Dataset mapped through a pool of `workers` EncodeActors."""
+        import ray.data
+
+        rows = _rows(source)
+        blocks = max(1, min(MAX_BLOCKS, math.ceil(len(rows) / config.batch_size)))
+        return ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+            EncodeActor,
+            batch_size=config.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=resources[0],
+            num_gpus=resources[1],
+            fn_constructor_kwargs={
+                "factory": self.factory,
+                "source": None if isinstance(source, FolderSource) else source,
+                "known": known,
+                "config": config,
+                "keep_original": source.stores_originals,
+                "threads": threads,
+            },
+        )
+
+
+def _in_order(dataset: Dataset, keep_original: bool, timings: dict[str, float]) -> Iterator[EncodedBatch]:
+    """The dataset's batches unpacked, checked to arrive in source order; waits added to `timings`."""
+    expected = 0
+    mark = time.perf_counter()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        # The first wait includes starting the actors and loading their models.
+        key = "ray" if expected else "first batch"
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - mark
+        got = batch["row"]
+        if not np.array_equal(got, np.arange(expected, expected + len(got))):
+            raise RuntimeError(f"Ray returned rows out of order at row {expected}")
+        expected += len(got)
+        yield unpack(batch, keep_original)
+        mark = time.perf_counter()
