@@ -802,7 +802,8 @@ def _build(
         report.seconds = timings
         meta = _meta(run, int(matrix.shape[1]), int(collected.features[0].shape[0]), report.indexed, pca)
         (generation / ix.REPORT).write_text(json.dumps(report.to_json(), indent=2))
-        (generation / ix.META).write_text(json.dumps(meta.to_json(), indent=2))  # last: it makes the index
+        # meta.json last: a generation without it is not an index
+        (generation / ix.META).write_text(json.dumps(meta.to_json(), indent=2))
         _publish(generation, index_dir)
     finally:
         _discard_unpublished(generation, index_dir)
