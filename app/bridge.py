@@ -14,8 +14,7 @@ import torch
 
 from app.encoders.base import ImageOutput, TextEncoder
 from app.labels import imagenet_definitions, imagenet_labels, lemma_sets
-from app.references import DATA as REFERENCE_DIR
-from app.references import DEFAULT_SET, ReferenceSet, VisualHint, find_references
+from app.references import DATA as REFERENCE_DIR, DEFAULT_SET, ReferenceSet, VisualHint, find_references
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import ranking
-from app.bridge import BridgeParams
 from app.describer import Describer
 from app.errors import BadQuery
 from app.index import ImageRecord, Index
@@ -52,10 +51,8 @@ class SearchService:
         max_new_tokens: int = 24,
         query_cache_size: int = 1024,
     ) -> None:
-        bridge = make_bridge(models, BridgeParams.from_json(index.meta.get("bridge", {})), cache_dir)
-        pipeline = Pipeline(
-            models, bridge, index.pca, flip=bool(index.meta.get("flip", True)), cache_size=query_cache_size
-        )
+        bridge = make_bridge(models, index.meta.bridge, cache_dir)
+        pipeline = Pipeline(models, bridge, index.pca, flip=index.meta.flip, cache_size=query_cache_size)
         index.check_compatible(models.profile, models.ids(), pipeline.text_dim)
         self.index = index
         self.pipeline = pipeline

@@ -17,6 +17,7 @@ from app.build import BuildConfig, BuildReport, build_index, pca_skipped
 from app.errors import ImgSearchError, IndexDirRefused, IndexMismatch, IndexUnavailable
 from app.index import Index, live_path
 from app.main import create_app
+from app.meta import PcaInfo
 from app.pipeline import Models, Pipeline
 from app.service import SearchService
 from app.settings import Settings
@@ -40,8 +41,10 @@ def test_index_holds_every_readable_image_and_reports_the_corrupt_one(
     assert index.vectors.dtype == np.float16 and isinstance(index.vectors, np.memmap)
     assert np.allclose(np.linalg.norm(np.asarray(index.vectors, dtype=np.float32), axis=1), 1, atol=1e-2)
     meta = index.meta
-    assert meta["profile"] == "fake" and meta["models"]["image"] == "fake-image" and meta["count"] == 3
-    assert {"format_version", "dims", "bridge", "created_at", "build"} <= set(meta)
+    assert meta.profile == "fake" and meta.models["image"] == "fake-image" and meta.count == 3
+    written = json.loads((live_path(index_dir) / "meta.json").read_text())
+    assert {"format_version", "dims", "bridge", "created_at", "build", "precision"} <= set(written)
+    assert "identity_bridge" not in written  # never read: no longer written
     assert len(list((live_path(index_dir) / "thumbnails").glob("*.jpg"))) == 3
 
 
@@ -88,15 +91,14 @@ def test_pca_compresses_and_queries_are_projected_the_same_way(pipeline: Pipelin
         FolderSource(folder), tmp_path / "pca", pipeline, BuildConfig(workers=0, pca_dim=4), progress=False
     )
     index = Index(tmp_path / "pca")
-    assert index.dim == 4 and index.meta["pca"] == {"dim": 4, "centred": False}
+    assert index.dim == 4 and index.meta.pca == PcaInfo(dim=4, centred=False)
     service = SearchService(index, pipeline.models, None)
     hits = service.search_text("green thing", 1)
     assert hits[0].record.source == "green.png"
 
 
 def test_hf_dataset_source_stores_and_serves_originals(pipeline: Pipeline, tmp_path: Path) -> None:
-    from datasets import Dataset
-    from datasets import Image as ImageFeature
+    from datasets import Dataset, Image as ImageFeature
 
     pictures = [Image.new("RGB", (20, 10), COLOURS[name]) for name in ("red", "green")]
     dataset = Dataset.from_dict({"image": pictures, "caption": ["r", "g"]}).cast_column(

@@ -18,6 +18,7 @@ from app.build import BuildConfig, BuildReport, build_index
 from app.errors import IndexMismatch, NotReady
 from app.index import Index
 from app.labels import imagenet_labels, readable_label
+from app.meta import Dims
 from app.pipeline import Models, Pipeline
 from app.registry import make_bridge, prepare
 from app.service import SearchService
@@ -138,8 +139,8 @@ def test_build_indexes_every_image_with_the_tiny_models(run: ProfileRun) -> None
     assert run.report.skipped == []
     assert index.count == len(GALLERY)
     assert sorted(record.source for record in index.records(list(range(index.count)))) == sorted(GALLERY)
-    assert index.meta["profile"] == run.profile
-    assert index.meta["models"] == run.expected_ids
+    assert index.meta.profile == run.profile
+    assert index.meta.models == run.expected_ids
 
 
 def test_text_search_returns_ranked_indexed_images(run: ProfileRun) -> None:
@@ -190,9 +191,9 @@ def test_describe_indexed_uses_the_labels_stored_at_build_time(run: ProfileRun) 
 def test_clip_index_stores_vectors_of_the_joint_space(clip_run: ProfileRun) -> None:
     """For CLIP the stored vectors are the image embeddings, and text scores are cosines with them."""
     index = clip_run.service.index
-    assert index.meta["identity_bridge"] is True
+    assert clip_run.service.pipeline.bridge.identity is True
     projection = clip_run.models.text.dim
-    assert index.meta["dims"] == {"vector": projection, "text": projection, "feature": projection}
+    assert index.meta.dims == Dims(vector=projection, text=projection, feature=projection)
     vectors = np.asarray(index.vectors, dtype=np.float32)
     np.testing.assert_allclose(vectors, np.asarray(index.features, dtype=np.float32), atol=2e-3)
     query = clip_run.models.text.encode([QUERY])[0]
@@ -204,9 +205,9 @@ def test_clip_index_stores_vectors_of_the_joint_space(clip_run: ProfileRun) -> N
 def test_seed_index_bridges_labels_into_the_text_space(seed_run: ProfileRun) -> None:
     """For the seed profile the stored vectors live in BERT's space, the visual features in ResNet's."""
     index = seed_run.service.index
-    assert index.meta["identity_bridge"] is False
+    assert seed_run.service.pipeline.bridge.identity is False
     text_dim = seed_run.models.text.dim
-    assert index.meta["dims"] == {"vector": text_dim, "text": text_dim, "feature": 2048}
+    assert index.meta.dims == Dims(vector=text_dim, text=text_dim, feature=2048)
     norms = np.linalg.norm(np.asarray(index.vectors, dtype=np.float32), axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=2e-3)
 

@@ -78,7 +78,7 @@ def test_a_picture_is_found_by_the_captions_of_the_references_it_looks_like(
             BuildConfig(pca_dim=0, workers=0),
             progress=False,
         )
-        assert Index(index_dir).meta["bridge"]["references"] == params.references
+        assert Index(index_dir).meta.bridge.references == params.references
         service = SearchService(Index(index_dir), models, tmp_path / "cache")
         hits = service.search_text("a fire engine", top_k=3)
         scores[name] = {hit.record.source: hit.score for hit in hits}

@@ -146,7 +146,7 @@ def test_ray_engine_builds_the_index_the_local_engine_builds(
         assert sorted(p.name for p in (b.path / "thumbnails").iterdir()) == sorted(
             p.name for p in (a.path / "thumbnails").iterdir()
         )
-        assert (a.meta["build"]["engine"], b.meta["build"]["engine"]) == ("local", "ray")
+        assert (a.meta.build.engine, b.meta.build.engine) == ("local", "ray")
     finally:
         a.close()
         b.close()
@@ -155,8 +155,7 @@ def test_ray_engine_builds_the_index_the_local_engine_builds(
 def test_ray_engine_reads_a_datasets_source_and_keeps_its_originals(
     cluster: None, pipeline: Pipeline, tmp_path: Path
 ) -> None:
-    from datasets import Dataset
-    from datasets import Image as ImageFeature
+    from datasets import Dataset, Image as ImageFeature
 
     pictures = [Image.new("RGB", (20 + i, 10), COLOURS[name]) for i, name in enumerate(COLOURS)]
     dataset = Dataset.from_dict({"image": pictures}).cast_column("image", ImageFeature())

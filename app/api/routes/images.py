@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
-from fastapi import Path as PathParam
+from fastapi import APIRouter, Header, Path as PathParam, Response
 from fastapi.responses import FileResponse
 from PIL import Image
 from starlette.background import BackgroundTask
