@@ -19,6 +19,7 @@ from app.errors import (
     ImgSearchError,
     IndexMismatch,
     IndexUnavailable,
+    ModelLoading,
     NotReady,
     PayloadTooLarge,
     Unauthorized,
@@ -34,6 +35,7 @@ STATUS: dict[type[ImgSearchError], int] = {
     PayloadTooLarge: 413,
     BadQuery: 422,
     NotReady: 503,
+    ModelLoading: 503,
     IndexUnavailable: 503,
     IndexMismatch: 503,
     Unauthorized: 401,
@@ -58,7 +60,10 @@ def _status_of(exc: ImgSearchError) -> int:
 async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     """Domain error → its status."""
     assert isinstance(exc, ImgSearchError)
-    return error_response(_status_of(exc), str(exc), type(exc).__name__)
+    response = error_response(_status_of(exc), str(exc), type(exc).__name__)
+    if isinstance(exc, ModelLoading):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -50,7 +50,7 @@ def load_service(settings: Settings, with_lm: bool = True) -> SearchService:
     index = Index(settings.index_dir, settings.search_options())
     profile = settings.profile or index.profile
     try:
-        models = prepare(settings, profile, with_lm=with_lm)
+        models = prepare(settings, profile, with_lm=with_lm, lm_in_background=True)
     except BaseException:
         index.close()
         raise
