@@ -172,22 +172,24 @@ class Describer:
         t = self.thresholds
         top, p = labels[0]
         name = main_object(top)
-        support = p + t.reference * _agreement({singular(w) for w in words(name)}, references)
+        agree = t.reference * _agreement({singular(w) for w in words(name)}, references)
+        support = p + agree
+        evidence = [Evidence(name, "label", (top,), p)]
+        if agree:
+            evidence.append(Evidence(name, "reference", (top,), agree))
         if support >= t.name:
-            return [f"{article(name)} {name}"], [Evidence(name, "label", (top,), p)], min(support, 1.0)
+            return [f"{article(name)} {name}"], evidence, min(support, 1.0)
         for kind in kinds_of().get(top, ()):
             mass, members = _mass(labels, kind)
-            mass += t.reference * _agreement({kind}, references)
-            shared = len(members) > 1 or mass > p
-            if shared and mass >= t.kind and (kind not in broad_kinds() or mass >= t.name):
-                return (
-                    [f"{article(kind)} {kind}"],
-                    [Evidence(kind, "kind", members, mass)],
-                    min(mass, 1.0),
-                )
+            agree_kind = t.reference * _agreement({kind}, references)
+            shared = len(members) > 1 or agree_kind > 0
+            if shared and mass + agree_kind >= t.kind and (kind not in broad_kinds() or mass >= t.name):
+                found = [Evidence(kind, "kind", members, mass)]
+                if agree_kind:
+                    found.append(Evidence(kind, "reference", members, agree_kind))
+                return [f"{article(kind)} {kind}"], found, min(mass + agree_kind, 1.0)
         if support < t.hedge:
             return [], [], support
-        evidence = [Evidence(name, "label", (top,), p)]
         if len(labels) > 1 and labels[1][1] >= t.alternative * p:
             other = main_object(labels[1][0])
             if other != name:
