@@ -12,6 +12,7 @@ from app.describer import FUNCTION_WORDS, Describer, dictionary
 from app.labels import words
 from app.main import create_app
 from app.pipeline import Models
+from app.registry import load_in_background
 from app.settings import Settings
 from tests.conftest import png_bytes, service_factory, wait_ready
 from tests.fakes import COLOURS, FakeLanguageModel, InventiveLanguageModel
@@ -100,3 +101,25 @@ def test_describe_is_503_with_retry_after_while_the_language_model_loads(
         assert loading.lm is not None
         loading.lm.load(torch.device("cpu"), torch.float32)
         assert client.post("/describe", files=upload).status_code == 200
+
+
+class BrokenLanguageModel(FakeLanguageModel):
+    """A language model whose weights cannot be read."""
+
+    def _load(self) -> None:
+        """Fail as a missing file would."""
+        raise RuntimeError("no weights at /nowhere")
+
+
+def test_a_language_model_that_fails_in_the_background_says_why(
+    settings: Settings, models: Models, tmp_path: Path
+) -> None:
+    broken = BrokenLanguageModel()
+    load_in_background(broken, torch.device("cpu"), torch.float32).join(10)
+    assert not broken.loaded and broken.error == "no weights at /nowhere"
+    failed = Models(models.profile, models.image, models.text, broken)
+    with TestClient(create_app(settings, factory=service_factory(failed, tmp_path / "cache"))) as client:
+        wait_ready(client)
+        response = client.post("/describe", json={"query": "a cat"})
+        assert response.status_code == 503 and "Retry-After" not in response.headers
+        assert "no weights at /nowhere" in response.json()["detail"]
