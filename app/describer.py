@@ -17,7 +17,7 @@ from functools import cache
 from importlib import resources
 
 from app.encoders.base import LanguageModel
-from app.labels import category, imagenet_labels, readable_label, singular, words
+from app.labels import imagenet_labels, readable_label, singular, words
 
 QUERY_SHOTS: tuple[tuple[str, str], ...] = (
     ("a red car", "A shiny red car parked on a quiet street."),
@@ -104,12 +104,10 @@ def clean_sentence(text: str, fallback: str, known: frozenset[str] | None = None
 
 
 def main_object(label: str) -> str:
-    """A label's noun phrase: readable name, plus its kind when one word says little ('sorrel horse')."""
+    """A label's most explicit everyday lemma ('tabby' → 'tabby cat'; 'gorilla', not 'Gorilla gorilla')."""
     name = readable_label(label)
-    kind = category(label)
-    if kind and " " not in name and kind not in name.lower():
-        return f"{name} {kind}"
-    return name
+    parts = name.lower().split()
+    return label if len(set(parts)) < len(parts) else name
 
 
 @dataclass(frozen=True)
@@ -136,12 +134,12 @@ class Thresholds:
     """Probabilities at which the describer names, hedges or adds (chosen on the Tux Paint tune half)."""
 
     name: float = 0.5  # the top label alone: "A tabby cat."
-    kind: float = 0.5  # labels sharing a kind: "A dog."
-    hedge: float = 0.2  # below `name`: "Probably a frog." / "A frog or a toad."
+    kind: float = 0.2  # labels sharing a kind: "A dog."
+    hedge: float = 0.1  # below `name`: "Probably a frog." / "A frog or a toad."
     alternative: float = 0.5  # second label at least this fraction of the top one → "X or Y"
     scene: float = 0.3  # "… on a seashore."
     second: float = 0.3  # "… and a bicycle."
-    reference: float = 0.5  # weight of the reference set's agreeing captions
+    reference: float = 0.5  # weight of the reference set's agreeing captions (grid: docs/relevance.md)
 
 
 def _mass(labels: list[tuple[str, float]], kind: str) -> tuple[float, tuple[str, ...]]:
@@ -170,34 +168,65 @@ class Describer:
     ) -> tuple[list[str], list[Evidence], float]:
         """Phrasings of the main object, their evidence and confidence; no phrasing when nothing is sure."""
         t = self.thresholds
-        top, p = labels[0]
+        agreeing = [
+            (
+                p + t.reference * _agreement({singular(w) for w in words(main_object(label))}, references),
+                label,
+            )
+            for label, p in labels
+        ]
+        support, top = max(agreeing, key=lambda pair: pair[0])  # the label the reference set backs, if any
+        p = dict(labels)[top]
         name = main_object(top)
-        agree = t.reference * _agreement({singular(w) for w in words(name)}, references)
-        support = p + agree
         evidence = [Evidence(name, "label", (top,), p)]
-        if agree:
-            evidence.append(Evidence(name, "reference", (top,), agree))
+        if support > p:
+            evidence.append(Evidence(name, "reference", (top,), support - p))
+        kind = next((k for k in kinds_of().get(top, ()) if k not in broad_kinds()), "")
+        kind = "" if kind in words(name) else kind
+        if kind:
+            evidence.append(Evidence(kind, "kind", (top,), p))
+        said = f"{article(name)} {name}" + (f", a kind of {kind}" if kind else "")
         if support >= t.name:
-            return [f"{article(name)} {name}"], evidence, min(support, 1.0)
-        for kind in kinds_of().get(top, ()):
-            mass, members = _mass(labels, kind)
-            agree_kind = t.reference * _agreement({kind}, references)
-            shared = len(members) > 1 or agree_kind > 0
-            if shared and mass + agree_kind >= t.kind and (kind not in broad_kinds() or mass >= t.name):
-                found = [Evidence(kind, "kind", members, mass)]
-                if agree_kind:
-                    found.append(Evidence(kind, "reference", members, agree_kind))
-                return [f"{article(kind)} {kind}"], found, min(mass + agree_kind, 1.0)
+            return [said], evidence, min(support, 1.0)
+        found = self.kind(labels, references)
+        if found is not None:
+            return found
         if support < t.hedge:
             return [], [], support
-        if len(labels) > 1 and labels[1][1] >= t.alternative * p:
+        if top == labels[0][0] and len(labels) > 1 and labels[1][1] >= max(t.hedge, t.alternative * p):
             other = main_object(labels[1][0])
             if other != name:
+                evidence = [Evidence(name, "label", (top,), p)]
                 evidence.append(Evidence(other, "label", (labels[1][0],), labels[1][1]))
                 both = f"{article(name)} {name} or {article(other)} {other}"
-                return [both, f"either {both}"], evidence, support
-        hedged = [f"{hedge} {article(name)} {name}" for hedge in ("probably", "likely", "perhaps")]
-        return hedged, evidence, support
+                return [both, f"either {both}"], evidence, p
+        return [f"{hedge} {said}" for hedge in ("probably", "likely")], evidence, support
+
+    def kind(
+        self, labels: list[tuple[str, float]], references: list[tuple[str, float]]
+    ) -> tuple[list[str], list[Evidence], float] | None:
+        """'A dog' when labels of one kind (plus agreeing reference captions) are likely together, with
+        the likeliest of them hedged when it is itself likely enough: 'A dog, probably a beagle'."""
+        t = self.thresholds
+        ordered = [k for label, _ in labels for k in kinds_of().get(label, ())]
+        for kind in sorted(dict.fromkeys(ordered), key=lambda k: k in broad_kinds()):  # specific kinds first
+            mass, members = _mass(labels, kind)
+            agree = t.reference * _agreement({kind}, references)
+            if mass + agree < t.kind or (kind in broad_kinds() and mass < t.name):
+                continue
+            evidence = [Evidence(kind, "kind", members, mass)]
+            if agree:
+                evidence.append(Evidence(kind, "reference", members, agree))
+            phrase = f"{article(kind)} {kind}"
+            ranked = sorted((dict(labels)[m], m) for m in members)[::-1]
+            p, best = ranked[0]
+            name = main_object(best)
+            clear = len(ranked) == 1 or p >= 2 * ranked[1][0]  # not when fine classes disagree
+            if p >= t.hedge and clear and name != kind:
+                evidence.append(Evidence(name, "label", (best,), p))
+                return [f"{phrase}, probably {article(name)} {name}"], evidence, min(mass + agree, 1.0)
+            return [phrase], evidence, min(mass + agree, 1.0)
+        return None
 
     def extras(self, labels: list[tuple[str, float]], used: set[str]) -> tuple[list[str], list[Evidence]]:
         """Clauses for a confident scene and a confident second object (each above its threshold)."""
@@ -231,6 +260,8 @@ class Describer:
             return Sentence("An image the models cannot name with confidence.", confidence)
         used = {label for e in evidence for label in e.labels}
         clauses, more = self.extras(labels, used)
+        if clauses:  # an apposition ('a sorrel, a kind of horse') closes before the clauses
+            subjects = [f"{s}," if "," in s else s for s in subjects]
         candidates = [capitalised(" ".join([s, *clauses])) for s in subjects]
         if clauses and len(clauses) == 2:  # the object before the place reads better at times
             candidates += [capitalised(" ".join([s, clauses[1], clauses[0]])) for s in subjects]

@@ -46,7 +46,9 @@ MIN_DEPTH = 5  # hypernyms nearer the root ('object', 'artifact') ground nothing
 NEUTRAL = frozenset(
     ["image", "picture", "photo", "photograph", "drawing", "illustration", "cartoon", "clipart", "icon",
      "something", "thing", "kind", "sort", "type", "front", "side", "top", "bottom", "background",
-     "foreground", "view", "close-up", "closeup", "scene", "model", "models", "confidence", "name"]
+     "foreground", "view", "close-up", "closeup", "scene", "model", "models", "confidence", "name",
+     "a", "an", "the", "and", "or", "of", "in", "on", "at", "by", "with", "to", "for", "from", "into",
+     "as", "its", "it", "is", "are", "be", "this", "that", "there", "their", "your", "my", "either"]
 )  # fmt: skip
 # scikit-image's photos (bundled with the library) and what each shows.
 PHOTOS = {"chelsea": "A cat.", "coffee": "A cup of coffee.", "astronaut": "An astronaut.",

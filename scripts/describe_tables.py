@@ -32,7 +32,8 @@ KINDS = ["dog", "wolf", "fox", "cat", "feline", "bear", "monkey", "ape", "lemur"
          "radio", "keyboard", "piano", "guitar", "drum", "horn", "violin", "instrument", "ball", "doll",
          "mask", "building", "house", "church", "tower", "bridge", "fence", "gate", "tool", "hammer",
          "knife", "sword", "gun", "weapon", "bread", "cake", "pizza", "sandwich", "soup", "dish",
-         "food", "drink", "mountain", "rock", "shore", "beach", "lake", "sea", "reef", "valley",
+         "food", "drink", "apple", "citrus", "squash", "cabbage",
+         "mountain", "rock", "shore", "beach", "lake", "sea", "reef", "valley",
          "cliff", "volcano", "shop", "store", "kitchen", "restaurant", "library", "animal", "vehicle",
          "furniture", "device", "machine", "structure", "covering", "plant"]  # fmt: skip
 # Kinds that say too little to stand beside another object ('a cat and an animal').
