@@ -28,6 +28,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _CLAUSE_BREAK = re.compile(r"[,;:(!?]| and | or | but | which | that | being | as it | with its ")
 _DANGLING = {"a", "an", "the", "of", "in", "on", "at", "to", "for", "with", "and", "or", "its", "their", "by"}
 MAX_WORDS = 10
+UNSURE = "An image the models cannot name with confidence."
 # Words a sentence may use besides the evidence: articles, prepositions, conjunctions, hedges.
 FUNCTION_WORDS = frozenset(
     ["a", "an", "the", "and", "or", "of", "in", "on", "at", "by", "with", "either", "probably", "perhaps",
@@ -257,7 +258,7 @@ class Describer:
             return Sentence("An image.", 0.0)
         subjects, evidence, confidence = self.subject(labels, references or [])
         if not subjects:
-            return Sentence("An image the models cannot name with confidence.", confidence)
+            return Sentence(UNSURE, confidence)
         used = {label for e in evidence for label in e.labels}
         clauses, more = self.extras(labels, used)
         if clauses:  # an apposition ('a sorrel, a kind of horse') closes before the clauses

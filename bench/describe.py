@@ -294,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             + (f"  [{', '.join(flagged)}]" if flagged else "")
         )
     load = os.getloadavg()[0]
-    print(f"split={args.split} images={len(samples)} seconds={time.perf_counter() - started:.0f} "
+    where = f"rescore={args.rescore}" if args.rescore else f"split={args.split}"
+    print(f"{where} images={len(samples)} seconds={time.perf_counter() - started:.0f} "
           f"load1={load:.1f} cpus={os.cpu_count()}")  # fmt: skip
     print(
         f"RESULT describe hit={metrics['hit']:.1f} hallucinated={metrics['hallucinated']:.1f} "
