@@ -236,3 +236,13 @@ def test_seed_index_is_refused_by_the_clip_models(
     message = str(caught.value)
     assert "'seed'" in message
     assert "'clip'" in message
+
+
+def test_the_language_model_only_picks_among_candidates(run: ProfileRun) -> None:
+    """The profile's language model scores candidate sentences (finite, per sentence) and picks one."""
+    describer = run.service.describer
+    assert describer.lm is not None
+    candidates = ["Probably a frog.", "Likely a frog.", "A frog or a toad."]
+    scores = describer.lm.score(candidates)
+    assert len(scores) == 3 and all(np.isfinite(scores)) and len(set(scores)) > 1  # a real preference
+    assert describer.pick(candidates) in candidates
