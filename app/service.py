@@ -6,9 +6,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from app import ranking
-from app.describer import Describer
-from app.errors import BadQuery
+from app.describer import Describer, Evidence, Sentence
+from app.errors import BadQuery, ModelLoading, NotReady
 from app.index import ImageRecord, Index
 from app.pipeline import Models, Pipeline
 from app.preprocessing import decode
@@ -33,10 +36,13 @@ class Hit:
 
 @dataclass
 class Description:
-    """A sentence and the labels it was written from."""
+    """A sentence, the labels it was written from, and what each of its phrases rests on."""
 
     text: str
     labels: list[tuple[str, float]]
+    confidence: float | None = None  # probability behind the subject; None for generated text
+    evidence: list[Evidence] = field(default_factory=list)
+    generated: bool = False  # text mode: written by the language model from a query, not from an image
 
 
 class SearchService:
@@ -56,7 +62,7 @@ class SearchService:
         index.check_compatible(models.profile, models.ids(), pipeline.text_dim)
         self.index = index
         self.pipeline = pipeline
-        self.describer = Describer(models.lm, max_new_tokens) if models.lm is not None else None
+        self.describer = Describer(models.lm, max_new_tokens)
         self.max_pixels = max_pixels
 
     def _hits(self, ranked: list[ranking.Ranked]) -> list[Hit]:
@@ -94,28 +100,48 @@ class SearchService:
             )
         )
 
+    def _ready_describer(self) -> Describer:
+        """The describer once its language model has loaded; ModelLoading (503 + Retry-After) until then."""
+        lm = self.describer.lm
+        if lm is not None and not lm.loaded:
+            if lm.error:
+                raise NotReady(f"the language model failed to load: {lm.error}")
+            raise ModelLoading("the language model is still loading; /describe answers once it has")
+        return self.describer
+
+    def reference_captions(self, features: np.ndarray) -> list[tuple[str, float]]:
+        """Captions of the reference pictures nearest to one image's features (none without a set)."""
+        bridge = self.pipeline.bridge
+        if bridge.references is None:
+            return []
+        p = bridge.params
+        return bridge.references.captions_near(
+            torch.from_numpy(features), p.reference_k, p.reference_temperature
+        )
+
     def describe_upload(self, data: bytes) -> Description:
-        """Describe an uploaded image."""
+        """Describe an uploaded image from its labels and the reference captions that agree with them."""
+        describer = self._ready_describer()
         image = decode(data, self.max_pixels)
-        labels = self.pipeline.encode_images([image]).labels[0]
-        return Description(self._write(labels), labels)
+        encoded = self.pipeline.encode_images([image])
+        labels = encoded.labels[0]
+        sentence = describer.describe(labels, self.reference_captions(encoded.features[0]))
+        return self._description(sentence, labels)
 
     def describe_indexed(self, image_id: str) -> Description:
         """Describe an indexed image from the labels stored at build time."""
+        describer = self._ready_describer()
         record = self.index.get(image_id)
-        return Description(self._write(record.labels), record.labels)
+        return self._description(describer.describe(record.labels), record.labels)
 
     def describe_query(self, query: str) -> Description:
-        """The original design's text mode: a sentence written from a query."""
+        """The original design's text mode: a sentence generated from a query (it describes no image)."""
         query = " ".join(query.split())
         if not query:
             raise BadQuery("query must contain at least one non-space character")
-        if self.describer is None:
-            return Description(f"A picture of {query}.", [])
-        return Description(self.describer.from_query(query), [])
+        return Description(self._ready_describer().from_query(query), [], generated=True)
 
-    def _write(self, labels: list[tuple[str, float]]) -> str:
-        """Sentence from labels, or a plain label sentence when no language model is loaded."""
-        if self.describer is None:
-            return f"A picture of {labels[0][0]}." if labels else "An image."
-        return self.describer.from_labels(labels)
+    @staticmethod
+    def _description(sentence: Sentence, labels: list[tuple[str, float]]) -> Description:
+        """A Description of a composed sentence."""
+        return Description(sentence.text, labels, round(sentence.confidence, 4), sentence.evidence)

@@ -54,16 +54,21 @@ def open_service(settings: Settings, index: Index, models: Models) -> SearchServ
         raise
 
 
-def load_service(settings: Settings, with_lm: bool = True) -> SearchService:
+def load_service(settings: Settings, with_lm: bool = True, lm_in_background: bool = False) -> SearchService:
     """Open the index, load its profile's models on the configured device, check they match."""
     index = Index(settings.index_dir, settings.search_options())
     profile = settings.profile or index.profile
     try:
-        models = prepare(settings, profile, with_lm=with_lm)
+        models = prepare(settings, profile, with_lm=with_lm, lm_in_background=lm_in_background)
     except BaseException:
         index.close()
         raise
     return open_service(settings, index, models)
+
+
+def serve_service(settings: Settings) -> SearchService:
+    """The server's load: ready to search while the language model still loads (/describe: 503 until)."""
+    return load_service(settings, lm_in_background=True)
 
 
 def reload_service(settings: Settings, current: SearchService) -> SearchService:

@@ -37,6 +37,7 @@ class Model(ABC):
         self.dtype = torch.float32
         self.lock = threading.Lock()
         self.loaded = False
+        self.error: str | None = None  # why a background load failed (app.registry.load_in_background)
         self.seconds_in_inference = 0.0
         self.calls = 0
 
@@ -168,6 +169,19 @@ class LanguageModel(Model):
     @abstractmethod
     def _generate(self, prompt: str | list[dict[str, str]], max_new_tokens: int, prefix: str) -> str:
         """Model-specific generation."""
+
+    def score(self, texts: list[str]) -> list[float]:
+        """How fluent each text reads to the model (mean token log-probability; higher is better)."""
+        start = time.perf_counter()
+        with self.lock, torch.inference_mode():
+            scores = self._score(texts)
+        self.seconds_in_inference += time.perf_counter() - start
+        self.calls += 1
+        return scores
+
+    def _score(self, texts: list[str]) -> list[float]:
+        """Model-specific scoring; a model that cannot score has no preference."""
+        return [0.0] * len(texts)
 
     def warmup(self) -> None:
         """Generate two tokens."""
