@@ -16,7 +16,8 @@ from app import __version__
 from app.api import access, errors
 from app.api.middleware import BodyLimit, Metrics
 from app.api.routes import admin, describe, docs, health, images, page, search, session
-from app.api.runtime import Runtime, ServiceFactory, serve_service
+from app.api.runtime import Runtime
+from app.assembly import ServiceFactory, serve_service
 from app.errors import BadSetting
 from app.settings import Settings, load_settings
 

@@ -15,7 +15,6 @@ from app.errors import BadQuery, ModelLoading, NotReady
 from app.index import ImageRecord, Index
 from app.pipeline import Models, Pipeline
 from app.preprocessing import decode
-from app.registry import make_bridge
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +50,49 @@ class SearchService:
     def __init__(
         self,
         index: Index,
-        models: Models,
-        cache_dir: Path | None,
+        pipeline: Pipeline,
         max_pixels: int = 50_000_000,
         max_new_tokens: int = 24,
-        query_cache_size: int = 1024,
+        dedup_threshold: float = 0.0,
     ) -> None:
-        bridge = make_bridge(models, index.meta.bridge, cache_dir)
-        pipeline = Pipeline(models, bridge, index.pca, flip=index.meta.flip, cache_size=query_cache_size)
+        models = pipeline.models
         index.check_compatible(models.profile, models.ids(), pipeline.text_dim)
         self.index = index
         self.pipeline = pipeline
         self.describer = Describer(models.lm, max_new_tokens)
         self.max_pixels = max_pixels
+        self.dedup_threshold = dedup_threshold  # visual cosine at which results fold; 0: never
+
+    @property
+    def models(self) -> Models:
+        """The loaded models (kept across reloads)."""
+        return self.pipeline.models
+
+    @property
+    def count(self) -> int:
+        """Number of indexed images."""
+        return self.index.count
+
+    @property
+    def generation(self) -> str | None:
+        """The index generation served (None for a flat index)."""
+        return self.index.generation
+
+    def close(self) -> None:
+        """Release the index."""
+        self.index.close()
+
+    def image(self, image_id: str) -> ImageRecord:
+        """An indexed image's record (ImageNotFound otherwise)."""
+        return self.index.get(image_id)
+
+    def original_path(self, record: ImageRecord) -> Path:
+        """The file of an indexed image's original."""
+        return self.index.original_path(record)
+
+    def thumbnail_path(self, record: ImageRecord) -> Path:
+        """The file of an indexed image's thumbnail."""
+        return self.index.thumbnail_path(record)
 
     def _hits(self, ranked: list[ranking.Ranked]) -> list[Hit]:
         """Attach manifest records to ranked results and ids to their folded near-duplicates."""
@@ -76,27 +105,30 @@ class SearchService:
             for record, result in zip(records[: len(rows)], ranked, strict=True)
         ]
 
-    def search_text(self, query: str, top_k: int, offset: int = 0, dedup_threshold: float = 0.0) -> list[Hit]:
-        """Images ranked by similarity to a text query; near-duplicates folded when dedup_threshold > 0."""
+    def search_text(self, query: str, top_k: int, offset: int = 0) -> list[Hit]:
+        """Images ranked by similarity to a text query; near-duplicates folded (dedup_threshold > 0)."""
         query = " ".join(query.split())
         if not query:
             raise BadQuery("query must contain at least one non-space character")
         encoded = self.pipeline.encode_query(query)
         return self._hits(
             ranking.rank(
-                self.index, encoded.vector, top_k, offset, visual=encoded.visual, threshold=dedup_threshold
+                self.index,
+                encoded.vector,
+                top_k,
+                offset,
+                visual=encoded.visual,
+                threshold=self.dedup_threshold,
             )
         )
 
-    def search_image(
-        self, data: bytes, top_k: int, offset: int = 0, dedup_threshold: float = 0.0
-    ) -> list[Hit]:
-        """Indexed images that look like the uploaded one; near-duplicates folded when dedup_threshold > 0."""
+    def search_image(self, data: bytes, top_k: int, offset: int = 0) -> list[Hit]:
+        """Indexed images that look like the uploaded one; near-duplicates folded (dedup_threshold > 0)."""
         image = decode(data, self.max_pixels)
         encoded = self.pipeline.encode_images([image])
         return self._hits(
             ranking.rank(
-                self.index, encoded.features[0], top_k, offset, space="visual", threshold=dedup_threshold
+                self.index, encoded.features[0], top_k, offset, space="visual", threshold=self.dedup_threshold
             )
         )
 
@@ -131,7 +163,7 @@ class SearchService:
     def describe_indexed(self, image_id: str) -> Description:
         """Describe an indexed image from the labels stored at build time."""
         describer = self._ready_describer()
-        record = self.index.get(image_id)
+        record = self.image(image_id)
         return self._description(describer.describe(record.labels), record.labels)
 
     def describe_query(self, query: str) -> Description:

@@ -17,13 +17,13 @@ from typing import Literal
 
 import numpy as np
 
+from app.assembly import service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.index import VECTORS, Index
 from app.pca import DEFAULT_DIM
 from app.pipeline import Models, Pipeline
 from app.registry import make_bridge, prepare
-from app.service import SearchService
 from app.settings import Settings
 from app.sources import FolderSource
 from scripts.tuxpaint import BENCH_CACHE, PACKAGE, Stamp, collect, fetch_stamps, split_of, stage
@@ -144,7 +144,7 @@ def service_ranking(index_dir: Path, models: Models, cache_dir: Path, queries: l
     """Rank through SearchService.search_text, the API's path, without near-duplicate folding."""
     index = Index(index_dir)
     try:
-        service = SearchService(index, models, cache_dir)
+        service = service_over(index, models, cache_dir)
         return {
             query: [hit.record.source for hit in service.search_text(query, max(KS))] for query in queries
         }

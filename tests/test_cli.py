@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from app import cli
-from app.api.runtime import ServiceFactory
+from app.assembly import ServiceFactory
 from app.build import BuildConfig, build_index
 from app.errors import BadSetting
 from app.pipeline import Models, Pipeline

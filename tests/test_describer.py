@@ -122,4 +122,4 @@ def test_a_language_model_that_fails_in_the_background_says_why(
         wait_ready(client)
         response = client.post("/describe", json={"query": "a cat"})
         assert response.status_code == 503 and "Retry-After" not in response.headers
-        assert "no weights at /nowhere" in response.json()["detail"]
+        assert "the language model failed to load: no weights at [server path]" in response.json()["detail"]

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from app import cli
-from app.api.runtime import Runtime, load_service
+from app.api.runtime import Runtime
+from app.assembly import load_service, service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.describer import FUNCTION_WORDS, UNSURE, Thresholds
@@ -90,7 +91,7 @@ def run_profile(profile: str, settings: Settings, index_dir: Path, image_dir: Pa
         BuildConfig(pca_dim=0, workers=0),
         progress=False,
     )
-    service = SearchService(Index(index_dir), models, settings.cache_dir)
+    service = service_over(Index(index_dir), models, settings.cache_dir)
     expected = {
         "image": settings.image_model or "",
         "text": settings.text_model or "",
@@ -233,7 +234,7 @@ def test_seed_index_is_refused_by_the_clip_models(
     index = Index(seed_run.index_dir)
     try:
         with pytest.raises(IndexMismatch) as caught:
-            SearchService(index, clip_run.models, tiny_dir / "cache")
+            service_over(index, clip_run.models, tiny_dir / "cache")
     finally:
         index.close()
     message = str(caught.value)

@@ -32,6 +32,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.api.schemas import NON_BLANK
+from app.assembly import service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
 from app.errors import BuildLocked
@@ -889,7 +890,7 @@ def test_update_with_pca_refits_on_old_and_new_vectors(pipeline: Pipeline, tmp_p
     updated = Index(target)
     assert updated.dim == 4 and np.load(live_path(target) / "text_vectors.npy").shape == (16, 64)
     assert (
-        SearchService(updated, pipeline.models, None).search_text("green thing", 1)[0].record.source
+        service_over(updated, pipeline.models, None).search_text("green thing", 1)[0].record.source
         == "green.png"
     )
     build_index(FolderSource(gallery), tmp_path / "full", pipeline, config, progress=False)

@@ -118,8 +118,8 @@ def search(body: SearchRequestBody, service: ServiceDep, settings: SettingsDep) 
     """Images ranked by how well they match the text query."""
     start = time.perf_counter()
     query = within_query_limit(body.query, settings)
-    hits = service.search_text(query, body.top_k, body.offset, settings.dedup_threshold)
-    return _response(body.query, hits, service.index.count, start)
+    hits = service.search_text(query, body.top_k, body.offset)
+    return _response(body.query, hits, service.count, start)
 
 
 @router.get(
@@ -146,8 +146,8 @@ def search_get(
 ) -> SearchResponse:
     """Same as POST /search, as a GET for curl and links."""
     start = time.perf_counter()
-    hits = service.search_text(within_query_limit(q, settings), top_k, offset, settings.dedup_threshold)
-    return _response(q, hits, service.index.count, start)
+    hits = service.search_text(within_query_limit(q, settings), top_k, offset)
+    return _response(q, hits, service.count, start)
 
 
 @router.post(
@@ -159,12 +159,11 @@ def search_get(
 )
 def search_image(
     service: ServiceDep,
-    settings: SettingsDep,
     data: UploadDep,
     top_k: Annotated[int, Form(ge=1, le=100, description=TOP_K_HELP)] = 10,
     offset: Annotated[int, Form(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
 ) -> SearchResponse:
     """Indexed images that look like the uploaded one."""
     start = time.perf_counter()
-    hits = service.search_image(data, top_k, offset, settings.dedup_threshold)
-    return _response("", hits, service.index.count, start)
+    hits = service.search_image(data, top_k, offset)
+    return _response("", hits, service.count, start)
