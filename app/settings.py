@@ -12,6 +12,7 @@ from app.dedup import DEFAULT_THRESHOLD as DEFAULT_DEDUP_THRESHOLD
 from app.vectors import Backend, SearchOptions
 
 Profile = Literal["packaged", "seed", "clip"]
+Precision = Literal["int8", "fp32"]
 
 
 class Settings(BaseSettings):
@@ -55,6 +56,10 @@ class Settings(BaseSettings):
         default=None, description="Milvus Lite file path or http(s) URI of a Milvus server (backend milvus)."
     )
     milvus_collection: str = "images"
+    precision: Precision = Field(
+        default="int8",
+        description="CPU image encoder: int8 (quantized once, cached) or fp32; accelerators keep float16.",
+    )
 
     @field_validator("device")
     @classmethod
@@ -64,6 +69,15 @@ class Settings(BaseSettings):
         if value in {"auto", "cpu", "cuda", "mps"} or (value.startswith("cuda:") and value[5:].isdigit()):
             return value
         raise ValueError(f"IMGSEARCH_DEVICE must be auto, cpu, cuda or cuda:N, not {value!r}")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _check_precision(cls, value: object) -> object:
+        """int8 or fp32, in any case; anything else fails at start-up with the choices."""
+        text = str(value).strip().lower()
+        if text not in ("int8", "fp32"):
+            raise ValueError(f"IMGSEARCH_PRECISION must be int8 or fp32, not {value!r}")
+        return text
 
     @field_validator("max_upload_mb")
     @classmethod
