@@ -566,6 +566,7 @@ def _build(
             "format_version": ix.FORMAT_VERSION,
             "profile": models.profile,
             "models": models.ids(),
+            "precision": {"image": models.image.precision},  # older indexes: none recorded (fp32)
             "dims": {
                 "vector": int(matrix.shape[1]),
                 "text": pipeline.text_dim,

@@ -52,6 +52,13 @@ class SearchService:
             models, bridge, index.pca, flip=bool(index.meta.get("flip", True)), cache_size=query_cache_size
         )
         index.check_compatible(models.profile, models.ids(), pipeline.text_dim)
+        built = (index.meta.get("precision") or {}).get("image", "fp32")
+        if built != models.image.precision:
+            log.info(
+                "index built with the %s image encoder, serving with %s (vectors agree to cosine ~0.99)",
+                built,
+                models.image.precision,
+            )
         self.index = index
         self.pipeline = pipeline
         self.describer = Describer(models.lm, max_new_tokens) if models.lm is not None else None
