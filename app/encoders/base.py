@@ -55,7 +55,7 @@ class Model(ABC):
             type(self).__name__,
             self.model_id,
             device,
-            str(dtype).removeprefix("torch."),
+            getattr(self, "precision", str(dtype).removeprefix("torch.")),
             loaded - start,
             time.perf_counter() - loaded,
         )
