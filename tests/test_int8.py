@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +14,15 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
+from app.build import BuildConfig, build_index
 from app.encoders import quantize
 from app.encoders.onnx import OnnxRunner, export
 from app.encoders.quantize import QuantConfig, int8_model
+from app.index import META, Index
+from app.pipeline import Pipeline
+from app.service import SearchService
 from app.settings import Settings
+from app.sources import FolderSource
 
 SIZE = 32
 
@@ -162,3 +170,25 @@ def test_int8_encoder_agrees_with_float32_on_the_photos(tmp_path: Path) -> None:
     assert exact.logits is not None and fast.logits is not None
     assert (exact.logits[:2].argmax(1) == fast.logits[:2].argmax(1)).all()
     assert len(list((tmp_path / "onnx").glob("*-int8-*.onnx"))) == 1
+
+
+def test_an_index_built_before_precisions_were_recorded_still_serves(
+    pipeline: Pipeline, gallery: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """meta.json records the image encoder's precision; an older index without it (a float32 build)
+    opens under an int8 encoder, answers searches and says what it was built with."""
+    index_dir = tmp_path / "index"
+    build_index(FolderSource(gallery), index_dir, pipeline, BuildConfig(pca_dim=0, workers=0), progress=False)
+    meta = json.loads((index_dir / META).read_text())
+    assert meta["precision"] == {"image": "fp32"}
+    del meta["precision"]
+    (index_dir / META).write_text(json.dumps(meta))
+    int8 = dataclasses.replace(pipeline.models, image=copy.copy(pipeline.models.image))
+    int8.image.quantized = True
+    with caplog.at_level(logging.INFO, logger="app.service"):
+        service = SearchService(Index(index_dir), int8, tmp_path / "cache")
+    try:
+        assert service.search_text("red", 1)[0].record.source == "red.png"
+    finally:
+        service.index.close()
+    assert "index built with the fp32 image encoder, serving with int8" in caplog.text
