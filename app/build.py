@@ -757,6 +757,7 @@ def _meta(run: _Run, vector_dim: int, feature_dim: int, count: int, pca: Pca | N
     return IndexMeta(
         profile=pipeline.models.profile,
         models=pipeline.models.ids(),
+        precision=pipeline.models.image.precision,
         dims=Dims(vector=vector_dim, text=pipeline.text_dim, feature=feature_dim),
         count=count,
         bridge=pipeline.bridge.params,

@@ -57,6 +57,13 @@ class SearchService:
     ) -> None:
         models = pipeline.models
         index.check_compatible(models.profile, models.ids(), pipeline.text_dim)
+        built = index.meta.precision
+        if built != models.image.precision:
+            log.info(
+                "index built with the %s image encoder, serving with %s (vectors agree to cosine ~0.99)",
+                built,
+                models.image.precision,
+            )
         self.index = index
         self.pipeline = pipeline
         self.describer = Describer(models.lm, max_new_tokens)

@@ -56,7 +56,7 @@ class Model(ABC):
             type(self).__name__,
             self.model_id,
             device,
-            str(dtype).removeprefix("torch."),
+            getattr(self, "precision", str(dtype).removeprefix("torch.")),
             loaded - start,
             time.perf_counter() - loaded,
         )
@@ -86,6 +86,14 @@ class ImageEncoder(Model):
     feature_dim: int
     micro_batch: int | None = None  # images per forward (None: the whole batch)
     channels_last: bool = False  # also on the CPU (always on accelerators)
+    quantized: bool = False  # the core step runs an int8 model
+
+    @property
+    def precision(self) -> str:
+        """What the core step computes in: int8, fp16, bf16 or fp32 (recorded in an index's meta.json)."""
+        if self.quantized:
+            return "int8"
+        return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, "fp32")
 
     @property
     def preprocess(self) -> Preprocessor:
