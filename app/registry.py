@@ -179,8 +179,10 @@ def prepare(settings: Settings, profile: str, with_lm: bool = True, lm_in_backgr
     device, dtype = resolve_device(settings.device)
     models = create_models(profile, settings, with_lm=with_lm)
     if lm_in_background and models.lm is not None:
-        load_in_background(models.lm, device, dtype)
+        # The encoders first, then the LM's thread: transformers' lazy module is not thread-safe, and
+        # two threads importing from it at once fail with "cannot import name 'AutoModel'".
         load_models(Models(models.profile, models.image, models.text, None), device, dtype, settings)
+        load_in_background(models.lm, device, dtype)
     else:
         load_models(models, device, dtype, settings)
     return models

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from app import registry
 from app.describer import FUNCTION_WORDS, Describer, dictionary
 from app.labels import words
 from app.main import create_app
@@ -15,7 +17,7 @@ from app.pipeline import Models
 from app.registry import load_in_background
 from app.settings import Settings
 from tests.conftest import png_bytes, service_factory, wait_ready
-from tests.fakes import COLOURS, FakeLanguageModel, InventiveLanguageModel
+from tests.fakes import COLOURS, FakeImageEncoder, FakeLanguageModel, FakeTextEncoder, InventiveLanguageModel
 
 
 @pytest.fixture
@@ -123,3 +125,31 @@ def test_a_language_model_that_fails_in_the_background_says_why(
         response = client.post("/describe", json={"query": "a cat"})
         assert response.status_code == 503 and "Retry-After" not in response.headers
         assert "the language model failed to load: no weights at [server path]" in response.json()["detail"]
+
+
+class WatchfulLanguageModel(FakeLanguageModel):
+    """Records whether the encoders had finished loading when its own load began."""
+
+    def __init__(self, encoders: tuple[FakeImageEncoder, FakeTextEncoder]) -> None:
+        super().__init__()
+        self.encoders = encoders
+        self.saw_loaded: list[bool] = []
+
+    def _load(self) -> None:
+        """Note the encoders' state, as a real load would race them for transformers' imports."""
+        self.saw_loaded = [encoder.loaded for encoder in self.encoders]
+
+
+def test_the_background_load_starts_once_the_encoders_have_loaded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers' lazy imports are not thread-safe: the LM's thread must not race the encoders."""
+    encoders = (FakeImageEncoder(), FakeTextEncoder())
+    lm = WatchfulLanguageModel(encoders)
+    monkeypatch.setattr(registry, "create_models", lambda *args, **kwargs: Models("fake", *encoders, lm))
+    registry.prepare(settings, "packaged", lm_in_background=True)
+    deadline = time.monotonic() + 10
+    while not lm.loaded:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert lm.saw_loaded == [True, True]
