@@ -49,6 +49,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from app import catalog
 from app import index as ix
 from app.errors import BuildLocked, ImgSearchError, IndexDirRefused
 from app.pca import DEFAULT_DIM, Pca
@@ -668,6 +669,7 @@ def _build(
             timings["ann"] = build_ann(stored, tmp / ANN_FILE)
         np.save(tmp / ix.FEATURES, np.stack(features).astype(np.float16))
         ix.write_manifest(tmp / ix.MANIFEST, records)
+        catalog.write(tmp / ix.MANIFEST, records, source, tmp)  # metadata and lexical tables
         report.indexed = len(records)
         timings["write"] += time.perf_counter() - write_started - timings["pca"] - timings.get("ann", 0.0)
         timings["total"] = time.perf_counter() - started
