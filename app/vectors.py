@@ -1,4 +1,12 @@
-"""Stage 5b: nearest-neighbour search over the index's vectors — exact, ANN (faiss HNSW) or a vector store."""
+"""Stage 5b: nearest-neighbour search over the index's vectors — exact, ANN (faiss HNSW) or a vector store.
+
+Filtered search (`scan(query, rows)`): only the given rows are ranked, inside the search, so a page
+is full whenever enough rows pass. The exact searcher scores just those rows. The HNSW graph walks
+with a faiss ID selector, except for a subset of at most `SUBSET_EXACT` rows, which is scored
+exactly (a walk that must skip most of the graph costs more than scoring a few thousand rows, and
+loses recall; see docs/performance.md). Either way the candidates are ranked by the same float32
+cosine (`rank_exact`), so every backend returns the same rows in the same order.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ from app.errors import IndexUnavailable
 log = logging.getLogger(__name__)
 
 ANN_FILE = "ann.faiss"
+SUBSET_EXACT = 20_000  # filtered searches over at most this many rows score them all exactly
 Hits = list[tuple[int, float]]  # (row, cosine) pairs, best first
 
 
@@ -32,8 +41,8 @@ class VectorSearcher(Protocol):
 
     kind: str
 
-    def scan(self, query: np.ndarray) -> Scan:
-        """The ranking of every row by `query`: one vector search, read to any depth."""
+    def scan(self, query: np.ndarray, rows: np.ndarray | None = None) -> Scan:
+        """The ranking by `query` of every row, or of `rows` only: one vector search, read to any depth."""
         ...
 
     def search(self, query: np.ndarray, k: int) -> Hits:
@@ -76,6 +85,20 @@ def rank_exact(matrix: np.ndarray, query: np.ndarray, rows: np.ndarray, k: int) 
     # float16 storage can push a perfect match a hair above 1: report cosines in [-1, 1].
     clipped = np.clip(scores[order], -1.0, 1.0)
     return list(zip(rows[order].tolist(), clipped.tolist(), strict=True))
+
+
+class SubsetScan:
+    """A filter's rows scored exactly, once; reads of any depth come from that one ranking."""
+
+    def __init__(self, matrix: np.ndarray, query: np.ndarray, rows: np.ndarray) -> None:
+        self._matrix, self._query, self._rows = matrix, query, rows
+        self._ranking: Hits | None = None
+
+    def top(self, k: int) -> Hits:
+        """The best k of the rows."""
+        if self._ranking is None:
+            self._ranking = rank_exact(self._matrix, self._query, self._rows, len(self._rows))
+        return self._ranking[: max(k, 0)]
 
 
 def _faiss() -> Any:
@@ -128,8 +151,10 @@ class ExactSearcher:
         # A copy-on-write map is writable as far as torch can tell, so it wraps it without a copy.
         self._tensor: Any = torch.from_numpy(matrix) if matrix.flags.writeable else None
 
-    def scan(self, query: np.ndarray) -> ExactScan:
-        """Score every row once; reads of any depth rank from those scores."""
+    def scan(self, query: np.ndarray, rows: np.ndarray | None = None) -> ExactScan | SubsetScan:
+        """Score every row (or only `rows`) once; reads of any depth rank from those scores."""
+        if rows is not None:
+            return SubsetScan(self.matrix, query, rows)
         return ExactScan(self.matrix, self._tensor, query)
 
     def search(self, query: np.ndarray, k: int) -> Hits:
@@ -155,17 +180,27 @@ class HnswSearcher:
             )
         self._ef = ef_search
 
-    def scan(self, query: np.ndarray) -> Rescan:
-        """The graph's ranking; a read deeper than the last one walks the graph again, wider."""
-        return Rescan(self.search, query)
+    def scan(self, query: np.ndarray, rows: np.ndarray | None = None) -> Rescan | SubsetScan:
+        """The graph's ranking (of `rows` only, when given); a deeper read walks the graph again, wider."""
+        if rows is None:
+            return Rescan(self.search, query)
+        if len(rows) <= SUBSET_EXACT:
+            return SubsetScan(self.matrix, query, rows)
+        selector = _faiss().IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
+        return Rescan(lambda q, k: self._walk(q, min(k, len(rows)), selector), query)
 
     def search(self, query: np.ndarray, k: int) -> Hits:
         """Approximate top-k (efSearch grows with k so deep pages stay complete)."""
-        faiss = _faiss()
-        k = min(k, self.matrix.shape[0])
+        return self._walk(query, min(k, self.matrix.shape[0]), None)
+
+    def _walk(self, query: np.ndarray, k: int, selector: Any) -> Hits:
+        """The graph's top-k among the rows `selector` lets through (all rows when None)."""
         if k <= 0:
             return []
+        faiss = _faiss()
         params = faiss.SearchParametersHNSW(efSearch=max(self._ef, k))
+        if selector is not None:
+            params.sel = selector
         _, rows = self._index.search(query.astype(np.float32)[None], k, params=params)
         found = rows[0][rows[0] >= 0]
         return rank_exact(self.matrix, query, found, k)
