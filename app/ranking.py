@@ -4,7 +4,9 @@ The request path: `rank` takes the searcher of a space from the index and opens 
 (one vector search); `Candidates` reads that ranking best first, re-ranks its best `RERANK_POOL`
 once by their look when a text query has a visual hint, and lets later reads go deeper without
 searching or re-ranking again; `page` folds near-duplicates as it reads and cuts the page.
-`page` takes any `Candidates`: a filtered or fused candidate ranking plugs in there.
+`page` takes any `Ranking`: a filtered one (`rank(..., rows=…)`: the searcher ranks only a filter's
+rows, inside the search), a fused one (`FusedCandidates`: hybrid mode, the vector ranking and the
+lexical one merged by reciprocal rank fusion), a lexical one, or one with pinned rows first.
 
 Visual re-rank: for a text query with a `VisualHint` (what its words look like, app/references.py),
 its best `RERANK_POOL` matches are re-scored by (cosine + weight·look) / (1 + weight), look =
@@ -314,6 +316,20 @@ class FusedCandidates:
             self._seen.update(row for row, _ in fresh)
             self.from_vector.update(row for row, _ in fresh)
         return self._read[:depth]
+
+
+class Pinned:
+    """A ranking with given rows first ("more like these": the liked images lead their own results)."""
+
+    def __init__(self, first: Hits, rest: Ranking) -> None:
+        self.count = rest.count
+        self._first, self._rest = first, rest
+        self._pinned = {row for row, _ in first}
+
+    def head(self, depth: int) -> Hits:
+        """The pinned rows, then the ranking without them."""
+        rest = [pair for pair in self._rest.head(depth + len(self._first)) if pair[0] not in self._pinned]
+        return (self._first + rest)[: min(depth, self.count)]
 
 
 class LexicalCandidates:

@@ -22,6 +22,7 @@ from app.query import CompoundQuery, Filters
 from app.references import VisualHint
 from app.registry import make_bridge
 from app.searchers import Space
+from app.vectors import rank_exact
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,11 @@ class SearchService:
         lexical = []
         if request.mode == "hybrid" and text and vector.space == "text" and catalog.has_catalog(self.index):
             lexical = catalog.search_text(self.index, text, LEXICAL_DEPTH, rows)
+        if not request.query.positive and not request.query.exclude:  # more like these: they lead
+            liked = np.asarray([self._like(image_id) for image_id in request.query.like_ids], dtype=np.int64)
+            liked = liked if rows is None else liked[np.isin(liked, rows)]
+            first = rank_exact(self.index.features, vector.vector, liked, len(liked)) if len(liked) else []
+            return Found(self._page(request, ranking.Pinned(first, found), [], None), total)
         if not lexical:
             return Found(self._page(request, found, [], None), total)
         fused = ranking.FusedCandidates(
@@ -189,8 +195,9 @@ class SearchService:
             total -= part.weight * self.pipeline.encode_query(part.text).vector
         for row in liked:
             total += _unit(np.asarray(self.index.vectors[row], dtype=np.float32))
-        simple = len(query.positive) == 1 and not query.exclude and not liked and encoded is not None
-        return _Vector(_unit(total), "text", encoded.visual if simple and encoded else None)
+        if len(query.positive) == 1 and not query.exclude and not liked and encoded is not None:
+            return _Vector(encoded.vector, "text", encoded.visual)  # plain text search, unchanged
+        return _Vector(_unit(total), "text", None)
 
     def _like(self, image_id: str) -> int:
         """The vector row of an indexed image named in like_ids; BadQuery when it is not indexed."""
