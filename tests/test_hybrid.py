@@ -105,7 +105,8 @@ def test_results_carry_folder_and_date(service: SearchService) -> None:
 
 
 def test_filters_apply_in_every_mode(service: SearchService) -> None:
-    for mode in ("hybrid", "semantic", "lexical"):
+    modes: tuple[Mode, ...] = ("hybrid", "semantic", "lexical")
+    for mode in modes:
         found = run(
             service,
             "beach dog",
@@ -113,7 +114,7 @@ def test_filters_apply_in_every_mode(service: SearchService) -> None:
             path_prefix="2020",
             taken_after="2020-08-01",
             taken_before="2020-08-01",
-        )  # type: ignore[arg-type]
+        )
         assert sources(found) == ["2020/beach/dog_on_beach.jpg"]
     everything = run(service, "thing", taken_after="2019-01-01", taken_before="2020-12-31")
     assert everything.total == 4  # 2018 (a8f3c2.jpg) and 2021 (louvre.png) are out
@@ -165,8 +166,8 @@ def test_bad_compound_queries_are_refused(service: SearchService) -> None:
         run(service, None, like_ids=["0123456789abcdef"])
     with pytest.raises(BadQuery, match="nothing to search for"):
         run(service, None, exclude=["red"])
+    hit = run(service, "thing").hits[0]
     with pytest.raises(BadQuery, match="mode lexical needs a query text"):
-        hit = run(service, "thing").hits[0]
         run(service, None, "lexical", like_ids=[hit.record.id])
     with pytest.raises(BadQuery, match="cancel"):
         run(service, "red thing - red thing", "semantic")
