@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from app.errors import BadQuery, ImageNotFound
 from app.index import ImageRecord, Index
 from app.lexical import LexicalHit
 from app.metadata import ImageMetadata
+from app.options import Mode
 from app.pipeline import Models, Pipeline
 from app.preprocessing import decode
 from app.query import CompoundQuery, Filters
@@ -26,7 +26,6 @@ from app.vectors import rank_exact
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["hybrid", "semantic", "lexical"]
 FUSION_WINDOW = 200  # vector candidates fused with the lexical ranking in hybrid mode
 LEXICAL_DEPTH = 200  # lexical matches fused in hybrid mode (lexical mode reads deeper for deep pages)
 
@@ -200,11 +199,11 @@ class SearchService:
         return _Vector(_unit(total), "text", None)
 
     def _like(self, image_id: str) -> int:
-        """The vector row of an indexed image named in like_ids; BadQuery when it is not indexed."""
+        """The vector row of an indexed image named in like_ids; ImageNotFound (404) naming like_ids."""
         try:
             return self.index.get(image_id).row
         except ImageNotFound as exc:
-            raise BadQuery(f"like_ids: {exc}") from exc
+            raise ImageNotFound(f"like_ids: {exc}") from exc
 
     def search_text(self, query: str, top_k: int, offset: int = 0, dedup_threshold: float = 0.0) -> list[Hit]:
         """Images ranked by similarity to a text query; near-duplicates folded when dedup_threshold > 0."""

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from app.build import BuildConfig, build_index
-from app.errors import BadQuery, Conflict
+from app.errors import BadQuery, Conflict, ImageNotFound
 from app.index import MANIFEST, Index, live_path
 from app.pipeline import Pipeline
 from app.query import CompoundQuery, Filters
-from app.service import Found, Mode, SearchRequest, SearchService
+from app.options import Mode
+from app.service import Found, SearchRequest, SearchService
 from app.sources import FolderSource
 from tests.conftest import make_collection
 
@@ -162,7 +163,7 @@ def test_like_ids_with_text_mix_the_look_into_the_words(service: SearchService) 
 
 
 def test_bad_compound_queries_are_refused(service: SearchService) -> None:
-    with pytest.raises(BadQuery, match="like_ids: no image with id"):
+    with pytest.raises(ImageNotFound, match="like_ids: no image with id"):
         run(service, None, like_ids=["0123456789abcdef"])
     with pytest.raises(BadQuery, match="nothing to search for"):
         run(service, None, exclude=["red"])
