@@ -78,7 +78,7 @@ def test_post_filters_mode_and_result_fields(client: TestClient) -> None:
 
 
 def test_get_search_takes_folder_dates_mode_and_not(client: TestClient) -> None:
-    params: list[tuple[str, str]] = [("q", "thing"), ("folder", "2020"), ("after", "2020-08-01")]
+    params = {"q": "thing", "folder": "2020", "after": "2020-08-01"}
     found = client.get("/search", params=params)
     assert found.status_code == 200, found.text
     assert set(sources(found.json())) == {"2020/beach/dog_on_beach.jpg", "2020/beach/sunset.webp"}

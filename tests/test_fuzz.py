@@ -25,8 +25,8 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from app.errors import BadQuery
 from app.main import create_app
-from app.query import CompoundQuery, Filters
 from app.pipeline import Models
+from app.query import CompoundQuery, Filters
 from app.settings import Settings
 from tests.conftest import service_factory
 

@@ -12,9 +12,9 @@ import pytest
 from app.build import BuildConfig, build_index
 from app.errors import BadQuery, Conflict, ImageNotFound
 from app.index import MANIFEST, Index, live_path
+from app.options import Mode
 from app.pipeline import Pipeline
 from app.query import CompoundQuery, Filters
-from app.options import Mode
 from app.service import Found, SearchRequest, SearchService
 from app.sources import FolderSource
 from tests.conftest import make_collection
