@@ -218,14 +218,26 @@ class SearchService:
         )
 
     def search_image(
-        self, data: bytes, top_k: int, offset: int = 0, dedup_threshold: float = 0.0
+        self,
+        data: bytes,
+        top_k: int,
+        offset: int = 0,
+        dedup_threshold: float = 0.0,
+        filters: Filters | None = None,
     ) -> list[Hit]:
-        """Indexed images that look like the uploaded one; near-duplicates folded when dedup_threshold > 0."""
+        """Indexed images that look like the uploaded one, among those `filters` allow (duplicates folded)."""
+        rows = catalog.allowed_rows(self.index, filters) if filters is not None else None
         image = decode(data, self.max_pixels)
         encoded = self.pipeline.encode_images([image])
         return self._hits(
             ranking.rank(
-                self.index, encoded.features[0], top_k, offset, space="visual", threshold=dedup_threshold
+                self.index,
+                encoded.features[0],
+                top_k,
+                offset,
+                space="visual",
+                threshold=dedup_threshold,
+                rows=rows,
             )
         )
 
