@@ -1,4 +1,4 @@
-"""`imgsearch search` over a collection: --folder, --after, --before, --mode, --not, --like and `a + b - c`."""
+"""`imgsearch search` over a collection: --folder, --after, --before, --mode, --not, --like, `a + b - c`."""
 
 from __future__ import annotations
 
