@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -85,11 +86,18 @@ def write(manifest: Path, records: Sequence[ImageRecord], source: Source, genera
 # -- the service side --------------------------------------------------------------------------------
 
 
+_known: weakref.WeakKeyDictionary[Index, bool] = weakref.WeakKeyDictionary()  # a generation never changes
+
+
 def has_catalog(index: Index) -> bool:
-    """True when the index holds the metadata and lexical tables."""
-    with index.manifest() as connection:
-        found = connection.execute("SELECT count(*) FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone()
-        return bool(found and found[0]) and lexical.has_tables(connection)
+    """True when the index holds the metadata and lexical tables (asked once per opened index)."""
+    if index not in _known:
+        with index.manifest() as connection:
+            found = connection.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = ?", (TABLE,)
+            ).fetchone()
+            _known[index] = bool(found and found[0]) and lexical.has_tables(connection)
+    return _known[index]
 
 
 def require(index: Index, wanted: str) -> None:
