@@ -88,17 +88,30 @@ def rank_exact(matrix: np.ndarray, query: np.ndarray, rows: np.ndarray, k: int) 
 
 
 class SubsetScan:
-    """A filter's rows scored exactly, once; reads of any depth come from that one ranking."""
+    """A filter's rows scored exactly, once (float32); each read ranks its best by (score desc, row asc)."""
 
     def __init__(self, matrix: np.ndarray, query: np.ndarray, rows: np.ndarray) -> None:
-        self._matrix, self._query, self._rows = matrix, query, rows
-        self._ranking: Hits | None = None
+        self._matrix, self._query = matrix, query
+        self._rows = np.unique(np.asarray(rows, dtype=np.int64))
+        self._scores: np.ndarray | None = None
 
     def top(self, k: int) -> Hits:
-        """The best k of the rows."""
-        if self._ranking is None:
-            self._ranking = rank_exact(self._matrix, self._query, self._rows, len(self._rows))
-        return self._ranking[: max(k, 0)]
+        """The best k of the rows; every row tied with the k-th is ranked, so ties break by row."""
+        n = len(self._rows)
+        k = min(k, n)
+        if k <= 0:
+            return []
+        if self._scores is None:
+            self._scores = read_rows(self._matrix, self._rows) @ self._query.astype(np.float32)
+        scores = self._scores
+        if k < n:
+            kth = np.partition(scores, n - k)[n - k]
+            pool = np.flatnonzero(scores >= kth)
+        else:
+            pool = np.arange(n)
+        order = pool[np.lexsort((self._rows[pool], -scores[pool]))][:k]
+        clipped = np.clip(scores[order], -1.0, 1.0)
+        return list(zip(self._rows[order].tolist(), clipped.tolist(), strict=True))
 
 
 def _faiss() -> Any:
