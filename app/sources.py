@@ -115,6 +115,7 @@ class HFDatasetSource(Source):
         self.column = image_column
         self.name = name
         self.text_columns = tuple(dict.fromkeys(text_columns))
+        self._texts = dataset.select_columns(list(self.text_columns)) if self.text_columns else None
 
     @classmethod
     def load(
@@ -137,9 +138,9 @@ class HFDatasetSource(Source):
     def texts(self, source: str) -> tuple[list[str], list[str]]:
         """The `--text-column`s of row `name#i`: a text is a description, a list's items are keywords."""
         prefix, _, number = source.rpartition("#")
-        if not self.text_columns or prefix != self.name or not number.isdigit():
+        if self._texts is None or prefix != self.name or not number.isdigit():
             return [], []
-        row = self.dataset.select_columns(list(self.text_columns))[int(number)]
+        row = self._texts[int(number)]
         descriptions: list[str] = []
         keywords: list[str] = []
         for column in self.text_columns:
