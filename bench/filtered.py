@@ -25,7 +25,7 @@ from app.vectors import ANN_FILE, HnswSearcher, SubsetScan, build_ann, rank_exac
 from bench.search import recall, synthetic, timed
 
 log = logging.getLogger("bench.filtered")
-SELECTIVITIES = (0.5, 0.1, 0.01, 0.001)
+SELECTIVITIES = (0.5, 0.1, 0.05, 0.02, 0.01, 0.001)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -53,11 +53,12 @@ def measure(
     rng = np.random.default_rng(int(share * 1e6))
     rows = np.sort(rng.choice(matrix.shape[0], max(10, int(share * matrix.shape[0])), replace=False))
     truth = [[row for row, _ in rank_exact(matrix, query, rows, 10)] for query in queries]
-    saved, vectors.SUBSET_EXACT = vectors.SUBSET_EXACT, 0  # force the graph walk
+    saved = vectors.SUBSET_EXACT, vectors.SELECTOR_MIN_SHARE
+    vectors.SUBSET_EXACT, vectors.SELECTOR_MIN_SHARE = 0, 0.0  # force the graph walk
     try:
         walked, walk_ms, _ = timed(lambda q: [r for r, _ in searcher.scan(q, rows).top(10)], queries)
     finally:
-        vectors.SUBSET_EXACT = saved
+        vectors.SUBSET_EXACT, vectors.SELECTOR_MIN_SHARE = saved
     exact, exact_ms, _ = timed(lambda q: [r for r, _ in SubsetScan(matrix, q, rows).top(10)], queries)
     return {
         "rows": float(len(rows)),

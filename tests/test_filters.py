@@ -93,6 +93,7 @@ def test_every_backend_returns_exactly_the_matching_images_in_order(
 ) -> None:
     if walk != "subset scored exactly":  # the faiss ID selector and Milvus's `id in [...]` expression
         monkeypatch.setattr(vectors, "SUBSET_EXACT", 0)
+        monkeypatch.setattr(vectors, "SELECTOR_MIN_SHARE", 0.0)
         monkeypatch.setattr(milvus_search, "SUBSET_EXACT", 0)
     filters = Filters.parse(**FILTERS[name])  # type: ignore[arg-type]
     rows = catalog.allowed_rows(backend, filters)
