@@ -20,10 +20,12 @@ import numpy as np
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.index import VECTORS, Index
+from app.options import Mode
 from app.pca import DEFAULT_DIM
 from app.pipeline import Models, Pipeline
+from app.query import CompoundQuery
 from app.registry import make_bridge, prepare
-from app.service import SearchService
+from app.service import SearchRequest, SearchService
 from app.settings import Settings
 from app.sources import FolderSource
 from scripts.tuxpaint import BENCH_CACHE, PACKAGE, Stamp, collect, fetch_stamps, split_of, stage
@@ -140,14 +142,21 @@ def random_recall(queries: list[str], relevant: dict[str, set[str]]) -> dict[int
     }
 
 
-def service_ranking(index_dir: Path, models: Models, cache_dir: Path, queries: list[str]) -> Ranking:
-    """Rank through SearchService.search_text, the API's path, without near-duplicate folding."""
+def service_ranking(
+    index_dir: Path, models: Models, cache_dir: Path, queries: list[str], mode: Mode = "semantic"
+) -> Ranking:
+    """Rank through SearchService (the API's path) in one mode, without near-duplicate folding."""
     index = Index(index_dir)
     try:
         service = SearchService(index, models, cache_dir)
-        return {
-            query: [hit.record.source for hit in service.search_text(query, max(KS))] for query in queries
-        }
+
+        def ranked(query: str) -> list[str]:
+            if mode == "semantic":
+                return [hit.record.source for hit in service.search_text(query, max(KS))]
+            request = SearchRequest(CompoundQuery.build(query), mode=mode, top_k=max(KS))
+            return [hit.record.source for hit in service.search(request).hits]
+
+        return {query: ranked(query) for query in queries}
     finally:
         index.close()
 
@@ -262,6 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 plain_bytes,
             ),
             Row(f"bridge, --pca-dim {args.pca_dim} (default)", main_dim, bridge, main_bytes),
+            Row(
+                "hybrid: the default fused with names, folders, text (RRF)",
+                main_dim,
+                recall(service_ranking(main_dir, models, settings.cache_dir, queries, "hybrid"), relevant),
+                main_bytes,
+            ),
         ]
         if args.pca_dim:
             centred_dir = Path(scratch) / "index-centred"
