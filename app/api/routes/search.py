@@ -188,10 +188,8 @@ def search_get(
     offset: Annotated[int, Query(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
     mode: Annotated[Mode, Query(description=MODE_HELP)] = "hybrid",
     folder: Annotated[str | None, Query(max_length=4096, description="only this folder and below")] = None,
-    after: Annotated[str | None, Query(max_length=40, description="taken on or after: " + DATE_HELP)] = None,
-    before: Annotated[
-        str | None, Query(max_length=40, description="taken on or before: " + DATE_HELP)
-    ] = None,
+    after: Annotated[str | None, Query(description="taken on or after: " + DATE_HELP, **DAY)] = None,
+    before: Annotated[str | None, Query(description="taken on or before: " + DATE_HELP, **DAY)] = None,
     exclude: Annotated[
         list[QueryText] | None,
         Query(alias="not", max_length=MAX_PARTS, description="a text to move away from (repeatable)"),
