@@ -121,9 +121,9 @@ def run_cases(
 
 
 def expressible(case: Case[Any]) -> bool:
-    """False for a search the schema cannot rule out: dates out of order, a dangling `+`, a `..` folder.
+    """False for a search the schema cannot rule out: dates out of order, a dangling `+`, `..`, and so on.
 
-    Those are refused with a 422 naming the problem (tests/test_api_collections.py); fuzzing the rest
+    Those (and mode lexical without words) are refused with a 422 naming the problem (tests/test_api_collections.py); fuzzing the rest
     of the request keeps every check strict.
     """
     if case.path != "/search":
@@ -133,7 +133,11 @@ def expressible(case: Case[Any]) -> bool:
     filters = given.get("filters") or {}
     texts = given.get("exclude") or given.get("not") or []
     try:
-        CompoundQuery.build(given.get("query", given.get("q")), [texts] if isinstance(texts, str) else texts)
+        built = CompoundQuery.build(
+            given.get("query", given.get("q")), [texts] if isinstance(texts, str) else texts
+        )
+        if given.get("mode") == "lexical" and not built.positive:
+            return False  # lexical mode needs words
         Filters.parse(
             filters.get("path_prefix", given.get("folder")),
             filters.get("taken_after", given.get("after")),
