@@ -123,8 +123,8 @@ def run_cases(
 def expressible(case: Case[Any]) -> bool:
     """False for a search the schema cannot rule out: dates out of order, a dangling `+`, `..`, and so on.
 
-    Those (and mode lexical without words) are refused with a 422 naming the problem (tests/test_api_collections.py); fuzzing the rest
-    of the request keeps every check strict.
+    Those (and mode lexical without words) are refused with a 422 naming the problem
+    (tests/test_api_collections.py); fuzzing the rest of the request keeps every check strict.
     """
     if case.path != "/search":
         return True
