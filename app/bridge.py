@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -14,8 +15,7 @@ import torch
 
 from app.encoders.base import ImageOutput, TextEncoder
 from app.labels import imagenet_definitions, imagenet_labels, lemma_sets
-from app.references import DATA as REFERENCE_DIR
-from app.references import DEFAULT_SET, ReferenceSet, VisualHint, find_references
+from app.references import DATA as REFERENCE_DIR, DEFAULT_SET, ReferenceSet, VisualHint, find_references
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,42 @@ class Bridge:
         ]
 
 
+def text_key(
+    model_id: str,
+    labels: list[str],
+    templates: tuple[str, ...],
+    definitions: list[str] | None = None,
+    definition_weight: float = 0.0,
+) -> str:
+    """16 hex digits naming the embeddings of these texts by this model (cache and shipped file)."""
+    weight = definition_weight if definitions else 0.0
+    parts = [model_id, labels, list(templates), definitions if weight else None, weight]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def text_vectors_path(model_id: str, folder: Path | None = None) -> Path:
+    """Where the text embeddings that every first start would compute are shipped for a text model."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id)
+    return (folder or REFERENCE_DIR) / f"text-vectors-{safe}.npz"
+
+
+def shipped_text_vectors(model_id: str, key: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """Unit rows shipped in app/data for this model and key (scripts/text_vectors.py), or None."""
+    path = text_vectors_path(model_id)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            if key not in data.files or data[key].shape != shape:
+                return None
+            vectors = np.asarray(data[key], dtype=np.float32)
+    except (OSError, ValueError):
+        log.warning("ignoring unreadable %s", path)
+        return None
+    unit: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+    return unit
+
+
 def label_vectors(
     text: TextEncoder,
     labels: list[str],
@@ -152,8 +188,10 @@ def label_vectors(
 ) -> np.ndarray:
     """Per label: mean template embedding mixed with its definition's embedding; unit rows, cached."""
     weight = definition_weight if definitions else 0.0
-    key_parts = [text.model_id, labels, list(templates), definitions if weight else None, weight]
-    key = hashlib.sha256(json.dumps(key_parts).encode()).hexdigest()[:16]
+    key = text_key(text.model_id, labels, templates, definitions, weight)
+    shipped = shipped_text_vectors(text.model_id, key, (len(labels), text.dim))
+    if shipped is not None:
+        return shipped
     path = cache_dir / f"labels-{key}.npy" if cache_dir else None
     if path is not None and path.exists():
         try:

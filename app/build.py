@@ -39,7 +39,7 @@ import time
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -52,6 +52,7 @@ from tqdm import tqdm
 from app import catalog
 from app import index as ix
 from app.errors import BuildLocked, ImgSearchError, IndexDirRefused
+from app.meta import BuildInfo, BuildSettings, Dims, IndexMeta, PcaInfo
 from app.pca import DEFAULT_DIM, Pca
 from app.pipeline import Encoded, Pipeline
 from app.preprocessing import Preprocessor, decode_sized, image_format, thumbnail
@@ -107,37 +108,69 @@ class BuildReport:
         }
 
 
+@dataclass(frozen=True)
+class Failed:
+    """An item that could not be read or decoded, and why."""
+
+    source: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Reused:
+    """An item whose sha256 the previous index holds: its stored vectors and thumbnail are reused."""
+
+    source: str
+    sha256: str
+    original: bytes | None  # the bytes to keep, for sources that store originals
+
+
+@dataclass(frozen=True)
+class Fresh:
+    """A decoded item to encode: its tensor (until collate stacks it), size, format and thumbnail."""
+
+    source: str
+    sha256: str
+    original: bytes | None
+    width: int
+    height: int
+    format: str | None
+    thumbnail: bytes
+    pixels: torch.Tensor | None = None
+
+
+DecodedItem = Failed | Reused | Fresh  # what reading one item gives
+
+
 def decode_item(
     item: Item, preprocess: Preprocessor, max_pixels: int, known: frozenset[str], keep_original: bool
-) -> dict[str, Any]:
+) -> DecodedItem:
     """Read one item: bytes → sha256 → (unless reusable) decoded picture → tensor and thumbnail."""
     try:
         raw = item.data if isinstance(item.data, bytes) else item.data.read_bytes()
     except OSError as exc:
-        return {"ok": False, "source": item.source, "error": f"cannot read file: {exc.strerror or exc}"}
+        return Failed(item.source, f"cannot read file: {exc.strerror or exc}")
     sha256 = hashlib.sha256(raw).hexdigest()
     original = raw if keep_original else None
     if sha256 in known:
-        return {"ok": True, "reused": True, "source": item.source, "sha256": sha256, "original": original}
+        return Reused(item.source, sha256, original)
     try:
         image, (width, height) = decode_sized(raw, max_pixels)  # large photos decode reduced
-        return {
-            "ok": True,
-            "reused": False,
-            "source": item.source,
-            "sha256": sha256,
-            "width": width,
-            "height": height,
-            "format": image_format(raw),
-            "pixels": preprocess(image),
-            "thumbnail": thumbnail(image),
-            "original": original,
-        }
+        return Fresh(
+            source=item.source,
+            sha256=sha256,
+            original=original,
+            width=width,
+            height=height,
+            format=image_format(raw),
+            thumbnail=thumbnail(image),
+            pixels=preprocess(image),
+        )
     except ImgSearchError as exc:
-        return {"ok": False, "source": item.source, "error": str(exc)}
+        return Failed(item.source, str(exc))
 
 
-class _Decoded(Dataset[dict[str, Any]]):
+class _Decoded(Dataset[DecodedItem]):
     """Worker-side read of a source's items (see decode_item)."""
 
     def __init__(
@@ -152,21 +185,27 @@ class _Decoded(Dataset[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int) -> DecodedItem:
         return decode_item(
             self.source[i], self.preprocess, self.max_pixels, self.known, self.source.stores_originals
         )
 
 
-def collate(batch: list[dict[str, Any]]) -> tuple[torch.Tensor | None, list[dict[str, Any]]]:
-    """Stack the tensors of items to encode; keep every item's metadata."""
-    tensors = [entry.pop("pixels") for entry in batch if entry["ok"] and not entry["reused"]]
-    return (torch.stack(tensors) if tensors else None), batch
+def collate(batch: list[DecodedItem]) -> tuple[torch.Tensor | None, list[DecodedItem]]:
+    """Stack the tensors of items to encode; keep every item, fresh ones without their tensor."""
+    tensors = [item.pixels for item in batch if isinstance(item, Fresh) and item.pixels is not None]
+    items = [replace(item, pixels=None) if isinstance(item, Fresh) else item for item in batch]
+    return (torch.stack(tensors) if tensors else None), items
 
 
 # -- engines: where reading and encoding run -------------------------------------------------------
 
-EncodedBatch = tuple[Encoded | None, list[dict[str, Any]]]  # encoded items in order, every item's entry
+EncodedBatch = tuple[Encoded | None, list[DecodedItem]]  # the Fresh items encoded in order, every item
+
+
+def encode(pipeline: Pipeline, pixels: torch.Tensor | None, label_k: int) -> Encoded | None:
+    """A collated batch's tensors → Encoded without PCA (the build fits PCA afterwards); None for none."""
+    return pipeline.encode_pixels(pixels, label_k, project=False) if pixels is not None else None
 
 
 class Engine(Protocol):
@@ -182,7 +221,7 @@ class Engine(Protocol):
         known: frozenset[str],
         timings: dict[str, float],
     ) -> Generator[EncodedBatch, None, None]:
-        """Each batch's Encoded (None when it has nothing to encode) and its entries (see decode_item)."""
+        """Each batch's Encoded (None when it has nothing to encode) and its items (see decode_item)."""
         ...
 
 
@@ -211,7 +250,7 @@ class LocalEngine:
         for pixels, batch in loader:
             started = time.perf_counter()
             timings["read"] = timings.get("read", 0.0) + started - mark
-            encoded = pipeline.encode_pixels(pixels, config.label_k) if pixels is not None else None
+            encoded = encode(pipeline, pixels, config.label_k)
             timings["encode"] = timings.get("encode", 0.0) + time.perf_counter() - started
             yield encoded, batch
             mark = time.perf_counter()
@@ -407,55 +446,23 @@ class _Previous:
         self.index.close()
 
 
-def _settings_of(pipeline: Pipeline, config: BuildConfig) -> dict[str, Any]:
-    """Everything a stored vector, feature or label depends on, as meta.json records it."""
+def _settings_of(pipeline: Pipeline, config: BuildConfig) -> BuildSettings:
+    """Everything a stored vector, feature or label depends on, as this build would record it."""
     models = pipeline.models.ids()
-    return {
-        "profile": pipeline.models.profile,
-        "image model": models["image"],
-        "text model": models["text"],
-        "bridge": pipeline.bridge.params.to_json(),  # as applied (make_bridge may drop references)
-        "flip": pipeline.flip,
-        "text dimension": pipeline.text_dim,
-        "label count": config.label_k,
-        "pca dim": config.pca_dim,
-        "pca centred": config.pca_centred,
-    }
+    return BuildSettings(
+        profile=pipeline.models.profile,
+        image_model=models["image"],
+        text_model=models["text"],
+        bridge=pipeline.bridge.params,  # as applied (make_bridge may drop references)
+        flip=pipeline.flip,
+        text_dimension=pipeline.text_dim,
+        label_count=config.label_k,
+        pca_dim=config.pca_dim,
+        pca_centred=config.pca_centred,
+    )
 
 
-def _settings_in(meta: dict[str, Any]) -> dict[str, Any]:
-    """The same keys, read from an index's meta.json (defaults for what older builds did not record)."""
-    build = meta.get("build", {})
-    return {
-        "profile": meta.get("profile"),
-        "image model": meta.get("models", {}).get("image"),
-        "text model": meta.get("models", {}).get("text"),
-        "bridge": meta.get("bridge"),
-        "flip": meta.get("flip", True),
-        "text dimension": meta.get("dims", {}).get("text"),
-        "label count": build.get("label_k", 5),
-        "pca dim": build.get("pca_dim"),
-        "pca centred": build.get("pca_centred", bool((meta.get("pca") or {}).get("centred", False))),
-    }
-
-
-def _differences(built: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """`key: index X, now Y` for each setting that differs (`key.sub` inside dicts such as the bridge)."""
-    found: list[str] = []
-    for key, now in wanted.items():
-        was = built.get(key)
-        if isinstance(was, dict) and isinstance(now, dict):
-            found += [
-                f"{key}.{sub}: index {was.get(sub)!r}, now {now.get(sub)!r}"
-                for sub in sorted(set(was) | set(now))
-                if was.get(sub) != now.get(sub)
-            ]
-        elif was != now:
-            found.append(f"{key}: index {was!r}, now {now!r}")
-    return found
-
-
-def _open_previous(index_dir: Path, wanted: dict[str, Any]) -> _Previous | None:
+def _open_previous(index_dir: Path, wanted: BuildSettings) -> _Previous | None:
     """The index in place when it can be reused; otherwise None, after one log line saying why."""
     if not (ix.live_path(index_dir) / ix.META).exists():
         log.info("--update: no index at %s yet; building all images", index_dir)
@@ -465,7 +472,7 @@ def _open_previous(index_dir: Path, wanted: dict[str, Any]) -> _Previous | None:
     except ImgSearchError as exc:
         log.warning("--update: the index in place cannot be read (%s); building all images", exc)
         return None
-    differences = _differences(_settings_in(index.meta), wanted)
+    differences = index.meta.build_settings().differences(wanted)
     text_path = index.path / TEXT_VECTORS
     if not differences and index.pca is not None and not text_path.exists():
         differences.append(f"the index has PCA but no {TEXT_VECTORS} (built before --update existed)")
@@ -569,6 +576,212 @@ def build_index(
             raise
 
 
+@dataclass(frozen=True)
+class _Encoding:
+    """What the index stores of one image besides its files: vectors, size, format, labels."""
+
+    vector: np.ndarray  # text space, before PCA
+    feature: np.ndarray
+    width: int
+    height: int
+    format: str | None
+    labels: list[tuple[str, float]]
+
+
+@dataclass
+class _Collected:
+    """The images to index, in row order, and the ids met so far (for duplicates)."""
+
+    vectors: list[np.ndarray] = field(default_factory=list)
+    features: list[np.ndarray] = field(default_factory=list)
+    records: list[ix.ImageRecord] = field(default_factory=list)
+    seen: dict[str, str] = field(default_factory=dict)  # id → source of its first copy
+
+
+def _reused(item: Reused, previous: _Previous | None) -> _Encoding:
+    """A reused item's stored vectors and manifest fields."""
+    assert previous is not None
+    old = previous.records[item.sha256]
+    return _Encoding(
+        vector=np.asarray(previous.text_vectors[old.row], dtype=np.float32),
+        feature=np.asarray(previous.index.features[old.row], dtype=np.float32),
+        width=old.width,
+        height=old.height,
+        format=old.format,
+        labels=old.labels,
+    )
+
+
+def _fresh(item: Fresh, encoded: Encoded | None, position: int) -> _Encoding:
+    """A fresh item's row of its batch's Encoded."""
+    assert encoded is not None
+    return _Encoding(
+        vector=encoded.vectors[position],
+        feature=encoded.features[position],
+        width=item.width,
+        height=item.height,
+        format=item.format,
+        labels=encoded.labels[position],
+    )
+
+
+def _store_files(
+    item: Reused | Fresh, image_id: str, fmt: str | None, generation: Path, previous: _Previous | None
+) -> str:
+    """Write the item's thumbnail (linked when reused) and original; its manifest source."""
+    source_name = item.source  # a file's path, or a dataset's `name[split]#row`
+    if item.original is not None:
+        (generation / ix.original_name(image_id, fmt)).write_bytes(item.original)
+    thumb = generation / ix.THUMBNAILS / f"{image_id}.jpg"
+    if isinstance(item, Reused):
+        assert previous is not None
+        _link_or_copy(previous.index.path / ix.THUMBNAILS / f"{image_id}.jpg", thumb)
+    else:
+        thumb.write_bytes(item.thumbnail)
+    return source_name
+
+
+def _take(
+    batch: list[DecodedItem],
+    encoded: Encoded | None,
+    previous: _Previous | None,
+    generation: Path,
+    collected: _Collected,
+    report: BuildReport,
+) -> None:
+    """Add one batch's items to `collected` (skips and duplicates to `report`), writing their files."""
+    position = 0
+    for item in batch:
+        if isinstance(item, Failed):
+            report.skipped.append({"source": item.source, "reason": item.error})
+            continue
+        if isinstance(item, Reused):
+            encoding = _reused(item, previous)
+        else:
+            encoding = _fresh(item, encoded, position)
+            position += 1
+        image_id = ix.image_id(item.sha256)
+        if image_id in collected.seen:
+            report.duplicates.append({"source": item.source, "same_as": collected.seen[image_id]})
+            continue
+        collected.seen[image_id] = item.source
+        source_name = _store_files(item, image_id, encoding.format, generation, previous)
+        if isinstance(item, Reused):
+            report.reused += 1
+        else:
+            report.encoded += 1
+        collected.records.append(
+            ix.ImageRecord(
+                row=len(collected.records),
+                id=image_id,
+                source=source_name,
+                sha256=item.sha256,
+                width=encoding.width,
+                height=encoding.height,
+                format=encoding.format,
+                labels=encoding.labels,
+            )
+        )
+        collected.vectors.append(encoding.vector)
+        collected.features.append(encoding.feature)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One build's fixed inputs, shared by its stages."""
+
+    source: Source
+    index_dir: Path
+    generation: Path
+    pipeline: Pipeline
+    config: BuildConfig
+    previous: _Previous | None
+    engine: Engine
+
+
+def _collect(run: _Run, report: BuildReport, timings: dict[str, float], progress: bool) -> _Collected:
+    """Stage 1: the engine's batches in, thumbnails and originals written, rows gathered."""
+    previous = run.previous
+    known = frozenset(previous.records) if previous is not None else frozenset()
+    collected = _Collected()
+    with (
+        tqdm(
+            total=len(run.source), desc=f"indexing ({run.engine.name})", unit="img", disable=not progress
+        ) as bar,
+        closing(run.engine.batches(run.source, run.pipeline, run.config, known, timings)) as batches,
+    ):
+        for encoded, batch in batches:
+            after_encode = time.perf_counter()
+            _take(batch, encoded, previous, run.generation, collected, report)
+            bar.update(len(batch))
+            timings["write"] = timings.get("write", 0.0) + time.perf_counter() - after_encode
+    if not collected.records:
+        raise _nothing_to_index(run.source, report, run.index_dir)
+    if previous is not None:
+        report.removed = len(set(previous.records) - {r.sha256 for r in collected.records})
+    return collected
+
+
+def _project(raw: np.ndarray, config: BuildConfig, generation: Path) -> tuple[np.ndarray, Pca | None]:
+    """Stage 2: fit PCA on the text-space vectors when there are enough, keeping them for updates."""
+    if config.pca_dim and raw.shape[0] > config.pca_dim and config.pca_dim < raw.shape[1]:
+        pca = Pca.fit(raw, config.pca_dim, centred=config.pca_centred)
+        pca.save(generation / ix.PCA_FILE)
+        np.save(generation / TEXT_VECTORS, raw.astype(np.float16))
+        return pca.transform(raw), pca
+    if config.pca_dim:
+        log.info("%s", pca_skipped(raw.shape[0], raw.shape[1], config.pca_dim))
+    return raw, None
+
+
+def _write_arrays(
+    run: _Run, collected: _Collected, timings: dict[str, float]
+) -> tuple[np.ndarray, Pca | None]:
+    """Stages 2–3: project, then write vectors, the ANN graph, features and the manifest."""
+    started = time.perf_counter()
+    matrix, pca = _project(np.stack(collected.vectors).astype(np.float32), run.config, run.generation)
+    timings["pca"] = time.perf_counter() - started
+    stored = matrix.astype(np.float16)
+    np.save(run.generation / ix.VECTORS, stored)
+    ann = run.config.ann
+    if ann == "always" or (ann == "auto" and stored.shape[0] >= run.config.ann_min):
+        timings["ann"] = build_ann(stored, run.generation / ANN_FILE)
+    np.save(run.generation / ix.FEATURES, np.stack(collected.features).astype(np.float16))
+    ix.write_manifest(run.generation / ix.MANIFEST, collected.records)
+    catalog.write(run.generation / ix.MANIFEST, collected.records, run.source, run.generation)  # metadata, lexical
+    timings["write"] += time.perf_counter() - started - timings["pca"] - timings.get("ann", 0.0)
+    return matrix, pca
+
+
+def _meta(run: _Run, vector_dim: int, feature_dim: int, count: int, pca: Pca | None) -> IndexMeta:
+    """Stage 4: what meta.json records of this build."""
+    pipeline, config, source = run.pipeline, run.config, run.source
+    return IndexMeta(
+        profile=pipeline.models.profile,
+        models=pipeline.models.ids(),
+        precision=pipeline.models.image.precision,
+        dims=Dims(vector=vector_dim, text=pipeline.text_dim, feature=feature_dim),
+        count=count,
+        bridge=pipeline.bridge.params,
+        flip=pipeline.flip,
+        pca=PcaInfo(pca.dim, pca.centred) if pca else None,
+        collection_root=None if source.stores_originals else str(source.root),
+        source=getattr(source, "name", None) or str(source.root),
+        build=BuildInfo(
+            batch_size=config.batch_size,
+            workers=config.workers,
+            pca_dim=config.pca_dim,
+            pca_centred=config.pca_centred,
+            label_k=config.label_k,
+            ann=(run.generation / ANN_FILE).is_file(),
+            update=run.previous is not None,
+            engine=run.engine.name,
+        ),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        build_id=uuid.uuid4().hex,  # names this build's Milvus collection (app/milvus.py)
+    )
+
+
 def _build(
     source: Source,
     index_dir: Path,
@@ -578,139 +791,31 @@ def _build(
     previous: _Previous | None,
     engine: Engine,
 ) -> BuildReport:
-    """The build itself, with the lock held: the engine's batches in, the index out."""
+    """The build itself, with the lock held: collect → project → write arrays → meta → publish."""
     report = BuildReport()
-    tmp = _new_generation(index_dir, source.stores_originals)
-    known = frozenset(previous.records) if previous is not None else frozenset()
-    saved_pca, pipeline.pca = pipeline.pca, None
+    generation = _new_generation(index_dir, source.stores_originals)
+    run = _Run(source, index_dir, generation, pipeline, config, previous, engine)
     try:
-        vectors: list[np.ndarray] = []
-        features: list[np.ndarray] = []
-        records: list[ix.ImageRecord] = []
-        seen: dict[str, str] = {}
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        with (
-            tqdm(
-                total=len(source), desc=f"indexing ({engine.name})", unit="img", disable=not progress
-            ) as bar,
-            closing(engine.batches(source, pipeline, config, known, timings)) as batches,
-        ):
-            for encoded, batch in batches:
-                after_encode = time.perf_counter()
-                position = 0
-                for entry in batch:
-                    if not entry["ok"]:
-                        report.skipped.append({"source": entry["source"], "reason": entry["error"]})
-                        continue
-                    image_id = ix.image_id(entry["sha256"])
-                    if entry["reused"]:
-                        assert previous is not None
-                        old = previous.records[entry["sha256"]]
-                        vector = np.asarray(previous.text_vectors[old.row], dtype=np.float32)
-                        feature = np.asarray(previous.index.features[old.row], dtype=np.float32)
-                        width, height, fmt, labels = old.width, old.height, old.format, old.labels
-                    else:
-                        assert encoded is not None
-                        vector, feature = encoded.vectors[position], encoded.features[position]
-                        width, height, fmt = entry["width"], entry["height"], entry["format"]
-                        labels = encoded.labels[position]
-                        position += 1
-                    if image_id in seen:
-                        report.duplicates.append({"source": entry["source"], "same_as": seen[image_id]})
-                        continue
-                    seen[image_id] = entry["source"]
-                    source_name = entry["source"]  # a file's path, or a dataset's `name[split]#row`
-                    if entry["original"] is not None:
-                        (tmp / ix.original_name(image_id, fmt)).write_bytes(entry["original"])
-                    thumb = tmp / ix.THUMBNAILS / f"{image_id}.jpg"
-                    if entry["reused"]:
-                        assert previous is not None
-                        _link_or_copy(previous.index.path / ix.THUMBNAILS / f"{image_id}.jpg", thumb)
-                        report.reused += 1
-                    else:
-                        thumb.write_bytes(entry["thumbnail"])
-                        report.encoded += 1
-                    records.append(
-                        ix.ImageRecord(
-                            row=len(records),
-                            id=image_id,
-                            source=source_name,
-                            sha256=entry["sha256"],
-                            width=width,
-                            height=height,
-                            format=fmt,
-                            labels=labels,
-                        )
-                    )
-                    vectors.append(vector)
-                    features.append(feature)
-                bar.update(len(batch))
-                timings["write"] = timings.get("write", 0.0) + time.perf_counter() - after_encode
-        if not records:
-            raise _nothing_to_index(source, report, index_dir)
-        if previous is not None:
-            report.removed = len(set(previous.records) - {r.sha256 for r in records})
-        write_started = time.perf_counter()
-        raw = np.stack(vectors).astype(np.float32)
-        matrix = raw
-        pca: Pca | None = None
-        if config.pca_dim and raw.shape[0] > config.pca_dim and config.pca_dim < raw.shape[1]:
-            pca = Pca.fit(raw, config.pca_dim, centred=config.pca_centred)
-            matrix = pca.transform(raw)
-            pca.save(tmp / ix.PCA_FILE)
-            np.save(tmp / TEXT_VECTORS, raw.astype(np.float16))
-        elif config.pca_dim:
-            log.info("%s", pca_skipped(raw.shape[0], raw.shape[1], config.pca_dim))
-        timings["pca"] = time.perf_counter() - write_started
-        stored = matrix.astype(np.float16)
-        np.save(tmp / ix.VECTORS, stored)
-        if config.ann == "always" or (config.ann == "auto" and stored.shape[0] >= config.ann_min):
-            timings["ann"] = build_ann(stored, tmp / ANN_FILE)
-        np.save(tmp / ix.FEATURES, np.stack(features).astype(np.float16))
-        ix.write_manifest(tmp / ix.MANIFEST, records)
-        catalog.write(tmp / ix.MANIFEST, records, source, tmp)  # metadata and lexical tables
-        report.indexed = len(records)
-        timings["write"] += time.perf_counter() - write_started - timings["pca"] - timings.get("ann", 0.0)
+        collected = _collect(run, report, timings, progress)
+        matrix, pca = _write_arrays(run, collected, timings)
+        report.indexed = len(collected.records)
         timings["total"] = time.perf_counter() - started
         report.seconds = timings
-        models = pipeline.models
-        meta = {
-            "format_version": ix.FORMAT_VERSION,
-            "profile": models.profile,
-            "models": models.ids(),
-            "dims": {
-                "vector": int(matrix.shape[1]),
-                "text": pipeline.text_dim,
-                "feature": int(features[0].shape[0]),
-            },
-            "count": len(records),
-            "vector_dtype": "float16",
-            "pca": {"dim": pca.dim, "centred": pca.centred} if pca else None,
-            "bridge": pipeline.bridge.params.to_json(),
-            "identity_bridge": pipeline.bridge.identity,
-            "flip": pipeline.flip,
-            "collection_root": None if source.stores_originals else str(source.root),
-            "source": getattr(source, "name", None) or str(source.root),
-            "build": {
-                "batch_size": config.batch_size,
-                "workers": config.workers,
-                "pca_dim": config.pca_dim,
-                "pca_centred": config.pca_centred,
-                "label_k": config.label_k,
-                "ann": (tmp / ANN_FILE).is_file(),
-                "update": previous is not None,
-                "engine": engine.name,
-            },
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "build_id": uuid.uuid4().hex,  # names this build's Milvus collection (app/milvus.py)
-        }
-        (tmp / ix.REPORT).write_text(json.dumps(report.to_json(), indent=2))
-        (tmp / ix.META).write_text(json.dumps(meta, indent=2))  # last: an index without it is not one
-        _publish(tmp, index_dir)
+        meta = _meta(run, int(matrix.shape[1]), int(collected.features[0].shape[0]), report.indexed, pca)
+        (generation / ix.REPORT).write_text(json.dumps(report.to_json(), indent=2))
+        # meta.json last: a generation without it is not an index
+        (generation / ix.META).write_text(json.dumps(meta.to_json(), indent=2))
+        _publish(generation, index_dir)
     finally:
-        pipeline.pca = saved_pca
-        _discard_unpublished(tmp, index_dir)
+        _discard_unpublished(generation, index_dir)
+    _log_report(report)
+    return report
+
+
+def _log_report(report: BuildReport) -> None:
+    """One line: counts and seconds per stage."""
     log.info(
         "indexed %d images (%d reused, %d encoded, %d removed, %d skipped, %d duplicates) in %.1fs: %s",
         report.indexed,
@@ -722,4 +827,3 @@ def _build(
         report.seconds["total"],
         ", ".join(f"{k} {v:.1f}s" for k, v in report.seconds.items() if k != "total"),
     )
-    return report

@@ -21,16 +21,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.bridge import BridgeParams
-from app.build import BuildConfig, EncodedBatch, collate, decode_item
+from app.build import (
+    BuildConfig,
+    DecodedItem,
+    EncodedBatch,
+    Failed,
+    Fresh,
+    Reused,
+    collate,
+    decode_item,
+    encode,
+)
 from app.errors import ImgSearchError
 from app.pipeline import Encoded, Pipeline
 from app.settings import Settings
 from app.sources import FolderSource, Item, Source
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -62,66 +75,68 @@ def _objects(values: list[Any]) -> np.ndarray:
     return column
 
 
-def pack(rows: np.ndarray, entries: list[dict[str, Any]], encoded: Encoded | None) -> dict[str, np.ndarray]:
-    """One batch of decode_item entries and their encodings as Ray Data columns (one row per entry)."""
-    vectors, features, labels = [b""] * len(entries), [b""] * len(entries), [""] * len(entries)
+def pack(rows: np.ndarray, items: list[DecodedItem], encoded: Encoded | None) -> dict[str, np.ndarray]:
+    """One batch of decode_item results and their encodings as Ray Data columns (one row per item)."""
+    vectors, features, labels = [b""] * len(items), [b""] * len(items), [""] * len(items)
     position = 0
-    for i, entry in enumerate(entries):
-        if entry["ok"] and not entry["reused"]:
+    for i, item in enumerate(items):
+        if isinstance(item, Fresh):
             assert encoded is not None
             vectors[i] = np.asarray(encoded.vectors[position], dtype=np.float32).tobytes()
             features[i] = np.asarray(encoded.features[position], dtype=np.float32).tobytes()
             labels[i] = json.dumps(encoded.labels[position])
             position += 1
+    fresh = [item if isinstance(item, Fresh) else None for item in items]
     return {
         "row": np.asarray(rows, dtype=np.int64),
-        "ok": np.array([entry["ok"] for entry in entries], dtype=bool),
-        "reused": np.array([entry.get("reused", False) for entry in entries], dtype=bool),
-        "source": _objects([entry["source"] for entry in entries]),
-        "error": _objects([entry.get("error", "") for entry in entries]),
-        "sha256": _objects([entry.get("sha256", "") for entry in entries]),
-        "width": np.array([entry.get("width", 0) for entry in entries], dtype=np.int64),
-        "height": np.array([entry.get("height", 0) for entry in entries], dtype=np.int64),
-        "format": _objects([entry.get("format") or "" for entry in entries]),
-        "thumbnail": _objects([entry.get("thumbnail", b"") for entry in entries]),
-        "original": _objects([entry.get("original") or b"" for entry in entries]),
+        "ok": np.array([not isinstance(item, Failed) for item in items], dtype=bool),
+        "reused": np.array([isinstance(item, Reused) for item in items], dtype=bool),
+        "source": _objects([item.source for item in items]),
+        "error": _objects([item.error if isinstance(item, Failed) else "" for item in items]),
+        "sha256": _objects(["" if isinstance(item, Failed) else item.sha256 for item in items]),
+        "width": np.array([f.width if f else 0 for f in fresh], dtype=np.int64),
+        "height": np.array([f.height if f else 0 for f in fresh], dtype=np.int64),
+        "format": _objects([(f.format if f else None) or "" for f in fresh]),
+        "thumbnail": _objects([f.thumbnail if f else b"" for f in fresh]),
+        "original": _objects([b"" if isinstance(item, Failed) else item.original or b"" for item in items]),
         "vector": _objects(vectors),
         "feature": _objects(features),
         "labels": _objects(labels),
     }
 
 
+def _item(batch: dict[str, np.ndarray], i: int, keep_original: bool) -> DecodedItem:
+    """Row `i` of packed columns back into its decode_item result (without the tensor)."""
+    source = str(batch["source"][i])
+    if not batch["ok"][i]:
+        return Failed(source, str(batch["error"][i]))
+    sha256 = str(batch["sha256"][i])
+    original = bytes(batch["original"][i]) if keep_original else None
+    if batch["reused"][i]:
+        return Reused(source, sha256, original)
+    return Fresh(
+        source=source,
+        sha256=sha256,
+        original=original,
+        width=int(batch["width"][i]),
+        height=int(batch["height"][i]),
+        format=str(batch["format"][i]) or None,
+        thumbnail=bytes(batch["thumbnail"][i]),
+    )
+
+
 def unpack(batch: dict[str, np.ndarray], keep_original: bool) -> EncodedBatch:
-    """Columns back into what the local engine yields: Encoded of the encoded entries, every entry."""
-    entries: list[dict[str, Any]] = []
-    vectors: list[np.ndarray] = []
-    features: list[np.ndarray] = []
-    labels: list[list[tuple[str, float]]] = []
-    for i in range(len(batch["row"])):
-        source = str(batch["source"][i])
-        if not batch["ok"][i]:
-            entries.append({"ok": False, "source": source, "error": str(batch["error"][i])})
-            continue
-        entry: dict[str, Any] = {
-            "ok": True,
-            "reused": bool(batch["reused"][i]),
-            "source": source,
-            "sha256": str(batch["sha256"][i]),
-            "original": bytes(batch["original"][i]) if keep_original else None,
-        }
-        if not entry["reused"]:
-            entry |= {
-                "width": int(batch["width"][i]),
-                "height": int(batch["height"][i]),
-                "format": str(batch["format"][i]) or None,
-                "thumbnail": bytes(batch["thumbnail"][i]),
-            }
-            vectors.append(np.frombuffer(batch["vector"][i], dtype=np.float32))
-            features.append(np.frombuffer(batch["feature"][i], dtype=np.float32))
-            labels.append([(str(label), float(score)) for label, score in json.loads(batch["labels"][i])])
-        entries.append(entry)
-    encoded = Encoded(np.stack(vectors), np.stack(features), labels) if vectors else None
-    return encoded, entries
+    """Columns back into what the local engine yields: Encoded of the fresh items, every item."""
+    items = [_item(batch, i, keep_original) for i in range(len(batch["row"]))]
+    fresh = [i for i, item in enumerate(items) if isinstance(item, Fresh)]
+    if not fresh:
+        return None, items
+    encoded = Encoded(
+        np.stack([np.frombuffer(batch["vector"][i], dtype=np.float32) for i in fresh]),
+        np.stack([np.frombuffer(batch["feature"][i], dtype=np.float32) for i in fresh]),
+        [[(str(label), float(score)) for label, score in json.loads(batch["labels"][i])] for i in fresh],
+    )
+    return encoded, items
 
 
 class EncodeActor:
@@ -138,7 +153,6 @@ class EncodeActor:
     ) -> None:
         """`source` reads rows without a path (a `datasets` source); folders ship paths in the rows."""
         self.pipeline = factory()
-        self.pipeline.pca = None  # the build fits PCA on the text-space vectors afterwards
         self.source = source
         self.config = config
         self.decode = partial(
@@ -163,10 +177,9 @@ class EncodeActor:
             self._item(int(row), str(source), str(path))
             for row, source, path in zip(batch["row"], batch["source"], batch["path"], strict=True)
         ]
-        entries = list(self.pool.map(self.decode, items)) if self.pool else [self.decode(i) for i in items]
-        pixels, entries = collate(entries)
-        encoded = self.pipeline.encode_pixels(pixels, self.config.label_k) if pixels is not None else None
-        return pack(batch["row"], entries, encoded)
+        decoded = list(self.pool.map(self.decode, items)) if self.pool else [self.decode(i) for i in items]
+        pixels, decoded = collate(decoded)
+        return pack(batch["row"], decoded, encode(self.pipeline, pixels, self.config.label_k))
 
 
 @contextmanager
@@ -262,36 +275,55 @@ class RayEngine:
             context.execution_options.preserve_order = True  # the write stage needs source order
             context.enable_progress_bars = False  # the build shows its own
             try:
-                rows = _rows(source)
-                blocks = max(1, min(MAX_BLOCKS, math.ceil(len(rows) / config.batch_size)))
-                dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-                    EncodeActor,
-                    batch_size=config.batch_size,
-                    batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(size=workers),
-                    num_cpus=cpus,
-                    num_gpus=gpus_each,
-                    fn_constructor_kwargs={
-                        "factory": self.factory,
-                        "source": None if isinstance(source, FolderSource) else source,
-                        "known": known,
-                        "config": config,
-                        "keep_original": source.stores_originals,
-                        "threads": threads,
-                    },
-                )
+                dataset = self._dataset(source, config, known, workers, (cpus, gpus_each), threads)
                 timings["startup"] = time.perf_counter() - started
-                expected = 0
-                mark = time.perf_counter()
-                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-                    # The first wait includes starting the actors and loading their models.
-                    key = "ray" if expected else "first batch"
-                    timings[key] = timings.get(key, 0.0) + time.perf_counter() - mark
-                    got = batch["row"]
-                    if not np.array_equal(got, np.arange(expected, expected + len(got))):
-                        raise RuntimeError(f"Ray returned rows out of order at row {expected}")
-                    expected += len(got)
-                    yield unpack(batch, source.stores_originals)
-                    mark = time.perf_counter()
+                yield from _in_order(dataset, source.stores_originals, timings)
             finally:
                 context.execution_options.preserve_order, context.enable_progress_bars = saved
+
+    def _dataset(
+        self,
+        source: Source,
+        config: BuildConfig,
+        known: frozenset[str],
+        workers: int,
+        resources: tuple[float, float],
+        threads: int,
+    ) -> Dataset:
+        """The file list as a Ray Dataset mapped through a pool of `workers` EncodeActors."""
+        import ray.data
+
+        rows = _rows(source)
+        blocks = max(1, min(MAX_BLOCKS, math.ceil(len(rows) / config.batch_size)))
+        return ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+            EncodeActor,
+            batch_size=config.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=resources[0],
+            num_gpus=resources[1],
+            fn_constructor_kwargs={
+                "factory": self.factory,
+                "source": None if isinstance(source, FolderSource) else source,
+                "known": known,
+                "config": config,
+                "keep_original": source.stores_originals,
+                "threads": threads,
+            },
+        )
+
+
+def _in_order(dataset: Dataset, keep_original: bool, timings: dict[str, float]) -> Iterator[EncodedBatch]:
+    """The dataset's batches unpacked, checked to arrive in source order; waits added to `timings`."""
+    expected = 0
+    mark = time.perf_counter()
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        # The first wait includes starting the actors and loading their models.
+        key = "ray" if expected else "first batch"
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - mark
+        got = batch["row"]
+        if not np.array_equal(got, np.arange(expected, expected + len(got))):
+            raise RuntimeError(f"Ray returned rows out of order at row {expected}")
+        expected += len(got)
+        yield unpack(batch, keep_original)
+        mark = time.perf_counter()

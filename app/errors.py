@@ -41,6 +41,12 @@ class NotReady(ImgSearchError):
     """Models or index are still loading."""
 
 
+class ModelLoading(NotReady):
+    """A model that only some endpoints need (the language model) is still loading; retry shortly."""
+
+    retry_after = 5  # seconds, sent as Retry-After
+
+
 class Unauthorized(ImgSearchError):
     """The request lacks the credentials an endpoint needs (missing or wrong API key)."""
 

@@ -27,49 +27,22 @@ import numpy as np
 from app.errors import ImageNotFound, IndexMismatch, IndexUnavailable
 from app.layout import (
     BUILD_LOCK as BUILD_LOCK,
-)
-from app.layout import (
     CURRENT as CURRENT,
-)
-from app.layout import (
     FEATURES as FEATURES,
-)
-from app.layout import (
     GENERATIONS as GENERATIONS,
-)
-from app.layout import (
     MANIFEST as MANIFEST,
-)
-from app.layout import (
     META as META,
-)
-from app.layout import (
     ORIGINALS as ORIGINALS,
-)
-from app.layout import (
     PCA_FILE as PCA_FILE,
-)
-from app.layout import (
     READERS_LOCK as READERS_LOCK,
-)
-from app.layout import (
     REPORT as REPORT,
-)
-from app.layout import (
     THUMBNAILS as THUMBNAILS,
-)
-from app.layout import (
     VECTORS as VECTORS,
-)
-from app.layout import (
     generation_of as generation_of,
-)
-from app.layout import (
     live_path as live_path,
-)
-from app.layout import (
     looks_like_index as looks_like_index,
 )
+from app.meta import FORMAT_VERSION as FORMAT_VERSION, IndexMeta
 from app.options import SearchOptions
 from app.pca import Pca
 from app.searchers import Space, open_searcher
@@ -77,7 +50,6 @@ from app.vectors import ExactSearcher, VectorSearcher
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 PIN_ATTEMPTS = 10
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
@@ -191,12 +163,13 @@ class Index:
                 f"build one: imgsearch build --images FOLDER --index-dir {self.root}"
             )
         try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text())
-            if self.meta.get("format_version") != FORMAT_VERSION:
+            data = json.loads(meta_path.read_text())
+            if data.get("format_version") != FORMAT_VERSION:
                 raise IndexUnavailable(
-                    f"index {path} has format version {self.meta.get('format_version')}, "
+                    f"index {path} has format version {data.get('format_version')}, "
                     f"this code reads {FORMAT_VERSION}; rebuild it"
                 )
+            self.meta = IndexMeta.from_json(data)
             # Copy-on-write maps: nothing writes to them, and torch can wrap them without a copy.
             self.vectors: np.ndarray = np.load(path / VECTORS, mmap_mode="c")
             features = path / FEATURES
@@ -210,13 +183,13 @@ class Index:
             reason = _short(exc, self.root)
             raise IndexUnavailable(f"index at {self.root} is incomplete or unreadable: {reason}") from exc
         self._lock = threading.Lock()
-        expected = int(self.meta.get("count", -1))
+        expected = self.meta.count
         if not (self.vectors.shape[0] == count == expected == self.features.shape[0]):
             raise IndexUnavailable(
                 f"index at {path} is inconsistent: meta says {expected} images, manifest has {count}, "
                 f"vectors has {self.vectors.shape[0]} rows"
             )
-        root = self.meta.get("collection_root")
+        root = self.meta.collection_root
         self.collection_root = Path(root) if root else path
         self.searcher: VectorSearcher = open_searcher(path, self.vectors, options or SearchOptions())
         self._feature_searcher = ExactSearcher(self.features)
@@ -234,7 +207,7 @@ class Index:
     @property
     def profile(self) -> str:
         """Model profile the index was built with."""
-        return str(self.meta["profile"])
+        return self.meta.profile
 
     @property
     def dim(self) -> int:
@@ -255,7 +228,7 @@ class Index:
 
     def check_compatible(self, profile: str, models: dict[str, str], text_dim: int) -> None:
         """Raise IndexMismatch naming both sides when the index was made by other models."""
-        built = self.meta.get("models", {})
+        built = self.meta.models
         problems: list[str] = []
         if self.profile != profile:
             problems.append(f"profile: index {self.profile!r}, service {profile!r}")
@@ -305,7 +278,7 @@ class Index:
     def original_path(self, record: ImageRecord) -> Path:
         """File of the original image; never outside the collection root."""
         root = self.collection_root.resolve()
-        stored = self.meta.get("collection_root") is None  # a dataset's images, copied into the index
+        stored = self.meta.collection_root is None  # a dataset's images, copied into the index
         path = (root / (original_name(record.id, record.format) if stored else record.source)).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             raise ImageNotFound(f"the original of image {record.id} is no longer available")

@@ -16,7 +16,8 @@ from app import __version__
 from app.api import access, errors
 from app.api.middleware import BodyLimit, Metrics
 from app.api.routes import admin, describe, docs, folders, health, images, page, search, session
-from app.api.runtime import Runtime, ServiceFactory, load_service
+from app.api.runtime import Runtime
+from app.assembly import ServiceFactory, serve_service
 from app.errors import BadSetting
 from app.settings import Settings, load_settings
 
@@ -49,7 +50,7 @@ class ModelTimeCollector(Collector):
 def create_app(settings: Settings | None = None, factory: ServiceFactory | None = None) -> FastAPI:
     """Assemble the app; models load in the lifespan, in a background thread."""
     settings = settings or Settings()
-    runtime = Runtime(settings, factory or load_service)
+    runtime = Runtime(settings, factory or serve_service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -93,11 +93,14 @@ class Pipeline:
             logits = (output.logits + mirrored.logits) / 2
         return ImageOutput(features=(output.features + mirrored.features) / 2, logits=logits)
 
-    def encode_pixels(self, pixels: torch.Tensor, label_k: int = 5) -> Encoded:
-        """Preprocessed batch → text-space vectors, visual features and top labels."""
+    def encode_pixels(self, pixels: torch.Tensor, label_k: int = 5, project: bool = True) -> Encoded:
+        """Preprocessed batch → text-space vectors, visual features and top labels.
+
+        `project=False` leaves the vectors unprojected by PCA (the build fits PCA on them afterwards).
+        """
         output = self.run_encoder(pixels)
         vectors = self.bridge.to_text_space(output)
-        if self.pca is not None:
+        if project and self.pca is not None:
             vectors = self.pca.transform(vectors)
         return Encoded(
             vectors=vectors, features=_unit(output.features), labels=self.bridge.top_labels(output, label_k)

@@ -69,6 +69,15 @@ class ReferenceSet:
         weights = torch.softmax(scores / temperature, dim=-1)
         return torch.einsum("bk,bkd->bd", weights, caption_vectors[self._caption_of[rows]])
 
+    def captions_near(self, features: torch.Tensor, k: int, temperature: float) -> list[tuple[str, float]]:
+        """The captions of one image's k nearest references, softmax-weighted by similarity."""
+        scores, rows = self.neighbours(features[None], k)
+        weights = torch.softmax(scores[0] / temperature, dim=-1)
+        return [
+            (self.captions[int(self.caption_of[int(row)])], float(weight))
+            for row, weight in zip(rows[0], weights, strict=True)
+        ]
+
     def look_of(self, caption_scores: torch.Tensor, k: int, temperature: float) -> np.ndarray:
         """Unit feature-space direction of the k references whose captions best match a text query."""
         top = torch.topk(caption_scores[self._caption_of], min(k, len(self)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "packaged": Profile(
-        image=lambda s: EfficientNetLiteEncoder(s.image_model, cache_dir=s.cache_dir),
+        image=lambda s: EfficientNetLiteEncoder(s.image_model, cache_dir=s.cache_dir, precision=s.precision),
         text=lambda s: MeanPoolTextEncoder(s.text_model or _minilm(), s.text_model or MINILM_ID),
         lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf()), s.cache_dir),
     ),
@@ -158,9 +159,28 @@ def make_bridge(models: Models, params: BridgeParams, cache_dir: Path | None) ->
     )
 
 
-def prepare(settings: Settings, profile: str, with_lm: bool = True) -> Models:
-    """Create and load a profile's models on the configured device."""
+def load_in_background(model: Model, device: torch.device, dtype: torch.dtype) -> threading.Thread:
+    """Load a model off the start-up path; a failure is logged and kept in `model.error`."""
+
+    def run() -> None:
+        try:
+            model.load(device, dtype)
+        except Exception as exc:
+            model.error = " ".join(str(exc).split()) or type(exc).__name__
+            log.error("%s %s failed to load: %s", type(model).__name__, model.model_id, model.error)
+
+    thread = threading.Thread(target=run, name=f"load-{type(model).__name__}", daemon=True)
+    thread.start()
+    return thread
+
+
+def prepare(settings: Settings, profile: str, with_lm: bool = True, lm_in_background: bool = False) -> Models:
+    """Create and load a profile's models on the configured device (the LM meanwhile, if asked)."""
     device, dtype = resolve_device(settings.device)
     models = create_models(profile, settings, with_lm=with_lm)
-    load_models(models, device, dtype, settings)
+    if lm_in_background and models.lm is not None:
+        load_in_background(models.lm, device, dtype)
+        load_models(Models(models.profile, models.image, models.text, None), device, dtype, settings)
+    else:
+        load_models(models, device, dtype, settings)
     return models

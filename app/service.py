@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from app import catalog, ranking
-from app.bridge import BridgeParams
-from app.describer import Describer
-from app.errors import BadQuery, ImageNotFound
+from app.describer import Describer, Evidence, Sentence
+from app.errors import BadQuery, ImageNotFound, ModelLoading, NotReady
 from app.index import ImageRecord, Index
 from app.lexical import LexicalHit
 from app.metadata import ImageMetadata
@@ -20,7 +20,6 @@ from app.pipeline import Models, Pipeline
 from app.preprocessing import decode
 from app.query import CompoundQuery, Filters
 from app.references import VisualHint
-from app.registry import make_bridge
 from app.searchers import Space
 from app.vectors import rank_exact
 
@@ -63,7 +62,6 @@ class SearchRequest:
     mode: Mode = "hybrid"
     top_k: int = 10
     offset: int = 0
-    dedup_threshold: float = 0.0
 
 
 @dataclass
@@ -85,10 +83,13 @@ class _Vector:
 
 @dataclass
 class Description:
-    """A sentence and the labels it was written from."""
+    """A sentence, the labels it was written from, and what each of its phrases rests on."""
 
     text: str
     labels: list[tuple[str, float]]
+    confidence: float | None = None  # probability behind the subject; None for generated text
+    evidence: list[Evidence] = field(default_factory=list)
+    generated: bool = False  # text mode: written by the language model from a query, not from an image
 
 
 class SearchService:
@@ -97,21 +98,56 @@ class SearchService:
     def __init__(
         self,
         index: Index,
-        models: Models,
-        cache_dir: Path | None,
+        pipeline: Pipeline,
         max_pixels: int = 50_000_000,
         max_new_tokens: int = 24,
-        query_cache_size: int = 1024,
+        dedup_threshold: float = 0.0,
     ) -> None:
-        bridge = make_bridge(models, BridgeParams.from_json(index.meta.get("bridge", {})), cache_dir)
-        pipeline = Pipeline(
-            models, bridge, index.pca, flip=bool(index.meta.get("flip", True)), cache_size=query_cache_size
-        )
+        models = pipeline.models
         index.check_compatible(models.profile, models.ids(), pipeline.text_dim)
+        built = index.meta.precision
+        if built != models.image.precision:
+            log.info(
+                "index built with the %s image encoder, serving with %s (vectors agree to cosine ~0.99)",
+                built,
+                models.image.precision,
+            )
         self.index = index
         self.pipeline = pipeline
-        self.describer = Describer(models.lm, max_new_tokens) if models.lm is not None else None
+        self.describer = Describer(models.lm, max_new_tokens)
         self.max_pixels = max_pixels
+        self.dedup_threshold = dedup_threshold  # visual cosine at which results fold; 0: never
+
+    @property
+    def models(self) -> Models:
+        """The loaded models (kept across reloads)."""
+        return self.pipeline.models
+
+    @property
+    def count(self) -> int:
+        """Number of indexed images."""
+        return self.index.count
+
+    @property
+    def generation(self) -> str | None:
+        """The index generation served (None for a flat index)."""
+        return self.index.generation
+
+    def close(self) -> None:
+        """Release the index."""
+        self.index.close()
+
+    def image(self, image_id: str) -> ImageRecord:
+        """An indexed image's record (ImageNotFound otherwise)."""
+        return self.index.get(image_id)
+
+    def original_path(self, record: ImageRecord) -> Path:
+        """The file of an indexed image's original."""
+        return self.index.original_path(record)
+
+    def thumbnail_path(self, record: ImageRecord) -> Path:
+        """The file of an indexed image's thumbnail."""
+        return self.index.thumbnail_path(record)
 
     def _hits(self, ranked: list[ranking.Ranked]) -> list[Hit]:
         """Attach manifest records to ranked results and ids to their folded near-duplicates."""
@@ -164,7 +200,7 @@ class SearchService:
     ) -> list[Hit]:
         """The requested page with each result's metadata and the signals that matched it."""
         results = ranking.page(
-            ranked, request.top_k, request.offset, request.dedup_threshold, self.index.features
+            ranked, request.top_k, request.offset, self.dedup_threshold, self.index.features
         )
         hits = self._hits(results)
         fields = {hit.row: hit.matched for hit in lexical}
@@ -205,25 +241,25 @@ class SearchService:
         except ImageNotFound as exc:
             raise ImageNotFound(f"like_ids: {exc}") from exc
 
-    def search_text(self, query: str, top_k: int, offset: int = 0, dedup_threshold: float = 0.0) -> list[Hit]:
-        """Images ranked by similarity to a text query; near-duplicates folded when dedup_threshold > 0."""
+    def search_text(self, query: str, top_k: int, offset: int = 0) -> list[Hit]:
+        """Images ranked by similarity to a text query; near-duplicates folded (dedup_threshold > 0)."""
         query = " ".join(query.split())
         if not query:
             raise BadQuery("query must contain at least one non-space character")
         encoded = self.pipeline.encode_query(query)
         return self._hits(
             ranking.rank(
-                self.index, encoded.vector, top_k, offset, visual=encoded.visual, threshold=dedup_threshold
+                self.index,
+                encoded.vector,
+                top_k,
+                offset,
+                visual=encoded.visual,
+                threshold=self.dedup_threshold,
             )
         )
 
     def search_image(
-        self,
-        data: bytes,
-        top_k: int,
-        offset: int = 0,
-        dedup_threshold: float = 0.0,
-        filters: Filters | None = None,
+        self, data: bytes, top_k: int, offset: int = 0, filters: Filters | None = None
     ) -> list[Hit]:
         """Indexed images that look like the uploaded one, among those `filters` allow (duplicates folded)."""
         rows = catalog.allowed_rows(self.index, filters) if filters is not None else None
@@ -236,30 +272,10 @@ class SearchService:
                 top_k,
                 offset,
                 space="visual",
-                threshold=dedup_threshold,
+                threshold=self.dedup_threshold,
                 rows=rows,
             )
         )
-
-    def describe_upload(self, data: bytes) -> Description:
-        """Describe an uploaded image."""
-        image = decode(data, self.max_pixels)
-        labels = self.pipeline.encode_images([image]).labels[0]
-        return Description(self._write(labels), labels)
-
-    def describe_indexed(self, image_id: str) -> Description:
-        """Describe an indexed image from the labels stored at build time."""
-        record = self.index.get(image_id)
-        return Description(self._write(record.labels), record.labels)
-
-    def describe_query(self, query: str) -> Description:
-        """The original design's text mode: a sentence written from a query."""
-        query = " ".join(query.split())
-        if not query:
-            raise BadQuery("query must contain at least one non-space character")
-        if self.describer is None:
-            return Description(f"A picture of {query}.", [])
-        return Description(self.describer.from_query(query), [])
 
     def metadata(self, image_id: str) -> tuple[ImageRecord, ImageMetadata]:
         """The stored metadata of one indexed image (Conflict for an index built before the catalog)."""
@@ -267,11 +283,51 @@ class SearchService:
         catalog.require(self.index, "image metadata")
         return record, catalog.metadata(self.index, [record.row])[record.row]
 
-    def _write(self, labels: list[tuple[str, float]]) -> str:
-        """Sentence from labels, or a plain label sentence when no language model is loaded."""
-        if self.describer is None:
-            return f"A picture of {labels[0][0]}." if labels else "An image."
-        return self.describer.from_labels(labels)
+    def _ready_describer(self) -> Describer:
+        """The describer once its language model has loaded; ModelLoading (503 + Retry-After) until then."""
+        lm = self.describer.lm
+        if lm is not None and not lm.loaded:
+            if lm.error:
+                raise NotReady(f"the language model failed to load: {lm.error}")
+            raise ModelLoading("the language model is still loading; /describe answers once it has")
+        return self.describer
+
+    def reference_captions(self, features: np.ndarray) -> list[tuple[str, float]]:
+        """Captions of the reference pictures nearest to one image's features (none without a set)."""
+        bridge = self.pipeline.bridge
+        if bridge.references is None:
+            return []
+        p = bridge.params
+        return bridge.references.captions_near(
+            torch.from_numpy(features), p.reference_k, p.reference_temperature
+        )
+
+    def describe_upload(self, data: bytes) -> Description:
+        """Describe an uploaded image from its labels and the reference captions that agree with them."""
+        describer = self._ready_describer()
+        image = decode(data, self.max_pixels)
+        encoded = self.pipeline.encode_images([image])
+        labels = encoded.labels[0]
+        sentence = describer.describe(labels, self.reference_captions(encoded.features[0]))
+        return self._description(sentence, labels)
+
+    def describe_indexed(self, image_id: str) -> Description:
+        """Describe an indexed image from the labels stored at build time."""
+        describer = self._ready_describer()
+        record = self.image(image_id)
+        return self._description(describer.describe(record.labels), record.labels)
+
+    def describe_query(self, query: str) -> Description:
+        """The original design's text mode: a sentence generated from a query (it describes no image)."""
+        query = " ".join(query.split())
+        if not query:
+            raise BadQuery("query must contain at least one non-space character")
+        return Description(self._ready_describer().from_query(query), [], generated=True)
+
+    @staticmethod
+    def _description(sentence: Sentence, labels: list[tuple[str, float]]) -> Description:
+        """A Description of a composed sentence."""
+        return Description(sentence.text, labels, round(sentence.confidence, 4), sentence.evidence)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
-from pydantic_settings import SettingsError as SourceError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError as SourceError
 
 from app.errors import BadSetting
 from app.options import DEFAULT_DEDUP_THRESHOLD, MAX_QUERY_CHARS, Backend, SearchOptions
@@ -17,6 +16,7 @@ from app.options import DEFAULT_DEDUP_THRESHOLD, MAX_QUERY_CHARS, Backend, Searc
 Profile = Literal["packaged", "seed", "clip"]
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 COLLECTION_PIXELS = 400_000_000  # 2× the largest phone sensors; JPEGs decode reduced (app/preprocessing)
+Precision = Literal["int8", "fp32"]
 
 
 class Settings(BaseSettings):
@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         default=None, description="Milvus Lite file path or http(s) URI of a Milvus server (backend milvus)."
     )
     milvus_collection: str = "images"
+    precision: Precision = Field(
+        default="int8",
+        description="CPU image encoder: int8 (quantized once, cached) or fp32; accelerators keep float16.",
+    )
 
     @field_validator("device")
     @classmethod
@@ -91,6 +95,15 @@ class Settings(BaseSettings):
             _check_accelerator(value)
             return value
         raise ValueError(f"must be {DEVICES}")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _check_precision(cls, value: object) -> object:
+        """int8 or fp32, in any case; anything else fails at start-up with the choices."""
+        text = str(value).strip().lower()
+        if text not in ("int8", "fp32"):
+            raise ValueError(f"IMGSEARCH_PRECISION must be int8 or fp32, not {value!r}")
+        return text
 
     @field_validator("max_upload_mb")
     @classmethod

@@ -193,8 +193,7 @@ SAVED_MARKERS = ("state.json", "dataset_dict.json")  # what `save_to_disk` write
 
 def image_columns(features: dict[str, Any]) -> list[str]:
     """Columns that hold images: the Image feature, raw bytes, or {bytes, path} structs."""
-    from datasets import Image as ImageFeature
-    from datasets import Value
+    from datasets import Image as ImageFeature, Value
 
     def holds_images(feature: Any) -> bool:
         if isinstance(feature, ImageFeature):

@@ -1,4 +1,8 @@
-"""Batch build throughput on the Tux Paint stamps: naive loop vs model-only forward vs our build."""
+"""Batch build throughput on the Tux Paint stamps: naive loop vs model-only forward vs our build.
+
+The last line also compares the CPU image encoder at int8 and at float32 (`int8_speedup`), timed
+alone on the same batches, interleaved, in the same run.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import torch
 
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
+from app.device import resolve_device
 from app.encoders.efficientnet import EfficientNetLiteEncoder
 from app.pipeline import Pipeline
 from app.preprocessing import decode
@@ -35,6 +40,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--baseline-limit", type=int, default=160, help="images timed through the first build's encoder"
     )
+    parser.add_argument(
+        "--encoder-limit", type=int, default=256, help="images timed through the int8 and fp32 encoders"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
         "--workers", type=int, default=None, help="build decoding processes (default: build's)"
@@ -48,6 +56,14 @@ def plain(pipeline: Pipeline) -> Pipeline:
     encoder = EfficientNetLiteEncoder(optimize=False)
     encoder.load(pipeline.models.image.device, pipeline.models.image.dtype)
     return Pipeline(dataclasses.replace(pipeline.models, image=encoder), pipeline.bridge, flip=pipeline.flip)
+
+
+def precise(settings: Settings, precision: str) -> EfficientNetLiteEncoder:
+    """The packaged image encoder at one CPU precision, loaded as the build loads it."""
+    encoder = EfficientNetLiteEncoder(cache_dir=settings.cache_dir, precision=precision)
+    device, dtype = resolve_device(settings.device)
+    encoder.load(device, dtype)
+    return encoder
 
 
 def naive(pipeline: Pipeline, files: list[Path]) -> float:
@@ -75,6 +91,27 @@ def model_only(pipeline: Pipeline, files: list[Path], batch_size: int) -> float:
     return len(tensors) / (time.perf_counter() - start)
 
 
+def encoders_only(
+    encoders: dict[str, EfficientNetLiteEncoder], files: list[Path], batch_size: int, rounds: int = 3
+) -> dict[str, float]:
+    """Images per second of each encoder alone (no bridge, no mirrored pass) on the same pre-decoded
+    batches, interleaved batch by batch so that a shared machine's load falls on all of them alike;
+    the best of `rounds` passes."""
+    first = next(iter(encoders.values()))
+    tensors = [first.preprocess(decode(path)) for path in files]
+    batches = [torch.stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
+    seconds = {name: [0.0] * rounds for name in encoders}
+    for encoder in encoders.values():
+        encoder.encode(batches[0])  # warm-up
+    for number in range(rounds):
+        for batch in batches:
+            for name, encoder in encoders.items():
+                start = time.perf_counter()
+                encoder.encode(batch)
+                seconds[name][number] += time.perf_counter() - start
+    return {name: len(tensors) / min(times) for name, times in seconds.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Stage the images, time the three paths, print the table and the RESULT line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -96,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("model only: %.1f img/s", model_ips)
         first_ips = model_only(plain(pipeline), files[: args.baseline_limit], args.batch_size)
         log.info("model only, first build's encoder: %.1f img/s", first_ips)
+        precisions = {name: precise(settings, name) for name in ("int8", "fp32")}
+        alone = encoders_only(precisions, files[: args.encoder_limit], args.batch_size)
+        log.info("encoders alone: %s", ", ".join(f"{k} {v:.1f} img/s" for k, v in alone.items()))
         config = BuildConfig(batch_size=args.batch_size, max_pixels=settings.max_image_pixels)
         if args.workers is not None:
             config.workers = args.workers
@@ -112,13 +152,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"| (b0) model only, first build's encoder (PyTorch eager, batch {args.batch_size}) "
         f"| {first_ips:.1f} |"
     )
-    print(f"| (b) model only, batch {args.batch_size}, pre-decoded | {model_ips:.1f} |")
+    precision = models.image.precision
+    print(f"| (b) model only, batch {args.batch_size}, pre-decoded ({precision}) | {model_ips:.1f} |")
+    for name, ips in alone.items():
+        print(f"| encoder alone, {name} (ONNX Runtime, no bridge or mirrored pass) | {ips:.1f} |")
     print(f"| (c) our build (read → encode → write) | {build_ips:.1f} |")
     print(f"build stages (s): {report.seconds}")
     print(
         f"RESULT indexing naive_ips={naive_ips:.1f} model_ips={model_ips:.1f} build_ips={build_ips:.1f} "
         f"speedup={build_ips / naive_ips:.2f} of_model={build_ips / model_ips:.2f} "
-        f"first_model_ips={first_ips:.1f}"
+        f"first_model_ips={first_ips:.1f} precision={precision} "
+        f"int8_ips={alone['int8']:.1f} fp32_ips={alone['fp32']:.1f} "
+        f"int8_speedup={alone['int8'] / alone['fp32']:.2f}"
     )
     return 0
 

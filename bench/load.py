@@ -80,7 +80,7 @@ def run_level(base: str, clients: int, count: int, request: Request) -> tuple[fl
 def stage_split(index_dir: Path, texts: list[str]) -> dict[str, float]:
     """Mean milliseconds per search stage, in-process, over queries new to the cache."""
     from app import ranking
-    from app.api.runtime import load_service
+    from app.assembly import load_service
     from app.settings import Settings
 
     service = load_service(Settings(index_dir=index_dir, device="cpu"), with_lm=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import math
@@ -17,15 +18,17 @@ from typing import Literal
 
 import numpy as np
 
+from app.assembly import service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
+from app.encoders.efficientnet import EfficientNetLiteEncoder
 from app.index import VECTORS, Index
 from app.options import Mode
 from app.pca import DEFAULT_DIM
 from app.pipeline import Models, Pipeline
 from app.query import CompoundQuery
 from app.registry import make_bridge, prepare
-from app.service import SearchRequest, SearchService
+from app.service import SearchRequest
 from app.settings import Settings
 from app.sources import FolderSource
 from scripts.tuxpaint import BENCH_CACHE, PACKAGE, Stamp, collect, fetch_stamps, split_of, stage
@@ -69,6 +72,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="opaque",
         help="stage the images under opaque names (default: Tux Paint's names nearly equal the captions) "
         "or under their real names and folders",
+    )
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="only the default index, with the int8 and the float32 image encoder (no other rows)",
     )
     args = parser.parse_args(argv)
     if args.pca_dim < 0 or (args.limit is not None and args.limit < 1):
@@ -148,7 +156,7 @@ def service_ranking(
     """Rank through SearchService (the API's path) in one mode, without near-duplicate folding."""
     index = Index(index_dir)
     try:
-        service = SearchService(index, models, cache_dir)
+        service = service_over(index, models, cache_dir)
 
         def ranked(query: str) -> list[str]:
             if mode == "semantic":
@@ -216,6 +224,71 @@ def print_table(rows: list[Row]) -> None:
         print(f"{row.name:<44} {row.dim:>5} {cells} {row.recall[0]:>8.1f} {size:>12}")
 
 
+def fp32_models(models: Models, settings: Settings) -> Models | None:
+    """The same models with the float32 CPU image encoder, when the default one is int8."""
+    if models.image.precision != "int8":
+        return None
+    image = EfficientNetLiteEncoder(cache_dir=settings.cache_dir, precision="fp32")
+    image.load(models.image.device, models.image.dtype)
+    return dataclasses.replace(models, image=image)
+
+
+def other_rows(
+    args: argparse.Namespace,
+    folder: Path,
+    scratch: Path,
+    models: Models,
+    settings: Settings,
+    queries: list[str],
+    relevant: dict[str, set[str]],
+) -> list[Row]:
+    """The baselines and variants: random, unaligned, first bridge, ConSE alone, no PCA, centred PCA."""
+    pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir))
+    first_bridge = BridgeParams(names="short", definition_weight=0.0, references="")
+    first = Pipeline(models, make_bridge(models, first_bridge, settings.cache_dir))
+    conse = Pipeline(models, make_bridge(models, BridgeParams(references=""), settings.cache_dir))
+    main_dir, plain_dir = scratch / f"index-pca{args.pca_dim}", scratch / "index-nopca"
+    if args.pca_dim:
+        build(folder, plain_dir, pipeline, 0, settings)
+    else:
+        plain_dir = main_dir
+    first_dir = scratch / "index-first-bridge"
+    build(folder, first_dir, first, args.pca_dim, settings)
+    conse_dir = scratch / "index-conse-only"
+    build(folder, conse_dir, conse, args.pca_dim, settings)
+    unaligned, unaligned_dim = unaligned_ranking(main_dir, models, queries)
+    plain_dim, plain_bytes = vector_info(plain_dir)
+    rows = [
+        Row("random ranking (expected)", "-", random_recall(queries, relevant)),
+        Row("unaligned (PCA of raw features)", str(unaligned_dim), recall(unaligned, relevant)),
+        Row(
+            "first bridge (short names, 7 templates)",
+            vector_info(first_dir)[0],
+            recall(service_ranking(first_dir, models, settings.cache_dir, queries), relevant),
+        ),
+        Row(
+            "ConSE alone (lemmas + definitions, no reference set)",
+            vector_info(conse_dir)[0],
+            recall(service_ranking(conse_dir, models, settings.cache_dir, queries), relevant),
+        ),
+        Row(
+            "bridge, no PCA",
+            plain_dim,
+            recall(service_ranking(plain_dir, models, settings.cache_dir, queries), relevant),
+            plain_bytes,
+        ),
+    ]
+    if args.pca_dim:
+        centred_dir = scratch / "index-centred"
+        build(folder, centred_dir, pipeline, args.pca_dim, settings, centred=True)
+        centred = service_ranking(centred_dir, models, settings.cache_dir, queries)
+        main_dim, main_bytes = vector_info(main_dir)
+        rows.append(
+            Row(f"bridge, PCA {args.pca_dim} centred", main_dim, recall(centred, relevant), main_bytes)
+        )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Fetch the data, build the indexes, rank every caption, print the table and the RESULT line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -229,62 +302,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     queries = sorted({s.caption for s in selected if args.split in ("all", split_of(s.caption))})
     models = prepare(settings, "packaged", with_lm=False)
+    fp32 = fp32_models(models, settings)
     pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir))
-    first_bridge = BridgeParams(names="short", definition_weight=0.0, references="")
-    first = Pipeline(models, make_bridge(models, first_bridge, settings.cache_dir))
-    conse = Pipeline(models, make_bridge(models, BridgeParams(references=""), settings.cache_dir))
     with tempfile.TemporaryDirectory(prefix="relevance-") as scratch:
         folder = Path(scratch) / "images"
         selected = stage_images(stamps, selected, folder, args.names)
-        main_dir, plain_dir = Path(scratch) / f"index-pca{args.pca_dim}", Path(scratch) / "index-nopca"
+        main_dir = Path(scratch) / f"index-pca{args.pca_dim}"
         report = build(folder, main_dir, pipeline, args.pca_dim, settings)
         relevant = relevant_captions(selected, report)
-        if args.pca_dim:
-            build(folder, plain_dir, pipeline, 0, settings)
-        else:
-            plain_dir = main_dir
-        first_dir = Path(scratch) / "index-first-bridge"
-        build(folder, first_dir, first, args.pca_dim, settings)
-        conse_dir = Path(scratch) / "index-conse-only"
-        build(folder, conse_dir, conse, args.pca_dim, settings)
-        unaligned, unaligned_dim = unaligned_ranking(main_dir, models, queries)
         main_dim, main_bytes = vector_info(main_dir)
-        plain_dim, plain_bytes = vector_info(plain_dir)
         bridge = recall(service_ranking(main_dir, models, settings.cache_dir, queries), relevant)
-        rows = [
-            Row("random ranking (expected)", "-", random_recall(queries, relevant)),
-            Row("unaligned (PCA of raw features)", str(unaligned_dim), recall(unaligned, relevant)),
-            Row(
-                "first bridge (short names, 7 templates)",
-                vector_info(first_dir)[0],
-                recall(service_ranking(first_dir, models, settings.cache_dir, queries), relevant),
-            ),
-            Row(
-                "ConSE alone (lemmas + definitions, no reference set)",
-                vector_info(conse_dir)[0],
-                recall(service_ranking(conse_dir, models, settings.cache_dir, queries), relevant),
-            ),
-            Row(
-                "bridge, no PCA",
-                plain_dim,
-                recall(service_ranking(plain_dir, models, settings.cache_dir, queries), relevant),
-                plain_bytes,
-            ),
-            Row(f"bridge, --pca-dim {args.pca_dim} (default)", main_dim, bridge, main_bytes),
-            Row(
-                "hybrid: the default fused with names, folders, text (RRF)",
-                main_dim,
-                recall(service_ranking(main_dir, models, settings.cache_dir, queries, "hybrid"), relevant),
-                main_bytes,
-            ),
-        ]
-        if args.pca_dim:
-            centred_dir = Path(scratch) / "index-centred"
-            build(folder, centred_dir, pipeline, args.pca_dim, settings, centred=True)
-            centred = service_ranking(centred_dir, models, settings.cache_dir, queries)
-            rows.append(
-                Row(f"bridge, PCA {args.pca_dim} centred", main_dim, recall(centred, relevant), main_bytes)
-            )
+        rows = (
+            [] if args.short else other_rows(args, folder, Path(scratch), models, settings, queries, relevant)
+        )
+        default = f"bridge, --pca-dim {args.pca_dim} (default)"
+        rows.append(Row(f"{default}, {models.image.precision}", main_dim, bridge, main_bytes))
+        hybrid = recall(service_ranking(main_dir, models, settings.cache_dir, queries, "hybrid"), relevant)
+        rows.append(Row(f"{default}, hybrid: + names, folders, text (RRF)", main_dim, hybrid, main_bytes))
+        if fp32 is not None:
+            fp32_dir = Path(scratch) / "index-fp32"
+            fp32_pipeline = Pipeline(fp32, make_bridge(fp32, BridgeParams(), settings.cache_dir))
+            build(folder, fp32_dir, fp32_pipeline, args.pca_dim, settings)
+            exact = recall(service_ranking(fp32_dir, fp32, settings.cache_dir, queries), relevant)
+            rows.append(Row(f"{default}, fp32", main_dim, exact, main_bytes))
     elapsed = time.perf_counter() - started
     print(
         f"data: {PACKAGE}, {len(selected)} images ({len(report.duplicates)} byte-identical, "
@@ -293,11 +333,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print_table(rows)
     print(f"run time: {elapsed:.0f} s")
-    unaligned_r10 = rows[1].recall[10]
+    unaligned = f"unaligned_r10={rows[1].recall[10]:.1f} " if not args.short else ""
+    compared = f"fp32_r10={rows[-1].recall[10]:.1f} " if fp32 is not None else ""
     print(
         f"RESULT relevance split={args.split} r1={bridge[1]:.1f} r5={bridge[5]:.1f} r10={bridge[10]:.1f} "
-        f"ndcg10={bridge[0]:.1f} unaligned_r10={unaligned_r10:.1f} bridge_r1={bridge[1]:.1f} "
-        f"bridge_r5={bridge[5]:.1f} bridge_r10={bridge[10]:.1f}"
+        f"ndcg10={bridge[0]:.1f} precision={models.image.precision} {compared}{unaligned}"
+        f"bridge_r1={bridge[1]:.1f} bridge_r5={bridge[5]:.1f} bridge_r10={bridge[10]:.1f}"
     )
     return 0
 

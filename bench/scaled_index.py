@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def scaled_index(
         records = source.records(list(range(source.count)))
         vectors = np.asarray(source.vectors, dtype=np.float32)
         feats = np.asarray(source.features, dtype=np.float32)
-        meta = dict(source.meta)
+        meta = source.meta
         real = source.path  # the generation served, for its thumbnails and PCA
     finally:
         source.close()
@@ -52,7 +53,6 @@ def scaled_index(
         shutil.copy(real / ix.PCA_FILE, target / ix.PCA_FILE)
     if ann:
         build_ann(np.load(target / ix.VECTORS, mmap_mode="r"), target / ANN_FILE)
-    meta["count"] = count
-    meta["source"] = f"{meta.get('source')} + {extra} synthetic rows"
-    (target / ix.META).write_text(json.dumps(meta, indent=2))
+    meta = replace(meta, count=count, source=f"{meta.source} + {extra} synthetic rows")
+    (target / ix.META).write_text(json.dumps(meta.to_json(), indent=2))
     return target

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
-
-import uvicorn
 
 from app.main import create_app
 from app.settings import Settings
+from scripts.serving import serving
 
 log = logging.getLogger("screenshot")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -76,22 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     ensure_index(args.gallery, args.index_dir)
     # The packaged models the index names; no key, whatever the environment says (a local page).
     app = create_app(Settings(index_dir=args.index_dir, read_key=None, host="127.0.0.1"))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with serving(app) as base:
         if not app.state.runtime.wait(600):
             log.error("the service did not start: %s", app.state.runtime.error)
             return 1
-        photograph(f"http://127.0.0.1:{sock.getsockname()[1]}", args.query, args.out, args.chromium)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        photograph(base, args.query, args.out, args.chromium)
     log.info("wrote %s", args.out)
     return 0
 

@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     encode = pipeline.encode_pixels
     batches = 0
 
-    def observed_encode(pixels: torch.Tensor, label_k: int = 5) -> Encoded:
+    def observed_encode(pixels: torch.Tensor, label_k: int = 5, project: bool = True) -> Encoded:
         """Encode, report the batch, and pause or slow down as asked."""
         nonlocal batches
-        encoded = encode(pixels, label_k)
+        encoded = encode(pixels, label_k, project)
         batches += 1
         print(f"encoded batch {batches}", flush=True)
         if batches == args.pause_after:

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.api.runtime import ServiceFactory
+from app.assembly import ServiceFactory, service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.index import Index
@@ -109,7 +109,13 @@ def service_factory(models: Models, cache: Path) -> ServiceFactory:
 
     def factory(settings: Settings) -> SearchService:
         index = Index(settings.index_dir, settings.search_options())
-        return SearchService(index, models, cache, max_pixels=settings.max_image_pixels)
+        return service_over(
+            index,
+            models,
+            cache,
+            max_pixels=settings.max_image_pixels,
+            dedup_threshold=settings.dedup_threshold,
+        )
 
     return factory
 

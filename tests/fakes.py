@@ -86,3 +86,17 @@ def fake_models(text_dim: int = 64) -> Models:
         assert model is not None
         model.load(torch.device("cpu"), torch.float32)
     return models
+
+
+class InventiveLanguageModel(FakeLanguageModel):
+    """Writes invented, partly non-English text and prefers the longest candidate it is asked to rank."""
+
+    model_id = "fake-inventive-lm"
+
+    def _generate(self, prompt: str | list[dict[str, str]], max_new_tokens: int, prefix: str) -> str:
+        """A sentence in the style of a drifting small model."""
+        return "A cheetah cattering al-fari in an open desert with a haunted castle."
+
+    def _score(self, texts: list[str]) -> list[float]:
+        """Longer is better (the riskiest pick a ranking model could make)."""
+        return [float(len(text)) for text in texts]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
@@ -29,6 +26,7 @@ from app.pipeline import Models, Pipeline
 from app.registry import make_bridge
 from app.settings import Settings
 from app.sources import FolderSource
+from scripts.serving import serving as live_app
 from tests.conftest import service_factory
 from tests.fakes import FakeImageEncoder, FakeLanguageModel, FakeTextEncoder
 
@@ -131,21 +129,10 @@ def app_over(index: PhotoIndex, **settings: Any) -> FastAPI:
 
 @contextmanager
 def serving(app: FastAPI, ready: bool = True) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
+    """The app under uvicorn on a free loopback port; yields its base URL once warm-up ended."""
+    with live_app(app) as base:
         wait_until(base, {"X-API-Key": READ_KEY}, "ready" if ready else "failed")
         yield base
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import cli
+from app.assembly import service_over
 from app.build import BuildConfig, BuildReport, build_index, pca_skipped
 from app.errors import ImgSearchError, IndexDirRefused, IndexMismatch, IndexUnavailable
 from app.index import Index, live_path
 from app.main import create_app
+from app.meta import PcaInfo
 from app.pipeline import Models, Pipeline
-from app.service import SearchService
 from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
 from scripts import build_index as build_script
@@ -40,8 +41,10 @@ def test_index_holds_every_readable_image_and_reports_the_corrupt_one(
     assert index.vectors.dtype == np.float16 and isinstance(index.vectors, np.memmap)
     assert np.allclose(np.linalg.norm(np.asarray(index.vectors, dtype=np.float32), axis=1), 1, atol=1e-2)
     meta = index.meta
-    assert meta["profile"] == "fake" and meta["models"]["image"] == "fake-image" and meta["count"] == 3
-    assert {"format_version", "dims", "bridge", "created_at", "build"} <= set(meta)
+    assert meta.profile == "fake" and meta.models["image"] == "fake-image" and meta.count == 3
+    written = json.loads((live_path(index_dir) / "meta.json").read_text())
+    assert {"format_version", "dims", "bridge", "created_at", "build", "precision"} <= set(written)
+    assert "identity_bridge" not in written  # never read: no longer written
     assert len(list((live_path(index_dir) / "thumbnails").glob("*.jpg"))) == 3
 
 
@@ -88,15 +91,14 @@ def test_pca_compresses_and_queries_are_projected_the_same_way(pipeline: Pipelin
         FolderSource(folder), tmp_path / "pca", pipeline, BuildConfig(workers=0, pca_dim=4), progress=False
     )
     index = Index(tmp_path / "pca")
-    assert index.dim == 4 and index.meta["pca"] == {"dim": 4, "centred": False}
-    service = SearchService(index, pipeline.models, None)
+    assert index.dim == 4 and index.meta.pca == PcaInfo(dim=4, centred=False)
+    service = service_over(index, pipeline.models, None)
     hits = service.search_text("green thing", 1)
     assert hits[0].record.source == "green.png"
 
 
 def test_hf_dataset_source_stores_and_serves_originals(pipeline: Pipeline, tmp_path: Path) -> None:
-    from datasets import Dataset
-    from datasets import Image as ImageFeature
+    from datasets import Dataset, Image as ImageFeature
 
     pictures = [Image.new("RGB", (20, 10), COLOURS[name]) for name in ("red", "green")]
     dataset = Dataset.from_dict({"image": pictures, "caption": ["r", "g"]}).cast_column(
@@ -105,7 +107,7 @@ def test_hf_dataset_source_stores_and_serves_originals(pipeline: Pipeline, tmp_p
     source = HFDatasetSource(dataset, "image", name="memory")
     report = build_index(source, tmp_path / "hf", pipeline, BuildConfig(workers=0), progress=False)
     assert report.indexed == 2
-    service = SearchService(Index(tmp_path / "hf"), pipeline.models, None)
+    service = service_over(Index(tmp_path / "hf"), pipeline.models, None)
     hit = service.search_text("red thing", 1)[0]
     assert hit.record.source == "memory#0" and (hit.record.width, hit.record.height) == (20, 10)
     with Image.open(service.index.original_path(hit.record)) as original:
@@ -132,7 +134,7 @@ def test_saved_datasets_load_from_disk_and_name_their_split_and_row(
     with pytest.raises(ValueError, match="no split 'valid'; its splits: train, test"):
         HFDatasetSource.load(str(tmp_path / "dict"), split="valid")
     build_index(test_split, tmp_path / "index", pipeline, BuildConfig(workers=0), progress=False)
-    service = SearchService(Index(tmp_path / "index"), pipeline.models, None)
+    service = service_over(Index(tmp_path / "index"), pipeline.models, None)
     hit = service.search_text("blue thing", 1)[0]
     assert hit.record.source == f"{tmp_path / 'dict'}[test]#2"
     assert service.index.original_path(hit.record).read_bytes() == pictures[2]
@@ -199,7 +201,7 @@ def test_index_built_with_other_models_is_refused_naming_both(index_dir: Path, t
     other = fake_models(text_dim=32)
     other.profile = "packaged"
     with pytest.raises(IndexMismatch) as raised:
-        SearchService(Index(index_dir), other, tmp_path)
+        service_over(Index(index_dir), other, tmp_path)
     message = str(raised.value)
     assert "index 'fake', service 'packaged'" in message and "index 64, service 32" in message
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from app import cli
-from app.api.runtime import ServiceFactory
+from app.assembly import ServiceFactory
 from app.build import BuildConfig, build_index
 from app.errors import BadSetting
 from app.pipeline import Models, Pipeline
@@ -94,7 +94,7 @@ def test_describe_prints_the_sentence_and_labels(
     argv = ["describe", str(gallery / "red.png"), "--index-dir", str(index_dir)]
     assert cli.main(argv, factory=factory) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "A red thing on a white background."
+    assert lines[0] == "A red thing."  # the fake LM's invented continuation is not evidence
     assert re.fullmatch(r"  \d\.\d{4}  red thing", lines[1]) and len(lines) == 4
 
 

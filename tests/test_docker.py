@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
 from app.main import create_app
 from app.pipeline import Models
 from app.settings import Settings
+from scripts.serving import serving as live_app
 from tests.conftest import service_factory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,21 +74,12 @@ def healthcheck_script(dockerfile: Path) -> str:
 def serving(settings: Settings, models: Models, cache: Path) -> Iterator[int]:
     """The app under uvicorn on a free loopback port; yields the port once warm-up ended."""
     app = create_app(settings, factory=service_factory(models, cache))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
+    with live_app(app) as base:
         deadline = time.monotonic() + 30
-        while not server.started or (app.state.runtime.service is None and app.state.runtime.error is None):
+        while app.state.runtime.service is None and app.state.runtime.error is None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        yield int(sock.getsockname()[1])
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        yield int(base.rsplit(":", 1)[1])
 
 
 def run_healthcheck(dockerfile: Path, port: int, env: dict[str, str]) -> int:

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from app import ranking
+from app.assembly import service_over
 from app.bridge import Bridge, BridgeParams, build_bridge
 from app.build import BuildConfig, build_index
 from app.index import Index
@@ -17,7 +18,6 @@ from app.pca import Pca
 from app.pipeline import Models, Pipeline
 from app.ranking import rank
 from app.references import ReferenceSet, VisualHint, find_references, reference_path
-from app.service import SearchService
 from app.sources import FolderSource
 from tests.conftest import make_gallery
 
@@ -78,8 +78,8 @@ def test_a_picture_is_found_by_the_captions_of_the_references_it_looks_like(
             BuildConfig(pca_dim=0, workers=0),
             progress=False,
         )
-        assert Index(index_dir).meta["bridge"]["references"] == params.references
-        service = SearchService(Index(index_dir), models, tmp_path / "cache")
+        assert Index(index_dir).meta.bridge.references == params.references
+        service = service_over(Index(index_dir), models, tmp_path / "cache")
         hits = service.search_text("a fire engine", top_k=3)
         scores[name] = {hit.record.source: hit.score for hit in hits}
         if name == "with":

@@ -32,6 +32,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.api.schemas import NON_BLANK
+from app.assembly import service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
 from app.errors import BuildLocked
@@ -657,8 +658,7 @@ def test_a_generation_that_does_not_fit_the_models_is_refused_and_the_old_one_se
 def test_originals_stored_in_a_generation_outlive_the_switch(
     pipeline: Pipeline, models: Models, tmp_path: Path
 ) -> None:
-    from datasets import Dataset
-    from datasets import Image as ImageFeature
+    from datasets import Dataset, Image as ImageFeature
 
     def source(names: list[str]) -> HFDatasetSource:
         """A dataset of one-colour pictures."""
@@ -852,10 +852,10 @@ def test_update_reuses_unchanged_files_encodes_new_ones_and_drops_deleted(
     encoded_images: list[int] = []
     encode = pipeline.encode_pixels
 
-    def counting(pixels: torch.Tensor, label_k: int = 5) -> Encoded:
+    def counting(pixels: torch.Tensor, label_k: int = 5, project: bool = True) -> Encoded:
         """Encode, remembering how many images went through the model."""
         encoded_images.append(pixels.shape[0])
-        return encode(pixels, label_k)
+        return encode(pixels, label_k, project)
 
     monkeypatch.setattr(pipeline, "encode_pixels", counting)
     report = build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
@@ -863,7 +863,7 @@ def test_update_reuses_unchanged_files_encodes_new_ones_and_drops_deleted(
     assert (report.indexed, report.reused, report.encoded, report.removed) == (3, 2, 1, 1)
     assert report.duplicates == [{"source": "sub/blue.webp", "same_as": "sub/blue-copy.webp"}]
     updated = Index(target)
-    assert updated.meta["build"]["update"] is True
+    assert updated.meta.build.update is True
     build_index(FolderSource(gallery), tmp_path / "full", pipeline, config, progress=False)
     full = Index(tmp_path / "full")
     rows_u, rows_f = by_id(updated), by_id(full)
@@ -890,7 +890,7 @@ def test_update_with_pca_refits_on_old_and_new_vectors(pipeline: Pipeline, tmp_p
     updated = Index(target)
     assert updated.dim == 4 and np.load(live_path(target) / "text_vectors.npy").shape == (16, 64)
     assert (
-        SearchService(updated, pipeline.models, None).search_text("green thing", 1)[0].record.source
+        service_over(updated, pipeline.models, None).search_text("green thing", 1)[0].record.source
         == "green.png"
     )
     build_index(FolderSource(gallery), tmp_path / "full", pipeline, config, progress=False)

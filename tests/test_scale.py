@@ -14,6 +14,7 @@ import ray
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
+from app.assembly import service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.build_ray import RayEngine
@@ -26,7 +27,6 @@ from app.options import SearchOptions
 from app.pipeline import Pipeline
 from app.ranking import rank
 from app.registry import make_bridge
-from app.service import SearchService
 from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
 from scripts import build_index as build_script
@@ -146,7 +146,7 @@ def test_ray_engine_builds_the_index_the_local_engine_builds(
         assert sorted(p.name for p in (b.path / "thumbnails").iterdir()) == sorted(
             p.name for p in (a.path / "thumbnails").iterdir()
         )
-        assert (a.meta["build"]["engine"], b.meta["build"]["engine"]) == ("local", "ray")
+        assert (a.meta.build.engine, b.meta.build.engine) == ("local", "ray")
     finally:
         a.close()
         b.close()
@@ -155,8 +155,7 @@ def test_ray_engine_builds_the_index_the_local_engine_builds(
 def test_ray_engine_reads_a_datasets_source_and_keeps_its_originals(
     cluster: None, pipeline: Pipeline, tmp_path: Path
 ) -> None:
-    from datasets import Dataset
-    from datasets import Image as ImageFeature
+    from datasets import Dataset, Image as ImageFeature
 
     pictures = [Image.new("RGB", (20 + i, 10), COLOURS[name]) for i, name in enumerate(COLOURS)]
     dataset = Dataset.from_dict({"image": pictures}).cast_column("image", ImageFeature())
@@ -166,7 +165,7 @@ def test_ray_engine_reads_a_datasets_source_and_keeps_its_originals(
         source, tmp_path / "hf", pipeline, BuildConfig(workers=0), progress=False, engine=engine
     )
     assert report.indexed == 3
-    service = SearchService(Index(tmp_path / "hf"), pipeline.models, None)
+    service = service_over(Index(tmp_path / "hf"), pipeline.models, None)
     try:
         hit = service.search_text("blue thing", 1)[0]
         assert hit.record.source == "memory#2" and hit.record.width == 22
@@ -183,8 +182,8 @@ def test_milvus_lite_returns_the_matrix_backends_top_ten(
     milvus = Index(local[0], SearchOptions(backend="milvus", milvus_uri=lite))
     try:
         assert milvus.searcher.kind == "milvus"
-        by_matrix = SearchService(matrix, pipeline.models, None)
-        by_milvus = SearchService(milvus, pipeline.models, None)
+        by_matrix = service_over(matrix, pipeline.models, None)
+        by_milvus = service_over(milvus, pipeline.models, None)
         for query in QUERIES:
             expected = [(hit.record.id, hit.score) for hit in by_matrix.search_text(query, 10)]
             assert [(hit.record.id, hit.score) for hit in by_milvus.search_text(query, 10)] == expected

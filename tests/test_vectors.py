@@ -78,7 +78,7 @@ def test_build_stores_the_graph_and_the_index_uses_it_above_the_threshold(
     exact = Index(index_dir)
     ann = Index(index_dir, SearchOptions(ann_threshold=0))
     assert exact.searcher.kind == "exact" and ann.searcher.kind == "hnsw"
-    assert exact.meta["build"]["ann"] is True
+    assert exact.meta.build.ann is True
     query = np.asarray(exact.vectors[1], dtype=np.float32)
     assert rank(ann, query, 3) == rank(exact, query, 3)
     assert rank(ann, query, 2, 1) == rank(exact, query, 3)[1:]

@@ -21,6 +21,7 @@ from app.errors import (
     ImgSearchError,
     IndexMismatch,
     IndexUnavailable,
+    ModelLoading,
     NotReady,
     PayloadTooLarge,
     Unauthorized,
@@ -37,6 +38,7 @@ STATUS: dict[type[ImgSearchError], int] = {
     PayloadTooLarge: 413,
     BadQuery: 422,
     NotReady: 503,
+    ModelLoading: 503,
     IndexUnavailable: 503,
     IndexMismatch: 503,
     Unauthorized: 401,
@@ -81,7 +83,10 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         log.warning("%s %s answered %d: %s", request.method, request.url.path, status, exc)
     detail = public_detail(str(exc), request.app.state.runtime.settings)
-    return error_response(status, detail, type(exc).__name__)
+    response = error_response(status, detail, type(exc).__name__)
+    if isinstance(exc, ModelLoading):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _describe(error: dict[str, Any]) -> str:

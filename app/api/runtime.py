@@ -11,21 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from app.assembly import Reloader, ServiceFactory, load_service, reload_service
 from app.device import resolve_device
 from app.errors import Conflict, ImageNotFound, ImgSearchError, NotReady
-from app.index import ImageRecord, Index, generation_of
-from app.pipeline import Models
-from app.registry import prepare
+from app.index import ImageRecord, generation_of
 from app.service import SearchService
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ServiceFactory = Callable[[Settings], SearchService]
-Reloader = Callable[[Settings, SearchService], SearchService]
 EXPECTED_FAILURES = (ImgSearchError, OSError, RuntimeError, ValueError)
 FOLLOW_EVERY_S = 1.0
 RETIRED_FOR_S = 60.0
@@ -36,40 +32,6 @@ def one_line(exc: BaseException) -> str:
     """The exception as one log-friendly line; unexpected types keep their class name."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if isinstance(exc, EXPECTED_FAILURES) else f"{type(exc).__name__}: {text}"
-
-
-def open_service(settings: Settings, index: Index, models: Models) -> SearchService:
-    """A service over an opened index and loaded models; the index is closed when they do not match."""
-    try:
-        return SearchService(
-            index,
-            models,
-            settings.cache_dir,
-            max_pixels=settings.max_image_pixels,
-            max_new_tokens=settings.describe_max_new_tokens,
-            query_cache_size=settings.query_cache_size,
-        )
-    except BaseException:
-        index.close()
-        raise
-
-
-def load_service(settings: Settings, with_lm: bool = True) -> SearchService:
-    """Open the index, load its profile's models on the configured device, check they match."""
-    index = Index(settings.index_dir, settings.search_options())
-    profile = settings.profile or index.profile
-    try:
-        models = prepare(settings, profile, with_lm=with_lm)
-    except BaseException:
-        index.close()
-        raise
-    return open_service(settings, index, models)
-
-
-def reload_service(settings: Settings, current: SearchService) -> SearchService:
-    """The index now on disk with the models already loaded (models are never reloaded)."""
-    index = Index(settings.index_dir, settings.search_options())
-    return open_service(settings, index, current.pipeline.models)
 
 
 @dataclass
@@ -109,7 +71,7 @@ class Runtime:
         try:
             self.device = str(resolve_device(self.settings.device)[0])
             self.service = self.factory(self.settings)
-            log.info("ready in %.1fs: %d images", time.perf_counter() - start, self.service.index.count)
+            log.info("ready in %.1fs: %d images", time.perf_counter() - start, self.service.count)
         except Exception as exc:
             self.error = one_line(exc)
             log.error("not ready: %s", self.error)
@@ -141,8 +103,8 @@ class Runtime:
         log.info(
             "reloaded %s: %d images (was %d)",
             self.settings.index_dir,
-            fresh.index.count,
-            previous.index.count,
+            fresh.count,
+            previous.count,
         )
         return previous, fresh
 
@@ -160,7 +122,7 @@ class Runtime:
                 self.retired = None  # its generation can go once the requests using it finish
             live = generation_of(self.settings.index_dir)
             waiting = self._refused is not None and self._refused[0] == live and now < self._refused[1]
-            if live is None or live == service.index.generation or waiting or self._reload_lock.locked():
+            if live is None or live == service.generation or waiting or self._reload_lock.locked():
                 return
             log.info("a build published generation %s: switching to it", live)
             threading.Thread(target=self._follow, args=(live,), name="follow-index", daemon=True).start()
@@ -174,17 +136,17 @@ class Runtime:
         except (Conflict, NotReady):
             self._refused = (live, time.monotonic() + RETRY_REFUSED_S)
 
-    def locate(self, image_id: str) -> tuple[Index, ImageRecord]:
+    def locate(self, image_id: str) -> tuple[SearchService, ImageRecord]:
         """An image of the served index, or of the one it replaced moments ago (results may name it)."""
-        index = self.require().index
+        service = self.require()
         try:
-            return index, index.get(image_id)
+            return service, service.image(image_id)
         except ImageNotFound:
             retired = self.retired
             if retired is None or time.monotonic() - self._retired_at > RETIRED_FOR_S:
                 self.retired = None  # its generation can go once the requests using it finish
                 raise
-            return retired.index, retired.index.get(image_id)
+            return retired, retired.image(image_id)
 
     def close(self) -> None:
         """Release the index; later requests get 503 instead of reaching a closed index."""
@@ -192,4 +154,4 @@ class Runtime:
         service, self.service = self.service, None
         self.error = "service is shutting down"
         if service is not None:
-            service.index.close()
+            service.close()

@@ -183,11 +183,33 @@ class Label(BaseModel):
     score: float
 
 
+class EvidenceItem(BaseModel):
+    """One phrase of the description and what it rests on."""
+
+    phrase: str = Field(description="the words of the description this item backs, e.g. 'tabby cat'")
+    source: str = Field(
+        description="'label': a classifier (or CLIP zero-shot) label; 'kind': a WordNet hypernym shared by "
+        "several labels ('dog' for three breeds); 'scene': a place label; 'reference': captions of the "
+        "nearest reference pictures that agree with a label"
+    )
+    labels: list[str] = Field(description="the labels behind the phrase")
+    probability: float = Field(description="their total probability (plus agreeing reference weight)")
+
+
 class DescribeResponse(BaseModel):
     """A one-sentence description and the labels behind it."""
 
-    description: str
+    description: str = Field(
+        description="for an image: a sentence whose every content word comes from `evidence` (hedged with "
+        "'probably' / 'or' when the models are unsure); in text mode (`query`): GENERATED text written by "
+        "the language model from the query, which describes no image"
+    )
     labels: list[Label]
+    confidence: float | None = Field(
+        None, description="probability behind the sentence's subject (0–1); null in text mode"
+    )
+    evidence: list[EvidenceItem] = Field(default_factory=list, description="empty in text mode")
+    generated: bool = Field(False, description="true in text mode: the sentence is generated text")
     took_ms: float
 
 

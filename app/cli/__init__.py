@@ -26,7 +26,7 @@ from app.errors import BadSetting
 from app.settings import load_settings
 
 if TYPE_CHECKING:
-    from app.api.runtime import ServiceFactory
+    from app.assembly import ServiceFactory
 
 __all__ = [
     "LOG_FORMAT",

@@ -15,8 +15,7 @@ from app.settings import Settings
 from app.sources import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # the model stack loads only when a command needs it: `--help` stays instant
-    from app.api.runtime import ServiceFactory
-    from app.index import Index
+    from app.assembly import ServiceFactory
     from app.query import Filters
     from app.service import Hit, SearchRequest, SearchService
 
@@ -118,7 +117,7 @@ def search_service(settings: Settings, with_lm: bool = False) -> SearchService:
     """The service over an index with its profile's encoders (and language model when asked for)."""
     from transformers.utils import logging as transformers_logging
 
-    from app.api.runtime import load_service
+    from app.assembly import load_service
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # answers, not loading bars
     return load_service(settings, with_lm=with_lm)
@@ -136,7 +135,7 @@ def print_hits(hits: list[Hit], first_rank: int = 1) -> None:
         print(f"{rank:3d}  {hit.score:.4f}  {hit.record.id}  {hit.record.source}{folded}")
 
 
-def plot_hits(hits: list[Hit], index: Index, path: Path, title: str, first_rank: int = 1) -> None:
+def plot_hits(hits: list[Hit], service: SearchService, path: Path, title: str, first_rank: int = 1) -> None:
     """Save a grid of the results' thumbnails, each titled with its rank and score (Agg, no display)."""
     import numpy as np
     from matplotlib.figure import Figure
@@ -150,7 +149,7 @@ def plot_hits(hits: list[Hit], index: Index, path: Path, title: str, first_rank:
     for axis in axes.flat:
         axis.set_axis_off()
     for rank, (axis, hit) in enumerate(zip(axes.flat, hits, strict=False), first_rank):
-        with Image.open(index.thumbnail_path(hit.record)) as thumbnail:
+        with Image.open(service.thumbnail_path(hit.record)) as thumbnail:
             axis.imshow(np.asarray(thumbnail.convert("RGB")))
         folded = f"  +{hit.duplicates}" if hit.duplicates else ""
         axis.set_title(f"#{rank}  {hit.score:.3f}{folded}", fontsize=10)
@@ -167,18 +166,18 @@ def _report(service: SearchService, args: argparse.Namespace, hits: list[Hit]) -
     print_hits(hits, args.offset + 1)
     if not hits:
         where = f"past result {args.offset}" if args.offset else "for this query"
-        print(f"no results {where}: the index holds {service.index.count} images", file=sys.stderr)
+        print(f"no results {where}: the index holds {service.count} images", file=sys.stderr)
     if args.plot is not None:
         title = (
             f"like {args.image.name}"
             if args.image is not None
             else f"“{args.query or ' + '.join(args.like)}”"
         )
-        plot_hits(hits, service.index, args.plot, title, args.offset + 1)
+        plot_hits(hits, service, args.plot, title, args.offset + 1)
         print(f"saved {len(hits)} thumbnails to {args.plot.resolve()}", file=sys.stderr)
 
 
-def request_of(args: argparse.Namespace, threshold: float) -> tuple[Filters, SearchRequest | None]:
+def request_of(args: argparse.Namespace) -> tuple[Filters, SearchRequest | None]:
     """The filters of the command line, and the text search it asks for (None: search by an image)."""
     from app.query import CompoundQuery, Filters
     from app.service import SearchRequest
@@ -187,7 +186,7 @@ def request_of(args: argparse.Namespace, threshold: float) -> tuple[Filters, Sea
     if args.image is not None:
         return filters, None
     compound = CompoundQuery.build(args.query, args.exclude, args.like)
-    return filters, SearchRequest(compound, filters, args.mode, args.top_k, args.offset, threshold)
+    return filters, SearchRequest(compound, filters, args.mode, args.top_k, args.offset)
 
 
 def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
@@ -195,18 +194,17 @@ def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
     try:
         settings = command_settings(args.index_dir)
         settings = local_file_settings(settings)
-        filters, request = request_of(args, settings.dedup_threshold)  # bad dates fail before models load
+        filters, request = request_of(args)  # bad dates fail before models load
         image = read_image(args.image, settings) if args.image is not None else None
         service = (factory or search_service)(settings)
         try:
-            threshold = settings.dedup_threshold
             if request is None:
-                hits = service.search_image(image or b"", args.top_k, args.offset, threshold, filters)
+                hits = service.search_image(image or b"", args.top_k, args.offset, filters)
             else:
                 hits = service.search(request).hits
             _report(service, args, hits)
         finally:
-            service.index.close()
+            service.close()
     except ImgSearchError as exc:
         return fail(exc)
     return 0
@@ -222,7 +220,7 @@ def cmd_describe(args: argparse.Namespace, factory: ServiceFactory | None) -> in
         try:
             description = service.describe_upload(data)
         finally:
-            service.index.close()
+            service.close()
     except ImgSearchError as exc:
         return fail(exc)
     print(description.text)

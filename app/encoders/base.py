@@ -37,6 +37,7 @@ class Model(ABC):
         self.dtype = torch.float32
         self.lock = threading.Lock()
         self.loaded = False
+        self.error: str | None = None  # why a background load failed (app.registry.load_in_background)
         self.seconds_in_inference = 0.0
         self.calls = 0
 
@@ -55,7 +56,7 @@ class Model(ABC):
             type(self).__name__,
             self.model_id,
             device,
-            str(dtype).removeprefix("torch."),
+            getattr(self, "precision", str(dtype).removeprefix("torch.")),
             loaded - start,
             time.perf_counter() - loaded,
         )
@@ -85,6 +86,14 @@ class ImageEncoder(Model):
     feature_dim: int
     micro_batch: int | None = None  # images per forward (None: the whole batch)
     channels_last: bool = False  # also on the CPU (always on accelerators)
+    quantized: bool = False  # the core step runs an int8 model
+
+    @property
+    def precision(self) -> str:
+        """What the core step computes in: int8, fp16, bf16 or fp32 (recorded in an index's meta.json)."""
+        if self.quantized:
+            return "int8"
+        return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, "fp32")
 
     @property
     def preprocess(self) -> Preprocessor:
@@ -168,6 +177,19 @@ class LanguageModel(Model):
     @abstractmethod
     def _generate(self, prompt: str | list[dict[str, str]], max_new_tokens: int, prefix: str) -> str:
         """Model-specific generation."""
+
+    def score(self, texts: list[str]) -> list[float]:
+        """How fluent each text reads to the model (mean token log-probability; higher is better)."""
+        start = time.perf_counter()
+        with self.lock, torch.inference_mode():
+            scores = self._score(texts)
+        self.seconds_in_inference += time.perf_counter() - start
+        self.calls += 1
+        return scores
+
+    def _score(self, texts: list[str]) -> list[float]:
+        """Model-specific scoring; a model that cannot score has no preference."""
+        return [0.0] * len(texts)
 
     def warmup(self) -> None:
         """Generate two tokens."""

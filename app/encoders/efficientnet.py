@@ -11,12 +11,14 @@ import torch
 
 from app.encoders.base import ImageEncoder
 from app.encoders.onnx import OnnxRunner, onnx_runner
+from app.encoders.quantize import scikit_image_photos
 from app.labels import imagenet_labels
 from app.preprocessing import ImageSpec
 
 SIZES = {0: 224, 1: 240, 2: 260, 3: 280, 4: 300}
 CPU_MICRO_BATCH = 2  # TorchScript
 ORT_MICRO_BATCH = 4  # ONNX Runtime
+PRECISIONS = ("int8", "fp32")  # on the CPU; accelerators run the settings' dtype (float16 on CUDA)
 log = logging.getLogger(__name__)
 
 
@@ -38,11 +40,15 @@ class EfficientNetLiteEncoder(ImageEncoder):
         variant: int = 0,
         optimize: bool = True,
         cache_dir: Path | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         self.optimize = optimize
         self.cache_dir = cache_dir
         self.runner: OnnxRunner | None = None
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.cpu_precision = precision
         if variant not in SIZES:
             raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(SIZES)}, not {variant}")
         self.variant = variant
@@ -64,6 +70,8 @@ class EfficientNetLiteEncoder(ImageEncoder):
             return
         if self.device.type == "cpu":
             # Small batches keep activations in cache (a few images per forward beat 32: bench/indexing.py).
+            if self.cpu_precision == "int8" and self._int8_runner(Path(path)):
+                return
             try:
                 self.runner = onnx_runner(self.net, self.spec.size, Path(path), self.model_id, self.cache_dir)
                 self.micro_batch = ORT_MICRO_BATCH
@@ -79,6 +87,24 @@ class EfficientNetLiteEncoder(ImageEncoder):
         else:
             self.channels_last = True
             self.net = self.net.to(memory_format=torch.channels_last)
+
+    def _int8_runner(self, weights: Path) -> bool:
+        """Run the int8 model on the CPU (quantized once, cached); False, after a warning, if that fails."""
+        try:
+            self.runner = onnx_runner(
+                self.net,
+                self.spec.size,
+                weights,
+                self.model_id,
+                self.cache_dir,
+                int8=lambda: scikit_image_photos(self.preprocess),
+            )
+        except (ImportError, RuntimeError, OSError, ValueError) as exc:
+            log.warning("no int8 model (%s): float32 instead", exc)
+            return False
+        self.quantized = True
+        self.micro_batch = ORT_MICRO_BATCH
+        return True
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Pooled features and logits."""

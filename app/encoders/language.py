@@ -118,3 +118,21 @@ class CausalLanguageModel(LanguageModel):
         )
         new = output[0, tokens["input_ids"].shape[1] :]
         return str(self.tokenizer.decode(new, skip_special_tokens=True))
+
+    def _score(self, texts: list[str]) -> list[float]:
+        """Mean log-probability of each text's tokens after a short fixed context, in one padded batch."""
+        context = self.tokenizer("Caption:")["input_ids"]
+        rows = [context + self.tokenizer(" " + text)["input_ids"] for text in texts]
+        width = max(len(row) for row in rows)
+        ids = torch.full((len(rows), width), int(self.tokenizer.pad_token_id))
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        logits = self.net(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(self.device))[..., 0]
+        scored = mask[:, 1:].clone()
+        scored[:, : len(context) - 1] = 0  # the context's own tokens are not scored
+        scored = scored.to(self.device)
+        means = (logp * scored).sum(dim=1) / scored.sum(dim=1).clamp(min=1)
+        return [float(m) for m in means.cpu()]

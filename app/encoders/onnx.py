@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from app.encoders.base import file_digest
+from app.encoders.quantize import Photos, int8_model
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -65,12 +66,22 @@ class OnnxRunner:
 
 
 def onnx_runner(
-    module: torch.nn.Module, size: int, weights: Path, name: str, cache_dir: Path | None
+    module: torch.nn.Module,
+    size: int,
+    weights: Path,
+    name: str,
+    cache_dir: Path | None,
+    int8: Photos | None = None,
 ) -> OnnxRunner:
-    """ONNX Runtime session for `module`, exported once per weights file under `cache_dir`."""
+    """ONNX Runtime session for `module`, exported once per weights file under `cache_dir`.
+
+    With `int8` (the calibration photos, read only if no shipped table fits), the session runs the
+    statically quantized model made once beside the float32 export (app/encoders/quantize.py).
+    """
     import onnxruntime as ort
 
-    key = f"{name}-{file_digest(weights)}-torch{torch.__version__.split('+')[0]}-opset{OPSET}.onnx"
+    digest = file_digest(weights)
+    key = f"{name}-{digest}-torch{torch.__version__.split('+')[0]}-opset{OPSET}.onnx"
     if cache_dir is None:
         target = Path(tempfile.mkdtemp(prefix="imgsearch-onnx-")) / key
     else:
@@ -78,5 +89,7 @@ def onnx_runner(
     if not target.is_file():
         log.info("preparing %s once: exporting it to ONNX (%s)", name, target)
         export(module, size, target)
+    if int8 is not None:
+        target = int8_model(target, name, digest, int8)
     log.debug("ONNX Runtime %s on %s", ort.__version__, target)
     return OnnxRunner(target, torch.get_num_threads())

@@ -402,9 +402,17 @@
       });
       if (index !== state.current) return;
       el.descriptionText.textContent = body.description;
+      // The labels the sentence rests on are marked; its confidence is the subject's probability.
+      const used = new Set((body.evidence || []).flatMap((item) => item.labels));
+      el.descriptionText.title =
+        body.confidence == null ? "" : `confidence ${Math.round(body.confidence * 100)}%`;
       el.descriptionLabels.replaceChildren(
         ...body.labels.map((label) => {
           const li = document.createElement("li");
+          if (used.has(label.label)) {
+            li.className = "label-evidence";
+            li.title = "the description rests on this label";
+          }
           const name = document.createElement("span");
           name.textContent = label.label;
           const value = document.createElement("span");

@@ -58,7 +58,7 @@ def reload(runtime: RuntimeDep) -> ReloadResponse:
     return ReloadResponse(
         status="reloaded",
         index_dir=str(runtime.settings.index_dir),
-        images=fresh.index.count,
-        previous_images=previous.index.count,
+        images=fresh.count,
+        previous_images=previous.count,
         took_ms=round((time.perf_counter() - start) * 1000, 2),
     )

@@ -17,6 +17,7 @@ from app.api.schemas import (
     DescribeRequest,
     DescribeResponse,
     ErrorBody,
+    EvidenceItem,
     Label,
 )
 from app.errors import BadQuery, UnsupportedMedia
@@ -129,7 +130,11 @@ async def describe_input(request: Request, settings: SettingsDep) -> DescribeInp
 def describe(
     service: ServiceDep, given: Annotated[DescribeInput, Depends(describe_input)]
 ) -> DescribeResponse:
-    """One sentence about an image (upload or `image_id`) or, in text mode, about a `query`."""
+    """One sentence about an image (upload or `image_id`), built only from what the models saw, with its
+    evidence; or, in text mode (`query`), generated text about a picture matching the query.
+
+    Answers 503 with `Retry-After` while the language model is still loading (search is already up).
+    """
     start = time.perf_counter()
     result: Description
     if given.data is not None:
@@ -142,5 +147,13 @@ def describe(
     return DescribeResponse(
         description=result.text,
         labels=[Label(label=label, score=score) for label, score in result.labels],
+        confidence=result.confidence,
+        evidence=[
+            EvidenceItem(
+                phrase=e.phrase, source=e.source, labels=list(e.labels), probability=round(e.probability, 4)
+            )
+            for e in result.evidence
+        ],
+        generated=result.generated,
         took_ms=round((time.perf_counter() - start) * 1000, 2),
     )

@@ -40,8 +40,8 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         status="ready",
         profile=service.pipeline.models.profile,
         device=runtime.device,
-        images=service.index.count,
-        generation=service.index.generation,
+        images=service.count,
+        generation=service.generation,
         read_key=read_key,
         warnings=warnings,
     )

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response
-from fastapi import Path as PathParam
+from fastapi import APIRouter, Header, Path as PathParam, Response
 from fastapi.responses import FileResponse
 from PIL import Image
 from starlette.background import BackgroundTask
 
 from app.api.deps import RuntimeDep, ServiceDep
 from app.api.schemas import ErrorBody, ImageMetadataResponse
-from app.index import Index
+from app.service import SearchService
 
 router = APIRouter(prefix="/images", tags=["images"])
 CACHE_CONTROL = "private, max-age=31536000, immutable"  # ids are content hashes; photos are private
@@ -30,34 +29,38 @@ RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def _keep(index: Index) -> None:
-    """Nothing: as the response's background task it keeps the index (and its generation) open until sent."""
+def _keep(service: SearchService) -> None:
+    """Nothing: as the response's background task it keeps the service's generation open until sent."""
 
 
-def _serve(path: Path, etag: str, media_type: str, if_none_match: str | None, index: Index) -> Response:
+def _serve(
+    path: Path, etag: str, media_type: str, if_none_match: str | None, service: SearchService
+) -> Response:
     """A file with ETag and Cache-Control, or 304 when the client already has it."""
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
     if if_none_match and (
         if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]
     ):
         return Response(status_code=304, headers=headers)
-    return FileResponse(path, media_type=media_type, headers=headers, background=BackgroundTask(_keep, index))
+    return FileResponse(
+        path, media_type=media_type, headers=headers, background=BackgroundTask(_keep, service)
+    )
 
 
 @router.get("/{image_id}", response_class=Response, responses=RESPONSES, summary="Original image")
 def original(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch = None) -> Response:
     """The original file as indexed."""
-    index, record = runtime.locate(image_id)
-    path = index.original_path(record)
+    service, record = runtime.locate(image_id)
+    path = service.original_path(record)
     media_type = Image.MIME.get(record.format or "", "application/octet-stream")
-    return _serve(path, f'"{record.id}"', media_type, if_none_match, index)
+    return _serve(path, f'"{record.id}"', media_type, if_none_match, service)
 
 
 @router.get("/{image_id}/thumbnail", response_class=Response, responses=RESPONSES, summary="Thumbnail (JPEG)")
 def thumbnail(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch = None) -> Response:
     """A JPEG whose longest side is at most 256 px."""
-    index, record = runtime.locate(image_id)
-    return _serve(index.thumbnail_path(record), f'"{record.id}-t"', "image/jpeg", if_none_match, index)
+    service, record = runtime.locate(image_id)
+    return _serve(service.thumbnail_path(record), f'"{record.id}-t"', "image/jpeg", if_none_match, service)
 
 
 @router.get(

@@ -144,7 +144,7 @@ def _search(body: SearchRequest, settings: Settings) -> Search:
         given.has_gps,
     )
     compound = CompoundQuery.build(body.query, body.exclude, body.like_ids)
-    return Search(compound, filters, body.mode, body.top_k, body.offset, settings.dedup_threshold)
+    return Search(compound, filters, body.mode, body.top_k, body.offset)
 
 
 def _found(body: SearchRequest, found: Found, start: float) -> SearchResponse:
@@ -227,12 +227,11 @@ def search_get(
 )
 def search_image(
     service: ServiceDep,
-    settings: SettingsDep,
     data: UploadDep,
     top_k: Annotated[int, Form(ge=1, le=100, description=TOP_K_HELP)] = 10,
     offset: Annotated[int, Form(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
 ) -> SearchResponse:
     """Indexed images that look like the uploaded one."""
     start = time.perf_counter()
-    hits = service.search_image(data, top_k, offset, settings.dedup_threshold)
-    return _response("", hits, service.index.count, start)
+    hits = service.search_image(data, top_k, offset)
+    return _response("", hits, service.count, start)
