@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from app import catalog
+from app.assembly import service_over
 from app.build import BuildConfig, build_index
 from app.errors import Conflict
 from app.index import MANIFEST, Index, live_path
 from app.pipeline import Pipeline
 from app.query import Filters
-from app.service import SearchService
 from app.sources import FolderSource, HFDatasetSource
 from tests.conftest import make_collection
 from tests.fakes import COLOURS
@@ -133,7 +133,7 @@ def test_an_index_without_a_catalog_searches_but_refuses_filters(
         db.executescript("DROP TABLE metadata; DROP TABLE lexical_words; DROP TABLE lexical_grams;")
     db.close()
     index = Index(tmp_path / "index")
-    service = SearchService(index, pipeline.models, None)
+    service = service_over(index, pipeline.models, None)
     assert service.search_text("red thing", 3)
     with pytest.raises(Conflict, match=r"imgsearch build .*--update"):
         catalog.allowed_rows(index, Filters.parse(path_prefix="paris"))
@@ -146,8 +146,7 @@ def test_an_index_without_a_catalog_searches_but_refuses_filters(
 
 
 def test_dataset_text_columns_are_indexed(pipeline: Pipeline, tmp_path: Path) -> None:
-    from datasets import ClassLabel, Dataset, Features, Sequence, Value
-    from datasets import Image as ImageFeature
+    from datasets import ClassLabel, Dataset, Features, Image as ImageFeature, Sequence, Value
 
     features = Features(
         {

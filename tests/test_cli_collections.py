@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app import cli
-from app.api.runtime import ServiceFactory
+from app.assembly import ServiceFactory
 from app.build import BuildConfig, build_index
 from app.pipeline import Models, Pipeline
 from app.sources import FolderSource

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from app.assembly import service_over
 from app.build import BuildConfig, build_index
 from app.errors import BadQuery, Conflict, ImageNotFound
 from app.index import MANIFEST, Index, live_path
@@ -36,7 +37,7 @@ def service(
     """A service over the collection, file names and folders as their owner wrote them."""
     index_dir = tmp_path_factory.mktemp("named") / "index"
     build_index(FolderSource(photos), index_dir, pipeline, CONFIG, progress=False)
-    opened = SearchService(Index(index_dir), pipeline.models, None)
+    opened = service_over(Index(index_dir), pipeline.models, None)
     yield opened
     opened.index.close()
 
@@ -51,7 +52,7 @@ def opaque(
         shutil.copyfile(path, folder / f"{(i + 7) * 7919:06x}{path.suffix}")
     index_dir = tmp_path_factory.mktemp("opaque-index") / "index"
     build_index(FolderSource(folder), index_dir, pipeline, CONFIG, progress=False)
-    opened = SearchService(Index(index_dir), pipeline.models, None)
+    opened = service_over(Index(index_dir), pipeline.models, None)
     yield opened
     opened.index.close()
 
@@ -181,7 +182,7 @@ def test_an_old_index_searches_by_meaning_and_refuses_the_rest(
     with sqlite3.connect(live_path(tmp_path / "index") / MANIFEST) as db:
         db.executescript("DROP TABLE metadata; DROP TABLE lexical_words; DROP TABLE lexical_grams;")
     db.close()
-    old = SearchService(Index(tmp_path / "index"), pipeline.models, None)
+    old = service_over(Index(tmp_path / "index"), pipeline.models, None)
     assert sources(run(old, "eiffel tower")) == sources(run(old, "eiffel tower", "semantic"))
     assert run(old, "thing").hits[0].folder in {"", "paris", "2020", "2020/beach"}
     with pytest.raises(Conflict, match="--update"):

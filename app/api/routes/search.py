@@ -30,8 +30,7 @@ from app.api.schemas import (
 from app.errors import BadQuery, UnsupportedMedia
 from app.options import MAX_QUERY_CHARS, Mode
 from app.query import CompoundQuery, Filters
-from app.service import Found, Hit
-from app.service import SearchRequest as Search
+from app.service import Found, Hit, SearchRequest as Search
 from app.settings import Settings
 
 router = APIRouter(prefix="/search", tags=["search"])
