@@ -26,7 +26,7 @@ from app.index import VECTORS, Index
 from app.options import Mode
 from app.pca import DEFAULT_DIM
 from app.pipeline import Models, Pipeline
-from app.query import CompoundQuery
+from app.query import CompoundQuery, Part
 from app.registry import make_bridge, prepare
 from app.service import SearchRequest
 from app.settings import Settings
@@ -161,7 +161,8 @@ def service_ranking(
         def ranked(query: str) -> list[str]:
             if mode == "semantic":
                 return [hit.record.source for hit in service.search_text(query, max(KS))]
-            request = SearchRequest(CompoundQuery.build(query), mode=mode, top_k=max(KS))
+            words = CompoundQuery(positive=(Part(query),))  # a caption is plain words, not `a + b - c`
+            request = SearchRequest(words, mode=mode, top_k=max(KS))
             return [hit.record.source for hit in service.search(request).hits]
 
         return {query: ranked(query) for query in queries}
