@@ -49,7 +49,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from app import index as ix
+from app import catalog, index as ix
 from app.errors import BuildLocked, ImgSearchError, IndexDirRefused
 from app.meta import BuildInfo, BuildSettings, Dims, IndexMeta, PcaInfo
 from app.pca import DEFAULT_DIM, Pca
@@ -747,6 +747,9 @@ def _write_arrays(
         timings["ann"] = build_ann(stored, run.generation / ANN_FILE)
     np.save(run.generation / ix.FEATURES, np.stack(collected.features).astype(np.float16))
     ix.write_manifest(run.generation / ix.MANIFEST, collected.records)
+    catalog.write(
+        run.generation / ix.MANIFEST, collected.records, run.source, run.generation
+    )  # metadata, lexical
     timings["write"] += time.perf_counter() - started - timings["pca"] - timings.get("ann", 0.0)
     return matrix, pca
 

@@ -4,9 +4,10 @@ Pure functions over lists of ids, best first. Ties keep the order in which ids f
 taken in the given order, so fusing the vector ranking with an empty lexical ranking returns the
 vector ranking unchanged: hybrid search over opaque file names ranks exactly as semantic search.
 
-Wiring (after [ranking]): hybrid mode fuses the vector searcher's candidates with
-`app.lexical.search` over the same allowed rows, then pages the fused list; which of the two to use
-and its constants are chosen by measurement on the benchmark's tune half.
+Wiring: hybrid mode (app/ranking.py `FusedCandidates`) fuses the best 200 vector candidates with
+`app.lexical.search` over the same allowed rows by `reciprocal_rank_fusion`, then pages the fused
+list. RRF needs no score calibration between BM25 and cosines; the weighted sum stays here for the
+comparison on the benchmark's tune half, which has not been run yet.
 """
 
 from __future__ import annotations

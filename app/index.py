@@ -16,6 +16,8 @@ import os
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -262,6 +264,12 @@ class Index:
                 for r in self._db.execute(f"SELECT * FROM images WHERE row IN ({marks})", rows)
             }
         return [found[row] for row in rows]
+
+    @contextmanager
+    def manifest(self) -> Iterator[sqlite3.Connection]:
+        """The manifest's read-only connection, held alone for the block (app/catalog.py reads it)."""
+        with self._lock:
+            yield self._db
 
     def searcher_for(self, space: Space) -> VectorSearcher:
         """The searcher over the text-space vectors (text queries) or the visual features (images)."""

@@ -8,10 +8,10 @@ table, so that `citedecarcassonne.webp` is found by "Cité de Carcassonne" and `
 "carcassonne". Scores are BM25 (larger is better), summed over both tables. User text never reaches
 FTS5's query syntax: it is cut into words and each word is quoted.
 
-Wiring (after [ranking] and [trust]): the build calls `create_tables` and `insert` on its
-`manifest.sqlite` connection with one `LexicalDoc.of(row, metadata)` per image row; ranking calls
-`search` (with the rows a filter allows) and fuses its hits with the vector ranking (`app.fusion`),
-reporting each hit's `matched` fields.
+Wiring: app/catalog.py calls `create_tables` and `insert` on the generation's `manifest.sqlite`
+with one `LexicalDoc.of(row, metadata)` per image row; the service calls `search` (with the rows a
+filter allows) and fuses its hits with the vector ranking (`app.ranking.FusedCandidates`, RRF of
+`app.fusion`), reporting each hit's `matched` fields.
 """
 
 from __future__ import annotations

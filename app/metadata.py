@@ -5,11 +5,12 @@ pixels are decoded here), so it costs nothing beyond the decode the build does a
 read on its own and a broken tag is skipped, never raised: a file with garbage EXIF still gets its
 name, folder and size.
 
-Wiring (after [ranking] and [trust]): `build.decode_item` calls `read_metadata` on the image as
-`Image.open` returned it and carries the result in its item; the build writes `to_row()` into a
-`metadata` table of `manifest.sqlite` (`COLUMNS`) and the same rows into the lexical tables
-(`app.lexical`); the service reads them back with `from_row` for results, `/images/{id}/metadata`,
-`/folders` and the filters of `app.query`.
+Wiring: after the manifest is written, app/catalog.py reads each indexed file's headers with
+`read_file_metadata` (a dataset's stored original with `read_bytes_metadata`, plus its
+`--text-column` text through `with_text`) and writes `to_row()` into the `metadata` table of
+`manifest.sqlite` (`COLUMNS`) and the same images into the lexical tables (`app.lexical`); the
+service reads them back with `from_row` for results, `/images/{id}/metadata`, `/folders` and the
+filters of `app.query`.
 """
 
 from __future__ import annotations

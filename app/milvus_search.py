@@ -25,11 +25,12 @@ import numpy as np
 from app.errors import IndexUnavailable
 from app.layout import META, live_path
 from app.options import SearchOptions
-from app.vectors import ExactSearcher, Hits, Rescan, rank_exact
+from app.vectors import SUBSET_EXACT, ExactSearcher, Hits, Rescan, SubsetScan, rank_exact
 
 log = logging.getLogger(__name__)
 
 MAX_TOPK = 16_384  # Milvus's limit on one search's results
+MAX_FILTER_ROWS = 100_000  # a filter of more rows than this is searched exactly over the index's matrix
 STAMP_PROPERTY = "imgsearch.stamp"
 TYPE_PROPERTY = "imgsearch.index_type"
 NLIST_PROPERTY = "imgsearch.nlist"
@@ -166,22 +167,36 @@ class MilvusSearcher:
             return {"nprobe": min(self._nlist, 64)}
         return {}
 
-    def scan(self, query: np.ndarray) -> Rescan:
-        """The collection's ranking; a read deeper than the last one asks Milvus again, wider."""
-        return Rescan(self.search, query)
+    def scan(self, query: np.ndarray, rows: np.ndarray | None = None) -> Rescan | SubsetScan:
+        """The collection's ranking (of `rows` only, as a filter expression on the row ids, when given).
+
+        A filter of at most `SUBSET_EXACT` rows, or of more than `MAX_FILTER_ROWS` (an expression
+        too long to send), is scored exactly over the index's own matrix instead.
+        """
+        if rows is None:
+            return Rescan(self.search, query)
+        if len(rows) <= SUBSET_EXACT or len(rows) > MAX_FILTER_ROWS:
+            return SubsetScan(self.matrix, query, rows)
+        return Rescan(lambda q, k: self._search(q, k, rows), query)
 
     def search(self, query: np.ndarray, k: int) -> Hits:
         """Top-k (row, cosine): a pool of 2k + 32 candidates from Milvus, re-ranked in float32."""
-        n = self.matrix.shape[0]
+        return self._search(query, k, None)
+
+    def _search(self, query: np.ndarray, k: int, among: np.ndarray | None) -> Hits:
+        """Top-k among the rows `among` (every row when None)."""
+        n = self.matrix.shape[0] if among is None else len(among)
         k = min(k, n)
         if k <= 0:
             return []
         if k > MAX_TOPK:  # deeper than one Milvus search can go: scan the matrix
-            return self._exact.search(query, k)
+            return self._exact.search(query, k) if among is None else rank_exact(self.matrix, query, among, k)
+        expression = "" if among is None else f"id in [{', '.join(str(row) for row in among.tolist())}]"
         limit = min(n, MAX_TOPK, 2 * k + 32)
         found = self._client.search(
             self.collection,
             data=[np.asarray(query, dtype=np.float32)],
+            filter=expression,
             limit=limit,
             output_fields=["id"],
             search_params={"metric_type": "IP", "params": self._params(limit)},

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Backend = Literal["matrix", "milvus"]
+Mode = Literal["hybrid", "semantic", "lexical"]  # how a text search ranks (app/service.py)
 MAX_QUERY_CHARS = 1000  # the API's ceiling on a query's length; IMGSEARCH_MAX_QUERY_CHARS may lower it
 # Visual cosine at which results fold into one; measured and explained in app/ranking.py.
 DEFAULT_DEDUP_THRESHOLD = 0.97

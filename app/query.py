@@ -16,11 +16,11 @@ Filters are validated here, once, for every interface; bad values raise `BadQuer
 Dates are ISO 8601 and inclusive: `taken_before=2019-12-31` keeps the whole last day. Photo times are
 the camera's local time without a zone, so a bound with a zone is refused rather than guessed.
 
-Wiring (after [ranking] and [collections]' API models): routes and the CLI call `parse_query` /
-`CompoundQuery.build` and `Filters.parse`; ranking encodes the parts (weighted sum of positive
-directions minus excluded ones), adds the stored vectors of `like_ids`, and keeps only the rows
-`Filters.where()` selects in the manifest's metadata table (`Filters.matches` is the same test in
-Python).
+Wiring: routes and the CLI call `CompoundQuery.build` and `Filters.parse`; the service
+(`SearchService.vector_of`) encodes the parts (weighted sum of positive directions minus excluded
+ones), adds the stored vectors of `like_ids`, and ranks only the rows `Filters.where()` selects in
+the manifest's metadata table (app/catalog.py `allowed_rows`; `Filters.matches` is the same test
+in Python).
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ The request path: `rank` takes the searcher of a space from the index and opens 
 (one vector search); `Candidates` reads that ranking best first, re-ranks its best `RERANK_POOL`
 once by their look when a text query has a visual hint, and lets later reads go deeper without
 searching or re-ranking again; `page` folds near-duplicates as it reads and cuts the page.
-`page` takes any `Candidates`: a filtered or fused candidate ranking plugs in there.
+`page` takes any `Ranking`: a filtered one (`rank(..., rows=…)`: the searcher ranks only a filter's
+rows, inside the search), a fused one (`FusedCandidates`: hybrid mode, the vector ranking and the
+lexical one merged by reciprocal rank fusion), a lexical one, or one with pinned rows first.
 
 Visual re-rank: for a text query with a `VisualHint` (what its words look like, app/references.py),
 its best `RERANK_POOL` matches are re-scored by (cosine + weight·look) / (1 + weight), look =
@@ -49,14 +51,16 @@ copies stay separate, the safe side of the error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from app.errors import IndexMismatch
+from app.fusion import reciprocal_rank_fusion
 from app.index import Index
 from app.references import VisualHint
 from app.searchers import Space
-from app.vectors import Hits, Scan, read_rows
+from app.vectors import Hits, Scan, rank_exact, read_rows
 
 RERANK_POOL = 200  # best text matches of a query re-scored with its VisualHint
 MIN_WINDOW = 64
@@ -201,8 +205,18 @@ def collapse(ranked: Hits, features: np.ndarray, threshold: float) -> list[Ranke
     return folding.results()
 
 
+class Ranking(Protocol):
+    """What `page` reads: a ranking best first, `count` rows deep at most."""
+
+    count: int
+
+    def head(self, depth: int) -> Hits:
+        """The best `depth` rows (fewer when the ranking runs out)."""
+        ...
+
+
 def page(
-    candidates: Candidates, top_k: int, offset: int, threshold: float, features: np.ndarray
+    candidates: Ranking, top_k: int, offset: int, threshold: float, features: np.ndarray
 ) -> list[Ranked]:
     """Results offset..offset+top_k of the candidates, near-duplicates folded when threshold > 0."""
     wanted = offset + top_k
@@ -224,6 +238,27 @@ def page(
     return (folding.results() + [Ranked(row, score) for row, score in rest])[offset:wanted]
 
 
+def candidates(
+    index: Index,
+    query: np.ndarray,
+    *,
+    space: Space = "text",
+    visual: VisualHint | None = None,
+    rows: np.ndarray | None = None,
+) -> Candidates:
+    """A query vector's one ranking of the index (of `rows` only, a filter's, when given)."""
+    dim = (index.vectors if space == "text" else index.features).shape[1]
+    if query.shape[-1] != dim:
+        raise IndexMismatch(f"query has {query.shape[-1]} dimensions, index {dim}")
+    if visual is not None and visual.direction.shape[-1] != index.features.shape[1]:
+        raise IndexMismatch(
+            f"visual hint has {visual.direction.shape[-1]} dimensions, features {index.features.shape[1]}"
+        )
+    searcher = index.searcher_for(space)
+    scan = searcher.scan(query) if rows is None else searcher.scan(query, rows)
+    return Candidates(scan, index.count if rows is None else len(rows), visual, index.features)
+
+
 def rank(
     index: Index,
     query: np.ndarray,
@@ -233,15 +268,78 @@ def rank(
     space: Space = "text",
     visual: VisualHint | None = None,
     threshold: float = 0.0,
+    rows: np.ndarray | None = None,
 ) -> list[Ranked]:
-    """A page of results for a query vector in a space: one vector search, one re-rank, one fold."""
-    dim = (index.vectors if space == "text" else index.features).shape[1]
-    if query.shape[-1] != dim:
-        raise IndexMismatch(f"query has {query.shape[-1]} dimensions, index {dim}")
-    if visual is not None and visual.direction.shape[-1] != index.features.shape[1]:
-        raise IndexMismatch(
-            f"visual hint has {visual.direction.shape[-1]} dimensions, features {index.features.shape[1]}"
-        )
-    scan = index.searcher_for(space).scan(query)
-    candidates = Candidates(scan, index.count, visual, index.features)
-    return page(candidates, top_k, offset, threshold, index.features)
+    """A page of results for a query vector in a space: one vector search, one re-rank, one fold.
+
+    With `rows` (a filter's), only those rows are ranked, inside the search: the page is full
+    whenever enough of them exist.
+    """
+    found = candidates(index, query, space=space, visual=visual, rows=rows)
+    return page(found, top_k, offset, threshold, index.features)
+
+
+class FusedCandidates:
+    """Hybrid ranking: the best `window` vector candidates fused with a lexical ranking by RRF.
+
+    Past the fused head, the vector ranking continues in its own order, so deeper pages never
+    reorder what was read. Every row keeps its cosine to the query as its score (a lexical match
+    outside the vector window is scored against `matrix`); with no lexical rows the ranking is
+    exactly the vector one.
+    """
+
+    def __init__(
+        self, vector: Candidates, lexical: list[int], query: np.ndarray, matrix: np.ndarray, window: int
+    ) -> None:
+        self.count = vector.count
+        self._vector = vector
+        head = vector.head(window)
+        self._depth = len(head)
+        self.from_vector = {row for row, _ in head}  # rows the vector search ranked
+        cosine = dict(head)
+        missing = np.asarray([row for row in lexical if row not in cosine], dtype=np.int64)
+        cosine.update(rank_exact(matrix, query, missing, len(missing)) if len(missing) else [])
+        fused = reciprocal_rank_fusion([[row for row, _ in head], lexical])
+        self._read: Hits = [(row, cosine[row]) for row, _ in fused]
+        self._seen = {row for row, _ in self._read}
+
+    def head(self, depth: int) -> Hits:
+        """The best `depth` rows: the fused head, then the vector ranking past its window."""
+        depth = min(depth, self.count)
+        while len(self._read) < depth:
+            more = self._vector.head(self._depth + depth - len(self._read))
+            if len(more) <= self._depth:
+                break
+            fresh = [(row, score) for row, score in more[self._depth :] if row not in self._seen]
+            self._depth = len(more)
+            self._read.extend(fresh)
+            self._seen.update(row for row, _ in fresh)
+            self.from_vector.update(row for row, _ in fresh)
+        return self._read[:depth]
+
+
+class Pinned:
+    """A ranking with given rows first ("more like these": the liked images lead their own results)."""
+
+    def __init__(self, first: Hits, rest: Ranking) -> None:
+        self.count = rest.count
+        self._first, self._rest = first, rest
+        self._pinned = {row for row, _ in first}
+
+    def head(self, depth: int) -> Hits:
+        """The pinned rows, then the ranking without them."""
+        rest = [pair for pair in self._rest.head(depth + len(self._first)) if pair[0] not in self._pinned]
+        return (self._first + rest)[: min(depth, self.count)]
+
+
+class LexicalCandidates:
+    """Lexical mode: rows in the order of their name and metadata matches, scored relative to the best."""
+
+    def __init__(self, hits: list[tuple[int, float]]) -> None:
+        self.count = len(hits)
+        best = hits[0][1] if hits and hits[0][1] > 0 else 1.0
+        self._read: Hits = [(row, score / best) for row, score in hits]
+
+    def head(self, depth: int) -> Hits:
+        """The best `depth` matches."""
+        return self._read[:depth]

@@ -9,14 +9,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app import ranking
+from app import catalog, ranking
 from app.describer import Describer, Evidence, Sentence
-from app.errors import BadQuery, ModelLoading, NotReady
+from app.errors import BadQuery, ImageNotFound, ModelLoading, NotReady
 from app.index import ImageRecord, Index
+from app.lexical import LexicalHit
+from app.metadata import ImageMetadata
+from app.options import Mode
 from app.pipeline import Models, Pipeline
 from app.preprocessing import decode
+from app.query import CompoundQuery, Filters
+from app.references import VisualHint
+from app.searchers import Space
+from app.vectors import rank_exact
 
 log = logging.getLogger(__name__)
+
+FUSION_WINDOW = 200  # vector candidates fused with the lexical ranking in hybrid mode
+LEXICAL_DEPTH = 200  # lexical matches fused in hybrid mode (lexical mode reads deeper for deep pages)
 
 
 @dataclass
@@ -26,11 +36,49 @@ class Hit:
     record: ImageRecord
     score: float
     duplicate_ids: list[str] = field(default_factory=list)  # near-duplicates folded into it (app/ranking.py)
+    metadata: ImageMetadata | None = None  # None for an index built before the catalog
+    matched: list[str] = field(default_factory=list)  # "semantic", "name", "folder", "metadata"
+
+    @property
+    def folder(self) -> str:
+        """The folder of the image, relative to the collection ("" at its root or for a dataset)."""
+        if self.metadata is not None:
+            return self.metadata.folder
+        parent = Path(self.record.source).parent
+        return "" if self.record.source.count("#") or str(parent) == "." else parent.as_posix()
 
     @property
     def duplicates(self) -> int:
         """How many near-duplicates were folded into this result."""
         return len(self.duplicate_ids)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search: what to look for, which images may be results, how to rank and which page."""
+
+    query: CompoundQuery
+    filters: Filters = field(default_factory=Filters)
+    mode: Mode = "hybrid"
+    top_k: int = 10
+    offset: int = 0
+
+
+@dataclass
+class Found:
+    """A page of results and how many images could be results."""
+
+    hits: list[Hit]
+    total: int
+
+
+@dataclass(frozen=True)
+class _Vector:
+    """A compound query as one unit vector, the space it lives in and its visual hint."""
+
+    vector: np.ndarray
+    space: Space
+    visual: VisualHint | None
 
 
 @dataclass
@@ -112,6 +160,87 @@ class SearchService:
             for record, result in zip(records[: len(rows)], ranked, strict=True)
         ]
 
+    def search(self, request: SearchRequest) -> Found:
+        """Images for a compound query among the rows the filters allow, ranked as the mode says."""
+        rows = catalog.allowed_rows(self.index, request.filters)
+        total = self.index.count if rows is None else len(rows)
+        text = " ".join(part.text for part in request.query.positive)
+        if request.mode == "lexical":
+            if not text:
+                raise BadQuery("mode lexical needs a query text (like_ids alone search by meaning)")
+            depth = max(LEXICAL_DEPTH, 4 * (request.offset + request.top_k))
+            lexical = catalog.search_text(self.index, text, depth, rows)
+            ranked: ranking.Ranking = ranking.LexicalCandidates([(hit.row, hit.score) for hit in lexical])
+            return Found(self._page(request, ranked, lexical, set()), total)
+        vector = self.vector_of(request.query)
+        found = ranking.candidates(
+            self.index, vector.vector, space=vector.space, visual=vector.visual, rows=rows
+        )
+        lexical = []
+        if request.mode == "hybrid" and text and vector.space == "text" and catalog.has_catalog(self.index):
+            lexical = catalog.search_text(self.index, text, LEXICAL_DEPTH, rows)
+        if not request.query.positive and not request.query.exclude:  # more like these: they lead
+            liked = np.asarray([self._like(image_id) for image_id in request.query.like_ids], dtype=np.int64)
+            liked = liked if rows is None else liked[np.isin(liked, rows)]
+            first = rank_exact(self.index.features, vector.vector, liked, len(liked)) if len(liked) else []
+            return Found(self._page(request, ranking.Pinned(first, found), [], None), total)
+        if not lexical:
+            return Found(self._page(request, found, [], None), total)
+        fused = ranking.FusedCandidates(
+            found, [hit.row for hit in lexical], vector.vector, self.index.vectors, FUSION_WINDOW
+        )
+        return Found(self._page(request, fused, lexical, fused.from_vector), total)
+
+    def _page(
+        self,
+        request: SearchRequest,
+        ranked: ranking.Ranking,
+        lexical: list[LexicalHit],
+        semantic: set[int] | None,
+    ) -> list[Hit]:
+        """The requested page with each result's metadata and the signals that matched it."""
+        results = ranking.page(
+            ranked, request.top_k, request.offset, self.dedup_threshold, self.index.features
+        )
+        hits = self._hits(results)
+        fields = {hit.row: hit.matched for hit in lexical}
+        stored = catalog.metadata(self.index, [result.row for result in results])
+        for hit, result in zip(hits, results, strict=True):
+            hit.metadata = stored.get(result.row)
+            signals = ["semantic"] if semantic is None or result.row in semantic else []
+            hit.matched = signals + list(fields.get(result.row, ()))
+        return hits
+
+    def vector_of(self, query: CompoundQuery) -> _Vector:
+        """rclip-style arithmetic: normalise(Σ w·part − Σ w·excluded + Σ liked images' stored vectors).
+
+        Only like_ids: the mean of their visual features ("more like these", searched by look).
+        A single text keeps its visual hint (the re-rank by look of plain text search).
+        """
+        liked = [self._like(image_id) for image_id in query.like_ids]
+        if not query.positive and not query.exclude:
+            features = np.stack([np.asarray(self.index.features[row], dtype=np.float32) for row in liked])
+            return _Vector(_unit(features.sum(axis=0)), "visual", None)
+        total = np.zeros(self.index.dim, dtype=np.float32)
+        encoded = None
+        for part in query.positive:
+            encoded = self.pipeline.encode_query(part.text)
+            total += part.weight * encoded.vector
+        for part in query.exclude:
+            total -= part.weight * self.pipeline.encode_query(part.text).vector
+        for row in liked:
+            total += _unit(np.asarray(self.index.vectors[row], dtype=np.float32))
+        if len(query.positive) == 1 and not query.exclude and not liked and encoded is not None:
+            return _Vector(encoded.vector, "text", encoded.visual)  # plain text search, unchanged
+        return _Vector(_unit(total), "text", None)
+
+    def _like(self, image_id: str) -> int:
+        """The vector row of an indexed image named in like_ids; ImageNotFound (404) naming like_ids."""
+        try:
+            return self.index.get(image_id).row
+        except ImageNotFound as exc:
+            raise ImageNotFound(f"like_ids: {exc}") from exc
+
     def search_text(self, query: str, top_k: int, offset: int = 0) -> list[Hit]:
         """Images ranked by similarity to a text query; near-duplicates folded (dedup_threshold > 0)."""
         query = " ".join(query.split())
@@ -129,15 +258,30 @@ class SearchService:
             )
         )
 
-    def search_image(self, data: bytes, top_k: int, offset: int = 0) -> list[Hit]:
-        """Indexed images that look like the uploaded one; near-duplicates folded (dedup_threshold > 0)."""
+    def search_image(
+        self, data: bytes, top_k: int, offset: int = 0, filters: Filters | None = None
+    ) -> list[Hit]:
+        """Indexed images that look like the uploaded one, among those `filters` allow (duplicates folded)."""
+        rows = catalog.allowed_rows(self.index, filters) if filters is not None else None
         image = decode(data, self.max_pixels)
         encoded = self.pipeline.encode_images([image])
         return self._hits(
             ranking.rank(
-                self.index, encoded.features[0], top_k, offset, space="visual", threshold=self.dedup_threshold
+                self.index,
+                encoded.features[0],
+                top_k,
+                offset,
+                space="visual",
+                threshold=self.dedup_threshold,
+                rows=rows,
             )
         )
+
+    def metadata(self, image_id: str) -> tuple[ImageRecord, ImageMetadata]:
+        """The stored metadata of one indexed image (Conflict for an index built before the catalog)."""
+        record = self.index.get(image_id)
+        catalog.require(self.index, "image metadata")
+        return record, catalog.metadata(self.index, [record.row])[record.row]
 
     def _ready_describer(self) -> Describer:
         """The describer once its language model has loaded; ModelLoading (503 + Retry-After) until then."""
@@ -184,3 +328,11 @@ class SearchService:
     def _description(sentence: Sentence, labels: list[tuple[str, float]]) -> Description:
         """A Description of a composed sentence."""
         return Description(sentence.text, labels, round(sentence.confidence, 4), sentence.evidence)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    """The vector scaled to length 1 (BadQuery when the parts cancel out)."""
+    norm = float(np.linalg.norm(vector))
+    if norm < 1e-6:
+        raise BadQuery("the query's parts cancel each other out: nothing is left to search for")
+    return (vector / norm).astype(np.float32)

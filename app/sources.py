@@ -44,6 +44,10 @@ class Source(Sequence[Item]):
     stores_originals: bool = False
     root: Path | None = None
 
+    def texts(self, source: str) -> tuple[list[str], list[str]]:
+        """(descriptions, keywords) the source itself gives the item named `source` (none by default)."""
+        return [], []
+
 
 class FolderSource(Source):
     """Every file with an image suffix under a folder, recursively, in sorted order; skips our indexes."""
@@ -80,7 +84,13 @@ class HFDatasetSource(Source):
 
     stores_originals = True
 
-    def __init__(self, dataset: Any, image_column: str = "image", name: str = "dataset") -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        image_column: str = "image",
+        name: str = "dataset",
+        text_columns: Sequence[str] = (),
+    ) -> None:
         from datasets import Image as ImageFeature
 
         images = image_columns(dataset.features)
@@ -95,25 +105,51 @@ class HFDatasetSource(Source):
             )
         if isinstance(dataset.features[image_column], ImageFeature):
             dataset = dataset.cast_column(image_column, ImageFeature(decode=False))
+        missing = [column for column in text_columns if column not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"the dataset has no column {missing[0]!r} (--text-column); its columns: "
+                + ", ".join(dataset.column_names)
+            )
         self.dataset = dataset
         self.column = image_column
         self.name = name
+        self.text_columns = tuple(dict.fromkeys(text_columns))
+        self._texts = dataset.select_columns(list(self.text_columns)) if self.text_columns else None
 
     @classmethod
-    def load(cls, name: str, split: str = "train", image_column: str = "image") -> HFDatasetSource:
+    def load(
+        cls, name: str, split: str = "train", image_column: str = "image", text_columns: Sequence[str] = ()
+    ) -> HFDatasetSource:
         """Open a folder written by `save_to_disk` (Dataset or DatasetDict), or a dataset by name or path."""
         from datasets import DatasetDict, load_dataset, load_from_disk
 
         folder = Path(name)
         if not any((folder / marker).is_file() for marker in SAVED_MARKERS):
-            return cls(load_dataset(name, split=split), image_column, name=f"{name}[{split}]")
+            return cls(load_dataset(name, split=split), image_column, f"{name}[{split}]", text_columns)
         saved = load_from_disk(str(folder))
         if isinstance(saved, DatasetDict):
             if split not in saved:
                 raise ValueError(f"{name} has no split {split!r}; its splits: {', '.join(saved)} (--split)")
-            return cls(saved[split], image_column, name=f"{name}[{split}]")
+            return cls(saved[split], image_column, f"{name}[{split}]", text_columns)
         label = f"{name}[{saved.split}]" if saved.split else name  # one split saved on its own
-        return cls(saved, image_column, name=label)
+        return cls(saved, image_column, label, text_columns)
+
+    def texts(self, source: str) -> tuple[list[str], list[str]]:
+        """The `--text-column`s of row `name#i`: a text is a description, a list's items are keywords."""
+        prefix, _, number = source.rpartition("#")
+        if self._texts is None or prefix != self.name or not number.isdigit():
+            return [], []
+        row = self._texts[int(number)]
+        descriptions: list[str] = []
+        keywords: list[str] = []
+        for column in self.text_columns:
+            value = row[column]
+            if isinstance(value, str):
+                descriptions.append(value)
+            else:
+                keywords.extend(_strings(value, self.dataset.features[column]))
+        return descriptions, keywords
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -129,6 +165,27 @@ class HFDatasetSource(Source):
             value.save(out, format="PNG")
             data = out.getvalue()
         return Item(source=f"{self.name}#{i}", data=data)
+
+
+def _strings(value: Any, feature: Any) -> list[str]:
+    """The texts inside a column value: strings, class labels by name, lists and dicts walked through."""
+    from datasets import ClassLabel
+
+    if isinstance(feature, list | tuple):
+        feature = feature[0] if feature else None
+    inner = getattr(feature, "feature", None)  # a Sequence or List feature
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, int) and isinstance(feature, ClassLabel):
+        return [feature.int2str(value)] if 0 <= value < feature.num_classes else []
+    if isinstance(value, dict):
+        fields = inner if isinstance(inner, dict) else feature if isinstance(feature, dict) else {}
+        return [text for key, item in value.items() for text in _strings(item, fields.get(key))]
+    if isinstance(value, list | tuple):
+        return [text for item in value for text in _strings(item, inner if inner is not None else feature)]
+    return []
 
 
 SAVED_MARKERS = ("state.json", "dataset_dict.json")  # what `save_to_disk` writes (Dataset, DatasetDict)

@@ -23,9 +23,12 @@ from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.encoders.efficientnet import EfficientNetLiteEncoder
 from app.index import VECTORS, Index
+from app.options import Mode
 from app.pca import DEFAULT_DIM
 from app.pipeline import Models, Pipeline
+from app.query import CompoundQuery, Part
 from app.registry import make_bridge, prepare
+from app.service import SearchRequest
 from app.settings import Settings
 from app.sources import FolderSource
 from scripts.tuxpaint import BENCH_CACHE, PACKAGE, Stamp, collect, fetch_stamps, split_of, stage
@@ -147,14 +150,22 @@ def random_recall(queries: list[str], relevant: dict[str, set[str]]) -> dict[int
     }
 
 
-def service_ranking(index_dir: Path, models: Models, cache_dir: Path, queries: list[str]) -> Ranking:
-    """Rank through SearchService.search_text, the API's path, without near-duplicate folding."""
+def service_ranking(
+    index_dir: Path, models: Models, cache_dir: Path, queries: list[str], mode: Mode = "semantic"
+) -> Ranking:
+    """Rank through SearchService (the API's path) in one mode, without near-duplicate folding."""
     index = Index(index_dir)
     try:
         service = service_over(index, models, cache_dir)
-        return {
-            query: [hit.record.source for hit in service.search_text(query, max(KS))] for query in queries
-        }
+
+        def ranked(query: str) -> list[str]:
+            if mode == "semantic":
+                return [hit.record.source for hit in service.search_text(query, max(KS))]
+            words = CompoundQuery(positive=(Part(query),))  # a caption is plain words, not `a + b - c`
+            request = SearchRequest(words, mode=mode, top_k=max(KS))
+            return [hit.record.source for hit in service.search(request).hits]
+
+        return {query: ranked(query) for query in queries}
     finally:
         index.close()
 
@@ -307,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         default = f"bridge, --pca-dim {args.pca_dim} (default)"
         rows.append(Row(f"{default}, {models.image.precision}", main_dim, bridge, main_bytes))
+        hybrid = recall(service_ranking(main_dir, models, settings.cache_dir, queries, "hybrid"), relevant)
+        rows.append(Row(f"{default}, hybrid: + names, folders, text (RRF)", main_dim, hybrid, main_bytes))
         if fp32 is not None:
             fp32_dir = Path(scratch) / "index-fp32"
             fp32_pipeline = Pipeline(fp32, make_bridge(fp32, BridgeParams(), settings.cache_dir))

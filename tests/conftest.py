@@ -152,3 +152,44 @@ def client(settings: Settings, models: Models, tmp_path: Path) -> Iterator[TestC
     with TestClient(app) as test_client:
         wait_ready(test_client)
         yield test_client
+
+
+def dated_exif(taken: str, gps: bool = False) -> Image.Exif:
+    """EXIF with a DateTimeOriginal ("YYYY:MM:DD HH:MM:SS") and, when asked, a position in Paris."""
+    from PIL import TiffImagePlugin
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9003] = taken
+    if gps:
+        place = exif.get_ifd(0x8825)
+        place[1], place[3] = "N", "E"
+        place[2] = tuple(TiffImagePlugin.IFDRational(v) for v in (48, 51, 30))
+        place[4] = tuple(TiffImagePlugin.IFDRational(v) for v in (2, 17, 40))
+    return exif
+
+
+# name → (colour, size, EXIF date or None, GPS, mtime as YYYY-MM-DD)
+COLLECTION: dict[str, tuple[str, tuple[int, int], str | None, bool, str]] = {
+    "paris/eiffel-tower.jpg": ("green", (300, 200), "2019:07:14 10:00:00", True, "2024-01-01"),
+    "paris/louvre.png": ("green", (120, 90), None, False, "2021-03-01"),
+    "2020/beach/dog_on_beach.jpg": ("blue", (200, 300), "2020:08:01 16:30:00", False, "2024-01-01"),
+    "2020/beach/sunset.webp": ("red", (64, 48), None, False, "2020-08-02"),
+    "2020/red-car.png": ("red", (80, 60), None, False, "2020-05-05"),
+    "a8f3c2.jpg": ("blue", (90, 90), "2018:02:03 04:05:06", False, "2024-01-01"),
+}
+
+
+def make_collection(root: Path) -> Path:
+    """A small photo collection: folders, telling names, EXIF dates, one GPS position, file times."""
+    import datetime as dt
+
+    for name, (colour, size, taken, gps, mtime) in COLLECTION.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        picture = Image.new("RGB", size, COLOURS[colour])
+        fmt = {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[path.suffix]
+        extra = {"exif": dated_exif(taken, gps)} if taken else {}
+        picture.save(path, format=fmt, **extra)
+        stamp = dt.datetime.fromisoformat(mtime).timestamp()
+        os.utime(path, (stamp, stamp))
+    return root

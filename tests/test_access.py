@@ -86,6 +86,8 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/describe"): lambda c, h, i: c.post("/describe", json={"image_id": i}, headers=h),
     ("GET", "/images/{image_id}"): lambda c, h, i: c.get(f"/images/{i}", headers=h),
     ("GET", "/images/{image_id}/thumbnail"): lambda c, h, i: c.get(f"/images/{i}/thumbnail", headers=h),
+    ("GET", "/images/{image_id}/metadata"): lambda c, h, i: c.get(f"/images/{i}/metadata", headers=h),
+    ("GET", "/folders"): lambda c, h, i: c.get("/folders", headers=h),
     ("POST", "/admin/reload"): lambda c, h, i: c.post("/admin/reload", headers=h),
     ("GET", "/openapi.json"): lambda c, h, i: c.get("/openapi.json", headers=h),
     ("GET", "/docs"): lambda c, h, i: c.get("/docs", headers=h),

@@ -398,3 +398,74 @@ def test_with_a_read_key_the_page_signs_in_and_the_docs_work_offline(keyed_serve
         expect(page.locator("#signin")).to_be_visible()
         assert page.request.get(f"{keyed_server}/readyz").status == 401
         assert errors == [] and blocked == []
+
+
+@pytest.fixture(scope="module")
+def collection_server(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app over the photo collection of tests/conftest.py: folders, names, dates."""
+    from tests.conftest import make_collection
+
+    root = tmp_path_factory.mktemp("collection")
+    pipeline = Pipeline(models, make_bridge(models, BridgeParams(), root / "cache"), flip=True)
+    config = BuildConfig(pca_dim=0, workers=0)
+    build_index(
+        FolderSource(make_collection(root / "photos")), root / "index", pipeline, config, progress=False
+    )
+    with serving(app_over(PhotoIndex(root / "index", models, root / "cache"), dedup_threshold=0)) as base:
+        yield base
+
+
+def test_folders_dates_why_and_more_like_this_refined_with_words(collection_server: str) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(collection_server) as (page, errors, blocked):
+        page.goto(f"{collection_server}/")
+        folder = page.locator("#folder")
+        expect(folder.locator("option")).to_have_text(
+            ["All folders", "(top folder) (1)", "2020 (1)", "2020/beach (2)", "paris (2)"]
+        )
+        cards, summary = page.locator("#results .card"), page.locator("#summary-text")
+        names = cards.locator(".card-name")
+
+        # Folder and date range narrow the search in place.
+        page.locator("#query").fill("thing")
+        page.locator("#query").press("Enter")
+        expect(cards).to_have_count(6)
+        expect(cards.first.locator(".card-why")).to_have_text("meaning")
+        folder.select_option("2020/beach")
+        expect(summary).to_have_text("2 results from 2 images for “thing”")
+        expect(names).to_have_text([re.compile(r"^(dog_on_beach\.jpg|sunset\.webp)$")] * 2)
+        page.locator("#after").fill("2020-08-02")
+        expect(names).to_have_text(["sunset.webp"])
+        page.locator("#after").fill("")
+        folder.select_option("")
+        page.locator("#before").fill("2019-12-31")
+        expect(cards).to_have_count(2)
+        expect(names).to_have_text([re.compile(r"^(eiffel-tower\.jpg|a8f3c2\.jpg)$")] * 2)
+        page.locator("#before").fill("")
+        expect(cards).to_have_count(6)
+
+        # A file's name lifts it, and the page says so.
+        page.locator("#query").fill("eiffel tower")
+        page.locator("#query").press("Enter")
+        expect(names.first).to_have_text("eiffel-tower.jpg")
+        expect(cards.first.locator(".card-why")).to_have_text("meaning · name")
+        cards.first.locator("button").click()
+        expect(page.locator("#viewer-folder")).to_have_text("paris")
+        expect(page.locator("#viewer-taken")).to_have_text("2019-07-14 10:00:00")
+        expect(page.locator("#viewer-matched")).to_have_text("meaning · name")
+
+        # More like this, then refined with words; the chip takes the image away again.
+        page.locator("#similar-button").click()
+        expect(summary).to_have_text("6 results from 6 images that look like eiffel-tower.jpg")
+        expect(names.first).to_have_text("eiffel-tower.jpg")
+        expect(page.locator("#like-chip")).to_be_visible()
+        page.locator("#query").fill("blue thing")
+        page.locator("#query").press("Enter")
+        expect(summary).to_have_text("6 results from 6 images for “blue thing”, like eiffel-tower.jpg")
+        first_four = set(names.all_inner_texts()[:4])
+        assert first_four == {"dog_on_beach.jpg", "a8f3c2.jpg", "eiffel-tower.jpg", "louvre.png"}
+        page.locator("#like-clear").click()
+        expect(summary).to_have_text("6 results from 6 images for “blue thing”")
+        expect(page.locator("#like-chip")).to_be_hidden()
+        assert errors == [] and blocked == []

@@ -51,10 +51,10 @@ class CountingSearcher:
         self.scans = 0
         self.depths: list[int] = []
 
-    def scan(self, query: np.ndarray) -> Scan:
+    def scan(self, query: np.ndarray, rows: np.ndarray | None = None) -> Scan:
         """One vector search, its reads recorded."""
         self.scans += 1
-        inner = self._exact.scan(query)
+        inner = self._exact.scan(query, rows)
 
         class Recorded:
             def top(inner_self, k: int) -> Hits:  # noqa: N805 (the scan's own self is the outer one)
@@ -260,9 +260,9 @@ def test_each_request_through_the_api_runs_one_vector_search(
             kind = searcher.kind
             search, close = searcher.search, searcher.close
 
-            def scan(self, query: np.ndarray) -> Scan:
+            def scan(self, query: np.ndarray, rows: np.ndarray | None = None) -> Scan:
                 scans.append(space)
-                return scan(query)
+                return scan(query, rows)
 
         return Counted()
 

@@ -522,15 +522,15 @@ def test_requests_in_flight_finish_on_the_previous_index(
     client, gallery, target = live
     old: SearchService = client.app.state.runtime.service  # type: ignore[attr-defined]
     entered, release = threading.Event(), threading.Event()
-    search_text = old.search_text
+    search = old.search
 
     def held(*args: Any, **kwargs: Any) -> Any:
         """The search, held until the test releases it."""
         entered.set()
         assert release.wait(30)
-        return search_text(*args, **kwargs)
+        return search(*args, **kwargs)
 
-    old.search_text = held  # type: ignore[method-assign]
+    old.search = held  # type: ignore[method-assign]
     (gallery / "red.png").unlink()
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(client.post, "/search", json={"query": "red thing", "top_k": 5})

@@ -2,27 +2,97 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.options import MAX_QUERY_CHARS
+from app.options import MAX_QUERY_CHARS, Mode
 
 QUERY_HELP = "what to look for, in words (at most 1000 characters, not blank)"
 TOP_K_HELP = "how many results to return (1 to 100)"
 OFFSET_HELP = "how many of the best results to skip, for paging (0 to 10000)"
 IMAGE_ID_HELP = "an indexed image's id (16 hex digits, as returned by /search)"
+MODE_HELP = (
+    "hybrid (default): meaning fused with matches of file names, folders and the text files carry; "
+    "semantic: meaning only; lexical: names, folders and text only"
+)
+DATE_HELP = "an ISO date (YYYY-MM-DD), inclusive: taken_before keeps its whole day"
+MAX_PARTS = 16
 
 # The service's rule in the schema: a query needs a character that is not whitespace to str.split();
 # spelled out because JSON Schema's (ECMA) \s and Python's disagree (\x1c-\x1f, \x85, \ufeff).
 NON_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NON_BLANK)]
+ImageId = Annotated[str, Field(min_length=1, max_length=64)]
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+Day = Annotated[str, Field(pattern=DAY_PATTERN, json_schema_extra={"format": "date"})]
+
+
+FormatName = Literal[
+    "jpeg",
+    "jpg",
+    "jpe",
+    "jfif",
+    "pjpeg",
+    "pjp",
+    "mpo",
+    "png",
+    "webp",
+    "gif",
+    "bmp",
+    "tiff",
+    "tif",
+    "ppm",
+    "pgm",
+    "pbm",
+    "pnm",
+]  # app/query.py FORMATS, as users name them
+
+
+class SearchFilters(BaseModel):
+    """Which images may be results; applied inside the search, so a page is full when enough match."""
+
+    model_config = ConfigDict(extra="forbid")
+    path_prefix: str | None = Field(
+        None, max_length=4096, examples=["2019/paris"], description="a folder: itself and everything below"
+    )
+    taken_after: Day | None = Field(None, examples=["2019-01-01"], description=DATE_HELP)
+    taken_before: Day | None = Field(None, examples=["2019-12-31"], description=DATE_HELP)
+    formats: list[FormatName] | None = Field(
+        None, max_length=32, examples=[["jpeg", "png"]], description="formats, as names or file extensions"
+    )
+    min_width: int | None = Field(None, ge=0, le=1_000_000, description="pixels, upright")
+    min_height: int | None = Field(None, ge=0, le=1_000_000, description="pixels, upright")
+    has_gps: bool | None = Field(None, description="true: only images with a position; false: only without")
 
 
 class SearchRequest(BaseModel):
-    """Text search."""
+    """Text search, with filters, exclusions and images to be like."""
 
     model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, examples=["a cat"], description=QUERY_HELP)
+    query: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        examples=["a cat", "cat + dog - grass"],
+        description=QUERY_HELP + "; `a + b - c` adds and subtracts parts; optional when like_ids is given",
+    )
     top_k: int = Field(10, ge=1, le=100, description=TOP_K_HELP)
     offset: int = Field(0, ge=0, le=10_000, description=OFFSET_HELP)
+    mode: Mode = Field("hybrid", description=MODE_HELP)
+    filters: SearchFilters = Field(
+        default_factory=SearchFilters,
+        description="which images may be results: path_prefix, taken_after, taken_before, formats, "
+        "min_width, min_height, has_gps",
+    )
+    exclude: list[QueryText] = Field(
+        default_factory=list, max_length=MAX_PARTS, description="texts whose meaning is subtracted"
+    )
+    like_ids: list[ImageId] = Field(
+        default_factory=list,
+        max_length=MAX_PARTS,
+        description="indexed images to look like (alone: more like these, the images themselves first)",
+    )
 
 
 class SearchResult(BaseModel):
@@ -43,6 +113,14 @@ class SearchResult(BaseModel):
     duplicate_ids: list[str] = Field(
         default_factory=list, description="ids of those near-duplicates, best ranked first"
     )
+    taken_at: str | None = Field(
+        None, description="when it was taken (ISO 8601, the camera's local time; else the file's time)"
+    )
+    folder: str = Field("", description="its folder inside the collection, '/'-separated ('' at the root)")
+    matched: list[str] = Field(
+        default_factory=list,
+        description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries)",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -52,6 +130,40 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     total: int
     took_ms: float
+
+
+class FolderCount(BaseModel):
+    """A folder that directly holds images."""
+
+    folder: str
+    count: int
+
+
+class FoldersResponse(BaseModel):
+    """Every folder that directly holds indexed images, by name."""
+
+    folders: list[FolderCount]
+
+
+class ImageMetadataResponse(BaseModel):
+    """What an indexed image's file says about itself, as stored at build time."""
+
+    id: str
+    source: str
+    folder: str
+    name: str
+    format: str | None
+    width: int
+    height: int
+    taken_at: str | None
+    taken_at_source: str | None = Field(description="exif_original, exif or mtime")
+    camera_make: str | None
+    camera_model: str | None
+    latitude: float | None
+    longitude: float | None
+    title: str | None
+    description: str | None
+    keywords: list[str]
 
 
 class DescribeRequest(BaseModel):

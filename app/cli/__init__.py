@@ -21,6 +21,7 @@ from app.cli.search import (
     print_hits,
     search_service,
 )
+from app.cli.watch import add_watch_arguments, cmd_watch
 from app.errors import BadSetting
 from app.settings import load_settings
 
@@ -62,9 +63,11 @@ def cmd_serve(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The `imgsearch` parser with its four subcommands."""
+    """The `imgsearch` parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="imgsearch", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{build,search,describe,serve}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{build,search,describe,serve,watch}"
+    )
 
     build = commands.add_parser("build", help="index a folder of images or a Hugging Face dataset")
     add_build_arguments(build)
@@ -95,6 +98,10 @@ def make_parser() -> argparse.ArgumentParser:
     levels = ["critical", "error", "warning", "info", "debug"]
     serve.add_argument("--log-level", default="info", choices=levels)
     serve.set_defaults(handler=cmd_serve)
+
+    watch = commands.add_parser("watch", help="keep an index current while its folder of images changes")
+    add_watch_arguments(watch)
+    watch.set_defaults(handler=cmd_watch)
     return parser
 
 
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None, factory: ServiceFactory | None = None) -
     check: Callable[[argparse.ArgumentParser, argparse.Namespace], None] | None = getattr(args, "check", None)
     if check is not None:
         check(args.subparser, args)
-    if args.command == "build":
+    if args.command in {"build", "watch"}:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     elif args.command != "serve":
         logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)

@@ -32,6 +32,15 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         default="image",
         help="column of --hf-dataset that holds the images (default: image)",
     )
+    parser.add_argument(
+        "--text-column",
+        action="append",
+        dest="text_columns",
+        default=[],
+        metavar="C",
+        help="column of --hf-dataset whose text (captions, object names) is indexed for lexical search "
+        "and shown as metadata (repeat for several)",
+    )
     parser.add_argument("--index-dir", type=Path, required=True)
     parser.add_argument("--profile", choices=get_args(Profile), default="packaged")
     parser.add_argument("--pca-dim", type=int, default=DEFAULT_DIM, help="0 disables PCA")
@@ -95,6 +104,8 @@ def check_build_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error("--ray-workers must be ≥ 1")
     if args.engine != "ray" and (args.ray_address or args.ray_workers):
         parser.error("--ray-address and --ray-workers need --engine ray")
+    if args.text_columns and not args.hf_dataset:
+        parser.error("--text-column needs --hf-dataset (a folder's files carry their own text)")
     if args.milvus_uri is None and (args.milvus_collection != "images" or args.milvus_index != "auto"):
         parser.error("--milvus-collection and --milvus-index need --milvus-uri")
 
@@ -106,7 +117,7 @@ def open_source(args: argparse.Namespace) -> Source:
     if args.images:
         return FolderSource(args.images)
     try:
-        return HFDatasetSource.load(args.hf_dataset, args.split, args.image_column)
+        return HFDatasetSource.load(args.hf_dataset, args.split, args.image_column, args.text_columns)
     except (ConnectionError, FileNotFoundError) as exc:
         raise FileNotFoundError(
             f"cannot open the dataset {args.hf_dataset} ({' '.join(str(exc).split())}); give a folder "

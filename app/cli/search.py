@@ -6,16 +6,18 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from app.cli.common import command_settings, fail, non_negative, positive
 from app.errors import ImgSearchError
+from app.options import Mode
 from app.settings import Settings
 from app.sources import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # the model stack loads only when a command needs it: `--help` stays instant
     from app.assembly import ServiceFactory
-    from app.service import Hit, SearchService
+    from app.query import Filters
+    from app.service import Hit, SearchRequest, SearchService
 
 PLOT_COLUMNS = 5
 INDEX_HELP = "index directory (default: IMGSEARCH_INDEX_DIR or data/index)"
@@ -26,7 +28,8 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "query",
         nargs="?",
-        help="what to look for, in words (the path of an image file searches by that image)",
+        help="what to look for, in words; 'cat + dog - grass' adds and subtracts parts "
+        "(the path of an image file searches by that image)",
     )
     parser.add_argument(
         "--image", type=Path, default=None, metavar="FILE", help="find the images that look like this file"
@@ -37,13 +40,45 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plot", type=Path, default=None, metavar="PNG", help="also save a grid of the result thumbnails"
     )
+    parser.add_argument(
+        "--folder", default=None, help="only images in this folder of the collection and below"
+    )
+    parser.add_argument(
+        "--after", default=None, metavar="DATE", help="only images taken on or after (YYYY-MM-DD)"
+    )
+    parser.add_argument(
+        "--before", default=None, metavar="DATE", help="only images taken on or before (YYYY-MM-DD)"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=get_args(Mode),
+        default="hybrid",
+        help="hybrid (default): meaning and file names, folders, embedded text; semantic; lexical",
+    )
+    parser.add_argument(
+        "--not",
+        action="append",
+        dest="exclude",
+        default=[],
+        metavar="TEXT",
+        help="move away from this meaning (repeatable), like '- TEXT' in the query",
+    )
+    parser.add_argument(
+        "--like",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="an indexed image's id to look like (repeatable; without words: more like it)",
+    )
 
 
 def check_search_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Decide between words and an image before any model loads (exits with status 2 on a bad query)."""
     if args.image is not None:
-        if args.query is not None:
-            parser.error("give words to search for or --image FILE, not both")
+        if args.query is not None or args.like or args.exclude:
+            parser.error("give words to search for (with --not, --like) or --image FILE, not both")
+        return
+    if args.query is None and args.like:
         return
     if args.query is None:
         parser.error("give words to search for, or --image FILE to search by an image")
@@ -133,9 +168,25 @@ def _report(service: SearchService, args: argparse.Namespace, hits: list[Hit]) -
         where = f"past result {args.offset}" if args.offset else "for this query"
         print(f"no results {where}: the index holds {service.count} images", file=sys.stderr)
     if args.plot is not None:
-        title = f"like {args.image.name}" if args.image is not None else f"“{args.query}”"
+        title = (
+            f"like {args.image.name}"
+            if args.image is not None
+            else f"“{args.query or ' + '.join(args.like)}”"
+        )
         plot_hits(hits, service, args.plot, title, args.offset + 1)
         print(f"saved {len(hits)} thumbnails to {args.plot.resolve()}", file=sys.stderr)
+
+
+def request_of(args: argparse.Namespace) -> tuple[Filters, SearchRequest | None]:
+    """The filters of the command line, and the text search it asks for (None: search by an image)."""
+    from app.query import CompoundQuery, Filters
+    from app.service import SearchRequest
+
+    filters = Filters.parse(args.folder, args.after, args.before)
+    if args.image is not None:
+        return filters, None
+    compound = CompoundQuery.build(args.query, args.exclude, args.like)
+    return filters, SearchRequest(compound, filters, args.mode, args.top_k, args.offset)
 
 
 def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
@@ -143,14 +194,14 @@ def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
     try:
         settings = command_settings(args.index_dir)
         settings = local_file_settings(settings)
+        filters, request = request_of(args)  # bad dates fail before models load
         image = read_image(args.image, settings) if args.image is not None else None
         service = (factory or search_service)(settings)
         try:
-            hits = (
-                service.search_image(image, args.top_k, args.offset)
-                if image is not None
-                else service.search_text(args.query, args.top_k, args.offset)
-            )
+            if request is None:
+                hits = service.search_image(image or b"", args.top_k, args.offset, filters)
+            else:
+                hits = service.search(request).hits
             _report(service, args, hits)
         finally:
             service.close()

@@ -41,6 +41,17 @@
     signinKey: $("signin-key"),
     signinError: $("signin-error"),
     signout: $("signout-button"),
+    filters: $("filters"),
+    folder: $("folder"),
+    after: $("after"),
+    before: $("before"),
+    likeChip: $("like-chip"),
+    likeImage: $("like-image"),
+    likeName: $("like-name"),
+    likeClear: $("like-clear"),
+    viewerFolder: $("viewer-folder"),
+    viewerTaken: $("viewer-taken"),
+    viewerMatched: $("viewer-matched"),
   };
 
   // One search at a time; `generation` discards answers to searches that were replaced.
@@ -55,7 +66,11 @@
     items: [],
     current: -1,
     previewUrl: null,
+    like: null, // {id, name}: "more like this" image, refined by any text typed next
   };
+  // Why a result is here, in words: `matched` of the API.
+  const SIGNALS = { semantic: "meaning", name: "name", folder: "folder", metadata: "tags" };
+  const why = (item) => (item.matched || []).map((signal) => SIGNALS[signal] || signal).join(" · ");
 
   const imageUrl = (id) => `images/${encodeURIComponent(id)}`;
   const thumbnailUrl = (id) => `images/${encodeURIComponent(id)}/thumbnail`;
@@ -134,6 +149,10 @@
     score.textContent = formatScore(item.score);
     score.title = "cosine similarity";
     meta.append(name, score);
+    const reason = document.createElement("div");
+    reason.className = "card-why";
+    reason.textContent = why(item);
+    reason.title = "why this result matched";
 
     const bar = document.createElement("div");
     bar.className = "score-bar";
@@ -141,9 +160,20 @@
     fill.style.width = `${Math.round(Math.max(0, Math.min(1, item.score)) * 100)}%`;
     bar.append(fill);
 
-    button.append(frame, meta, bar);
+    button.append(frame, meta, reason, bar);
     li.append(button);
     return li;
+  }
+
+  // The text search's query string: words, the liked image, folder and dates.
+  function searchParams() {
+    const params = new URLSearchParams({ top_k: String(PAGE_SIZE), offset: String(state.offset) });
+    if (state.query) params.set("q", state.query);
+    if (state.like) params.set("like", state.like.id);
+    if (el.folder.value) params.set("folder", el.folder.value);
+    if (el.after.value) params.set("after", el.after.value);
+    if (el.before.value) params.set("before", el.before.value);
+    return params;
   }
 
   async function loadMore() {
@@ -153,8 +183,7 @@
     try {
       let body;
       if (state.mode === "text") {
-        const params = new URLSearchParams({ q: state.query, top_k: String(PAGE_SIZE), offset: String(state.offset) });
-        body = await api(`search?${params}`);
+        body = await api(`search?${searchParams()}`);
       } else {
         const form = new FormData();
         form.append("image", state.blob, state.blob.name || "query-image");
@@ -213,7 +242,8 @@
     el.summaryImage.hidden = !preview;
     if (preview) el.summaryImage.src = preview;
     else el.summaryImage.removeAttribute("src");
-    el.summaryText.textContent = mode === "text" ? `Searching for “${query}”…` : "Searching by image…";
+    el.summaryText.textContent =
+      mode === "text" && query ? `Searching for “${query}”…` : state.like ? "Searching for more like this…" : "Searching by image…";
     setLoading(false);
     observer.unobserve(el.sentinel);
     observer.observe(el.sentinel);
@@ -224,6 +254,8 @@
   function summariseFailure() {
     if (state.items.length > 0) {
       el.summaryText.textContent = `${state.items.length} results; the next page could not be loaded`;
+    } else if (state.mode === "text" && !state.query && state.like) {
+      el.summaryText.textContent = `The search for more like ${state.like.name} failed`;
     } else if (state.mode === "text") {
       el.summaryText.textContent = `The search for “${state.query}” failed`;
     } else {
@@ -236,8 +268,11 @@
   function updateSummary(total) {
     const shown = state.items.length;
     const of = `${shown}${state.done ? "" : "+"} result${shown === 1 ? "" : "s"} from ${total} images`;
-    if (state.mode === "text") {
-      el.summaryText.textContent = `${of} for “${state.query}”`;
+    if (state.mode === "text" && state.like && !state.query) {
+      el.summaryText.textContent = `${of} that look like ${state.like.name}`;
+    } else if (state.mode === "text") {
+      const like = state.like ? `, like ${state.like.name}` : "";
+      el.summaryText.textContent = `${of} for “${state.query}”${like}`;
     } else {
       const name = state.blob && state.blob.name ? state.blob.name : "the image";
       el.summaryText.textContent = `${of} that look like ${name}`;
@@ -246,15 +281,16 @@
 
   function searchText(query) {
     const text = query.trim();
-    if (!text) {
+    if (!text && !state.like) {
       clearSearch(); // a blank search goes back to the start, leaving no old error or result behind
       return;
     }
     el.query.value = text;
     const url = new URL(window.location.href);
-    url.searchParams.set("q", text);
+    if (text) url.searchParams.set("q", text);
+    else url.searchParams.delete("q");
     history.replaceState(null, "", url);
-    startSearch("text", { query: text });
+    startSearch("text", { query: text, preview: state.like ? thumbnailUrl(state.like.id) : null });
   }
 
   function searchImage(blob, preview) {
@@ -263,13 +299,51 @@
       return;
     }
     el.query.value = "";
+    setLike(null);
     const url = new URL(window.location.href);
     url.searchParams.delete("q");
     history.replaceState(null, "", url);
     startSearch("image", { blob, preview: preview || URL.createObjectURL(blob) });
   }
 
+  function setLike(like) {
+    state.like = like;
+    el.likeChip.hidden = !like;
+    el.likeName.textContent = like ? like.name : "";
+    if (like) el.likeImage.src = thumbnailUrl(like.id);
+    else el.likeImage.removeAttribute("src");
+  }
+
+  // A new folder or date range reruns the text search in place (an image upload keeps its results).
+  function refilter() {
+    if (state.mode === "text") searchText(state.query);
+  }
+
+  // Folders with their image counts; an index built before metadata hides the filters (409).
+  async function loadFolders() {
+    let body;
+    try {
+      body = await api("folders");
+    } catch (error) {
+      for (const label of el.filters.querySelectorAll(".filter")) label.hidden = true;
+      el.filters.hidden = false; // "more like this" still shows its image there
+      return;
+    }
+    const options = body.folders.map(({ folder, count }) => {
+      const option = document.createElement("option");
+      option.value = folder;
+      option.textContent = `${folder || "(top folder)"} (${count})`;
+      return option;
+    });
+    const all = document.createElement("option");
+    all.value = "";
+    all.textContent = "All folders";
+    el.folder.replaceChildren(all, ...options);
+    el.filters.hidden = false;
+  }
+
   function clearSearch() {
+    setLike(null);
     state.generation += 1;
     Object.assign(state, { mode: null, query: "", blob: null, offset: 0, done: true, items: [] });
     el.results.replaceChildren();
@@ -297,6 +371,9 @@
     el.viewerTitle.title = item.source;
     el.viewerScore.textContent = formatScore(item.score);
     el.viewerSize.textContent = `${item.width} × ${item.height} px`;
+    el.viewerFolder.textContent = item.folder || "(top folder)";
+    el.viewerTaken.textContent = item.taken_at ? item.taken_at.replace("T", " ") : "unknown";
+    el.viewerMatched.textContent = why(item) || "—";
     el.viewerDuplicates.textContent = item.duplicates > 0 ? String(item.duplicates) : "none";
     el.viewerId.textContent = item.id;
     el.original.href = imageUrl(item.id);
@@ -363,28 +440,13 @@
     }
   }
 
-  async function moreLikeCurrent() {
+  // More like this: a search by the indexed image's own look; words typed next refine it.
+  function moreLikeCurrent() {
     const item = state.items[state.current];
     if (!item) return;
-    el.similar.disabled = true;
-    try {
-      const response = await fetch(imageUrl(item.id));
-      if (response.status === 401) throw new AuthError("sign in again");
-      if (!response.ok) throw new ApiError(`The original of ${item.source} is not available.`);
-      const data = await response.blob();
-      const file = new File([data], baseName(item.source), { type: data.type || "image/jpeg" });
-      el.viewer.close();
-      searchImage(file, thumbnailUrl(item.id));
-    } catch (error) {
-      el.similar.disabled = false;
-      if (error instanceof AuthError) {
-        showSignIn();
-        return;
-      }
-      el.descriptionText.textContent = messageOf(error);
-      el.descriptionLabels.replaceChildren();
-      el.description.hidden = false;
-    }
+    el.viewer.close();
+    setLike({ id: item.id, name: baseName(item.source) });
+    searchText("");
   }
 
   async function step(delta) {
@@ -412,6 +474,7 @@
         el.signout.hidden = !body.read_key;
         const warnings = Array.isArray(body.warnings) ? body.warnings : [];
         if (response.ok) {
+          loadFolders();
           el.status.textContent = `${body.images.toLocaleString()} images · ${body.profile}`;
           el.status.title = warnings.join("\n");
           el.status.dataset.state = warnings.length ? "warning" : "ready";
@@ -498,6 +561,11 @@
     chip.addEventListener("click", () => searchText(chip.dataset.query || ""));
   }
   el.clear.addEventListener("click", clearSearch);
+  for (const input of [el.folder, el.after, el.before]) input.addEventListener("change", refilter);
+  el.likeClear.addEventListener("click", () => {
+    setLike(null);
+    searchText(el.query.value);
+  });
   el.signinForm.addEventListener("submit", (event) => {
     event.preventDefault();
     signIn(el.signinKey.value);

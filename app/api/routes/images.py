@@ -10,8 +10,8 @@ from fastapi.responses import FileResponse
 from PIL import Image
 from starlette.background import BackgroundTask
 
-from app.api.deps import RuntimeDep
-from app.api.schemas import ErrorBody
+from app.api.deps import RuntimeDep, ServiceDep
+from app.api.schemas import ErrorBody, ImageMetadataResponse
 from app.service import SearchService
 
 router = APIRouter(prefix="/images", tags=["images"])
@@ -61,3 +61,32 @@ def thumbnail(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch
     """A JPEG whose longest side is at most 256 px."""
     service, record = runtime.locate(image_id)
     return _serve(service.thumbnail_path(record), f'"{record.id}-t"', "image/jpeg", if_none_match, service)
+
+
+@router.get(
+    "/{image_id}/metadata",
+    response_model=ImageMetadataResponse,
+    responses={code: {"model": ErrorBody} for code in (404, 409, 422, 503)},
+    summary="Stored metadata",
+)
+def metadata(image_id: ImageId, service: ServiceDep) -> ImageMetadataResponse:
+    """Folder, name, size, date, camera, position and the text the file carries, as read at build time."""
+    record, meta = service.metadata(image_id)
+    return ImageMetadataResponse(
+        id=record.id,
+        source=record.source,
+        folder=meta.folder,
+        name=meta.name,
+        format=meta.format,
+        width=meta.width,
+        height=meta.height,
+        taken_at=meta.taken_at.isoformat(timespec="seconds") if meta.taken_at else None,
+        taken_at_source=meta.taken_at_source,
+        camera_make=meta.camera_make,
+        camera_model=meta.camera_model,
+        latitude=meta.latitude,
+        longitude=meta.longitude,
+        title=meta.title,
+        description=meta.description,
+        keywords=list(meta.keywords),
+    )

@@ -1,0 +1,52 @@
+"""`imgsearch watch`: keep an index current while its folder changes (app/watch.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import get_args
+
+from app.cli.common import fail
+from app.errors import ImgSearchError
+from app.pca import DEFAULT_DIM
+from app.settings import Profile, load_settings
+
+
+def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `imgsearch watch`."""
+    parser.add_argument("--images", type=Path, required=True, help="folder of images (watched recursively)")
+    parser.add_argument("--index-dir", type=Path, required=True, help="the index to keep current")
+    parser.add_argument("--profile", choices=get_args(Profile), default="packaged")
+    parser.add_argument("--pca-dim", type=int, default=DEFAULT_DIM, help="0 disables PCA")
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes per build")
+    parser.add_argument(
+        "--debounce-ms",
+        type=int,
+        default=None,
+        help="changes this close together make one update (default: 1600)",
+    )
+
+
+def cmd_watch(args: argparse.Namespace, factory: object = None) -> int:
+    """Update the index now and after each group of changes, until interrupted (Ctrl-C)."""
+    from app.bridge import BridgeParams
+    from app.build import BuildConfig, check_index_dir
+    from app.build_ray import ProfilePipeline
+    from app.sources import FolderSource
+    from app.watch import DEBOUNCE_MS, Watcher
+
+    try:
+        settings = load_settings()
+        FolderSource(args.images)  # the folder exists and is a folder
+        check_index_dir(args.index_dir, args.images.resolve())  # before any model loads
+        pipeline = ProfilePipeline(args.profile, settings, BridgeParams(), flip=True)()
+        config = BuildConfig(pca_dim=args.pca_dim, max_pixels=settings.max_collection_pixels)
+        if args.workers is not None:
+            config.workers = args.workers
+        print(f"watching {args.images} for {args.index_dir} (Ctrl-C stops)", flush=True)
+        Watcher(args.images, args.index_dir, pipeline, config).run(
+            debounce_ms=args.debounce_ms or DEBOUNCE_MS
+        )
+    except (ImgSearchError, OSError, ValueError) as exc:
+        return fail(exc)
+    return 0

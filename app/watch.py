@@ -1,0 +1,83 @@
+"""Watch: keep an index current while a folder's images are added, changed, moved or removed.
+
+watchfiles reports the folder's changes (inotify where the kernel offers it); changes that arrive
+within `DEBOUNCE_MS` of each other are grouped, and each group runs one incremental build
+(`build_index(update=True)`): files already indexed are reused by sha256, so one new photo costs
+one encode, and a moved file costs nothing. Each build publishes a new generation in one rename;
+a running service switches to it by itself at its next request (app/api/runtime.py `follow`),
+without a restart and without dropping a request. A build that fails (another build holds the
+lock, no readable image left) is logged and the index stays as it was until the next change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import watchfiles
+
+from app.build import BuildConfig, BuildReport, build_index
+from app.errors import ImgSearchError
+from app.pipeline import Pipeline
+from app.sources import IMAGE_SUFFIXES, FolderSource
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_MS = 1600  # changes this close together make one build (a copy of many photos is one update)
+
+
+class Watcher:
+    """One folder, one index, one pipeline: an incremental build after each group of changes."""
+
+    def __init__(
+        self, images: Path, index_dir: Path, pipeline: Pipeline, config: BuildConfig | None = None
+    ) -> None:
+        self.images, self.index_dir = images.resolve(), index_dir.resolve()
+        self.pipeline, self.config = pipeline, config or BuildConfig()
+
+    def concerns(self, change: watchfiles.Change, path: str) -> bool:
+        """True for an image file of the folder (not a hidden one, not the index's own files)."""
+        where = Path(path)
+        if where.is_relative_to(self.index_dir) or any(part.startswith(".") for part in where.parts[1:]):
+            return False
+        return where.suffix.lower() in IMAGE_SUFFIXES or change == watchfiles.Change.deleted
+
+    def sync(self) -> BuildReport | None:
+        """One incremental build of the folder; None (after a log line) when it fails."""
+        try:
+            report = build_index(
+                FolderSource(self.images),
+                self.index_dir,
+                self.pipeline,
+                self.config,
+                progress=False,
+                update=True,
+            )
+        except (ImgSearchError, OSError) as exc:
+            log.warning("watch: the index was left as it was: %s", exc)
+            return None
+        log.info("watch: %d images (%d new, %d removed)", report.indexed, report.encoded, report.removed)
+        return report
+
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        on_sync: Callable[[BuildReport | None], None] | None = None,
+        debounce_ms: int = DEBOUNCE_MS,
+    ) -> None:
+        """Bring the index up to date, then once after each group of changes until `stop` is set."""
+        report = self.sync()
+        if on_sync is not None:
+            on_sync(report)
+        for _ in watchfiles.watch(
+            self.images,
+            watch_filter=self.concerns,
+            debounce=debounce_ms,
+            stop_event=stop,
+            raise_interrupt=False,
+        ):
+            report = self.sync()
+            if on_sync is not None:
+                on_sync(report)

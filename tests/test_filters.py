@@ -1,0 +1,106 @@
+"""Filters inside the search: every backend ranks exactly the matching images, in the same order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from app import catalog, milvus_search, vectors
+from app.build import BuildConfig, build_index
+from app.index import Index
+from app.milvus import export_index
+from app.options import SearchOptions
+from app.pipeline import Pipeline
+from app.query import Filters
+from app.ranking import rank
+from app.sources import FolderSource
+from app.vectors import rank_exact
+
+IMAGES = 60
+QUERIES = ["red thing", "green", "blue thing", "a red and green thing"]
+FILTERS = {
+    "folder": {"path_prefix": "set1"},
+    "formats": {"formats": ["png", "webp"]},
+    "size": {"min_width": 40, "min_height": 30},
+    "folder and format": {"path_prefix": "set2/", "formats": ["jpg"]},
+    "nothing": {"path_prefix": "elsewhere"},
+}
+
+
+def make_pictures(folder: Path, count: int) -> Path:
+    """`count` two-colour pictures of varied sizes and formats in four folders."""
+    rng = np.random.default_rng(11)
+    for i in range(count):
+        width, height = (int(v) for v in rng.integers(12, 90, 2))
+        picture = Image.new("RGB", (width, height), tuple(int(c) for c in rng.integers(0, 256, 3)))
+        ImageDraw.Draw(picture).rectangle(
+            (0, 0, width // 2, height), fill=tuple(int(c) for c in rng.integers(0, 256, 3))
+        )
+        fmt, suffix = [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp")][i % 3]
+        target = folder / f"set{i % 4}" / f"{i:03d}.{suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(target, format=fmt)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def index_dir(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index of the pictures with an HNSW graph."""
+    pictures = make_pictures(tmp_path_factory.mktemp("pictures"), IMAGES)
+    target = tmp_path_factory.mktemp("filtered") / "index"
+    config = BuildConfig(pca_dim=0, workers=0, ann="always")
+    build_index(FolderSource(pictures), target, pipeline, config, progress=False)
+    return target
+
+
+@pytest.fixture(scope="module")
+def lite(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A Milvus Lite database holding the index's vectors."""
+    uri = str(tmp_path_factory.mktemp("milvus") / "vectors.db")
+    export_index(index_dir, uri)
+    return uri
+
+
+@pytest.fixture(params=["exact", "hnsw", "milvus"])
+def backend(request: pytest.FixtureRequest, index_dir: Path, lite: str) -> Iterator[Index]:
+    """The index opened with one backend."""
+    options = {
+        "exact": SearchOptions(),
+        "hnsw": SearchOptions(ann_threshold=1),
+        "milvus": SearchOptions(backend="milvus", milvus_uri=lite),
+    }[request.param]
+    index = Index(index_dir, options)
+    assert index.searcher.kind == request.param
+    yield index
+    index.close()
+
+
+def expected(index: Index, query: np.ndarray, filters: Filters, k: int) -> list[int]:
+    """The matching rows by brute force: every row's metadata tested in Python, ranked exactly."""
+    stored = catalog.metadata(index, list(range(index.count)))
+    rows = np.asarray([row for row, meta in stored.items() if filters.matches(meta)], dtype=np.int64)
+    return [row for row, _ in rank_exact(index.vectors, query, rows, k)] if len(rows) else []
+
+
+@pytest.mark.parametrize("walk", ["subset scored exactly", "graph or store filtered"])
+@pytest.mark.parametrize("name", FILTERS)
+def test_every_backend_returns_exactly_the_matching_images_in_order(
+    backend: Index, pipeline: Pipeline, name: str, walk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if walk != "subset scored exactly":  # the faiss ID selector and Milvus's `id in [...]` expression
+        monkeypatch.setattr(vectors, "SUBSET_EXACT", 0)
+        monkeypatch.setattr(vectors, "SELECTOR_MIN_SHARE", 0.0)
+        monkeypatch.setattr(milvus_search, "SUBSET_EXACT", 0)
+    filters = Filters.parse(**FILTERS[name])  # type: ignore[arg-type]
+    rows = catalog.allowed_rows(backend, filters)
+    assert rows is not None
+    for text in QUERIES:
+        query = pipeline.encode_query(text).vector
+        wanted = expected(backend, query, filters, 10)
+        assert len(wanted) == min(10, len(rows))  # a full page whenever enough images match
+        assert [result.row for result in rank(backend, query, 10, rows=rows)] == wanted
+        assert [result.row for result in rank(backend, query, 4, 3, rows=rows)] == wanted[3:7]

@@ -1,0 +1,192 @@
+"""Hybrid ranking and compound queries: names rise, opaque names change nothing, exclude and like_ids."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.assembly import service_over
+from app.build import BuildConfig, build_index
+from app.errors import BadQuery, Conflict, ImageNotFound
+from app.index import MANIFEST, Index, live_path
+from app.options import Mode
+from app.pipeline import Pipeline
+from app.query import CompoundQuery, Filters
+from app.service import Found, SearchRequest, SearchService
+from app.sources import FolderSource
+from tests.conftest import make_collection
+
+CONFIG = BuildConfig(pca_dim=0, workers=0)
+QUERIES = ["red thing", "green", "a blue thing", "thing", "eiffel tower", "beach"]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The photo collection of tests/conftest.py."""
+    return make_collection(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="module")
+def service(
+    photos: Path, pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SearchService]:
+    """A service over the collection, file names and folders as their owner wrote them."""
+    index_dir = tmp_path_factory.mktemp("named") / "index"
+    build_index(FolderSource(photos), index_dir, pipeline, CONFIG, progress=False)
+    opened = service_over(Index(index_dir), pipeline.models, None)
+    yield opened
+    opened.index.close()
+
+
+@pytest.fixture(scope="module")
+def opaque(
+    photos: Path, pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SearchService]:
+    """A service over the same pictures under opaque names in one folder."""
+    folder = tmp_path_factory.mktemp("opaque")
+    for i, path in enumerate(sorted(p for p in photos.rglob("*") if p.is_file())):
+        shutil.copyfile(path, folder / f"{(i + 7) * 7919:06x}{path.suffix}")
+    index_dir = tmp_path_factory.mktemp("opaque-index") / "index"
+    build_index(FolderSource(folder), index_dir, pipeline, CONFIG, progress=False)
+    opened = service_over(Index(index_dir), pipeline.models, None)
+    yield opened
+    opened.index.close()
+
+
+def run(
+    service: SearchService, query: str | None, mode: Mode = "hybrid", top_k: int = 10, **extra: object
+) -> Found:
+    """One search with a parsed query."""
+    compound = CompoundQuery.build(
+        query,
+        exclude=extra.pop("exclude", ()),  # type: ignore[arg-type]
+        like_ids=extra.pop("like_ids", ()),  # type: ignore[arg-type]
+    )
+    filters = Filters.parse(**extra)  # type: ignore[arg-type]
+    return service.search(SearchRequest(compound, filters, mode, top_k))
+
+
+def sources(found: Found) -> list[str]:
+    """The results' relative paths, best first."""
+    return [hit.record.source for hit in found.hits]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_hybrid_over_opaque_names_ranks_exactly_as_semantic(opaque: SearchService, query: str) -> None:
+    hybrid, semantic = run(opaque, query), run(opaque, query, "semantic")
+    assert [(hit.record.id, hit.score) for hit in hybrid.hits] == [
+        (hit.record.id, hit.score) for hit in semantic.hits
+    ]
+    assert [(hit.record.id, hit.score) for hit in semantic.hits] == [
+        (hit.record.id, hit.score) for hit in opaque.search_text(query, 10)
+    ]
+    assert all(hit.matched == ["semantic"] for hit in hybrid.hits)
+
+
+def test_a_name_match_rises_to_the_top(service: SearchService) -> None:
+    semantic = sources(run(service, "eiffel tower", "semantic"))
+    assert semantic[0] != "paris/eiffel-tower.jpg"  # the pixels alone do not know the tower
+    hybrid = run(service, "eiffel tower")
+    assert sources(hybrid)[0] == "paris/eiffel-tower.jpg"
+    assert hybrid.hits[0].matched == ["semantic", "name"]
+    assert sorted(sources(hybrid)) == sorted(semantic)  # fused, not cut: the same images, reordered
+    lexical = run(service, "eiffel tower", "lexical")
+    assert sources(lexical) == ["paris/eiffel-tower.jpg"] and lexical.hits[0].matched == ["name"]
+    beach = run(service, "beach", "lexical")
+    assert set(sources(beach)) == {"2020/beach/dog_on_beach.jpg", "2020/beach/sunset.webp"}
+
+
+def test_results_carry_folder_and_date(service: SearchService) -> None:
+    hit = next(hit for hit in run(service, "eiffel").hits if hit.record.source == "paris/eiffel-tower.jpg")
+    assert hit.folder == "paris" and hit.metadata is not None
+    assert hit.metadata.taken_at is not None and hit.metadata.taken_at.isoformat() == "2019-07-14T10:00:00"
+
+
+def test_filters_apply_in_every_mode(service: SearchService) -> None:
+    modes: tuple[Mode, ...] = ("hybrid", "semantic", "lexical")
+    for mode in modes:
+        found = run(
+            service,
+            "beach dog",
+            mode,
+            path_prefix="2020",
+            taken_after="2020-08-01",
+            taken_before="2020-08-01",
+        )
+        assert sources(found) == ["2020/beach/dog_on_beach.jpg"]
+    everything = run(service, "thing", taken_after="2019-01-01", taken_before="2020-12-31")
+    assert everything.total == 4  # 2018 (a8f3c2.jpg) and 2021 (louvre.png) are out
+    assert set(sources(everything)) == {
+        "paris/eiffel-tower.jpg",
+        "2020/beach/dog_on_beach.jpg",
+        "2020/beach/sunset.webp",
+        "2020/red-car.png",
+    }
+
+
+def test_exclude_lowers_the_excluded_concept(service: SearchService) -> None:
+    reds = {"2020/beach/sunset.webp", "2020/red-car.png"}
+    plain = run(service, "thing", "semantic")
+    minus = run(service, "thing", "semantic", exclude=["red thing"])
+    place = {name: i for i, name in enumerate(sources(plain))}
+    moved = {name: i for i, name in enumerate(sources(minus))}
+    assert all(moved[name] >= len(sources(minus)) - len(reds) for name in reds)
+    assert any(moved[name] > place[name] for name in reds)
+    arithmetic = run(service, "thing - red thing", "semantic")
+    assert sources(arithmetic) == sources(minus)
+
+
+def test_like_ids_alone_return_the_image_itself_first(service: SearchService) -> None:
+    for hit in run(service, "thing").hits:
+        like = run(service, None, like_ids=[hit.record.id])
+        assert like.hits[0].record.id == hit.record.id
+        assert like.hits[0].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_like_ids_with_text_mix_the_look_into_the_words(service: SearchService) -> None:
+    car = next(hit for hit in run(service, "car").hits if hit.record.source == "2020/red-car.png")
+    plain = run(service, "blue thing", "semantic")
+    refined = run(service, "blue thing", "semantic", like_ids=[car.record.id])
+    order = sources(refined)
+    assert set(order[:2]) == {"a8f3c2.jpg", "2020/beach/dog_on_beach.jpg"}  # the words still lead
+    greens = [order.index(name) for name in ("paris/eiffel-tower.jpg", "paris/louvre.png")]
+    reds = [order.index(name) for name in ("2020/red-car.png", "2020/beach/sunset.webp")]
+    assert max(reds) < min(greens)  # and the liked red look comes next
+
+    def score(found: Found) -> float:
+        return next(hit.score for hit in found.hits if hit.record.source == "2020/red-car.png")
+
+    assert score(refined) > score(plain) + 0.2
+
+
+def test_bad_compound_queries_are_refused(service: SearchService) -> None:
+    with pytest.raises(ImageNotFound, match="like_ids: no image with id"):
+        run(service, None, like_ids=["0123456789abcdef"])
+    with pytest.raises(BadQuery, match="nothing to search for"):
+        run(service, None, exclude=["red"])
+    hit = run(service, "thing").hits[0]
+    with pytest.raises(BadQuery, match="mode lexical needs a query text"):
+        run(service, None, "lexical", like_ids=[hit.record.id])
+    with pytest.raises(BadQuery, match="cancel"):
+        run(service, "red thing - red thing", "semantic")
+
+
+def test_an_old_index_searches_by_meaning_and_refuses_the_rest(
+    photos: Path, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    build_index(FolderSource(photos), tmp_path / "index", pipeline, CONFIG, progress=False)
+    with sqlite3.connect(live_path(tmp_path / "index") / MANIFEST) as db:
+        db.executescript("DROP TABLE metadata; DROP TABLE lexical_words; DROP TABLE lexical_grams;")
+    db.close()
+    old = service_over(Index(tmp_path / "index"), pipeline.models, None)
+    assert sources(run(old, "eiffel tower")) == sources(run(old, "eiffel tower", "semantic"))
+    assert run(old, "thing").hits[0].folder in {"", "paris", "2020", "2020/beach"}
+    with pytest.raises(Conflict, match="--update"):
+        run(old, "eiffel tower", "lexical")
+    with pytest.raises(Conflict, match="--update"):
+        run(old, "thing", path_prefix="paris")
+    old.index.close()
