@@ -10,9 +10,10 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from app.assembly import ServiceFactory, service_over
 from app.bridge import BridgeParams
@@ -36,6 +37,22 @@ def png_bytes(colour: tuple[int, int, int], size: tuple[int, int] = (40, 30), fm
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, format=fmt)
     return out.getvalue()
+
+
+def coloured_pictures(folder: Path, count: int, seed: int) -> Path:
+    """`count` two-colour pictures of varied sizes and formats (PNG, JPEG, WebP) in four folders."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        width, height = (int(v) for v in rng.integers(12, 90, 2))
+        picture = Image.new("RGB", (width, height), tuple(int(c) for c in rng.integers(0, 256, 3)))
+        ImageDraw.Draw(picture).rectangle(
+            (0, 0, width // 2, height), fill=tuple(int(c) for c in rng.integers(0, 256, 3))
+        )
+        fmt, suffix = [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp")][i % 3]
+        target = folder / f"set{i % 4}" / f"{i:03d}.{suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(target, format=fmt)
+    return folder
 
 
 def make_gallery(root: Path) -> Path:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from app import catalog, milvus_search, vectors
 from app.build import BuildConfig, build_index
@@ -19,6 +18,7 @@ from app.query import Filters
 from app.ranking import rank
 from app.sources import FolderSource
 from app.vectors import rank_exact
+from tests.conftest import coloured_pictures
 
 IMAGES = 60
 QUERIES = ["red thing", "green", "blue thing", "a red and green thing"]
@@ -33,18 +33,7 @@ FILTERS = {
 
 def make_pictures(folder: Path, count: int) -> Path:
     """`count` two-colour pictures of varied sizes and formats in four folders."""
-    rng = np.random.default_rng(11)
-    for i in range(count):
-        width, height = (int(v) for v in rng.integers(12, 90, 2))
-        picture = Image.new("RGB", (width, height), tuple(int(c) for c in rng.integers(0, 256, 3)))
-        ImageDraw.Draw(picture).rectangle(
-            (0, 0, width // 2, height), fill=tuple(int(c) for c in rng.integers(0, 256, 3))
-        )
-        fmt, suffix = [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp")][i % 3]
-        target = folder / f"set{i % 4}" / f"{i:03d}.{suffix}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(target, format=fmt)
-    return folder
+    return coloured_pictures(folder, count, seed=11)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import ray
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from app.assembly import service_over
 from app.bridge import BridgeParams
@@ -30,7 +30,7 @@ from app.registry import make_bridge
 from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
 from scripts import build_index as build_script
-from tests.conftest import service_factory, wait_ready
+from tests.conftest import coloured_pictures, service_factory, wait_ready
 from tests.fakes import COLOURS, fake_models
 
 # Ray Data reads a few deprecated settings of its own context when it starts a dataset.
@@ -55,17 +55,7 @@ class FakePipeline:
 
 def make_pictures(folder: Path, count: int) -> Path:
     """`count` two-colour pictures of varied sizes and formats, one copy of the first, one corrupt file."""
-    rng = np.random.default_rng(7)
-    for i in range(count):
-        width, height = (int(v) for v in rng.integers(12, 90, 2))
-        picture = Image.new("RGB", (width, height), tuple(int(c) for c in rng.integers(0, 256, 3)))
-        ImageDraw.Draw(picture).rectangle(
-            (0, 0, width // 2, height), fill=tuple(int(c) for c in rng.integers(0, 256, 3))
-        )
-        fmt, suffix = [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp")][i % 3]
-        target = folder / f"set{i % 4}" / f"{i:03d}.{suffix}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(target, format=fmt)
+    coloured_pictures(folder, count, seed=7)
     shutil.copyfile(folder / "set0" / "000.png", folder / "set3" / "zz-copy.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 40)
     return folder
