@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of a build (shared by `imgsearch build` and `python -m scripts.build_index`)."""
+    _add_source_arguments(parser)
+    _add_index_arguments(parser)
+    _add_scale_arguments(parser)
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """What to index: a folder, or a Hugging Face dataset and its columns."""
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--images", type=Path, help="folder of images (walked recursively)")
     what.add_argument(
@@ -41,6 +48,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="column of --hf-dataset whose text (captions, object names) is indexed for lexical search "
         "and shown as metadata (repeat for several)",
     )
+
+
+def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the index goes and how its vectors are made."""
     parser.add_argument("--index-dir", type=Path, required=True)
     parser.add_argument("--profile", choices=get_args(Profile), default="packaged")
     parser.add_argument("--pca-dim", type=int, default=DEFAULT_DIM, help="0 disables PCA")
@@ -68,6 +79,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
         help="reuse the vectors of files already in the index (by sha256), encode new ones, drop deleted "
         "ones; falls back to a full build when the index was built with other settings",
     )
+
+
+def _add_scale_arguments(parser: argparse.ArgumentParser) -> None:
+    """Running the build on a Ray cluster and exporting to Milvus (docs/scaling.md)."""
     parser.add_argument(
         "--engine",
         choices=["local", "ray"],
