@@ -13,9 +13,11 @@ export IMGSEARCH_HOST=$HOST
 AUTH=""
 if [ -n "${IMGSEARCH_READ_KEY:-}" ]; then AUTH=' -H "X-API-Key: $IMGSEARCH_READ_KEY"'; fi
 .venv/bin/python -m scripts.demo_gallery --out "$GALLERY"
-if [ ! -f "$IMGSEARCH_INDEX_DIR/current/meta.json" ] && [ ! -f "$IMGSEARCH_INDEX_DIR/meta.json" ] || [ -n "${REBUILD:-}" ]; then
-  .venv/bin/python -m scripts.build_index --images "$GALLERY" --index-dir "$IMGSEARCH_INDEX_DIR" --profile packaged
-fi
+# Later runs update the index in place (only new or changed files are encoded; an index made by an
+# older version gains what this one stores); REBUILD=1 builds it from scratch.
+UPDATE=--update
+if [ -n "${REBUILD:-}" ]; then UPDATE=""; fi
+.venv/bin/python -m scripts.build_index --images "$GALLERY" --index-dir "$IMGSEARCH_INDEX_DIR" --profile packaged $UPDATE
 cat <<MSG
 
 Serving on http://$HOST:$PORT (models warm up in a few seconds; watch /readyz). Try:

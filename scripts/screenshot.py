@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from app.layout import META, live_path
 from app.main import create_app
 from app.settings import Settings
 from scripts.serving import serving
@@ -24,7 +25,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 def ensure_index(gallery: Path, index_dir: Path) -> None:
     """Make the demo gallery and its packaged-profile index unless the index is there."""
-    if (index_dir / "meta.json").exists():
+    if (live_path(index_dir) / META).exists():
         return
     log.info("building the demo index in %s (a few minutes)", index_dir)
     subprocess.run([sys.executable, "-m", "scripts.demo_gallery", "--out", str(gallery)], check=True)
