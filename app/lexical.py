@@ -33,7 +33,7 @@ WORDS, GRAMS = "lexical_words", "lexical_grams"
 FIELD_WEIGHTS = (2.0, 1.0, 1.0)  # BM25 weight of a hit in name, folder, metadata
 GRAM_WEIGHT = 0.5  # a substring hit counts half a word hit
 GLUED_MIN = 5  # shorter strings are not looked up inside glued names ("cat" is in "education")
-PREFIX_MIN = 3  # shorter words must match whole ("a" would match everything)
+PREFIX_MIN = 4  # shorter words match whole or plural: as prefixes "cat" finds "cathedral", "a" everything
 MATCHED_CHUNK = 500  # rows per query when finding which fields matched
 INSERT_CHUNK = 10_000  # documents tokenised and inserted at a time
 # Words a query may carry that say nothing about a picture; dropped unless nothing else is left.
@@ -146,15 +146,22 @@ def _quoted(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
+def _word(term: str) -> str:
+    """One query word in FTS5: a prefix from PREFIX_MIN letters on, else the word or its plural."""
+    if term.isdigit():
+        return _quoted(term)
+    if len(term) >= PREFIX_MIN:
+        return _quoted(term) + "*"
+    return f"{_quoted(term)} OR {_quoted(term + 's')}"
+
+
 def expressions(query: str) -> dict[str, str]:
     """FTS5 MATCH expressions of a user's text, per table; empty when the text has no words."""
     terms = list(dict.fromkeys(words(query)))
     kept = [term for term in terms if term not in STOPWORDS] or terms
     found: dict[str, str] = {}
     if kept:
-        found[WORDS] = " OR ".join(
-            _quoted(term) + ("*" if len(term) >= PREFIX_MIN and not term.isdigit() else "") for term in kept
-        )
+        found[WORDS] = " OR ".join(_word(term) for term in kept)
     glued = "".join(terms)
     phrases = [glued] if len(glued) >= GLUED_MIN else []
     phrases += [term for term in kept if len(term) >= GLUED_MIN and term != glued]

@@ -142,3 +142,18 @@ def test_documents_from_metadata(tmp_path: Path) -> None:
     assert [(hit.row, hit.matched) for hit in search(connection, "bretagne phare", 5)] == [
         (9, ("folder", "metadata"))
     ]
+
+
+def test_short_words_match_whole_or_plural_not_as_prefixes() -> None:
+    """'a cat' finds cat.png and the cats folder, not cathedral.png (a three-letter prefix is noise)."""
+    connection = sqlite3.connect(":memory:")
+    create_tables(connection)
+    docs = [
+        LexicalDoc(1, "cathedral.png", "buildings", ""),
+        LexicalDoc(2, "lion.png", "animals/cats", ""),
+        LexicalDoc(3, "cat.png", "pets", ""),
+        LexicalDoc(4, "catalogue_2019.pdf.png", "", ""),
+    ]
+    insert(connection, docs)
+    assert sorted(hit.row for hit in search(connection, "a cat", 10)) == [2, 3]
+    assert [hit.row for hit in search(connection, "cath", 10)] == [1]  # four letters on: a prefix
