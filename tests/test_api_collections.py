@@ -147,6 +147,7 @@ def test_bad_searches_are_clear_4xx(
         ({"q": "x", "after": "2020-02-02", "before": "2020-02-01"}, "later than"),
         ({"q": "x", "folder": "a/../../b"}, "inside the collection"),
         ({"q": "x", "not": ""}, "not"),
+        ({"q": "x", "before": ""}, "before"),  # a date or nothing: an empty value is not "no bound"
     ],
 )
 def test_bad_get_searches_are_422(client: TestClient, params: dict[str, str], words: str) -> None:

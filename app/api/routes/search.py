@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 from app.api.deps import ServiceDep, SettingsDep, UploadDep, within_query_limit
 from app.api.schemas import (
     DATE_HELP,
+    DAY_PATTERN,
     MAX_PARTS,
     MODE_HELP,
     NON_BLANK,
@@ -35,7 +36,8 @@ from app.settings import Settings
 
 router = APIRouter(prefix="/search", tags=["search"])
 # A date in the query string; empty is no bound (how a form, or a client sending null, leaves it out).
-DAY: dict[str, Any] = {"pattern": r"^([0-9]{4}-[0-9]{2}-[0-9]{2})?$", "json_schema_extra": {"format": "date"}}
+# A date or nothing at all: an empty `before=` is a 422 (one query string cannot tell it from a list).
+DAY: dict[str, Any] = {"pattern": DAY_PATTERN, "json_schema_extra": {"format": "date"}}
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 404, 409, 413, 415, 422, 503)
 }
@@ -206,7 +208,7 @@ def search_get(
             top_k=top_k,
             offset=offset,
             mode=mode,
-            filters=SearchFilters(path_prefix=folder, taken_after=after or None, taken_before=before or None),
+            filters=SearchFilters(path_prefix=folder, taken_after=after, taken_before=before),
             exclude=exclude or [],
             like_ids=like or [],
         )
