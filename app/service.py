@@ -164,6 +164,8 @@ class SearchService:
         """Images for a compound query among the rows the filters allow, ranked as the mode says."""
         rows = catalog.allowed_rows(self.index, request.filters)
         total = self.index.count if rows is None else len(rows)
+        for image_id in request.query.like_ids:  # an unknown id is a 404 in every mode
+            self._like(image_id)
         text = " ".join(part.text for part in request.query.positive)
         if request.mode == "lexical":
             if not text:

@@ -123,6 +123,7 @@ def test_like_ids_alone_and_refined_with_text(client: TestClient) -> None:
         ({"query": "x", "filters": {"colour": "red"}}, 422, "colour"),
         ({"like_ids": ["0123456789abcdef"]}, 404, "like_ids: no image with id"),
         ({"like_ids": ["../../etc/passwd"]}, 404, "like_ids"),
+        ({"query": "red", "mode": "lexical", "like_ids": ["0123456789abcdef"]}, 404, "like_ids: no image"),
         ({}, 422, "nothing to search for"),
         ({"exclude": ["red"]}, 422, "nothing to search for"),
         ({"query": "x", "exclude": ["  "]}, 422, "exclude"),

@@ -137,6 +137,9 @@ def expressible(case: Case[Any]) -> bool:
         )
         if given.get("mode") == "lexical" and not built.positive:
             return False  # lexical mode needs words
+        liked = given.get("like_ids") or given.get("like")
+        if not liked and {p.text for p in built.positive} <= {e.text for e in built.exclude}:
+            return False  # `q=cat&not=cat`: the parts cancel out
         Filters.parse(
             filters.get("path_prefix", given.get("folder")),
             filters.get("taken_after", given.get("after")),
