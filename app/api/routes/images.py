@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -72,21 +73,6 @@ def thumbnail(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch
 def metadata(image_id: ImageId, service: ServiceDep) -> ImageMetadataResponse:
     """Folder, name, size, date, camera, position and the text the file carries, as read at build time."""
     record, meta = service.metadata(image_id)
-    return ImageMetadataResponse(
-        id=record.id,
-        source=record.source,
-        folder=meta.folder,
-        name=meta.name,
-        format=meta.format,
-        width=meta.width,
-        height=meta.height,
-        taken_at=meta.taken_at.isoformat(timespec="seconds") if meta.taken_at else None,
-        taken_at_source=meta.taken_at_source,
-        camera_make=meta.camera_make,
-        camera_model=meta.camera_model,
-        latitude=meta.latitude,
-        longitude=meta.longitude,
-        title=meta.title,
-        description=meta.description,
-        keywords=list(meta.keywords),
-    )
+    fields = dataclasses.asdict(meta)  # the response names the stored fields one to one
+    fields["taken_at"] = meta.taken_at.isoformat(timespec="seconds") if meta.taken_at else None
+    return ImageMetadataResponse(id=record.id, source=record.source, **fields)
