@@ -79,6 +79,7 @@ class _Vector:
     vector: np.ndarray
     space: Space
     visual: VisualHint | None
+    liked: list[int] = field(default_factory=list)  # rows of the like_ids, in their order
 
 
 @dataclass
@@ -164,12 +165,12 @@ class SearchService:
         """Images for a compound query among the rows the filters allow, ranked as the mode says."""
         rows = catalog.allowed_rows(self.index, request.filters)
         total = self.index.count if rows is None else len(rows)
-        for image_id in request.query.like_ids:  # an unknown id is a 404 in every mode
-            self._like(image_id)
         text = " ".join(part.text for part in request.query.positive)
         if request.mode == "lexical":
             if not text:
                 raise BadQuery("mode lexical needs a query text (like_ids alone search by meaning)")
+            for image_id in request.query.like_ids:  # unused by words, but an unknown id is still a 404
+                self._like(image_id)
             depth = max(LEXICAL_DEPTH, 4 * (request.offset + request.top_k))
             lexical = catalog.search_text(self.index, text, depth, rows)
             ranked: ranking.Ranking = ranking.LexicalCandidates([(hit.row, hit.score) for hit in lexical])
@@ -182,7 +183,7 @@ class SearchService:
         if request.mode == "hybrid" and text and vector.space == "text" and catalog.has_catalog(self.index):
             lexical = catalog.search_text(self.index, text, LEXICAL_DEPTH, rows)
         if not request.query.positive and not request.query.exclude:  # more like these: they lead
-            liked = np.asarray([self._like(image_id) for image_id in request.query.like_ids], dtype=np.int64)
+            liked = np.asarray(vector.liked, dtype=np.int64)
             liked = liked if rows is None else liked[np.isin(liked, rows)]
             first = rank_exact(self.index.features, vector.vector, liked, len(liked)) if len(liked) else []
             return Found(self._page(request, ranking.Pinned(first, found), [], None), total)
@@ -222,7 +223,7 @@ class SearchService:
         liked = [self._like(image_id) for image_id in query.like_ids]
         if not query.positive and not query.exclude:
             features = np.stack([np.asarray(self.index.features[row], dtype=np.float32) for row in liked])
-            return _Vector(_unit(features.sum(axis=0)), "visual", None)
+            return _Vector(_unit(features.sum(axis=0)), "visual", None, liked)
         total = np.zeros(self.index.dim, dtype=np.float32)
         encoded = None
         for part in query.positive:
@@ -234,7 +235,7 @@ class SearchService:
             total += _unit(np.asarray(self.index.vectors[row], dtype=np.float32))
         if len(query.positive) == 1 and not query.exclude and not liked and encoded is not None:
             return _Vector(encoded.vector, "text", encoded.visual)  # plain text search, unchanged
-        return _Vector(_unit(total), "text", None)
+        return _Vector(_unit(total), "text", None, liked)
 
     def _like(self, image_id: str) -> int:
         """The vector row of an indexed image named in like_ids; ImageNotFound (404) naming like_ids."""
