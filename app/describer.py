@@ -275,10 +275,6 @@ class Describer:
         scores = self.lm.score(candidates)
         return max(zip(scores, candidates, strict=True), key=lambda pair: pair[0])[1]
 
-    def from_labels(self, labels: list[tuple[str, float]]) -> str:
-        """The sentence alone (labels only, no reference captions)."""
-        return self.describe(labels).text
-
     def from_query(self, query: str) -> str:
         """Text mode (generated text): a sentence about a picture matching the query, real words only."""
         query = " ".join(query.split())[:200]
