@@ -39,7 +39,7 @@ def service(
     build_index(FolderSource(photos), index_dir, pipeline, CONFIG, progress=False)
     opened = service_over(Index(index_dir), pipeline.models, None)
     yield opened
-    opened.index.close()
+    opened.close()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def opaque(
     build_index(FolderSource(folder), index_dir, pipeline, CONFIG, progress=False)
     opened = service_over(Index(index_dir), pipeline.models, None)
     yield opened
-    opened.index.close()
+    opened.close()
 
 
 def run(
@@ -189,4 +189,4 @@ def test_an_old_index_searches_by_meaning_and_refuses_the_rest(
         run(old, "eiffel tower", "lexical")
     with pytest.raises(Conflict, match="--update"):
         run(old, "thing", path_prefix="paris")
-    old.index.close()
+    old.close()

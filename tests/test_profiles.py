@@ -113,7 +113,7 @@ def seed_run(tiny_dir: Path, gpt2_dir: Path, image_dir: Path) -> Iterator[Profil
     run = run_profile("seed", settings, tiny_dir / "seed-index", image_dir)
     run.expected_ids["image"] = f"resnet50:{settings.image_model}"
     yield run
-    run.service.index.close()
+    run.service.close()
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def clip_run(tiny_dir: Path, gpt2_dir: Path, image_dir: Path) -> Iterator[Profil
     run = run_profile("clip", settings, tiny_dir / "clip-index", image_dir)
     run.expected_ids["text"] = clip
     yield run
-    run.service.index.close()
+    run.service.close()
 
 
 @pytest.fixture(params=["seed", "clip"])

@@ -162,7 +162,7 @@ def test_ray_engine_reads_a_datasets_source_and_keeps_its_originals(
         with Image.open(service.index.original_path(hit.record)) as original:
             assert original.getpixel((0, 0)) == COLOURS["blue"]
     finally:
-        service.index.close()
+        service.close()
 
 
 def test_milvus_lite_returns_the_matrix_backends_top_ten(
