@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 import unicodedata
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import PurePosixPath
@@ -171,7 +171,7 @@ def expressions(query: str) -> dict[str, str]:
 
 
 def _ranked(
-    connection: sqlite3.Connection, table: str, expression: str, limit: int, allowed: Collection[int] | None
+    connection: sqlite3.Connection, table: str, expression: str, limit: int, allowed: Container[int] | None
 ) -> list[tuple[int, float]]:
     """The best `limit` (row, score) of one table, among `allowed` rows when given."""
     weights = ", ".join(str(weight) for weight in FIELD_WEIGHTS)
@@ -208,7 +208,7 @@ def _matched(
 
 
 def search(
-    connection: sqlite3.Connection, query: str, limit: int, allowed: Collection[int] | None = None
+    connection: sqlite3.Connection, query: str, limit: int, allowed: Container[int] | None = None
 ) -> list[LexicalHit]:
     """Rows whose name, folder or embedded text match `query`, best first, at most `limit`.
 

@@ -18,9 +18,8 @@ the camera's local time without a zone, so a bound with a zone is refused rather
 
 Wiring: routes and the CLI call `CompoundQuery.build` and `Filters.parse`; the service
 (`SearchService.vector_of`) encodes the parts (weighted sum of positive directions minus excluded
-ones), adds the stored vectors of `like_ids`, and ranks only the rows `Filters.where()` selects in
-the manifest's metadata table (app/catalog.py `allowed_rows`; `Filters.matches` is the same test
-in Python).
+ones), adds the stored vectors of `like_ids`, and ranks only the rows the filters let through
+(app/catalog.py `FilterColumns.mask`: the test of `Filters.matches`, vectorised over every row).
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from app.errors import BadQuery
-from app.metadata import ImageMetadata, SQLValue
+from app.metadata import ImageMetadata
 
 MAX_PARTS = 16
 _OPERATOR = re.compile(r"(?<!\S)([+\-−–])(?!\S)")  # a sign standing alone between blanks (or at an end)
@@ -248,28 +247,3 @@ class Filters:
             self.has_gps is None or meta.has_gps == self.has_gps,
         )
         return all(checks)
-
-    def where(self) -> tuple[str, list[SQLValue]]:
-        """The same test as an SQL condition over `app.metadata.COLUMNS`, with its parameters."""
-        clauses: list[str] = []
-        params: list[SQLValue] = []
-        if self.path_prefix is not None:
-            clauses.append("(folder = ? OR substr(folder, 1, ?) = ?)")
-            params += [self.path_prefix, len(self.path_prefix) + 1, self.path_prefix + "/"]
-        if self.taken_after is not None:
-            clauses.append("taken_at >= ?")
-            params.append(self.taken_after.isoformat())
-        if self.taken_before is not None:
-            clauses.append("taken_at <= ?")
-            params.append(self.taken_before.isoformat())
-        if self.formats is not None:
-            clauses.append(f"format IN ({', '.join('?' * len(self.formats))})")
-            params += sorted(self.formats)
-        for column, minimum in (("width", self.min_width), ("height", self.min_height)):
-            if minimum is not None:
-                clauses.append(f"{column} >= ?")
-                params.append(minimum)
-        if self.has_gps is not None:
-            located = "latitude IS NOT NULL AND longitude IS NOT NULL"
-            clauses.append(f"({located})" if self.has_gps else f"NOT ({located})")
-        return " AND ".join(clauses) or "1", params

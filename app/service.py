@@ -163,7 +163,8 @@ class SearchService:
 
     def search(self, request: SearchRequest) -> Found:
         """Images for a compound query among the rows the filters allow, ranked as the mode says."""
-        rows = catalog.allowed_rows(self.index, request.filters)
+        mask = catalog.allowed_mask(self.index, request.filters)
+        rows = None if mask is None else np.flatnonzero(mask)
         total = self.index.count if rows is None else len(rows)
         text = " ".join(part.text for part in request.query.positive)
         if request.mode == "lexical":
@@ -172,7 +173,7 @@ class SearchService:
             for image_id in request.query.like_ids:  # unused by words, but an unknown id is still a 404
                 self._like(image_id)
             depth = max(LEXICAL_DEPTH, 4 * (request.offset + request.top_k))
-            lexical = catalog.search_text(self.index, text, depth, rows)
+            lexical = catalog.search_text(self.index, text, depth, mask)
             ranked: ranking.Ranking = ranking.LexicalCandidates([(hit.row, hit.score) for hit in lexical])
             return Found(self._page(request, ranked, lexical, set()), total)
         vector = self.vector_of(request.query)
@@ -181,7 +182,7 @@ class SearchService:
         )
         lexical = []
         if request.mode == "hybrid" and text and vector.space == "text" and catalog.has_catalog(self.index):
-            lexical = catalog.search_text(self.index, text, LEXICAL_DEPTH, rows)
+            lexical = catalog.search_text(self.index, text, LEXICAL_DEPTH, mask)
         if not request.query.positive and not request.query.exclude:  # more like these: they lead
             liked = np.asarray(vector.liked, dtype=np.int64)
             liked = liked if rows is None else liked[np.isin(liked, rows)]

@@ -213,8 +213,8 @@ class HnswSearcher:
             return Rescan(self.search, query)
         if len(rows) <= SUBSET_EXACT or len(rows) < SELECTOR_MIN_SHARE * self.matrix.shape[0]:
             return SubsetScan(self.matrix, query, rows)
-        selector = _faiss().IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
-        return Rescan(lambda q, k: self._walk(q, min(k, len(rows)), selector), query)
+        selector = _Bitmap(rows, self.matrix.shape[0])
+        return Rescan(lambda q, k: self._walk(q, min(k, len(rows)), selector.selector), query)
 
     def search(self, query: np.ndarray, k: int) -> Hits:
         """Approximate top-k (efSearch grows with k so deep pages stay complete)."""
@@ -235,6 +235,17 @@ class HnswSearcher:
     def close(self) -> None:
         """Drop the graph."""
         self._index = None
+
+
+class _Bitmap:
+    """A faiss selector over a bitmap of the rows: one bit test per visited node (a hash set of
+    500,000 rows costs more to build and to probe), the bits kept alive as long as the selector."""
+
+    def __init__(self, rows: np.ndarray, count: int) -> None:
+        mask = np.zeros(count, dtype=bool)
+        mask[rows] = True
+        self.bits = np.packbits(mask, bitorder="little")
+        self.selector: Any = _faiss().IDSelectorBitmap(count, _faiss().swig_ptr(self.bits))
 
 
 def build_ann(matrix: np.ndarray, path: Path, m: int = 32, ef_construction: int = 200) -> float:

@@ -7,6 +7,7 @@ from datetime import date, datetime
 
 import pytest
 
+from app.catalog import FilterColumns
 from app.errors import BadQuery
 from app.metadata import COLUMNS, ImageMetadata, table_sql
 from app.query import CompoundQuery, Filters, Part, parse_query
@@ -116,18 +117,25 @@ IMAGES = {
         ),
     ],
 )
-def test_filters_in_python_and_sql_select_the_same_images(filters: Filters, expected: set[str]) -> None:
+def test_filters_in_python_and_over_the_columns_select_the_same_images(
+    filters: Filters, expected: set[str]
+) -> None:
     assert {key for key, meta in IMAGES.items() if filters.matches(meta)} == expected
+    keys = list(IMAGES)
+    mask = FilterColumns.of([IMAGES[key] for key in keys]).mask(filters)
+    assert {key for key, passes in zip(keys, mask, strict=True) if passes} == expected
+
+
+def test_a_row_without_metadata_passes_no_filter() -> None:
     connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE images (id TEXT, row INTEGER)")
     connection.execute(table_sql())
+    connection.executemany("INSERT INTO images VALUES (?, ?)", [("root", 0), ("lost", 1)])
     marks = ", ".join("?" * (len(COLUMNS) + 1))
-    connection.executemany(
-        f"INSERT INTO metadata VALUES ({marks})", [(k, *m.to_row()) for k, m in IMAGES.items()]
-    )
-    where, params = filters.where()
-    assert {
-        row[0] for row in connection.execute(f"SELECT id FROM metadata WHERE {where}", params)
-    } == expected
+    connection.execute(f"INSERT INTO metadata VALUES ({marks})", ("root", *IMAGES["root"].to_row()))
+    columns = FilterColumns.load(connection)
+    assert columns.mask(Filters.parse(has_gps=False)).tolist() == [True, False]
+    assert columns.mask(Filters.parse(min_width=1)).tolist() == [True, False]
 
 
 def test_empty_values_are_no_filter() -> None:
