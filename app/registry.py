@@ -67,7 +67,9 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "packaged": Profile(
         image=lambda s: EfficientNetLiteEncoder(s.image_model, cache_dir=s.cache_dir, precision=s.precision),
-        text=lambda s: MeanPoolTextEncoder(s.text_model or _minilm(), s.text_model or MINILM_ID),
+        text=lambda s: MeanPoolTextEncoder(
+            s.text_model or _minilm(), s.text_model or MINILM_ID, optimize=True, cache_dir=s.cache_dir
+        ),
         lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf()), s.cache_dir),
     ),
     "seed": Profile(

@@ -22,7 +22,7 @@ import numpy as np
 from app import vectors
 from app.pca import DEFAULT_DIM
 from app.vectors import ANN_FILE, HnswSearcher, SubsetScan, build_ann, rank_exact
-from bench.search import recall, synthetic, timed
+from bench.synthetic import recall, synthetic, timed
 
 log = logging.getLogger("bench.filtered")
 SELECTIVITIES = (0.5, 0.1, 0.05, 0.02, 0.01, 0.001)

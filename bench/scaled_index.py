@@ -12,7 +12,9 @@ import numpy as np
 
 from app import index as ix
 from app.vectors import ANN_FILE, build_ann
-from bench.search import synthetic
+from bench.synthetic import synthetic
+
+BLOCK = 100_000  # synthetic feature rows made at a time
 
 
 def scaled_index(
@@ -34,9 +36,16 @@ def scaled_index(
     kind = "fitted" if vectors.shape[1] == 128 else "bridge"
     matrix = np.concatenate([vectors, synthetic(extra, vectors.shape[1], kind, seed=count)])
     np.save(target / ix.VECTORS, matrix.astype(np.float16))
-    if features:
-        noise = synthetic(extra, feats.shape[1], "bridge", seed=count + 1)
-        np.save(target / ix.FEATURES, np.concatenate([feats, noise]).astype(np.float16))
+    if features:  # written a block at a time: 1 M rows of 1280 float32 would take 5 GB at once
+        stored = np.lib.format.open_memmap(
+            target / ix.FEATURES, mode="w+", dtype=np.float16, shape=(count, feats.shape[1])
+        )
+        stored[: len(feats)] = feats
+        for first in range(len(feats), count, BLOCK):
+            size = min(BLOCK, count - first)
+            stored[first : first + size] = synthetic(size, feats.shape[1], "bridge", seed=count + first)
+        stored.flush()
+        del stored
     rows: list[ix.ImageRecord] = []
     for row in range(count):
         like = records[row % len(records)]

@@ -8,7 +8,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,10 @@ from app.index import VECTORS
 from app.options import SearchOptions
 from app.pca import DEFAULT_DIM
 from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, build_ann
+from bench import collection
+from bench.synthetic import STATS, recall, synthetic, timed
 
 log = logging.getLogger("bench.search")
-
-Search = Callable[[np.ndarray], list[int]]
-# Mean and covariance of the vectors of the Tux Paint index built with the defaults (256-d; remade with
-# --refit-stats INDEX_DIR from an index built as bench.relevance builds it): synthetic rows get our geometry.
-STATS = Path(__file__).parent / "data" / "tuxpaint_vector_stats.npz"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -47,36 +44,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"({STATS.name}); bridge: mixtures of 5 of 1000 random directions; uniform: on the sphere",
     )
     parser.add_argument("--no-usearch", action="store_true", help="skip the usearch comparison")
+    parser.add_argument(
+        "--filtered",
+        action="store_true",
+        help="instead: filtered and hybrid search through the service over a grown collection "
+        "(bench/collection.py; the index is kept in --work-dir and reused)",
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="where the .npy files go (default: tmp)")
     parser.add_argument("--refit-stats", type=Path, default=None, help="rewrite the stats from this index")
     return parser.parse_args(argv)
-
-
-def synthetic(n: int, dim: int, kind: str, seed: int) -> np.ndarray:
-    """Unit rows drawn like our index's vectors (fitted), as bridge-like mixtures, or uniformly."""
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, dim), dtype=np.float32)
-    labels = np.random.default_rng(0).standard_normal((1000, dim)).astype(np.float32)
-    if kind == "fitted":
-        with np.load(STATS) as stats:
-            mean, cov = stats["mean"], stats["cov"]
-        if mean.shape[0] != dim:
-            raise SystemExit(f"--data fitted has {mean.shape[0]} dimensions, not --dim {dim}")
-        root = np.linalg.cholesky(cov + 1e-6 * np.eye(dim))
-    step = 100_000
-    for first in range(0, n, step):
-        m = min(step, n - first)
-        if kind == "fitted":
-            block = (mean + rng.standard_normal((m, dim)) @ root.T).astype(np.float32)
-        elif kind == "uniform":
-            block = rng.standard_normal((m, dim)).astype(np.float32)
-        else:
-            chosen = rng.integers(0, 1000, (m, 5))
-            weights = rng.dirichlet(np.full(5, 0.5), m).astype(np.float32)
-            block = np.einsum("mk,mkd->md", weights, labels[chosen])
-            block += 0.05 * rng.standard_normal((m, dim)).astype(np.float32)
-        out[first : first + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
 
 
 def baseline_search(matrix: np.ndarray, query: np.ndarray, k: int) -> list[int]:
@@ -86,24 +62,6 @@ def baseline_search(matrix: np.ndarray, query: np.ndarray, k: int) -> list[int]:
         scores[first : first + 65536] = np.asarray(matrix[first : first + 65536], dtype=np.float32) @ query
     top = np.argpartition(-scores, k - 1)[:k]
     return [int(i) for i in top[np.argsort(-scores[top])]]
-
-
-def timed(search: Search, queries: np.ndarray) -> tuple[list[list[int]], float, float]:
-    """Results and p50/p99 milliseconds of one query at a time (after one warm-up query)."""
-    search(queries[0])
-    results: list[list[int]] = []
-    times: list[float] = []
-    for query in queries:
-        start = time.perf_counter()
-        results.append(search(query))
-        times.append(time.perf_counter() - start)
-    ms = np.array(times) * 1000
-    return results, float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
-
-
-def recall(found: list[list[int]], truth: list[list[int]]) -> float:
-    """Mean share of the true top-10 found."""
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found, truth, strict=True)]))
 
 
 def usearch_index(matrix: np.ndarray, ef_search: int) -> tuple[Any, float]:
@@ -186,6 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {STATS}: {vectors.shape[1]}-d, {len(vectors)} vectors")
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.filtered:
+        work = args.work_dir or Path(tempfile.mkdtemp(prefix="imgsearch-collection-"))
+        for n in sizes:
+            collection.run(n, args.queries, work)
+        return 0
     rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         for n in sizes:

@@ -100,9 +100,11 @@ def test_describe_is_503_with_retry_after_while_the_language_model_loads(
             assert response.status_code == 503, response.text
             assert int(response.headers["Retry-After"]) > 0
             assert "loading" in response.json()["detail"]
+        assert client.get("/readyz").json()["describe"] == "loading"
         assert loading.lm is not None
         loading.lm.load(torch.device("cpu"), torch.float32)
         assert client.post("/describe", files=upload).status_code == 200
+        assert client.get("/readyz").json()["describe"] == "ready"
 
 
 class BrokenLanguageModel(FakeLanguageModel):
@@ -125,6 +127,7 @@ def test_a_language_model_that_fails_in_the_background_says_why(
         response = client.post("/describe", json={"query": "a cat"})
         assert response.status_code == 503 and "Retry-After" not in response.headers
         assert "the language model failed to load: no weights at [server path]" in response.json()["detail"]
+        assert client.get("/readyz").json()["describe"] == "failed"
 
 
 class WatchfulLanguageModel(FakeLanguageModel):

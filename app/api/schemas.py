@@ -224,6 +224,11 @@ class Ready(BaseModel):
         None, description="the index generation served (generations/<name> in the index folder)"
     )
     detail: str | None = None
+    describe: str | None = Field(
+        None,
+        description="the language model behind /describe: ready, loading (search works meanwhile), "
+        "failed or off",
+    )
     read_key: bool = Field(False, description="whether every endpoint but /healthz needs the read key")
     warnings: list[str] = Field(
         default_factory=list, description="what an operator should know, e.g. an open network address"

@@ -64,6 +64,42 @@ class OnnxRunner:
         features, logits = self.session.run(None, {"pixels": pixels})
         return torch.from_numpy(features), torch.from_numpy(logits)
 
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The model's outputs for named inputs."""
+        outputs: list[np.ndarray] = self.session.run(None, feeds)
+        return outputs
+
+
+def export_text(module: torch.nn.Module, target: Path) -> Path:
+    """Write a text encoder (input_ids, attention_mask → pooled) as ONNX, batch and length dynamic; atomic."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
+    axes = {0: "batch", 1: "length"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            example,
+            str(partial),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["pooled"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "pooled": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    partial.replace(target)
+    log.info("exported %s for ONNX Runtime in %.1fs", target.name, time.perf_counter() - started)
+    return target
+
+
+def cached_export_path(name: str, weights: Path, cache_dir: Path | None) -> Path:
+    """Where the ONNX export of `weights` is cached: keyed by their sha256, torch's version and the opset."""
+    key = f"{name}-{file_digest(weights)}-torch{torch.__version__.split('+')[0]}-opset{OPSET}.onnx"
+    folder = Path(tempfile.mkdtemp(prefix="imgsearch-onnx-")) if cache_dir is None else cache_dir / "onnx"
+    return folder / key
+
 
 def onnx_runner(
     module: torch.nn.Module,
@@ -81,11 +117,7 @@ def onnx_runner(
     import onnxruntime as ort
 
     digest = file_digest(weights)
-    key = f"{name}-{digest}-torch{torch.__version__.split('+')[0]}-opset{OPSET}.onnx"
-    if cache_dir is None:
-        target = Path(tempfile.mkdtemp(prefix="imgsearch-onnx-")) / key
-    else:
-        target = cache_dir / "onnx" / key
+    target = cached_export_path(name, weights, cache_dir)
     if not target.is_file():
         log.info("preparing %s once: exporting it to ONNX (%s)", name, target)
         export(module, size, target)

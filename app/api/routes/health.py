@@ -10,6 +10,7 @@ from app.api.access import access_warnings
 from app.api.deps import RuntimeDep
 from app.api.errors import public_detail
 from app.api.schemas import Ready
+from app.encoders.base import LanguageModel
 
 router = APIRouter(tags=["health"])  # /healthz: never behind a key
 probes = APIRouter(tags=["health"])  # /readyz and /metrics: behind the read key when one is set
@@ -42,10 +43,20 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         device=runtime.device,
         images=service.count,
         generation=service.generation,
+        describe=_describe_status(service.models.lm),
         read_key=read_key,
         warnings=warnings,
     )
     return JSONResponse(body.model_dump())
+
+
+def _describe_status(lm: LanguageModel | None) -> str:
+    """Whether the language model is loaded, still loading in the background, failed, or not used."""
+    if lm is None:
+        return "off"
+    if lm.loaded:
+        return "ready"
+    return "failed" if lm.error else "loading"
 
 
 @probes.get("/metrics", response_class=Response, summary="Prometheus metrics")
