@@ -17,7 +17,9 @@ from app.preprocessing import ImageSpec
 
 SIZES = {0: 224, 1: 240, 2: 260, 3: 280, 4: 300}
 CPU_MICRO_BATCH = 2  # TorchScript
-ORT_MICRO_BATCH = 4  # ONNX Runtime
+ORT_MICRO_BATCH = 4  # ONNX Runtime, float32: flat from 1 to 32 images, 4 keeps activations in cache
+# int8 gains from larger batches (Lite0, 2 threads, idle: 302 img/s at 4, 346–423 at 16, 320 at 32).
+ORT_INT8_MICRO_BATCH = 16
 PRECISIONS = ("int8", "fp32")  # on the CPU; accelerators run the settings' dtype (float16 on CUDA)
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
             log.warning("no int8 model (%s): float32 instead", exc)
             return False
         self.quantized = True
-        self.micro_batch = ORT_MICRO_BATCH
+        self.micro_batch = ORT_INT8_MICRO_BATCH
         return True
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
