@@ -41,7 +41,7 @@ from app.service import SearchRequest, SearchService
 from app.settings import Settings
 from bench.scaled_index import scaled_index
 from bench.soak import build_demo_index
-from bench.synthetic import recall
+from bench.synthetic import recall, timed
 
 log = logging.getLogger("bench.collection")
 
@@ -134,19 +134,6 @@ def _service(index_dir: Path, settings: Settings, models: Models, exact: bool) -
     return service_over(Index(index_dir, options), models, settings.cache_dir, dedup_threshold=0.97)
 
 
-def _timed(call: Callable[[str], list[str]], texts: Sequence[str]) -> tuple[list[list[str]], float, float]:
-    """Results and p50 / p99 ms of one request at a time (after one warm-up)."""
-    call(texts[0])
-    results: list[list[str]] = []
-    times: list[float] = []
-    for text in texts:
-        started = time.perf_counter()
-        results.append(call(text))
-        times.append(time.perf_counter() - started)
-    ms = np.asarray(times) * 1000
-    return results, float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
-
-
 def _searcher(service: SearchService, mode: Mode, filters: Filters) -> Callable[[str], list[str]]:
     """One request: the ids of the first page."""
 
@@ -188,17 +175,17 @@ def measure(index_dir: Path, queries: int, settings: Settings) -> dict[str, floa
     try:
         for share in SELECTIVITIES:
             filters = _date_filter(share)
-            found, p50, p99 = _timed(_searcher(graph, "semantic", filters), texts)
-            truth, exact_p50, _ = _timed(_searcher(exact, "semantic", filters), texts)
+            found, p50, p99 = timed(_searcher(graph, "semantic", filters), texts)
+            truth, exact_p50, _ = timed(_searcher(exact, "semantic", filters), texts)
             passing = graph.search(SearchRequest(CompoundQuery.build(texts[0]), filters, "semantic")).total
             key = f"{share:g}"
             figures |= {f"rows_{key}": float(passing), f"p50_{key}": p50, f"p99_{key}": p99}
             figures |= {f"recall_{key}": recall(found, truth), f"exact_p50_{key}": exact_p50}
             log.info("selectivity %s: %s", key, {k: v for k, v in figures.items() if k.endswith(key)})
         for label, filters in (("hybrid", Filters()), ("hybrid_filtered", _date_filter(0.1))):
-            _, p50, p99 = _timed(_searcher(graph, "hybrid", filters), names)
+            _, p50, p99 = timed(_searcher(graph, "hybrid", filters), names)
             figures |= {f"{label}_p50": p50, f"{label}_p99": p99}
-        _, figures["semantic_p50"], _ = _timed(_searcher(graph, "semantic", Filters()), texts)
+        _, figures["semantic_p50"], _ = timed(_searcher(graph, "semantic", Filters()), texts)
     finally:
         graph.close()
         exact.close()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 Search = Callable[[np.ndarray], list[int]]
+Q = TypeVar("Q")  # a query: a vector, a text
+R = TypeVar("R")  # what a result names: a row, an id
 # Mean and covariance of the vectors of the Tux Paint index built with the defaults (256-d; remade with
 # bench.search --refit-stats INDEX_DIR from an index built as bench.relevance builds it): synthetic rows
 # get our geometry.
@@ -42,10 +45,11 @@ def synthetic(n: int, dim: int, kind: str, seed: int) -> np.ndarray:
     return out
 
 
-def timed(search: Search, queries: np.ndarray) -> tuple[list[list[int]], float, float]:
+def timed(search: Callable[[Q], list[R]], queries: Iterable[Q]) -> tuple[list[list[R]], float, float]:
     """Results and p50/p99 milliseconds of one query at a time (after one warm-up query)."""
+    queries = list(queries)
     search(queries[0])
-    results: list[list[int]] = []
+    results: list[list[R]] = []
     times: list[float] = []
     for query in queries:
         start = time.perf_counter()
