@@ -16,7 +16,7 @@ from app.main import create_app
 from app.pipeline import Models, Pipeline
 from app.settings import Settings
 from app.sources import FolderSource
-from tests.conftest import make_collection, service_factory
+from tests.conftest import COLOURS, make_collection, png_bytes, service_factory
 
 CONFIG = BuildConfig(pca_dim=0, workers=0)
 
@@ -92,6 +92,25 @@ def test_get_search_takes_folder_dates_mode_and_not(client: TestClient) -> None:
         "/search", params={"q": "thing - red thing - blue thing", "mode": "semantic"}
     ).json()
     assert sources(arithmetic) == sources(minus)
+
+
+def test_search_by_image_takes_folder_and_dates(client: TestClient) -> None:
+    def look_alike(**form: str) -> list[str]:
+        upload = {"image": ("q.png", png_bytes(COLOURS["blue"]), "image/png")}
+        response = client.post("/search/image", files=upload, data=form)
+        assert response.status_code == 200, response.text
+        return sources(response.json())
+
+    assert set(look_alike()[:2]) == {"2020/beach/dog_on_beach.jpg", "a8f3c2.jpg"}  # the blue ones
+    assert set(look_alike(folder="paris")) == {"paris/eiffel-tower.jpg", "paris/louvre.png"}
+    assert look_alike(folder="2020", before="2020-05-31") == ["2020/red-car.png"]
+    assert look_alike(before="2018-12-31") == ["a8f3c2.jpg"]
+    bad = client.post(
+        "/search/image",
+        files={"image": ("q.png", png_bytes(COLOURS["blue"]), "image/png")},
+        data={"after": "2020-13-01"},
+    )
+    assert bad.status_code == 422 and "taken_after" in bad.json()["detail"]
 
 
 def test_like_ids_alone_and_refined_with_text(client: TestClient) -> None:

@@ -231,8 +231,12 @@ def search_image(
     data: UploadDep,
     top_k: Annotated[int, Form(ge=1, le=100, description=TOP_K_HELP)] = 10,
     offset: Annotated[int, Form(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
+    folder: Annotated[str | None, Form(max_length=4096, description="only this folder and below")] = None,
+    after: Annotated[str | None, Form(description="taken on or after: " + DATE_HELP)] = None,
+    before: Annotated[str | None, Form(description="taken on or before: " + DATE_HELP)] = None,
 ) -> SearchResponse:
-    """Indexed images that look like the uploaded one."""
+    """Indexed images that look like the uploaded one, among those the filters allow."""
     start = time.perf_counter()
-    hits = service.search_image(data, top_k, offset)
+    filters = Filters.parse(path_prefix=folder, taken_after=after, taken_before=before)
+    hits = service.search_image(data, top_k, offset, None if filters.is_empty else filters)
     return _response("", hits, service.count, start)
