@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default = f"bridge, --pca-dim {args.pca_dim} (default)"
         rows.append(Row(f"{default}, {models.image.precision}", main_dim, bridge, main_bytes))
         hybrid = recall(service_ranking(main_dir, models, settings.cache_dir, queries, "hybrid"), relevant)
-        rows.append(Row(f"{default}, hybrid: + names, folders, text (RRF)", main_dim, hybrid, main_bytes))
+        rows.append(Row(f"{default}, hybrid: + names, folders, text", main_dim, hybrid, main_bytes))
         if fp32 is not None:
             fp32_dir = Path(scratch) / "index-fp32"
             fp32_pipeline = Pipeline(fp32, make_bridge(fp32, BridgeParams(), settings.cache_dir))
