@@ -262,6 +262,8 @@ def _query_share(terms: list[str], glued: list[str], fields: tuple[str, ...]) ->
 def _name_share(probes: list[str], name: str) -> float:
     """Share of the letters of a file name's words (digits and stopwords aside) that the query matches."""
     kept = [word for word in name.split() if not word.isdigit() and word not in STOPWORDS]
+    if not probes:
+        return 0.0
     letters = sum(len(word) for word in kept)
     covered = sum(len(word) * max(_covered(word, probe) for probe in probes) for word in kept)
     return covered / letters if letters else 0.0

@@ -173,4 +173,5 @@ def test_coverage_says_how_fully_a_match_explains_the_query_or_the_name(tmp_path
     long = {hit.row: hit.coverage for hit in search(connection, "A red apple on a branch", 10)}
     assert long[3] == long[0] == 1.0  # every word of the name is in the long caption
     assert lexical.coverages(connection, "a green apple", [5])[5] == (0.5, 5 / 9)  # green, glued in
+    assert lexical.coverages(connection, "!?", [0, 1]) == {0: (0.0, 0.0), 1: (0.0, 0.0)}
     connection.close()
