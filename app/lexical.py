@@ -10,8 +10,9 @@ FTS5's query syntax: it is cut into words and each word is quoted.
 
 Wiring: app/catalog.py calls `create_tables` and `insert` on the generation's `manifest.sqlite`
 with one `LexicalDoc.of(row, metadata)` per image row; the service calls `search` (with the rows a
-filter allows) and fuses its hits with the vector ranking (`app.ranking.FusedCandidates`, RRF of
-`app.fusion`), reporting each hit's `matched` fields.
+filter allows) and fuses its hits with the vector ranking (`app.ranking.FusedCandidates`, the
+weighted sum of `app.fusion`, which scales each hit by its `coverage`), reporting each hit's `matched`
+fields.
 """
 
 from __future__ import annotations
@@ -61,11 +62,16 @@ class LexicalDoc:
 
 @dataclass(frozen=True)
 class LexicalHit:
-    """One lexical match: the row, its BM25 score (larger is better) and the fields that matched."""
+    """One lexical match: the row, its BM25 score (larger is better), the fields that matched, its coverage.
+
+    `coverage` ∈ [0, 1] says how fully the match explains the query or the name (`coverages`): 1 for
+    `red-car.jpg` and "a red car", 0.5 for `red-apple.jpg`, whose "red" is one of two content words.
+    """
 
     row: int
     score: float
     matched: tuple[Field, ...]
+    coverage: float = 1.0
 
 
 def fold(text: str) -> str:
@@ -155,16 +161,22 @@ def _word(term: str) -> str:
     return f"{_quoted(term)} OR {_quoted(term + 's')}"
 
 
+def content_terms(query: str) -> list[str]:
+    """The query's distinct words without stopwords (all of them when only stopwords are left)."""
+    terms = list(dict.fromkeys(words(query)))
+    return [term for term in terms if term not in STOPWORDS] or terms
+
+
 def expressions(query: str) -> dict[str, str]:
     """FTS5 MATCH expressions of a user's text, per table; empty when the text has no words."""
     terms = list(dict.fromkeys(words(query)))
-    kept = [term for term in terms if term not in STOPWORDS] or terms
+    kept = content_terms(query)
     found: dict[str, str] = {}
     if kept:
         found[WORDS] = " OR ".join(_word(term) for term in kept)
-    glued = "".join(terms)
-    phrases = [glued] if len(glued) >= GLUED_MIN else []
-    phrases += [term for term in kept if len(term) >= GLUED_MIN and term != glued]
+    glued = list(dict.fromkeys(["".join(terms), "".join(kept)]))  # "citedecarcassonne", "redcar"
+    phrases = [phrase for phrase in glued if len(phrase) >= GLUED_MIN]
+    phrases += [term for term in kept if len(term) >= GLUED_MIN and term not in glued]
     if phrases:
         found[GRAMS] = " OR ".join(_quoted(phrase) for phrase in phrases)
     return found
@@ -225,4 +237,64 @@ def search(
             scores[row] += weight * score
     best = sorted(scores, key=lambda row: (-scores[row], row))[:limit]
     matched = _matched(connection, plan, best)
-    return [LexicalHit(row, scores[row], matched[row]) for row in best]
+    shares = coverages(connection, query, best)
+    return [LexicalHit(row, scores[row], matched[row], max(shares[row])) for row in best]
+
+
+def _covered(word: str, probe: str) -> float:
+    """How much of a stored word a query word matches: whole or plural 1, else the share its letters cover."""
+    if word in (probe, probe + "s"):
+        return 1.0
+    if probe.isdigit():
+        return 0.0
+    prefix = len(probe) >= PREFIX_MIN and word.startswith(probe)
+    return len(probe) / len(word) if prefix or (len(probe) >= GLUED_MIN and probe in word) else 0.0
+
+
+def _query_share(terms: list[str], glued: list[str], fields: tuple[str, ...]) -> float:
+    """Share of the query's content words a row's fields match; 1 when the whole query is glued into one."""
+    if any(phrase in field.replace(" ", "") for field in fields for phrase in glued):
+        return 1.0
+    stored = " ".join(fields).split()
+    return sum(any(_covered(word, term) > 0 for word in stored) for term in terms) / len(terms)
+
+
+def _name_share(probes: list[str], name: str) -> float:
+    """Share of the letters of a file name's words (digits and stopwords aside) that the query matches."""
+    kept = [word for word in name.split() if not word.isdigit() and word not in STOPWORDS]
+    if not probes:
+        return 0.0
+    letters = sum(len(word) for word in kept)
+    covered = sum(len(word) * max(_covered(word, probe) for probe in probes) for word in kept)
+    return covered / letters if letters else 0.0
+
+
+def coverages(
+    connection: sqlite3.Connection, query: str, rows: Sequence[int]
+) -> dict[int, tuple[float, float]]:
+    """(query share, name share) of each row, each in [0, 1].
+
+    Query share: the share of the query's content words the row's name, folder or text matches (1
+    where the whole query is glued into one of them). Name share: the share of the letters of the
+    file name's words that the query matches. For "a red car", `red-apple.png` is (0.5, 3/8) and
+    `red-car.png` (1, 1); for the long query "a red apple on a branch", `apple_red.png` is (2/3, 1).
+    """
+    terms = list(dict.fromkeys(words(query)))
+    content = content_terms(query)
+    glued = [
+        phrase for phrase in dict.fromkeys(["".join(terms), "".join(content)]) if len(phrase) >= GLUED_MIN
+    ]
+    stored: dict[int, tuple[str, ...]] = {}
+    columns = ", ".join(FIELDS)
+    for start in range(0, len(rows), MATCHED_CHUNK):
+        chunk = list(rows[start : start + MATCHED_CHUNK])
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT rowid, {columns} FROM {WORDS} WHERE rowid IN ({marks})"
+        for row, *fields in connection.execute(sql, chunk):
+            stored[int(row)] = tuple(str(field) for field in fields)
+    found: dict[int, tuple[float, float]] = {}
+    for row in rows:
+        fields = stored.get(row, ("", "", ""))
+        query_share = _query_share(content, glued, fields) if content else 0.0
+        found[row] = (query_share, _name_share([*content, *glued], fields[0]))
+    return found

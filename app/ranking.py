@@ -6,7 +6,8 @@ once by their look when a text query has a visual hint, and lets later reads go 
 searching or re-ranking again; `page` folds near-duplicates as it reads and cuts the page.
 `page` takes any `Ranking`: a filtered one (`rank(..., rows=…)`: the searcher ranks only a filter's
 rows, inside the search), a fused one (`FusedCandidates`: hybrid mode, the vector ranking and the
-lexical one merged by reciprocal rank fusion), a lexical one, or one with pinned rows first.
+lexical one merged by the coverage-aware weighted sum of app/fusion.py), a lexical one, or one with
+pinned rows first.
 
 Visual re-rank: for a text query with a `VisualHint` (what its words look like, app/references.py),
 its best `RERANK_POOL` matches are re-scored by (cosine + weight·look) / (1 + weight), look =
@@ -56,7 +57,7 @@ from typing import Protocol
 import numpy as np
 
 from app.errors import IndexMismatch
-from app.fusion import reciprocal_rank_fusion
+from app.fusion import fuse
 from app.index import Index
 from app.references import VisualHint
 from app.searchers import Space
@@ -280,16 +281,21 @@ def rank(
 
 
 class FusedCandidates:
-    """Hybrid ranking: the best `window` vector candidates fused with a lexical ranking by RRF.
+    """Hybrid ranking: the best `window` vector candidates fused with the lexical hits (`app.fusion.fuse`).
 
-    Past the fused head, the vector ranking continues in its own order, so deeper pages never
-    reorder what was read. Every row keeps its cosine to the query as its score (a lexical match
-    outside the vector window is scored against `matrix`); with no lexical rows the ranking is
-    exactly the vector one.
+    `lexical` holds (row, BM25, coverage) best first. Past the fused head, the vector ranking
+    continues in its own order, so deeper pages never reorder what was read. Every row keeps its
+    cosine to the query as its score (a lexical match outside the vector window is scored against
+    `matrix`); with no lexical rows the ranking is exactly the vector one.
     """
 
     def __init__(
-        self, vector: Candidates, lexical: list[int], query: np.ndarray, matrix: np.ndarray, window: int
+        self,
+        vector: Candidates,
+        lexical: list[tuple[int, float, float]],
+        query: np.ndarray,
+        matrix: np.ndarray,
+        window: int,
     ) -> None:
         self.count = vector.count
         self._vector = vector
@@ -297,10 +303,9 @@ class FusedCandidates:
         self._depth = len(head)
         self.from_vector = {row for row, _ in head}  # rows the vector search ranked
         cosine = dict(head)
-        missing = np.asarray([row for row in lexical if row not in cosine], dtype=np.int64)
+        missing = np.asarray([row for row, _, _ in lexical if row not in cosine], dtype=np.int64)
         cosine.update(rank_exact(matrix, query, missing, len(missing)) if len(missing) else [])
-        fused = reciprocal_rank_fusion([[row for row, _ in head], lexical])
-        self._read: Hits = [(row, cosine[row]) for row, _ in fused]
+        self._read: Hits = [(row, cosine[row]) for row, _ in fuse(head, lexical)]
         self._seen = {row for row, _ in self._read}
 
     def head(self, depth: int) -> Hits:

@@ -190,9 +190,8 @@ class SearchService:
             return Found(self._page(request, ranking.Pinned(first, found), [], None), total)
         if not lexical:
             return Found(self._page(request, found, [], None), total)
-        fused = ranking.FusedCandidates(
-            found, [hit.row for hit in lexical], vector.vector, self.index.vectors, FUSION_WINDOW
-        )
+        scored = [(hit.row, hit.score, hit.coverage) for hit in lexical]
+        fused = ranking.FusedCandidates(found, scored, vector.vector, self.index.vectors, FUSION_WINDOW)
         return Found(self._page(request, fused, lexical, fused.from_vector), total)
 
     def _page(

@@ -37,7 +37,7 @@ log = logging.getLogger("bench.relevance")
 
 KS = (1, 5, 10)
 Ranking = dict[str, list[str]]  # query caption → ranked sources (paths relative to the image folder)
-Naming = Literal["opaque", "real"]
+Naming = Literal["opaque", "real", "mixed"]
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--names",
-        choices=["opaque", "real"],
+        choices=["opaque", "real", "mixed"],
         default="opaque",
-        help="stage the images under opaque names (default: Tux Paint's names nearly equal the captions) "
-        "or under their real names and folders",
+        help="stage the images under opaque names (default: Tux Paint's names nearly equal the captions), "
+        "under their real names and folders, or mixed: a fixed hashed half named, the rest opaque",
     )
     parser.add_argument(
         "--short",
@@ -90,22 +90,35 @@ def opaque_name(stamp: Stamp) -> str:
     return f"{int.from_bytes(digest[:8], 'big'):020d}{PurePosixPath(stamp.path).suffix}"
 
 
+def keeps_name(stamp: Stamp) -> bool:
+    """Whether a stamp keeps its real name and folder in the `mixed` staging: a fixed hashed half."""
+    return hashlib.sha256(f"named:{stamp.path}".encode()).digest()[0] % 2 == 0
+
+
+def staged_name(stamp: Stamp, names: Naming) -> str:
+    """The path a stamp is staged at: its own, or an opaque name in the top folder."""
+    return stamp.path if names == "real" or (names == "mixed" and keeps_name(stamp)) else opaque_name(stamp)
+
+
 def stage_images(stamps: Path, selected: list[Stamp], folder: Path, names: Naming) -> list[Stamp]:
     """Copy the stamps into `folder` and return them under the paths they were staged at.
 
     `opaque`: one flat folder of digit-only names, so that no figure can come from file names or
     folders (the stamps' names nearly equal their captions, which are the queries). `real`: the
     package's own names and folders — the second run to report beside the first, hybrid against
-    semantic, once search reads names ([collections]).
+    semantic, once search reads names ([collections]). `mixed`: as real collections mix
+    `IMG_1234.jpg` with named files, a fixed hashed half keeps its names and folders and the rest
+    sits under opaque names in the top folder, where a partial name match can outrank the right
+    unnamed picture.
     """
     if names == "real":
         stage(stamps, selected, folder)
         return selected
-    staged = [Stamp(opaque_name(stamp), stamp.caption) for stamp in selected]
+    staged = [Stamp(staged_name(stamp, names), stamp.caption) for stamp in selected]
     if len({stamp.path for stamp in staged}) != len(staged):
-        raise RuntimeError("two stamps got the same opaque name")
-    folder.mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("two stamps got the same staged name")
     for stamp, renamed in zip(selected, staged, strict=True):
+        (folder / renamed.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(stamps / stamp.path, folder / renamed.path)
     return staged
 
@@ -319,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default = f"bridge, --pca-dim {args.pca_dim} (default)"
         rows.append(Row(f"{default}, {models.image.precision}", main_dim, bridge, main_bytes))
         hybrid = recall(service_ranking(main_dir, models, settings.cache_dir, queries, "hybrid"), relevant)
-        rows.append(Row(f"{default}, hybrid: + names, folders, text (RRF)", main_dim, hybrid, main_bytes))
+        rows.append(Row(f"{default}, hybrid: + names, folders, text", main_dim, hybrid, main_bytes))
         if fp32 is not None:
             fp32_dir = Path(scratch) / "index-fp32"
             fp32_pipeline = Pipeline(fp32, make_bridge(fp32, BridgeParams(), settings.cache_dir))

@@ -1,4 +1,4 @@
-"""Fusion of the vector and lexical rankings."""
+"""Fusion of the vector and lexical rankings: full name matches rise, partial ones do not beat the look."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from app.fusion import reciprocal_rank_fusion, weighted_sum
+from app.fusion import fuse
 
 
 def vector_hits(count: int = 200, seed: int = 0) -> list[tuple[str, float]]:
@@ -17,35 +17,51 @@ def vector_hits(count: int = 200, seed: int = 0) -> list[tuple[str, float]]:
     return list(zip(ids, scores, strict=True))
 
 
+def order(fused: list[tuple[str, float]]) -> list[str]:
+    """The fused ids, best first."""
+    return [key for key, _ in fused]
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_an_empty_lexical_list_keeps_the_vector_order_exactly(seed: int) -> None:
     vector = vector_hits(seed=seed)
-    order = [key for key, _ in vector]
-    assert [key for key, _ in reciprocal_rank_fusion([order, []])] == order
-    assert [key for key, _ in reciprocal_rank_fusion([order, []], weights=[1.0, 3.0])] == order
-    assert [key for key, _ in weighted_sum([vector, []])] == order
-    assert [key for key, _ in weighted_sum([vector, []], weights=[0.3, 0.7])] == order
+    assert order(fuse(vector, [])) == [key for key, _ in vector]
+    assert order(fuse(vector, [], weight=7.0, power=1)) == [key for key, _ in vector]
 
 
-def test_a_strong_lexical_match_rises_to_the_top() -> None:
-    order = [key for key, _ in vector_hits()]
-    named = order[40]  # the photo called eiffel-tower.jpg, 41st by pixels alone
-    assert reciprocal_rank_fusion([order, [named]])[0][0] == named
-    assert weighted_sum([vector_hits(), [(named, 7.5), (order[90], 1.0)]])[0][0] == named
+def test_a_full_name_match_rises_to_the_top() -> None:
+    vector = vector_hits()
+    named = vector[150][0]  # the photo called eiffel-tower.jpg, 151st by pixels alone
+    fused = order(fuse(vector, [(named, 7.5, 1.0), (vector[90][0], 1.0, 1.0)]))
+    assert fused[0] == named
+
+
+def test_a_half_match_does_not_beat_the_best_look_but_lifts_a_close_one() -> None:
+    vector = [
+        ("car", 0.80),
+        ("truck", 0.78),
+        ("bus", 0.60),
+        ("apple", 0.45),
+        ("stop light", 0.40),
+        ("sky", 0.20),
+    ]
+    half = [("apple", 9.0, 0.5), ("stop light", 8.0, 0.5)]  # "red" of "a red car" in their names
+    assert order(fuse(vector, half)) == ["car", "truck", "apple", "stop light", "bus", "sky"]
+    full = [("truck", 3.0, 1.0), *half]  # red-truck.jpg: both words, a weaker BM25 than the apple's
+    assert order(fuse(vector, full))[0] == "truck"
 
 
 def test_lexical_only_ids_join_the_list() -> None:
-    fused = [key for key, _ in reciprocal_rank_fusion([["a", "b"], ["z"]])]
-    assert fused == ["a", "z", "b"]  # z ties with a at rank 1 and appears after it
-    assert {key for key, _ in weighted_sum([[("a", 0.9), ("b", 0.1)], [("z", 3.0)]])} == {"a", "b", "z"}
+    fused = fuse([("a", 0.9), ("b", 0.1)], [("z", 3.0, 1.0)])
+    assert order(fused) == ["z", "a", "b"]
+    assert set(order(fuse([("a", 0.9)], [("z", 3.0, 0.0)]))) == {"a", "z"}  # kept, below: no coverage
 
 
-def test_zero_weight_silences_a_list() -> None:
-    order = ["a", "b", "c"]
-    assert [key for key, _ in reciprocal_rank_fusion([order, ["c", "b"]], weights=[1.0, 0.0])] == order
+def test_zero_weight_silences_the_lexical_list() -> None:
+    vector = [("a", 0.9), ("b", 0.5), ("c", 0.1)]
+    assert order(fuse(vector, [("c", 5.0, 1.0), ("b", 4.0, 1.0)], weight=0.0)) == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("weights", [[1.0], [1.0, -1.0]])
-def test_bad_weights_are_refused(weights: list[float]) -> None:
-    with pytest.raises(ValueError, match="weights"):
-        reciprocal_rank_fusion([["a"], ["b"]], weights=weights)
+def test_a_negative_weight_is_refused() -> None:
+    with pytest.raises(ValueError, match="weight"):
+        fuse([("a", 1.0)], [("b", 1.0, 1.0)], weight=-1.0)

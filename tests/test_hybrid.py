@@ -18,10 +18,20 @@ from app.pipeline import Pipeline
 from app.query import CompoundQuery, Filters
 from app.service import Found, SearchRequest, SearchService
 from app.sources import FolderSource
-from tests.conftest import make_collection
+from tests.conftest import make_collection, png_bytes
+from tests.fakes import COLOURS
 
 CONFIG = BuildConfig(pca_dim=0, workers=0)
-QUERIES = ["red thing", "green", "a blue thing", "thing", "eiffel tower", "beach"]
+QUERIES = ["red thing", "green", "a blue thing", "thing", "eiffel tower", "beach", "a red car"]
+# A mixed collection for "a red car" (the fake image model sees colours): the car photo has a camera's
+# name, and the named pictures are not red.
+MIXED = {
+    "IMG_0001.jpg": "red",  # the car, unnamed: its look matches the query
+    "IMG_0002.jpg": "blue",
+    "fruit/red-apple.jpg": "green",
+    "signs/stoplight-red.png": "green",
+    "red-car.jpg": "blue",  # named after the query
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +61,22 @@ def opaque(
     for i, path in enumerate(sorted(p for p in photos.rglob("*") if p.is_file())):
         shutil.copyfile(path, folder / f"{(i + 7) * 7919:06x}{path.suffix}")
     index_dir = tmp_path_factory.mktemp("opaque-index") / "index"
+    build_index(FolderSource(folder), index_dir, pipeline, CONFIG, progress=False)
+    opened = service_over(Index(index_dir), pipeline.models, None)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def mixed(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchService]:
+    """A service over MIXED: camera names beside files named after what they show."""
+    folder = tmp_path_factory.mktemp("mixed")
+    for i, (name, colour) in enumerate(MIXED.items()):  # sizes differ: no two files are byte-identical
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(
+            png_bytes(COLOURS[colour], (64 + i, 48), "JPEG" if name.endswith("jpg") else "PNG")
+        )
+    index_dir = tmp_path_factory.mktemp("mixed-index") / "index"
     build_index(FolderSource(folder), index_dir, pipeline, CONFIG, progress=False)
     opened = service_over(Index(index_dir), pipeline.models, None)
     yield opened
@@ -98,6 +124,22 @@ def test_a_name_match_rises_to_the_top(service: SearchService) -> None:
     assert sources(lexical) == ["paris/eiffel-tower.jpg"] and lexical.hits[0].matched == ["name"]
     beach = run(service, "beach", "lexical")
     assert set(sources(beach)) == {"2020/beach/dog_on_beach.jpg", "2020/beach/sunset.webp"}
+
+
+def test_a_photo_named_after_the_query_ranks_first(mixed: SearchService) -> None:
+    assert sources(run(mixed, "a red car", "semantic"))[0] == "IMG_0001.jpg"  # its pixels say red
+    hybrid = run(mixed, "a red car")
+    assert sources(hybrid)[0] == "red-car.jpg"
+    assert hybrid.hits[0].matched == ["semantic", "name"]
+
+
+def test_a_partial_name_match_does_not_outrank_a_matching_look(mixed: SearchService) -> None:
+    hybrid = run(mixed, "a red car")
+    order = sources(hybrid)
+    partial = [order.index("fruit/red-apple.jpg"), order.index("signs/stoplight-red.png")]
+    assert order.index("IMG_0001.jpg") < min(partial)  # "red" alone is one of the query's two words
+    assert max(partial) < order.index("IMG_0002.jpg")  # yet the name still counts for something
+    assert "name" in hybrid.hits[order.index("fruit/red-apple.jpg")].matched
 
 
 def test_results_carry_folder_and_date(service: SearchService) -> None:

@@ -157,3 +157,21 @@ def test_short_words_match_whole_or_plural_not_as_prefixes() -> None:
     insert(connection, docs)
     assert sorted(hit.row for hit in search(connection, "a cat", 10)) == [2, 3]
     assert [hit.row for hit in search(connection, "cath", 10)] == [1]  # four letters on: a prefix
+
+
+def test_coverage_says_how_fully_a_match_explains_the_query_or_the_name(tmp_path: Path) -> None:
+    connection = sqlite3.connect(tmp_path / "manifest.sqlite")
+    create_tables(connection)
+    names = ["red-apple.jpg", "red-car.jpg", "redcar.png", "apple_red.png", "IMG_0042.jpg", "greenflag.png"]
+    insert(connection, [LexicalDoc(row, name, "", "") for row, name in enumerate(names)])
+    car = {hit.row: hit.coverage for hit in search(connection, "a red car", 10)}
+    assert car[1] == car[2] == 1.0  # both words: named after the query
+    assert car[0] == 0.5  # "red" alone, one of two content words
+    assert 4 not in car and 5 not in car
+    shares = lexical.coverages(connection, "a red car", [0, 1, 4])
+    assert shares[0] == (0.5, 3 / 8) and shares[1] == (1.0, 1.0) and shares[4] == (0.0, 0.0)
+    long = {hit.row: hit.coverage for hit in search(connection, "A red apple on a branch", 10)}
+    assert long[3] == long[0] == 1.0  # every word of the name is in the long caption
+    assert lexical.coverages(connection, "a green apple", [5])[5] == (0.5, 5 / 9)  # green, glued in
+    assert lexical.coverages(connection, "!?", [0, 1]) == {0: (0.0, 0.0), 1: (0.0, 0.0)}
+    connection.close()
