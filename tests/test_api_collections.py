@@ -16,7 +16,8 @@ from app.main import create_app
 from app.pipeline import Models, Pipeline
 from app.settings import Settings
 from app.sources import FolderSource
-from tests.conftest import COLOURS, make_collection, png_bytes, service_factory
+from tests.conftest import make_collection, png_bytes, service_factory
+from tests.fakes import COLOURS
 
 CONFIG = BuildConfig(pca_dim=0, workers=0)
 
