@@ -225,7 +225,7 @@ class SearchService:
         """rclip-style arithmetic: normalise(Σ w·part − Σ w·excluded + Σ liked images' stored vectors).
 
         Only like_ids: the mean of their visual features ("more like these", searched by look).
-        A single text keeps its visual hint (the re-rank by look of plain text search).
+        A single text keeps its visual and class hints (the re-ranks of plain text search).
         """
         liked = [self._like(image_id) for image_id in query.like_ids]
         if not query.positive and not query.exclude:
