@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from app.encoders.base import ImageOutput, TextEncoder
-from app.labels import imagenet_definitions, imagenet_labels, lemma_sets
+from app.labels import CLASS_WEIGHT, ClassHint, class_hint, imagenet_definitions, imagenet_labels, lemma_sets
 from app.references import DATA as REFERENCE_DIR, DEFAULT_SET, ReferenceSet, VisualHint, find_references
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class Bridge:
     logit_scale: float = 100.0
     references: ReferenceSet | None = None
     caption_vectors: np.ndarray | None = None  # (captions, D) unit rows, one per reference caption
+    class_weight: float = CLASS_WEIGHT  # text queries: weight of the classes their noun names (WordNet)
     _label_tensor: torch.Tensor = field(init=False, repr=False)
     _caption_tensor: torch.Tensor | None = field(init=False, repr=False)
 
@@ -131,6 +132,13 @@ class Bridge:
         scores = self._caption_tensor @ torch.from_numpy(np.asarray(query, dtype=np.float32))
         look = self.references.look_of(scores, self.params.reference_k, self.params.reference_temperature)
         return VisualHint(look, self.params.query_weight)
+
+    def class_hint(self, query: str) -> ClassHint | None:
+        """The ImageNet classes a text query's noun names through WordNet, when the labels are ImageNet's."""
+        if not self.class_weight or tuple(self.labels) != imagenet_labels():
+            return None
+        hint = class_hint(query)
+        return None if hint is None else replace(hint, weight=self.class_weight)
 
     def top_labels(self, output: ImageOutput, k: int = 5) -> list[list[tuple[str, float]]]:
         """The k most likely labels per image with their probabilities."""

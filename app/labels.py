@@ -1,9 +1,10 @@
-"""ImageNet-1k class names in the classifiers' output order, their WordNet lemmas and definitions."""
+"""ImageNet-1k class names in the classifiers' output order, WordNet lemmas, definitions and hierarchy."""
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
@@ -18,6 +19,21 @@ QUANTIFIER = re.compile(
     r"(?:several|numerous|various|many|the|a|an|two|large|small)?\s*"
 )
 WORD = re.compile(r"[a-z][a-z'-]*")
+PHRASE_END = re.compile(r"[.!?;:,(—]")
+CLASS_WEIGHT = 1.0  # share of the named classes' probability in a text query's score (tune half)
+LONGEST_NAME = 3  # words in the longest WordNet lemma tried against a query's noun phrase
+
+
+@dataclass(frozen=True)
+class ClassHint:
+    """The ImageNet classes a text query names through WordNet ('a bird' → 59 bird classes), and their weight.
+
+    app/ranking.py adds weight × the stored probability of these labels to each candidate's score.
+    """
+
+    noun: str
+    labels: frozenset[str]
+    weight: float = CLASS_WEIGHT
 
 
 @cache
@@ -46,6 +62,41 @@ def _synonyms() -> dict[str, tuple[str, ...]]:
 def imagenet_definitions() -> tuple[str, ...]:
     """WordNet definition of each class ('sorrel' → 'a horse of a brownish orange to light brown color')."""
     return tuple(_tables()["definitions"])
+
+
+@cache
+def _below() -> dict[str, tuple[int, ...]]:
+    """Noun lemma → ImageNet classes at or below its senses (wordnet.json, scripts/describe_tables.py)."""
+    data = json.loads(resources.files("app").joinpath("data/wordnet.json").read_text())
+    return {str(lemma): tuple(int(c) for c in classes) for lemma, classes in data.get("below", {}).items()}
+
+
+def noun_phrase(text: str) -> list[str]:
+    """Lower-case words of a text's first noun phrase, articles dropped ('A tower with a flag.' → tower)."""
+    chunk: list[str] = []
+    for word in words(PHRASE_END.split(text, maxsplit=1)[0]):
+        if word in BREAKS and chunk:
+            break
+        if word not in ARTICLES:
+            chunk.append(word)
+    return chunk
+
+
+def class_hint(text: str) -> ClassHint | None:
+    """The classes the longest WordNet noun ending the text's first noun phrase names, or None.
+
+    'Some flowers.' → flower (daisy, yellow lady's slipper); 'A sports car.' → sports car (one class);
+    'an animal' → 398 classes. Plural forms are tried in the singular.
+    """
+    chunk, below = noun_phrase(text), _below()
+    for size in range(min(LONGEST_NAME, len(chunk)), 0, -1):
+        *first, last = chunk[-size:]
+        for form in dict.fromkeys((last, singular(last))):
+            name = " ".join([*first, form])
+            if name in below:
+                labels = imagenet_labels()
+                return ClassHint(name, frozenset(labels[index] for index in below[name]))
+    return None
 
 
 def readable_label(name: str) -> str:

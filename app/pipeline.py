@@ -12,6 +12,7 @@ from PIL import Image
 
 from app.bridge import Bridge
 from app.encoders.base import ImageEncoder, ImageOutput, LanguageModel, TextEncoder
+from app.labels import ClassHint
 from app.pca import Pca
 from app.references import VisualHint
 
@@ -45,10 +46,11 @@ class Encoded:
 
 @dataclass(frozen=True)
 class Query:
-    """A text query in the index's space, with its look when the bridge has a reference set."""
+    """A text query in the index's space, with its look (reference set) and the classes its noun names."""
 
     vector: np.ndarray
     visual: VisualHint | None = None
+    classes: ClassHint | None = None
 
 
 def _unit(matrix: torch.Tensor) -> np.ndarray:
@@ -121,7 +123,7 @@ class Pipeline:
         visual = self.bridge.visual_hint(embedding[0])
         if self.pca is not None:
             embedding = self.pca.transform(embedding)
-        result = Query(embedding[0], visual)
+        result = Query(embedding[0], visual, self.bridge.class_hint(text))
         with self._cache_lock:
             self._cache[text] = result
             while len(self._cache) > self._cache_size:

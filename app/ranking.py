@@ -14,6 +14,12 @@ its best `RERANK_POOL` matches are re-scored by (cosine + weight·look) / (1 + w
 (1 + cos(direction, unit feature)) / 2 ∈ [0, 1]; rows past the pool keep their order with look = 0,
 so scores never increase down the ranking and pages stay stable.
 
+Class re-rank: a text query whose noun names WordNet synsets with ImageNet classes at or below them
+(`ClassHint`, app/labels.py: "an animal", "a bird", "a sports car") adds weight × the summed stored
+probability of those classes (the top labels each image keeps in the manifest) to each pooled
+score, then divides by (1 + weight); rows past the pool are divided alike, so the same guarantees
+hold.
+
 Near-duplicate folding: two indexed images are near-duplicates when the cosine of their unit visual
 features (`features.npy`: the image model's pooled features, flip-averaged) reaches the threshold
 (`IMGSEARCH_DEDUP_THRESHOLD`, default `app.options.DEFAULT_DEDUP_THRESHOLD`; 0 turns folding off). Ranked
@@ -51,6 +57,7 @@ copies stay separate, the safe side of the error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -59,6 +66,7 @@ import numpy as np
 from app.errors import IndexMismatch
 from app.fusion import fuse
 from app.index import Index
+from app.labels import ClassHint
 from app.references import VisualHint
 from app.searchers import Space
 from app.vectors import Hits, Scan, rank_exact, read_rows
@@ -67,6 +75,7 @@ RERANK_POOL = 200  # best text matches of a query re-scored with its VisualHint
 MIN_WINDOW = 64
 MAX_WINDOW = 4096  # candidates folded per request: ≈0.3 s of one CPU core at 1280 dimensions
 BLOCK = 256
+Labels = list[tuple[str, float]]  # an image's stored top labels with their probabilities
 
 
 @dataclass(frozen=True)
@@ -101,12 +110,38 @@ def rerank_by_look(ranked: Hits, hint: VisualHint, features: np.ndarray) -> Hits
     return fused + [(row, score / scale) for row, score in rest]
 
 
+def rerank_by_class(ranked: Hits, hint: ClassHint, labels: Callable[[list[int]], list[Labels]]) -> Hits:
+    """Re-rank the best RERANK_POOL by (score + weight·p) / (1 + weight), p = the classes' stored probability.
+
+    `labels` gives the stored top labels of rows; rows past the pool keep their order with p = 0.
+    """
+    pool, rest = ranked[:RERANK_POOL], ranked[RERANK_POOL:]
+    stored = labels([row for row, _ in pool])
+    scale = 1.0 + hint.weight
+    fused = [
+        (row, (score + hint.weight * sum(p for label, p in top if label in hint.labels)) / scale)
+        for (row, score), top in zip(pool, stored, strict=True)
+    ]
+    fused.sort(key=lambda pair: -pair[1])
+    return fused + [(row, score / scale) for row, score in rest]
+
+
 class Candidates:
     """A request's one ranking, read best first; deeper reads extend it and never reorder what was read."""
 
-    def __init__(self, scan: Scan, count: int, hint: VisualHint | None, features: np.ndarray) -> None:
+    def __init__(
+        self,
+        scan: Scan,
+        count: int,
+        hint: VisualHint | None,
+        features: np.ndarray,
+        classes: ClassHint | None = None,
+        labels: Callable[[list[int]], list[Labels]] | None = None,
+    ) -> None:
         self.count = count  # rows that can be candidates
         self._scan, self._hint, self._features = scan, hint, features  # features: for the re-rank
+        self._classes = classes if labels is not None else None
+        self._labels = labels  # stored top labels of rows: for the class re-rank
         self._read: Hits = []
         self._seen: set[int] = set()
         self._exhausted = False
@@ -119,16 +154,21 @@ class Candidates:
         return self._read[:depth]
 
     def _extend(self, depth: int) -> None:
-        """Read the scan deeper; the first read is re-ranked by look, later rows only rescaled."""
+        """Read the scan deeper; the first read is re-ranked by look and class, later rows only rescaled."""
         first = not self._read
-        if first and self._hint is not None:
+        if first and (self._hint is not None or self._classes is not None):
             depth = min(max(depth, RERANK_POOL), self.count)
         found = self._scan.top(depth)
         self._exhausted = len(found) < depth
-        if first and self._hint is not None:
-            found = rerank_by_look(found, self._hint, self._features)
-        elif self._hint is not None:
-            scale = 1.0 + self._hint.weight
+        if first:
+            if self._hint is not None:
+                found = rerank_by_look(found, self._hint, self._features)
+            if self._classes is not None and self._labels is not None:
+                found = rerank_by_class(found, self._classes, self._labels)
+        else:
+            scale = (1.0 + (self._hint.weight if self._hint else 0.0)) * (
+                1.0 + (self._classes.weight if self._classes else 0.0)
+            )
             found = [(row, score / scale) for row, score in found]
         fresh = [(row, score) for row, score in found if row not in self._seen]
         self._read.extend(fresh)
@@ -246,6 +286,7 @@ def candidates(
     space: Space = "text",
     visual: VisualHint | None = None,
     rows: np.ndarray | None = None,
+    classes: ClassHint | None = None,
 ) -> Candidates:
     """A query vector's one ranking of the index (of `rows` only, a filter's, when given)."""
     dim = (index.vectors if space == "text" else index.features).shape[1]
@@ -257,7 +298,13 @@ def candidates(
         )
     searcher = index.searcher_for(space)
     scan = searcher.scan(query) if rows is None else searcher.scan(query, rows)
-    return Candidates(scan, index.count if rows is None else len(rows), visual, index.features)
+    count = index.count if rows is None else len(rows)
+    return Candidates(scan, count, visual, index.features, classes, lambda rows: stored_labels(index, rows))
+
+
+def stored_labels(index: Index, rows: list[int]) -> list[Labels]:
+    """The top labels the manifest keeps for each row, in order."""
+    return [record.labels for record in index.records(rows)]
 
 
 def rank(
@@ -270,13 +317,14 @@ def rank(
     visual: VisualHint | None = None,
     threshold: float = 0.0,
     rows: np.ndarray | None = None,
+    classes: ClassHint | None = None,
 ) -> list[Ranked]:
     """A page of results for a query vector in a space: one vector search, one re-rank, one fold.
 
     With `rows` (a filter's), only those rows are ranked, inside the search: the page is full
     whenever enough of them exist.
     """
-    found = candidates(index, query, space=space, visual=visual, rows=rows)
+    found = candidates(index, query, space=space, visual=visual, rows=rows, classes=classes)
     return page(found, top_k, offset, threshold, index.features)
 
 

@@ -13,6 +13,7 @@ from app import catalog, ranking
 from app.describer import Describer, Evidence, Sentence
 from app.errors import BadQuery, ImageNotFound, ModelLoading, NotReady
 from app.index import ImageRecord, Index
+from app.labels import ClassHint
 from app.lexical import LexicalHit
 from app.metadata import ImageMetadata
 from app.options import Mode
@@ -80,6 +81,7 @@ class _Vector:
     space: Space
     visual: VisualHint | None
     liked: list[int] = field(default_factory=list)  # rows of the like_ids, in their order
+    classes: ClassHint | None = None  # the ImageNet classes a plain text query names (app/labels.py)
 
 
 @dataclass
@@ -178,7 +180,12 @@ class SearchService:
             return Found(self._page(request, ranked, lexical, set()), total)
         vector = self.vector_of(request.query)
         found = ranking.candidates(
-            self.index, vector.vector, space=vector.space, visual=vector.visual, rows=rows
+            self.index,
+            vector.vector,
+            space=vector.space,
+            visual=vector.visual,
+            rows=rows,
+            classes=vector.classes,
         )
         lexical = []
         if request.mode == "hybrid" and text and vector.space == "text" and catalog.has_catalog(self.index):
@@ -218,7 +225,7 @@ class SearchService:
         """rclip-style arithmetic: normalise(Σ w·part − Σ w·excluded + Σ liked images' stored vectors).
 
         Only like_ids: the mean of their visual features ("more like these", searched by look).
-        A single text keeps its visual hint (the re-rank by look of plain text search).
+        A single text keeps its visual and class hints (the re-ranks of plain text search).
         """
         liked = [self._like(image_id) for image_id in query.like_ids]
         if not query.positive and not query.exclude:
@@ -234,7 +241,7 @@ class SearchService:
         for row in liked:
             total += _unit(np.asarray(self.index.vectors[row], dtype=np.float32))
         if len(query.positive) == 1 and not query.exclude and not liked and encoded is not None:
-            return _Vector(encoded.vector, "text", encoded.visual)  # plain text search, unchanged
+            return _Vector(encoded.vector, "text", encoded.visual, classes=encoded.classes)  # plain text
         return _Vector(_unit(total), "text", None, liked)
 
     def _like(self, image_id: str) -> int:
@@ -258,6 +265,7 @@ class SearchService:
                 offset,
                 visual=encoded.visual,
                 threshold=self.dedup_threshold,
+                classes=encoded.classes,
             )
         )
 

@@ -74,6 +74,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "under their real names and folders, or mixed: a fixed hashed half named, the rest opaque",
     )
     parser.add_argument(
+        "--text-model",
+        default=None,
+        help="a local sentence-transformers folder to use as the text encoder (IMGSEARCH_TEXT_MODEL)",
+    )
+    parser.add_argument(
         "--short",
         action="store_true",
         help="only the default index, with the int8 and the float32 image encoder (no other rows)",
@@ -164,12 +169,22 @@ def random_recall(queries: list[str], relevant: dict[str, set[str]]) -> dict[int
 
 
 def service_ranking(
-    index_dir: Path, models: Models, cache_dir: Path, queries: list[str], mode: Mode = "semantic"
+    index_dir: Path,
+    models: Models,
+    cache_dir: Path,
+    queries: list[str],
+    mode: Mode = "semantic",
+    class_weight: float | None = None,
 ) -> Ranking:
-    """Rank through SearchService (the API's path) in one mode, without near-duplicate folding."""
+    """Rank through SearchService (the API's path) in one mode, without near-duplicate folding.
+
+    `class_weight` replaces the weight of the WordNet classes a query names (0: that re-rank off).
+    """
     index = Index(index_dir)
     try:
         service = service_over(index, models, cache_dir)
+        if class_weight is not None:
+            service.pipeline.bridge.class_weight = class_weight
 
         def ranked(query: str) -> list[str]:
             if mode == "semantic":
@@ -308,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     started = time.perf_counter()
-    settings = Settings()
+    settings = Settings(text_model=args.text_model) if args.text_model else Settings()
     stamps = fetch_stamps(args.cache_dir.expanduser())
     selected = collect(stamps, args.limit)
     if not selected:
@@ -331,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         default = f"bridge, --pca-dim {args.pca_dim} (default)"
         rows.append(Row(f"{default}, {models.image.precision}", main_dim, bridge, main_bytes))
+        plain = service_ranking(main_dir, models, settings.cache_dir, queries, class_weight=0.0)
+        no_classes = recall(plain, relevant)
+        rows.append(Row(f"{default}, without WordNet classes", main_dim, no_classes, main_bytes))
         hybrid = recall(service_ranking(main_dir, models, settings.cache_dir, queries, "hybrid"), relevant)
         rows.append(Row(f"{default}, hybrid: + names, folders, text", main_dim, hybrid, main_bytes))
         if fp32 is not None:
@@ -351,7 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     compared = f"fp32_r10={rows[-1].recall[10]:.1f} " if fp32 is not None else ""
     print(
         f"RESULT relevance split={args.split} r1={bridge[1]:.1f} r5={bridge[5]:.1f} r10={bridge[10]:.1f} "
-        f"ndcg10={bridge[0]:.1f} precision={models.image.precision} {compared}{unaligned}"
+        f"ndcg10={bridge[0]:.1f} precision={models.image.precision} text={models.text.model_id} "
+        f"no_classes_r10={no_classes[10]:.1f} {compared}{unaligned}"
         f"bridge_r1={bridge[1]:.1f} bridge_r5={bridge[5]:.1f} bridge_r10={bridge[10]:.1f}"
     )
     return 0

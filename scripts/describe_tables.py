@@ -1,5 +1,6 @@
 """Write app/data/wordnet.json: for each ImageNet class, its everyday kinds (WordNet hypernyms named by a
-plain noun, nearest first: tabby → cat, animal) and, for places, how a sentence puts something there.
+plain noun, nearest first: tabby → cat, animal), for places, how a sentence puts something there, and
+for every noun naming a synset with ImageNet classes at or below it, those classes (search: "an animal").
 
 The service reads the JSON and never needs WordNet itself; run once after changing the lists below:
 `.venv/bin/python -m scripts.describe_tables` (fetches Debian's `wordnet-base` on first use).
@@ -49,6 +50,7 @@ SCENES = {"alp": "on", "cliff": "on", "coral reef": "on", "geyser": "by",
           "boathouse": "by", "greenhouse": "in", "patio": "on", "dock": "at", "breakwater": "by",
           "dam": "by", "church": "by", "monastery": "by", "palace": "by", "planetarium": "by",
           "castle": "by", "stupa": "by", "mosque": "by"}  # fmt: skip
+MIN_DEPTH = 4  # synsets nearer the root (entity, object, whole, …) name no kind of picture
 
 
 def wnids() -> list[str]:
@@ -72,8 +74,22 @@ def kind_senses(net: WordNet, classes: list[int]) -> dict[int, str]:
     return chosen
 
 
+def classes_below(net: WordNet, classes: list[int]) -> dict[str, list[int]]:
+    """Noun lemma → indices of the ImageNet classes at or below any of its senses ('bird' → 59 classes)."""
+    below: dict[int, set[int]] = {}
+    for index, offset in enumerate(classes):
+        for ancestor in net.ancestors(offset):
+            below.setdefault(ancestor, set()).add(index)
+    found: dict[str, set[int]] = {}
+    for synset, members in below.items():
+        if net.depth(synset) >= MIN_DEPTH:
+            for lemma in net.synsets[synset].lemmas:
+                found.setdefault(lemma, set()).update(members)
+    return {lemma: sorted(members) for lemma, members in sorted(found.items())}
+
+
 def tables(net: WordNet) -> dict[str, object]:
-    """The JSON content: kinds per class (nearest first), the broad kinds, and the scene classes."""
+    """The JSON content: kinds per class (nearest first), broad kinds, scene classes, classes below nouns."""
     classes = [int(wnid[1:]) for wnid in wnids()]
     names = kind_senses(net, classes)
     kinds: list[list[str]] = []
@@ -88,7 +104,7 @@ def tables(net: WordNet) -> dict[str, object]:
         for lemma, preposition in SCENES.items():
             if lemma in lemmas or lemma == label.lower():
                 scenes[label] = preposition
-    return {"kinds": kinds, "broad": BROAD, "scenes": scenes}
+    return {"kinds": kinds, "broad": BROAD, "scenes": scenes, "below": classes_below(net, classes)}
 
 
 def main() -> int:
