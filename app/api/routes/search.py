@@ -231,9 +231,9 @@ def search_image(
     data: UploadDep,
     top_k: Annotated[int, Form(ge=1, le=100, description=TOP_K_HELP)] = 10,
     offset: Annotated[int, Form(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
-    folder: Annotated[str | None, Form(max_length=4096, description="only this folder and below")] = None,
-    after: Annotated[str | None, Form(description="taken on or after: " + DATE_HELP)] = None,
-    before: Annotated[str | None, Form(description="taken on or before: " + DATE_HELP)] = None,
+    folder: Annotated[str, Form(max_length=4096, description="only this folder and below")] = "",
+    after: Annotated[str, Form(description="taken on or after: " + DATE_HELP, **DAY)] = "",
+    before: Annotated[str, Form(description="taken on or before: " + DATE_HELP, **DAY)] = "",
 ) -> SearchResponse:
     """Indexed images that look like the uploaded one, among those the filters allow."""
     start = time.perf_counter()
