@@ -28,6 +28,7 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+LABELLERS = {"lite2": 2, "own": None}  # IMGSEARCH_LABELLER → the EfficientNet-Lite giving the labels
 
 
 def _minilm() -> str:
@@ -66,7 +67,12 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "packaged": Profile(
-        image=lambda s: EfficientNetLiteEncoder(s.image_model, cache_dir=s.cache_dir, precision=s.precision),
+        image=lambda s: EfficientNetLiteEncoder(
+            s.image_model,
+            cache_dir=s.cache_dir,
+            precision=s.precision,
+            label_variant=LABELLERS[s.labeller],
+        ),
         text=lambda s: MeanPoolTextEncoder(s.text_model or _minilm(), s.text_model or MINILM_ID),
         lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf()), s.cache_dir),
     ),

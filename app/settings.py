@@ -17,6 +17,7 @@ Profile = Literal["packaged", "seed", "clip"]
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 COLLECTION_PIXELS = 400_000_000  # 2× the largest phone sensors; JPEGs decode reduced (app/preprocessing)
 Precision = Literal["int8", "fp32"]
+Labeller = Literal["lite2", "own"]
 
 
 class Settings(BaseSettings):
@@ -82,6 +83,11 @@ class Settings(BaseSettings):
     precision: Precision = Field(
         default="int8",
         description="CPU image encoder: int8 (quantized once, cached) or fp32; accelerators keep float16.",
+    )
+    labeller: Labeller = Field(
+        default="lite2",
+        description="packaged profile: class labels from EfficientNet-Lite2 on the same input (better "
+        "search, ~1.5× the encoder's work) or from EfficientNet-Lite0's own head (own); features are Lite0's",
     )
 
     @field_validator("device")
