@@ -111,6 +111,15 @@ class Settings(BaseSettings):
             raise ValueError(f"IMGSEARCH_PRECISION must be int8 or fp32, not {value!r}")
         return text
 
+    @field_validator("labeller", mode="before")
+    @classmethod
+    def _check_labeller(cls, value: object) -> object:
+        """lite2 or own, in any case; anything else fails at start-up with the choices."""
+        text = str(value).strip().lower()
+        if text not in ("lite2", "own"):
+            raise ValueError(f"IMGSEARCH_LABELLER must be lite2 or own, not {value!r}")
+        return text
+
     @field_validator("max_upload_mb")
     @classmethod
     def _check_upload(cls, value: float) -> float:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from app.assembly import service_over
 from app.bridge import BridgeParams
@@ -19,6 +20,7 @@ from app.index import Index, live_path
 from app.meta import Dims, IndexMeta, PcaInfo
 from app.pipeline import Pipeline
 from app.registry import make_bridge
+from app.settings import Settings
 from app.sources import FolderSource
 from tests.fakes import fake_models
 
@@ -148,6 +150,17 @@ def test_an_index_labelled_by_its_own_head_serves_and_an_update_with_the_labelle
     assert rebuilt.meta.models["labels"] == "fake-labeller"
     assert rebuilt.meta.build_settings().label_model == "fake-labeller"
     rebuilt.close()
+
+
+@pytest.mark.parametrize(("given", "expected"), [("LITE2", "lite2"), (" own ", "own")])
+def test_labeller_setting_accepts_lite2_and_own(given: str, expected: str) -> None:
+    assert Settings(labeller=given).labeller == expected
+
+
+def test_labeller_setting_rejects_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGSEARCH_LABELLER", "lite4")
+    with pytest.raises(ValidationError, match="IMGSEARCH_LABELLER must be lite2 or own"):
+        Settings()
 
 
 def test_an_index_of_another_format_version_is_refused(index_dir: Path, tmp_path: Path) -> None:
