@@ -86,8 +86,8 @@ class Settings(BaseSettings):
     )
     labeller: Labeller = Field(
         default="lite2",
-        description="packaged profile: class labels from EfficientNet-Lite2 on the same input (better "
-        "search, ~1.5× the encoder's work) or from EfficientNet-Lite0's own head (own); features are Lite0's",
+        description="packaged profile: class probabilities averaged over EfficientNet-Lite0 and Lite2 on the "
+        "same input (better search, 2.5× the encoder's work) or Lite0's alone (own); features are Lite0's",
     )
 
     @field_validator("device")
