@@ -458,7 +458,6 @@ def _settings_of(pipeline: Pipeline, config: BuildConfig) -> BuildSettings:
         label_count=config.label_k,
         pca_dim=config.pca_dim,
         pca_centred=config.pca_centred,
-        label_model=models.get("labels", ""),
     )
 
 

@@ -26,13 +26,12 @@ class Models:
     lm: LanguageModel | None
 
     def ids(self) -> dict[str, str]:
-        """Model ids by role, as stored in an index's meta.json (`labels`: the other classifier, if any)."""
-        ids = {
+        """Model ids by role, as stored in an index's meta.json."""
+        return {
             "image": self.image.model_id,
             "text": self.text.model_id,
             "lm": self.lm.model_id if self.lm else "",
         }
-        return ids | ({"labels": self.image.label_model} if self.image.label_model else {})
 
 
 @dataclass

@@ -28,7 +28,6 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
-LABELLERS = {"lite2": 2, "own": None}  # IMGSEARCH_LABELLER → the EfficientNet-Lite giving the labels
 
 
 def _minilm() -> str:
@@ -67,12 +66,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "packaged": Profile(
-        image=lambda s: EfficientNetLiteEncoder(
-            s.image_model,
-            cache_dir=s.cache_dir,
-            precision=s.precision,
-            label_variant=LABELLERS[s.labeller],
-        ),
+        image=lambda s: EfficientNetLiteEncoder(s.image_model, cache_dir=s.cache_dir, precision=s.precision),
         text=lambda s: MeanPoolTextEncoder(s.text_model or _minilm(), s.text_model or MINILM_ID),
         lm=lambda s: CausalLanguageModel(s.lm_model or str(smollm2_gguf()), s.cache_dir),
     ),

@@ -17,7 +17,6 @@ Profile = Literal["packaged", "seed", "clip"]
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 COLLECTION_PIXELS = 400_000_000  # 2× the largest phone sensors; JPEGs decode reduced (app/preprocessing)
 Precision = Literal["int8", "fp32"]
-Labeller = Literal["lite2", "own"]
 
 
 class Settings(BaseSettings):
@@ -84,11 +83,6 @@ class Settings(BaseSettings):
         default="int8",
         description="CPU image encoder: int8 (quantized once, cached) or fp32; accelerators keep float16.",
     )
-    labeller: Labeller = Field(
-        default="lite2",
-        description="packaged profile: class probabilities averaged over EfficientNet-Lite0 and Lite2 on the "
-        "same input (better search, 2.5× the encoder's work) or Lite0's alone (own); features are Lite0's",
-    )
 
     @field_validator("device")
     @classmethod
@@ -109,15 +103,6 @@ class Settings(BaseSettings):
         text = str(value).strip().lower()
         if text not in ("int8", "fp32"):
             raise ValueError(f"IMGSEARCH_PRECISION must be int8 or fp32, not {value!r}")
-        return text
-
-    @field_validator("labeller", mode="before")
-    @classmethod
-    def _check_labeller(cls, value: object) -> object:
-        """lite2 or own, in any case; anything else fails at start-up with the choices."""
-        text = str(value).strip().lower()
-        if text not in ("lite2", "own"):
-            raise ValueError(f"IMGSEARCH_LABELLER must be lite2 or own, not {value!r}")
         return text
 
     @field_validator("max_upload_mb")

@@ -255,10 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     own = EfficientNetLiteEncoder(cache_dir=settings.cache_dir, precision=models.image.precision)
     own.load(models.image.device, models.image.dtype)
     lite0 = encode_views(own, gallery.pictures, args.cache / f"lite0-{own.precision}.npz")
-    configured = None  # the packaged image encoder as the settings make it (IMGSEARCH_LABELLER)
-    if models.image.label_model:
-        name = f"packaged-{models.image.precision}-{models.image.label_model}.npz"
-        configured = encode_views(models.image, gallery.pictures, args.cache / name, crops=False)
     lite2 = None
     if args.lite2 is not None and "ensemble" in args.levers:
         size = args.lite2_size
@@ -279,9 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     named = sum(bool(query_terms(q)) for q in queries)
     print(f"{len(queries)} queries (split={args.split}), {named} name a colour; {len(gallery.names)} images")
     variants(bench, lite0, lite2, args.levers)
-    if configured is not None:
-        label = f"packaged default as configured: labels {models.image.label_model}"
-        print_row(label, rank_all(bench, log_probs(configured[0][:, 0]), configured[1][:, 0]))
     return 0
 
 

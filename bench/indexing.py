@@ -23,7 +23,7 @@ from app.device import resolve_device
 from app.encoders.efficientnet import EfficientNetLiteEncoder
 from app.pipeline import Pipeline
 from app.preprocessing import decode
-from app.registry import LABELLERS, make_bridge, prepare
+from app.registry import make_bridge, prepare
 from app.settings import Settings
 from app.sources import FolderSource
 from scripts.tuxpaint import BENCH_CACHE, collect, fetch_stamps, stage
@@ -53,18 +53,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def plain(pipeline: Pipeline) -> Pipeline:
     """The same pipeline over the plain eager PyTorch model: no ONNX Runtime, no micro-batches."""
-    labeller = getattr(pipeline.models.image, "labeller", None)  # the same labels (IMGSEARCH_LABELLER)
-    variant = labeller.variant if isinstance(labeller, EfficientNetLiteEncoder) else None
-    encoder = EfficientNetLiteEncoder(optimize=False, label_variant=variant)
+    encoder = EfficientNetLiteEncoder(optimize=False)
     encoder.load(pipeline.models.image.device, pipeline.models.image.dtype)
     return Pipeline(dataclasses.replace(pipeline.models, image=encoder), pipeline.bridge, flip=pipeline.flip)
 
 
 def precise(settings: Settings, precision: str) -> EfficientNetLiteEncoder:
     """The packaged image encoder at one CPU precision, loaded as the build loads it."""
-    encoder = EfficientNetLiteEncoder(
-        cache_dir=settings.cache_dir, precision=precision, label_variant=LABELLERS[settings.labeller]
-    )
+    encoder = EfficientNetLiteEncoder(cache_dir=settings.cache_dir, precision=precision)
     device, dtype = resolve_device(settings.device)
     encoder.load(device, dtype)
     return encoder

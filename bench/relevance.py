@@ -229,9 +229,7 @@ def fp32_models(models: Models, settings: Settings) -> Models | None:
     """The same models with the float32 CPU image encoder, when the default one is int8."""
     if models.image.precision != "int8":
         return None
-    labeller = getattr(models.image, "labeller", None)  # the same labels source (IMGSEARCH_LABELLER)
-    variant = labeller.variant if isinstance(labeller, EfficientNetLiteEncoder) else None
-    image = EfficientNetLiteEncoder(cache_dir=settings.cache_dir, precision="fp32", label_variant=variant)
+    image = EfficientNetLiteEncoder(cache_dir=settings.cache_dir, precision="fp32")
     image.load(models.image.device, models.image.dtype)
     return dataclasses.replace(models, image=image)
 

