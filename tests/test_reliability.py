@@ -1038,3 +1038,26 @@ def test_build_report_on_disk_counts_reuse(pipeline: Pipeline, gallery: Path, tm
     build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
     on_disk = json.loads((live_path(target) / "build_report.json").read_text())
     assert (on_disk["indexed"], on_disk["reused"], on_disk["encoded"], on_disk["removed"]) == (3, 3, 0, 0)
+
+
+def test_a_file_deleted_between_lookup_and_response_is_a_404(
+    pipeline: Pipeline, models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gallery = make_gallery(tmp_path / "gallery")
+    target = tmp_path / "index"
+    build_index(FolderSource(gallery), target, pipeline, BuildConfig(pca_dim=0, workers=0), progress=False)
+    settings = Settings(index_dir=target, cache_dir=tmp_path / "cache", device="cpu")
+    looked_up = Index.original_path
+
+    def then_deleted(index: Index, record: Any) -> Path:
+        path = looked_up(index, record)  # found by the lookup, as during a rebuild that removes it
+        path.unlink()
+        return path
+
+    monkeypatch.setattr(Index, "original_path", then_deleted)
+    with client_for(settings, models) as client:
+        wait_ready(client)
+        hit = client.post("/search", json={"query": "red thing", "top_k": 1}).json()["results"][0]
+        response = client.get(hit["url"])
+        assert response.status_code == 404, response.text
+        assert response.json()["detail"] == "this image's file is no longer available"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from starlette.background import BackgroundTask
 
 from app.api.deps import RuntimeDep, ServiceDep
 from app.api.schemas import ErrorBody, ImageMetadataResponse
+from app.errors import ImageNotFound
 from app.service import SearchService
 
 router = APIRouter(prefix="/images", tags=["images"])
@@ -43,8 +45,16 @@ def _serve(
         if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]
     ):
         return Response(status_code=304, headers=headers)
+    try:  # stat here: a file deleted since the lookup is a 404, not FileResponse's RuntimeError (500)
+        found = os.stat(path)
+    except FileNotFoundError as exc:
+        raise ImageNotFound("this image's file is no longer available") from exc
     return FileResponse(
-        path, media_type=media_type, headers=headers, background=BackgroundTask(_keep, service)
+        path,
+        media_type=media_type,
+        headers=headers,
+        background=BackgroundTask(_keep, service),
+        stat_result=found,
     )
 
 
