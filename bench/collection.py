@@ -1,7 +1,8 @@
 """A collection at scale: filtered and hybrid search through the service, over up to 1 M images.
 
-The index: bench.soak's demo index (real `packaged` models) grown to N rows by bench.scaled_index
-(synthetic vectors and visual features shaped like ours, an HNSW graph), plus a synthetic catalog:
+The index: a `packaged` index of the Tux Paint stamps (real models, PCA to 256 dimensions) grown to
+N rows by bench.scaled_index (synthetic vectors with the mean and covariance of the real 256-d
+index, as bench.search draws them; synthetic visual features; an HNSW graph), plus a synthetic catalog:
 every row gets a folder (`year/place`), a file name of two ImageNet class names, a date spread over
 sixteen years, a format, a size and, for a third of them, a GPS position. A date filter then passes
 a known share of the rows, and query words match file names as they would in a named collection.
@@ -18,7 +19,10 @@ once beforehand (the pipeline's LRU cache; what encoding costs is printed apart)
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -40,8 +44,9 @@ from app.registry import prepare
 from app.service import SearchRequest, SearchService
 from app.settings import Settings
 from bench.scaled_index import scaled_index
-from bench.soak import build_demo_index
+from bench.server import REPO
 from bench.synthetic import recall, timed
+from scripts.tuxpaint import BENCH_CACHE, collect, fetch_stamps
 
 log = logging.getLogger("bench.collection")
 
@@ -114,6 +119,21 @@ def synthetic_catalog(index_dir: Path, seed: int = 7) -> None:
         connection.close()
 
 
+def base_index(work: Path) -> Path:
+    """A packaged index of the Tux Paint stamps under opaque names: enough images for PCA to 256
+    dimensions, the default of any collection past 256 images (the demo's 7 photos keep 384)."""
+    index_dir = work / "index"
+    if not (index_dir / ix.CURRENT).exists():
+        stamps = fetch_stamps(BENCH_CACHE)
+        folder = work / "images"
+        for number, stamp in enumerate(collect(stamps, None)):
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(stamps / stamp.path, folder / f"{number:04d}.png")
+        command = [sys.executable, "-m", "scripts.build_index", "--images", str(folder)]
+        subprocess.run([*command, "--index-dir", str(index_dir)], cwd=REPO, check=True, timeout=1800)
+    return index_dir
+
+
 def collection_index(work: Path, count: int) -> Path:
     """The grown index with its catalog and graph in `work` (made once, then reused)."""
     target = work / f"collection-{count}"
@@ -121,8 +141,7 @@ def collection_index(work: Path, count: int) -> Path:
     if done.is_file():
         return target
     started = time.perf_counter()
-    small = build_demo_index(work / "demo")[0]
-    scaled_index(small, target, count, thumbnails=False, features=True, ann=True)
+    scaled_index(base_index(work / "base"), target, count, thumbnails=False, features=True, ann=True)
     synthetic_catalog(target)
     done.write_text(f"{time.perf_counter() - started:.0f} s\n")
     return target

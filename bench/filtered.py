@@ -2,7 +2,7 @@
 
 For each selectivity (share of rows a filter lets through), the filter is a random subset of the
 rows; the truth is the exact top-10 over that subset. Measured per query (p50 ms) and recall@10:
-the graph walk with `IDSelectorBatch` (what `HnswSearcher.scan(query, rows)` does above
+the graph walk with a faiss `IDSelectorBitmap` (what `HnswSearcher.scan(query, rows)` does above
 `app.vectors.SUBSET_EXACT` rows) and the exact scoring of the subset (what it does at or below).
 
     .venv/bin/python -m bench.filtered --size 100000 --queries 50

@@ -12,7 +12,7 @@ import numpy as np
 
 from app import index as ix
 from app.vectors import ANN_FILE, build_ann
-from bench.synthetic import synthetic
+from bench.synthetic import stats_dim, synthetic
 
 BLOCK = 100_000  # synthetic feature rows made at a time
 
@@ -33,7 +33,7 @@ def scaled_index(
     shutil.rmtree(target, ignore_errors=True)
     (target / ix.THUMBNAILS).mkdir(parents=True)
     extra = count - len(records)
-    kind = "fitted" if vectors.shape[1] == 128 else "bridge"
+    kind = "fitted" if vectors.shape[1] == stats_dim() else "bridge"  # our geometry where it is known
     matrix = np.concatenate([vectors, synthetic(extra, vectors.shape[1], kind, seed=count)])
     np.save(target / ix.VECTORS, matrix.astype(np.float16))
     if features:  # written a block at a time: 1 M rows of 1280 float32 would take 5 GB at once

@@ -18,6 +18,12 @@ R = TypeVar("R")  # what a result names: a row, an id
 STATS = Path(__file__).parent / "data" / "tuxpaint_vector_stats.npz"
 
 
+def stats_dim() -> int:
+    """The dimension of the vectors whose mean and covariance STATS holds."""
+    with np.load(STATS) as stats:
+        return int(stats["mean"].shape[0])
+
+
 def synthetic(n: int, dim: int, kind: str, seed: int) -> np.ndarray:
     """Unit rows drawn like our index's vectors (fitted), as bridge-like mixtures, or uniformly."""
     rng = np.random.default_rng(seed)
