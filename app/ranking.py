@@ -57,7 +57,7 @@ copies stay separate, the safe side of the error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -98,14 +98,18 @@ def rerank_by_look(ranked: Hits, hint: VisualHint, features: np.ndarray) -> Hits
     look = (1 + cos(direction, unit feature)) / 2 ∈ [0, 1]; rows past the pool keep their order
     with look = 0, so scores never increase down the ranking and pages stay stable.
     """
-    pool, rest = ranked[:RERANK_POOL], ranked[RERANK_POOL:]
+    pool = ranked[:RERANK_POOL]
     rows = np.fromiter((row for row, _ in pool), dtype=np.int64, count=len(pool))
     looks = (1.0 + read_rows(features, rows) @ hint.direction) / 2.0
-    scale = 1.0 + hint.weight
-    fused = [
-        (row, (score + hint.weight * float(look)) / scale)
-        for (row, score), look in zip(pool, looks, strict=True)
-    ]
+    return mix_into_pool(ranked, [float(look) for look in looks], hint.weight)
+
+
+def mix_into_pool(ranked: Hits, bonus: Sequence[float], weight: float) -> Hits:
+    """The best RERANK_POOL re-scored by (score + weight·bonus) / (1 + weight) and re-sorted; rows past
+    the pool keep their order with bonus 0 (`bonus` in [0, 1], one per pooled row)."""
+    pool, rest = ranked[:RERANK_POOL], ranked[RERANK_POOL:]
+    scale = 1.0 + weight
+    fused = [(row, (score + weight * extra) / scale) for (row, score), extra in zip(pool, bonus, strict=True)]
     fused.sort(key=lambda pair: -pair[1])
     return fused + [(row, score / scale) for row, score in rest]
 
@@ -115,15 +119,9 @@ def rerank_by_class(ranked: Hits, hint: ClassHint, labels: Callable[[list[int]],
 
     `labels` gives the stored top labels of rows; rows past the pool keep their order with p = 0.
     """
-    pool, rest = ranked[:RERANK_POOL], ranked[RERANK_POOL:]
-    stored = labels([row for row, _ in pool])
-    scale = 1.0 + hint.weight
-    fused = [
-        (row, (score + hint.weight * sum(p for label, p in top if label in hint.labels)) / scale)
-        for (row, score), top in zip(pool, stored, strict=True)
-    ]
-    fused.sort(key=lambda pair: -pair[1])
-    return fused + [(row, score / scale) for row, score in rest]
+    stored = labels([row for row, _ in ranked[:RERANK_POOL]])
+    named = [sum(p for label, p in top if label in hint.labels) for top in stored]
+    return mix_into_pool(ranked, named, hint.weight)
 
 
 class Candidates:

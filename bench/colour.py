@@ -20,7 +20,7 @@ from PIL import Image, ImageCms, ImageOps
 from scipy import ndimage  # type: ignore[import-untyped]
 
 from app.preprocessing import decode
-from app.ranking import RERANK_POOL
+from app.ranking import RERANK_POOL, mix_into_pool
 from app.vectors import Hits, read_rows
 
 TERMS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey")
@@ -197,13 +197,7 @@ def rerank_by_colour(ranked: Hits, hint: ColourHint, colours: np.ndarray) -> Hit
     share ∈ [0, 1] is the part of an image in the query's colours; rows past the pool keep their
     order with share = 0, so scores never increase down the ranking.
     """
-    pool, rest = ranked[:RERANK_POOL], ranked[RERANK_POOL:]
+    pool = ranked[:RERANK_POOL]
     rows = np.fromiter((row for row, _ in pool), dtype=np.int64, count=len(pool))
     shares = match(read_rows(colours, rows), hint.terms)
-    scale = 1.0 + hint.weight
-    fused = [
-        (row, (score + hint.weight * float(share)) / scale)
-        for (row, score), share in zip(pool, shares, strict=True)
-    ]
-    fused.sort(key=lambda pair: -pair[1])
-    return fused + [(row, score / scale) for row, score in rest]
+    return mix_into_pool(ranked, [float(share) for share in shares], hint.weight)
