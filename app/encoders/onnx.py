@@ -20,27 +20,40 @@ log = logging.getLogger(__name__)
 OPSET = 17
 
 
-def export(module: torch.nn.Module, size: int, target: Path) -> Path:
-    """Write `module` (image batch → outputs) as ONNX with a dynamic batch axis; atomic."""
+def _export(
+    module: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    target: Path,
+    inputs: list[str],
+    outputs: dict[str, dict[int, str]],
+    axes: dict[int, str],
+) -> Path:
+    """Write `module` as ONNX, its inputs' `axes` and each output's own dynamic; atomic, timed."""
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    example = torch.zeros(2, 3, size, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
-            (example,),
+            example,
             str(partial),
-            input_names=["pixels"],
-            output_names=["features", "logits"],
-            dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}, "logits": {0: "batch"}},
+            input_names=inputs,
+            output_names=list(outputs),
+            dynamic_axes={**{name: axes for name in inputs}, **outputs},
             opset_version=OPSET,
             dynamo=False,
         )
     partial.replace(target)
     log.info("exported %s for ONNX Runtime in %.1fs", target.name, time.perf_counter() - started)
     return target
+
+
+def export(module: torch.nn.Module, size: int, target: Path) -> Path:
+    """Write `module` (image batch → outputs) as ONNX with a dynamic batch axis; atomic."""
+    batch = {0: "batch"}
+    example = (torch.zeros(2, 3, size, size),)
+    return _export(module, example, target, ["pixels"], {"features": batch, "logits": batch}, batch)
 
 
 class OnnxRunner:
@@ -72,26 +85,9 @@ class OnnxRunner:
 
 def export_text(module: torch.nn.Module, target: Path) -> Path:
     """Write a text encoder (input_ids, attention_mask → pooled) as ONNX, batch and length dynamic; atomic."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
-    axes = {0: "batch", 1: "length"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            example,
-            str(partial),
-            input_names=["input_ids", "attention_mask"],
-            output_names=["pooled"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "pooled": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    partial.replace(target)
-    log.info("exported %s for ONNX Runtime in %.1fs", target.name, time.perf_counter() - started)
-    return target
+    inputs = ["input_ids", "attention_mask"]
+    return _export(module, example, target, inputs, {"pooled": {0: "batch"}}, {0: "batch", 1: "length"})
 
 
 def cached_export_path(name: str, weights: Path, cache_dir: Path | None) -> Path:
