@@ -34,6 +34,14 @@ MIXED = {
 }
 
 
+def served(source: FolderSource, index_dir: Path, pipeline: Pipeline) -> Iterator[SearchService]:
+    """A service over a new index of `source` in `index_dir`, closed after its tests."""
+    build_index(source, index_dir, pipeline, CONFIG, progress=False)
+    opened = service_over(Index(index_dir), pipeline.models, None)
+    yield opened
+    opened.close()
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The photo collection of tests/conftest.py."""
@@ -45,11 +53,7 @@ def service(
     photos: Path, pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SearchService]:
     """A service over the collection, file names and folders as their owner wrote them."""
-    index_dir = tmp_path_factory.mktemp("named") / "index"
-    build_index(FolderSource(photos), index_dir, pipeline, CONFIG, progress=False)
-    opened = service_over(Index(index_dir), pipeline.models, None)
-    yield opened
-    opened.close()
+    yield from served(FolderSource(photos), tmp_path_factory.mktemp("named") / "index", pipeline)
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +64,7 @@ def opaque(
     folder = tmp_path_factory.mktemp("opaque")
     for i, path in enumerate(sorted(p for p in photos.rglob("*") if p.is_file())):
         shutil.copyfile(path, folder / f"{(i + 7) * 7919:06x}{path.suffix}")
-    index_dir = tmp_path_factory.mktemp("opaque-index") / "index"
-    build_index(FolderSource(folder), index_dir, pipeline, CONFIG, progress=False)
-    opened = service_over(Index(index_dir), pipeline.models, None)
-    yield opened
-    opened.close()
+    yield from served(FolderSource(folder), tmp_path_factory.mktemp("opaque-index") / "index", pipeline)
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +76,7 @@ def mixed(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Itera
         (folder / name).write_bytes(
             png_bytes(COLOURS[colour], (64 + i, 48), "JPEG" if name.endswith("jpg") else "PNG")
         )
-    index_dir = tmp_path_factory.mktemp("mixed-index") / "index"
-    build_index(FolderSource(folder), index_dir, pipeline, CONFIG, progress=False)
-    opened = service_over(Index(index_dir), pipeline.models, None)
-    yield opened
-    opened.close()
+    yield from served(FolderSource(folder), tmp_path_factory.mktemp("mixed-index") / "index", pipeline)
 
 
 def run(
