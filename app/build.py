@@ -78,7 +78,7 @@ class BuildConfig:
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     label_k: int = 5
     max_pixels: int = COLLECTION_PIXELS  # the collection's own files (uploads: Settings.max_image_pixels)
-    ann: AnnMode = "auto"  # HNSW graph: always, never, or auto (from ann_min vectors on)
+    ann: AnnMode = "auto"  # ANN file: always, never, or auto (from ann_min vectors on)
     ann_min: int = 100_000
 
 

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 FLAT_MAX = 100_000  # auto index type: FLAT (exact) below this many vectors, HNSW from here on
 INDEX_TYPES = ("auto", "FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8")
-HNSW_PARAMS = {"M": 32, "efConstruction": 200}  # as app.vectors.build_ann's defaults
+HNSW_PARAMS = {"M": 32, "efConstruction": 200}  # as app.vectors.build_hnsw's defaults
 INSERT_CHUNK = 10_000  # rows per insert call (well under gRPC's message limit at 128-d)
 SOURCE_CHARS = 16_000  # VARCHAR max_length is 65535 bytes
 

@@ -18,6 +18,7 @@ class SearchOptions:
 
     backend: Backend = "matrix"
     ann_threshold: int = 100_000  # matrix backend: use the stored ANN graph from this many vectors on
-    ef_search: int = 512  # HNSW breadth at query time: recall@10 0.99 at 1M vectors (bench/search.py)
+    nprobe: int = 96  # inverted-file cells probed per query (filtered: nprobe / √share; app/vectors.py)
+    ef_search: int = 512  # an older index's HNSW graph: breadth at query time
     milvus_uri: str | None = None  # milvus backend: a file path (Milvus Lite) or an http(s) URI
     milvus_collection: str = "images"

@@ -1,4 +1,4 @@
-"""The vector backends an index can search with, by name: the matrix (exact or HNSW) or Milvus."""
+"""The vector backends an index can search with, by name: the matrix (exact or its ANN file) or Milvus."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from app.errors import IndexUnavailable
 from app.milvus_search import MilvusSearcher
 from app.options import SearchOptions
-from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, VectorSearcher
+from app.vectors import ANN_FILE, ExactSearcher, VectorSearcher, open_ann
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +21,11 @@ Space = Literal["text", "visual"]
 
 
 def open_matrix(index_path: Path, matrix: np.ndarray, options: SearchOptions) -> VectorSearcher:
-    """Exact search, or the stored HNSW graph once the index reaches the ANN threshold."""
+    """Exact search, or the stored ANN file (an inverted file; older builds: HNSW) from the threshold on."""
     ann = index_path / ANN_FILE
     if matrix.shape[0] >= options.ann_threshold:
         if ann.is_file():
-            return HnswSearcher(ann, matrix, options.ef_search)
+            return open_ann(ann, matrix, options.nprobe, options.ef_search)
         log.warning(
             "%d vectors ≥ IMGSEARCH_ANN_THRESHOLD %d but %s has no %s: searching exactly "
             "(rebuild with --ann always)",

@@ -69,12 +69,20 @@ class Settings(BaseSettings):
         description="Visual cosine at which results collapse into one (app/ranking.py); 0 turns it off.",
     )
     vector_backend: Backend = Field(
-        default="matrix", description="matrix: the index's own vectors (exact or HNSW); milvus: a store."
+        default="matrix", description="matrix: the index's own vectors (exact or ANN); milvus: a store."
     )
     ann_threshold: int = Field(
-        default=100_000, ge=0, description="From this many vectors the matrix backend uses the HNSW graph."
+        default=100_000, ge=0, description="From this many vectors the matrix backend uses its ANN file."
     )
-    ann_ef_search: int = Field(default=512, ge=1, le=4096, description="HNSW search breadth.")
+    ann_nprobe: int = Field(
+        default=96,
+        ge=1,
+        le=65_536,
+        description="Inverted-file cells a query probes (more: slower, finds more).",
+    )
+    ann_ef_search: int = Field(
+        default=512, ge=1, le=4096, description="Search breadth of an older index's HNSW graph."
+    )
     milvus_uri: str | None = Field(
         default=None, description="Milvus Lite file path or http(s) URI of a Milvus server (backend milvus)."
     )
@@ -142,6 +150,7 @@ class Settings(BaseSettings):
         return SearchOptions(
             backend=self.vector_backend,
             ann_threshold=self.ann_threshold,
+            nprobe=self.ann_nprobe,
             ef_search=self.ann_ef_search,
             milvus_uri=self.milvus_uri,
             milvus_collection=self.milvus_collection,

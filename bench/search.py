@@ -1,4 +1,4 @@
-"""Search at scale: exact vs ANN (faiss HNSW, usearch HNSW) over synthetic unit vectors stored as float16."""
+"""Search at scale: exact vs ANN (our inverted file; faiss, usearch HNSW) over synthetic float16 unit rows."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 from app.index import VECTORS
 from app.options import SearchOptions
 from app.pca import DEFAULT_DIM
-from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, build_ann
+from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, IvfSearcher, build_ann, build_hnsw, read_ann
 from bench import collection
 from bench.synthetic import STATS, recall, synthetic, timed
 
@@ -32,10 +32,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=DEFAULT_DIM)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument(
+        "--nprobe",
+        default=f"16,32,64,{SearchOptions().nprobe},128",
+        help="inverted-file cells probed (comma-separated); the RESULT line uses the service default",
+    )
+    parser.add_argument(
         "--ef-search",
         default=f"64,128,256,{SearchOptions().ef_search}",
-        help="HNSW breadths at query time (comma-separated); the RESULT line uses the service default",
+        help="HNSW breadths at query time (comma-separated), for the comparison",
     )
+    parser.add_argument("--no-hnsw", action="store_true", help="skip the HNSW comparisons (faiss, usearch)")
     parser.add_argument(
         "--data",
         choices=["fitted", "bridge", "uniform"],
@@ -80,14 +86,19 @@ def usearch_index(matrix: np.ndarray, ef_search: int) -> tuple[Any, float]:
     return index, time.perf_counter() - start
 
 
-def top_rows(searcher: HnswSearcher, query: np.ndarray) -> list[int]:
+def top_rows(searcher: IvfSearcher | HnswSearcher, query: np.ndarray) -> list[int]:
     """Rows of the top 10."""
     return [row for row, _ in searcher.search(query, 10)]
 
 
 def efs(args: argparse.Namespace) -> list[int]:
     """The HNSW breadths to measure, in increasing order."""
-    return sorted({int(v) for v in str(args.ef_search).split(",")} | {SearchOptions().ef_search})
+    return sorted({int(v) for v in str(args.ef_search).split(",")})
+
+
+def probes(args: argparse.Namespace) -> list[int]:
+    """The inverted-file probe counts to measure, in increasing order."""
+    return sorted({int(v) for v in str(args.nprobe).split(",")} | {SearchOptions().nprobe})
 
 
 def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
@@ -102,21 +113,31 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
     truth, exact_p50, exact_p99 = timed(lambda q: [r for r, _ in exact.search(q, 10)], queries)
     base_queries = queries[: max(20, args.queries // 10)]
     _, base_p50, base_p99 = timed(lambda q: baseline_search(matrix, q, 10), base_queries)
-    ann_seconds = build_ann(matrix, work / ANN_FILE)
+    ivf_seconds = build_ann(matrix, work / ANN_FILE)
     row = {
         "n": float(n),
         "baseline_p50": base_p50,
         "baseline_p99": base_p99,
         "exact_p50": exact_p50,
         "exact_p99": exact_p99,
-        "faiss_build_s": ann_seconds,
-        "faiss_bytes": float((work / ANN_FILE).stat().st_size),
+        "ivf_build_s": ivf_seconds,
+        "ivf_bytes": float((work / ANN_FILE).stat().st_size),
     }
+    ivf = read_ann(work / ANN_FILE, n)
+    for nprobe in probes(args):
+        found, p50, p99 = timed(partial(top_rows, IvfSearcher(ivf, matrix, nprobe)), queries)
+        row |= {f"ivf{nprobe}_p50": p50, f"ivf{nprobe}_p99": p99, f"ivf{nprobe}_recall": recall(found, truth)}
+    del ivf
+    (work / ANN_FILE).unlink()
+    if args.no_hnsw:
+        path.unlink()
+        return row
+    row["faiss_build_s"] = build_hnsw(matrix, work / ANN_FILE)
+    graph = read_ann(work / ANN_FILE, n)
     for ef in efs(args):
-        hnsw = HnswSearcher(work / ANN_FILE, matrix, ef)
-        found, p50, p99 = timed(partial(top_rows, hnsw), queries)
+        found, p50, p99 = timed(partial(top_rows, HnswSearcher(graph, matrix, ef)), queries)
         row |= {f"faiss{ef}_p50": p50, f"faiss{ef}_p99": p99, f"faiss{ef}_recall": recall(found, truth)}
-        hnsw.close()
+    del graph
     if not args.no_usearch:
         try:
             index, seconds = usearch_index(np.asarray(matrix), 64)
@@ -132,6 +153,53 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
     path.unlink()
     (work / ANN_FILE).unlink()
     return row
+
+
+def report(rows: list[dict[str, float]], args: argparse.Namespace) -> None:
+    """Print the tables and the RESULT line."""
+    print(
+        "| n | baseline exact p50 / p99 | exact p50 / p99 | build s: inverted file / faiss HNSW / usearch |"
+    )
+    for r in rows:
+        builds = [
+            r["ivf_build_s"],
+            r.get("faiss_build_s", float("nan")),
+            r.get("usearch_build_s", float("nan")),
+        ]
+        print(
+            f"| {int(r['n']):,} | {r['baseline_p50']:.1f} / {r['baseline_p99']:.1f} "
+            f"| {r['exact_p50']:.1f} / {r['exact_p99']:.1f} | "
+            + " / ".join(f"{b:.0f}" for b in builds)
+            + " |"
+        )
+    print("\n| n | inverted file nprobe | p50 / p99 | recall@10 |")
+    for r in rows:
+        for nprobe in probes(args):
+            cells = [
+                f"{r[f'ivf{nprobe}_p50']:.2f} / {r[f'ivf{nprobe}_p99']:.2f}",
+                f"{r[f'ivf{nprobe}_recall']:.3f}",
+            ]
+            print(f"| {int(r['n']):,} | {nprobe} | " + " | ".join(cells) + " |")
+    if not args.no_hnsw:
+        print("\n| n | efSearch | faiss HNSW p50 / p99 | recall@10 | usearch p50 / p99 | usearch recall@10 |")
+        for r in rows:
+            for ef in efs(args):
+                cells = [
+                    f"{r[f'faiss{ef}_p50']:.2f} / {r[f'faiss{ef}_p99']:.2f}",
+                    f"{r[f'faiss{ef}_recall']:.3f}",
+                ]
+                if f"usearch{ef}_p50" in r:
+                    cells += [
+                        f"{r[f'usearch{ef}_p50']:.2f} / {r[f'usearch{ef}_p99']:.2f}",
+                        f"{r[f'usearch{ef}_recall']:.3f}",
+                    ]
+                print(f"| {int(r['n']):,} | {ef} | " + " | ".join(cells) + " |")
+    last, nprobe = rows[-1], SearchOptions().nprobe
+    print(
+        f"RESULT search n={int(last['n'])} exact_p50_ms={last['exact_p50']:.1f} "
+        f"ann_p50_ms={last[f'ivf{nprobe}_p50']:.2f} ann_recall10={last[f'ivf{nprobe}_recall']:.3f} "
+        f"baseline_p50_ms={last['baseline_p50']:.1f} nprobe={nprobe}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,30 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(run_size(n, args, Path(tmp)))
             print(" ".join(f"{k}={v:.4g}" for k, v in rows[-1].items()), flush=True)
     print(f"\ndata={args.data} dim={args.dim} queries={args.queries} (ms per query, one query at a time)")
-    print("| n | baseline exact p50 / p99 | exact p50 / p99 | HNSW build s (faiss / usearch) |")
-    for r in rows:
-        print(
-            f"| {int(r['n']):,} | {r['baseline_p50']:.1f} / {r['baseline_p99']:.1f} "
-            f"| {r['exact_p50']:.1f} / {r['exact_p99']:.1f} "
-            f"| {r['faiss_build_s']:.0f} / {r.get('usearch_build_s', float('nan')):.0f} |"
-        )
-    print("\n| n | efSearch | faiss p50 / p99 | faiss recall@10 | usearch p50 / p99 | usearch recall@10 |")
-    for r in rows:
-        for ef in efs(args):
-            faiss = f"{r[f'faiss{ef}_p50']:.2f} / {r[f'faiss{ef}_p99']:.2f}"
-            cells = [faiss, f"{r[f'faiss{ef}_recall']:.3f}"]
-            if f"usearch{ef}_p50" in r:
-                cells += [
-                    f"{r[f'usearch{ef}_p50']:.2f} / {r[f'usearch{ef}_p99']:.2f}",
-                    f"{r[f'usearch{ef}_recall']:.3f}",
-                ]
-            print(f"| {int(r['n']):,} | {ef} | " + " | ".join(cells) + " |")
-    last, ef = rows[-1], SearchOptions().ef_search
-    print(
-        f"RESULT search n={int(last['n'])} exact_p50_ms={last['exact_p50']:.1f} "
-        f"ann_p50_ms={last[f'faiss{ef}_p50']:.2f} ann_recall10={last[f'faiss{ef}_recall']:.3f} "
-        f"baseline_p50_ms={last['baseline_p50']:.1f} ef_search={ef}"
-    )
+    report(rows, args)
     return 0
 
 

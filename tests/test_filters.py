@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,14 +11,14 @@ import pytest
 
 from app import catalog, milvus_search, vectors
 from app.build import BuildConfig, build_index
-from app.index import Index
+from app.index import VECTORS, Index, live_path
 from app.milvus import export_index
 from app.options import SearchOptions
 from app.pipeline import Pipeline
 from app.query import Filters
 from app.ranking import rank
 from app.sources import FolderSource
-from app.vectors import rank_exact
+from app.vectors import ANN_FILE, rank_exact
 from tests.conftest import coloured_pictures
 
 IMAGES = 60
@@ -38,7 +39,7 @@ def make_pictures(folder: Path, count: int) -> Path:
 
 @pytest.fixture(scope="module")
 def index_dir(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An index of the pictures with an HNSW graph."""
+    """An index of the pictures with its ANN file (an inverted file)."""
     pictures = make_pictures(tmp_path_factory.mktemp("pictures"), IMAGES)
     target = tmp_path_factory.mktemp("filtered") / "index"
     config = BuildConfig(pca_dim=0, workers=0, ann="always")
@@ -54,15 +55,26 @@ def lite(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
-@pytest.fixture(params=["exact", "hnsw", "milvus"])
-def backend(request: pytest.FixtureRequest, index_dir: Path, lite: str) -> Iterator[Index]:
+@pytest.fixture(scope="module")
+def hnsw_dir(index_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same index as an older build stored it: an HNSW graph as its ANN file."""
+    target = tmp_path_factory.mktemp("older") / "index"
+    shutil.copytree(index_dir, target, symlinks=True)
+    live = live_path(target)
+    vectors.build_hnsw(np.load(live / VECTORS), live / ANN_FILE)
+    return target
+
+
+@pytest.fixture(params=["exact", "ivf", "hnsw", "milvus"])
+def backend(request: pytest.FixtureRequest, index_dir: Path, hnsw_dir: Path, lite: str) -> Iterator[Index]:
     """The index opened with one backend."""
     options = {
         "exact": SearchOptions(),
+        "ivf": SearchOptions(ann_threshold=1),
         "hnsw": SearchOptions(ann_threshold=1),
         "milvus": SearchOptions(backend="milvus", milvus_uri=lite),
     }[request.param]
-    index = Index(index_dir, options)
+    index = Index(hnsw_dir if request.param == "hnsw" else index_dir, options)
     assert index.searcher.kind == request.param
     yield index
     index.close()
@@ -82,6 +94,7 @@ def test_every_backend_returns_exactly_the_matching_images_in_order(
 ) -> None:
     if walk != "subset scored exactly":  # the faiss ID selector and Milvus's `id in [...]` expression
         monkeypatch.setattr(vectors, "SUBSET_EXACT", 0)
+        monkeypatch.setattr(vectors, "HNSW_SUBSET_EXACT", 0)
         monkeypatch.setattr(vectors, "SELECTOR_MIN_SHARE", 0.0)
         monkeypatch.setattr(milvus_search, "SUBSET_EXACT", 0)
     filters = Filters.parse(**FILTERS[name])  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""Vector search: the exact path ranks like brute force, the HNSW graph finds the same neighbours."""
+"""Vector search: the exact path ranks like brute force, the inverted file (and an older index's HNSW graph)
+find the same neighbours."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app import vectors
 from app.build import BuildConfig, build_index
 from app.errors import IndexUnavailable
 from app.index import Index, live_path
@@ -15,7 +17,7 @@ from app.options import SearchOptions
 from app.pipeline import Pipeline
 from app.ranking import rank
 from app.sources import FolderSource
-from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, build_ann
+from app.vectors import ANN_FILE, ExactSearcher, build_ann, build_hnsw, open_ann
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:
@@ -47,24 +49,56 @@ def test_exact_search_over_a_large_matrix_ranks_like_brute_force() -> None:
         assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)
 
 
-def test_hnsw_graph_finds_the_exact_neighbours(tmp_path: Path) -> None:
-    matrix = clustered(3000, 32, seed=3)
-    build_ann(matrix, tmp_path / ANN_FILE)
-    searcher = HnswSearcher(tmp_path / ANN_FILE, matrix, ef_search=64)
-    rng = np.random.default_rng(4)
+def recall_at_10(searcher: vectors.VectorSearcher, matrix: np.ndarray, queries: np.ndarray) -> float:
+    """Share of the brute-force top 10 the searcher finds, its scores best first."""
     found = 0
-    for query in matrix[rng.choice(3000, 50)].astype(np.float32):
+    for query in queries:
         hits = searcher.search(query, 10)
         found += len({row for row, _ in hits} & set(brute_force(matrix, query, 10)))
         assert [score for _, score in hits] == sorted((score for _, score in hits), reverse=True)
-    assert found / 500 >= 0.95
+    return found / (10 * len(queries))
 
 
-def test_hnsw_graph_of_another_size_is_refused(tmp_path: Path) -> None:
+def test_inverted_file_finds_the_exact_neighbours(tmp_path: Path) -> None:
+    matrix = clustered(3000, 32, seed=3)
+    build_ann(matrix, tmp_path / ANN_FILE)
+    searcher = open_ann(tmp_path / ANN_FILE, matrix, nprobe=8, ef_search=64)
+    assert searcher.kind == "ivf"
+    queries = matrix[np.random.default_rng(4).choice(3000, 50)].astype(np.float32)
+    assert recall_at_10(searcher, matrix, queries) >= 0.95
+
+
+def test_an_older_index_hnsw_graph_still_searches(tmp_path: Path) -> None:
+    matrix = clustered(3000, 32, seed=3)
+    build_hnsw(matrix, tmp_path / ANN_FILE)
+    searcher = open_ann(tmp_path / ANN_FILE, matrix, nprobe=8, ef_search=64)
+    assert searcher.kind == "hnsw"
+    queries = matrix[np.random.default_rng(4).choice(3000, 50)].astype(np.float32)
+    assert recall_at_10(searcher, matrix, queries) >= 0.95
+
+
+def test_filtered_probe_returns_only_passing_rows_and_full_deep_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vectors, "SUBSET_EXACT", 0)  # the bitmap probe, not the exact subset
+    matrix = clustered(3000, 32, seed=6)
+    build_ann(matrix, tmp_path / ANN_FILE)
+    searcher = open_ann(tmp_path / ANN_FILE, matrix, nprobe=1, ef_search=64)
+    rows = np.arange(0, 3000, 7)
+    query = matrix[5].astype(np.float32)
+    scan = searcher.scan(query, rows)
+    top = scan.top(10)
+    assert len(top) == 10 and {row for row, _ in top} <= set(rows.tolist())
+    deep = scan.top(400)  # more than the few probed cells hold: it probes more until the page is full
+    assert len(deep) == 400 and {row for row, _ in deep} <= set(rows.tolist())
+    assert len(searcher.search(query, 2000)) == 2000
+
+
+def test_an_ann_file_of_another_size_is_refused(tmp_path: Path) -> None:
     matrix = clustered(300, 16, seed=5)
     build_ann(matrix, tmp_path / ANN_FILE)
     with pytest.raises(IndexUnavailable, match="rebuild"):
-        HnswSearcher(tmp_path / ANN_FILE, matrix[:200], ef_search=32)
+        open_ann(tmp_path / ANN_FILE, matrix[:200], nprobe=8, ef_search=32)
 
 
 def test_build_stores_the_graph_and_the_index_uses_it_above_the_threshold(
@@ -77,7 +111,7 @@ def test_build_stores_the_graph_and_the_index_uses_it_above_the_threshold(
     assert (live_path(index_dir) / ANN_FILE).is_file()
     exact = Index(index_dir)
     ann = Index(index_dir, SearchOptions(ann_threshold=0))
-    assert exact.searcher.kind == "exact" and ann.searcher.kind == "hnsw"
+    assert exact.searcher.kind == "exact" and ann.searcher.kind == "ivf"
     assert exact.meta.build.ann is True
     query = np.asarray(exact.vectors[1], dtype=np.float32)
     assert rank(ann, query, 3) == rank(exact, query, 3)

@@ -70,7 +70,7 @@ def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
         "--ann",
         choices=["auto", "always", "never"],
         default="auto",
-        help="store an HNSW graph for approximate search (auto: from --ann-min images on)",
+        help="store an inverted file for approximate search (auto: from --ann-min images on)",
     )
     parser.add_argument("--ann-min", type=int, default=100_000, help="size from which --ann auto builds one")
     parser.add_argument(
