@@ -19,6 +19,7 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -207,6 +208,26 @@ def _codes(values: Sequence[V]) -> tuple[tuple[V, ...], np.ndarray]:
 
 _columns: weakref.WeakKeyDictionary[Index, FilterColumns] = weakref.WeakKeyDictionary()
 _columns_lock = threading.Lock()
+SELECTIONS_KEPT = 8  # filters whose passing rows an opened index keeps (pages and new words under one filter)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rows one filter lets through: as a mask over the vector rows and as sorted row numbers."""
+
+    mask: np.ndarray  # bool, read-only
+    rows: np.ndarray  # int64, sorted, read-only
+
+    @classmethod
+    def of(cls, mask: np.ndarray) -> Selection:
+        """The selection of a mask."""
+        rows = np.flatnonzero(mask).astype(np.int64)
+        mask.setflags(write=False)
+        rows.setflags(write=False)
+        return cls(mask, rows)
+
+
+_selections: weakref.WeakKeyDictionary[Index, OrderedDict[Filters, Selection]] = weakref.WeakKeyDictionary()
 
 
 def filter_columns(index: Index) -> FilterColumns:
@@ -221,15 +242,36 @@ def filter_columns(index: Index) -> FilterColumns:
         return _columns[index]
 
 
+def selection(index: Index, filters: Filters) -> Selection | None:
+    """The rows that pass `filters` (None: no filter given, every row passes); the last
+    SELECTIONS_KEPT filters' are kept, so paging or new words under one filter do not test 1 M rows again."""
+    if filters.is_empty:
+        return None
+    columns = filter_columns(index)
+    with _columns_lock:
+        kept = _selections.setdefault(index, OrderedDict())
+        found = kept.get(filters)
+        if found is not None:
+            kept.move_to_end(filters)
+            return found
+    found = Selection.of(columns.mask(filters))
+    with _columns_lock:
+        kept[filters] = found
+        while len(kept) > SELECTIONS_KEPT:
+            kept.popitem(last=False)
+    return found
+
+
 def allowed_mask(index: Index, filters: Filters) -> np.ndarray | None:
     """True for each vector row that passes `filters` (None: no filter given, every row passes)."""
-    return None if filters.is_empty else filter_columns(index).mask(filters)
+    found = selection(index, filters)
+    return None if found is None else found.mask
 
 
 def allowed_rows(index: Index, filters: Filters) -> np.ndarray | None:
     """The sorted vector rows that pass `filters` (None: every row passes, no filter given)."""
-    mask = allowed_mask(index, filters)
-    return None if mask is None else np.flatnonzero(mask).astype(np.int64)
+    found = selection(index, filters)
+    return None if found is None else found.rows
 
 
 def metadata(index: Index, rows: Sequence[int]) -> dict[int, ImageMetadata]:

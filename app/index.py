@@ -177,12 +177,15 @@ class Index:
                 np.load(features, mmap_mode="c") if features.exists() else self.vectors
             )
             self.pca = Pca.load(path / PCA_FILE) if (path / PCA_FILE).exists() else None
-            self._db = sqlite3.connect(f"file:{path / MANIFEST}?mode=ro", uri=True, check_same_thread=False)
+            self._uri = f"file:{path / MANIFEST}?mode=ro"
+            self._db = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
             count = self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
         except (OSError, ValueError, sqlite3.Error, json.JSONDecodeError) as exc:
             reason = _short(exc, self.root)
             raise IndexUnavailable(f"index at {self.root} is incomplete or unreadable: {reason}") from exc
         self._lock = threading.Lock()
+        self._connections = [self._db]  # every manifest connection opened; `_idle` those free now
+        self._idle = [self._db]
         expected = self.meta.count
         if not (self.vectors.shape[0] == count == expected == self.features.shape[0]):
             raise IndexUnavailable(
@@ -216,7 +219,9 @@ class Index:
 
     def close(self) -> None:
         """Release the manifest connection, the searcher and the generation (a build may then remove it)."""
-        self._db.close()
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
         self.searcher.close()
         self._close_readers()
 
@@ -247,8 +252,8 @@ class Index:
         """Record of an indexed id; anything else (paths, junk) is ImageNotFound."""
         if not ID_PATTERN.fullmatch(image_id):
             raise ImageNotFound(f"no image with id {image_id[:64]!r}: ids are 16 hexadecimal digits")
-        with self._lock:
-            row = self._db.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
+        with self.manifest() as connection:
+            row = connection.execute("SELECT * FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
             raise ImageNotFound(f"no image with id {image_id!r} in this index")
         return _record(row)
@@ -258,18 +263,43 @@ class Index:
         if not rows:
             return []
         marks = ",".join("?" * len(rows))
-        with self._lock:
+        with self.manifest() as connection:
             found = {
                 r[0]: _record(r)
-                for r in self._db.execute(f"SELECT * FROM images WHERE row IN ({marks})", rows)
+                for r in connection.execute(f"SELECT * FROM images WHERE row IN ({marks})", rows)
             }
         return [found[row] for row in rows]
 
+    def label_mass(self, rows: list[int], labels: frozenset[str]) -> list[float]:
+        """The summed stored probability of `labels` among each row's top labels, in the order of `rows`
+        (what the class re-rank reads: SQLite sums inside the stored JSON, nothing is decoded in Python)."""
+        if not rows:
+            return []
+        marks = ",".join("?" * len(rows))
+        sql = (
+            "SELECT i.row, (SELECT total(json_extract(j.value, '$[1]')) FROM json_each(i.labels) j "
+            "WHERE json_extract(j.value, '$[0]') IN (SELECT value FROM json_each(?))) "
+            f"FROM images i WHERE i.row IN ({marks})"
+        )
+        with self.manifest() as connection:
+            found = dict(connection.execute(sql, [json.dumps(sorted(labels)), *rows]))
+        return [float(found[row]) for row in rows]
+
     @contextmanager
     def manifest(self) -> Iterator[sqlite3.Connection]:
-        """The manifest's read-only connection, held alone for the block (app/catalog.py reads it)."""
+        """A read-only connection to the manifest, this block's alone: one per reader at a time, so the
+        lexical search of a hybrid request and its vector side's reads run side by side (app/catalog.py)."""
         with self._lock:
-            yield self._db
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            connection = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
+            with self._lock:
+                self._connections.append(connection)
+        try:
+            yield connection
+        finally:
+            with self._lock:
+                self._idle.append(connection)
 
     def searcher_for(self, space: Space) -> VectorSearcher:
         """The searcher over the text-space vectors (text queries) or the visual features (images)."""

@@ -17,6 +17,7 @@ fields.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import unicodedata
 from collections import defaultdict
@@ -167,13 +168,24 @@ def content_terms(query: str) -> list[str]:
     return [term for term in terms if term not in STOPWORDS] or terms
 
 
-def _word_matches(term: str, word: str) -> bool:
-    """`_word`'s test in Python: digits whole, a prefix from PREFIX_MIN letters on, else whole or plural."""
+def _word_pattern(term: str) -> str:
+    """`_word`'s test as a regular expression over space-separated words: digits whole, a prefix from
+    PREFIX_MIN letters on, else the word whole or plural."""
     if term.isdigit():
-        return word == term
+        return rf"(?<!\S){re.escape(term)}(?!\S)"
     if len(term) >= PREFIX_MIN:
-        return word.startswith(term)
-    return word in (term, term + "s")
+        return rf"(?<!\S){re.escape(term)}"
+    return rf"(?<!\S){re.escape(term)}s?(?!\S)"
+
+
+def _covering_pattern(term: str) -> re.Pattern[str]:
+    """Where `_covered(word, term) > 0` for some word of a space-separated text: whole or plural, a
+    prefix from PREFIX_MIN letters on, anywhere inside a word from GLUED_MIN on (digits: whole)."""
+    if term.isdigit() or len(term) < PREFIX_MIN:
+        return re.compile(rf"(?<!\S){re.escape(term)}s?(?!\S)")
+    if len(term) < GLUED_MIN:
+        return re.compile(rf"(?<!\S){re.escape(term)}")
+    return re.compile(re.escape(term))
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,7 @@ class _Plan:
 
     terms: tuple[str, ...]
     phrases: tuple[str, ...]
+    pattern: re.Pattern[str] | None = None  # a stored word that matches a term (the words table's test)
 
     @classmethod
     def of(cls, query: str) -> _Plan:
@@ -191,27 +204,27 @@ class _Plan:
         glued = list(dict.fromkeys(["".join(terms), "".join(kept)]))  # "citedecarcassonne", "redcar"
         phrases = [phrase for phrase in glued if len(phrase) >= GLUED_MIN]
         phrases += [term for term in kept if len(term) >= GLUED_MIN and term not in glued]
-        return cls(tuple(kept), tuple(phrases))
+        pattern = re.compile("|".join(_word_pattern(term) for term in kept)) if kept else None
+        return cls(tuple(kept), tuple(phrases), pattern)
 
-    def expressions(self) -> dict[str, str]:
-        """FTS5 MATCH expressions per table; empty when there is nothing to look for."""
+    def expressions(self, single_words: bool = True) -> dict[str, str]:
+        """FTS5 MATCH expressions per table; empty when there is nothing to look for. Without
+        `single_words`, the trigram table looks only for phrases glued from several query words."""
         found: dict[str, str] = {}
         if self.terms:
             found[WORDS] = " OR ".join(_word(term) for term in self.terms)
-        if self.phrases:
-            found[GRAMS] = " OR ".join(_quoted(phrase) for phrase in self.phrases)
+        phrases = [phrase for phrase in self.phrases if single_words or phrase not in self.terms]
+        if phrases:
+            found[GRAMS] = " OR ".join(_quoted(phrase) for phrase in phrases)
         return found
-
-    def matches_word(self, word: str) -> bool:
-        """Whether a stored word matches a query word as the words table's expression does (`_word`)."""
-        return any(_word_matches(term, word) for term in self.terms)
 
     def fields(self, spaced: tuple[str, ...], glued: tuple[str, ...]) -> tuple[Field, ...]:
         """The fields of a row that match, from its stored words and glued texts (what FTS5 matched)."""
+        pattern = self.pattern
         return tuple(
             field
             for field, words_text, grams_text in zip(FIELDS, spaced, glued, strict=True)
-            if any(self.matches_word(word) for word in words_text.split())
+            if (pattern is not None and pattern.search(words_text))
             or any(phrase in grams_text for phrase in self.phrases)
         )
 
@@ -267,10 +280,17 @@ def search(
     if limit < 1 or not (tables := plan.expressions()):
         return []
     scores: dict[int, float] = defaultdict(float)
-    for table, expression in tables.items():
-        weight = GRAM_WEIGHT if table == GRAMS else 1.0
-        for row, score in _ranked(connection, table, expression, limit, allowed):
-            scores[row] += weight * score
+    for row, score in _ranked(connection, WORDS, tables[WORDS], limit, allowed) if WORDS in tables else []:
+        scores[row] = score
+    if len(scores) == limit:
+        # The word matches fill the window: a query word looked up inside glued names ("tower" in
+        # "watchtower") would add rows that rank below them as a rule (a word match is a trigram match
+        # too and scores in both tables), while ranking the trigram table's thousands of matches of one
+        # word cost most of a hybrid search at 1 M names (docs/performance.md).
+        tables = plan.expressions(single_words=False)
+    if GRAMS in tables:
+        for row, score in _ranked(connection, GRAMS, tables[GRAMS], limit, allowed):
+            scores[row] += GRAM_WEIGHT * score
     best = sorted(scores, key=lambda row: (-scores[row], row))[:limit]
     # Which fields matched, and how fully, from the stored texts of these rows: asking FTS5 per
     # field re-ran the whole match six times (seconds at 1,000,000 images).
@@ -298,12 +318,13 @@ def _covered(word: str, probe: str) -> float:
     return len(probe) / len(word) if prefix or (len(probe) >= GLUED_MIN and probe in word) else 0.0
 
 
-def _query_share(terms: list[str], glued: list[str], fields: tuple[str, ...]) -> float:
-    """Share of the query's content words a row's fields match; 1 when the whole query is glued into one."""
+def _query_share(terms: list[re.Pattern[str]], glued: list[str], fields: tuple[str, ...]) -> float:
+    """Share of the query's content words (`_covering_pattern`s) a row's fields match; 1 when the whole
+    query is glued into one of them."""
     if any(phrase in field.replace(" ", "") for field in fields for phrase in glued):
         return 1.0
-    stored = " ".join(fields).split()
-    return sum(any(_covered(word, term) > 0 for word in stored) for term in terms) / len(terms)
+    stored = " ".join(fields)
+    return sum(1 for term in terms if term.search(stored)) / len(terms)
 
 
 def _name_share(probes: list[str], name: str) -> float:
@@ -334,11 +355,12 @@ def coverages(
     glued = [
         phrase for phrase in dict.fromkeys(["".join(terms), "".join(content)]) if len(phrase) >= GLUED_MIN
     ]
+    patterns = [_covering_pattern(term) for term in content]
     if stored is None:  # the words table's texts of the rows (search() passes those it read)
         stored = _stored(connection, WORDS, rows)
     found: dict[int, tuple[float, float]] = {}
     for row in rows:
         fields = stored.get(row, ("", "", ""))
-        query_share = _query_share(content, glued, fields) if content else 0.0
+        query_share = _query_share(patterns, glued, fields) if content else 0.0
         found[row] = (query_share, _name_share([*content, *glued], fields[0]))
     return found

@@ -75,7 +75,8 @@ RERANK_POOL = 200  # best text matches of a query re-scored with its VisualHint
 MIN_WINDOW = 64
 MAX_WINDOW = 4096  # candidates folded per request: ≈0.3 s of one CPU core at 1280 dimensions
 BLOCK = 256
-Labels = list[tuple[str, float]]  # an image's stored top labels with their probabilities
+# The summed stored probability of some labels among each row's top labels (`Index.label_mass`).
+Mass = Callable[[list[int], frozenset[str]], list[float]]
 
 
 @dataclass(frozen=True)
@@ -114,14 +115,13 @@ def mix_into_pool(ranked: Hits, bonus: Sequence[float], weight: float) -> Hits:
     return fused + [(row, score / scale) for row, score in rest]
 
 
-def rerank_by_class(ranked: Hits, hint: ClassHint, labels: Callable[[list[int]], list[Labels]]) -> Hits:
+def rerank_by_class(ranked: Hits, hint: ClassHint, mass: Mass) -> Hits:
     """Re-rank the best RERANK_POOL by (score + weight·p) / (1 + weight), p = the classes' stored probability.
 
-    `labels` gives the stored top labels of rows; rows past the pool keep their order with p = 0.
+    `mass` gives the summed stored probability of the classes for rows; rows past the pool keep their
+    order with p = 0.
     """
-    stored = labels([row for row, _ in ranked[:RERANK_POOL]])
-    named = [sum(p for label, p in top if label in hint.labels) for top in stored]
-    return mix_into_pool(ranked, named, hint.weight)
+    return mix_into_pool(ranked, mass([row for row, _ in ranked[:RERANK_POOL]], hint.labels), hint.weight)
 
 
 class Candidates:
@@ -134,12 +134,12 @@ class Candidates:
         hint: VisualHint | None,
         features: np.ndarray,
         classes: ClassHint | None = None,
-        labels: Callable[[list[int]], list[Labels]] | None = None,
+        mass: Mass | None = None,
     ) -> None:
         self.count = count  # rows that can be candidates
         self._scan, self._hint, self._features = scan, hint, features  # features: for the re-rank
-        self._classes = classes if labels is not None else None
-        self._labels = labels  # stored top labels of rows: for the class re-rank
+        self._classes = classes if mass is not None else None
+        self._mass = mass  # the classes' stored probability in rows: for the class re-rank
         self._read: Hits = []
         self._seen: set[int] = set()
         self._exhausted = False
@@ -161,8 +161,8 @@ class Candidates:
         if first:
             if self._hint is not None:
                 found = rerank_by_look(found, self._hint, self._features)
-            if self._classes is not None and self._labels is not None:
-                found = rerank_by_class(found, self._classes, self._labels)
+            if self._classes is not None and self._mass is not None:
+                found = rerank_by_class(found, self._classes, self._mass)
         else:
             scale = (1.0 + (self._hint.weight if self._hint else 0.0)) * (
                 1.0 + (self._classes.weight if self._classes else 0.0)
@@ -297,12 +297,9 @@ def candidates(
     searcher = index.searcher_for(space)
     scan = searcher.scan(query) if rows is None else searcher.scan(query, rows)
     count = index.count if rows is None else len(rows)
-    return Candidates(scan, count, visual, index.features, classes, lambda rows: stored_labels(index, rows))
-
-
-def stored_labels(index: Index, rows: list[int]) -> list[Labels]:
-    """The top labels the manifest keeps for each row, in order."""
-    return [record.labels for record in index.records(rows)]
+    return Candidates(
+        scan, count, visual, index.features, classes, lambda at, names: index.label_mass(at, names)
+    )
 
 
 def rank(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 FUSION_WINDOW = 200  # vector candidates fused with the lexical ranking in hybrid mode
 LEXICAL_DEPTH = 200  # lexical matches fused in hybrid mode (lexical mode reads deeper for deep pages)
+# Hybrid requests run their lexical search here, beside the vector side (SQLite and faiss let go of the GIL).
+_LEXICAL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lexical")
 
 
 @dataclass
@@ -165,8 +168,8 @@ class SearchService:
 
     def search(self, request: SearchRequest) -> Found:
         """Images for a compound query among the rows the filters allow, ranked as the mode says."""
-        mask = catalog.allowed_mask(self.index, request.filters)
-        rows = None if mask is None else np.flatnonzero(mask)
+        allowed = catalog.selection(self.index, request.filters)
+        mask, rows = (None, None) if allowed is None else (allowed.mask, allowed.rows)
         total = self.index.count if rows is None else len(rows)
         text = " ".join(part.text for part in request.query.positive)
         if request.mode == "lexical":
@@ -178,6 +181,9 @@ class SearchService:
             lexical = catalog.search_text(self.index, text, depth, mask)
             ranked: ranking.Ranking = ranking.LexicalCandidates([(hit.row, hit.score) for hit in lexical])
             return Found(self._page(request, ranked, lexical, set()), total)
+        words = None  # hybrid: the lexical search runs beside the query's encoding and vector search
+        if request.mode == "hybrid" and text and catalog.has_catalog(self.index):
+            words = _LEXICAL.submit(catalog.search_text, self.index, text, LEXICAL_DEPTH, mask)
         vector = self.vector_of(request.query)
         found = ranking.candidates(
             self.index,
@@ -188,8 +194,9 @@ class SearchService:
             classes=vector.classes,
         )
         lexical = []
-        if request.mode == "hybrid" and text and vector.space == "text" and catalog.has_catalog(self.index):
-            lexical = catalog.search_text(self.index, text, LEXICAL_DEPTH, mask)
+        if words is not None:
+            found.head(FUSION_WINDOW)  # the vector search, while the lexical one runs
+            lexical = words.result()
         if not request.query.positive and not request.query.exclude:  # more like these: they lead
             liked = np.asarray(vector.liked, dtype=np.int64)
             liked = liked if rows is None else liked[np.isin(liked, rows)]

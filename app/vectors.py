@@ -23,7 +23,9 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 ANN_FILE = "ann.faiss"
 SUBSET_EXACT = 2_048  # filtered searches over at most this many rows score them all exactly
 HNSW_SUBSET_EXACT = 20_000  # the same for an older index's HNSW graph, whose walk loses recall sooner
+NUMPY_PRODUCT_MAX = 4_096  # subsets up to this many rows are scored in numpy (torch's call costs more)
 LISTS_PER_ROOT = 4  # inverted-file cells per √rows
 TRAIN_PER_LIST = 40  # k-means sample per cell (faiss asks for at least 39)
 # The HNSW walk with an ID selector keeps recall@10 ≥ 0.95 only while the filter passes at least
@@ -112,7 +115,8 @@ class SubsetScan:
 
     Like `ExactScan`: a float16 product (torch) over the gathered rows chooses a pool of 2k + 32
     candidates, which float32 then ranks (`rank_exact`); converting every row to float32 would cost
-    several times more than the product itself.
+    several times more than the product itself. Up to `NUMPY_PRODUCT_MAX` rows the product is numpy's
+    float32 one, which costs less than calling torch.
     """
 
     def __init__(self, matrix: np.ndarray, query: np.ndarray, rows: np.ndarray) -> None:
@@ -123,7 +127,7 @@ class SubsetScan:
     def _score(self) -> np.ndarray:
         """Approximate scores of every row of the subset (float16 product when the matrix is float16)."""
         gathered = np.asarray(self._matrix[self._rows])
-        if gathered.dtype != np.float16:
+        if gathered.dtype != np.float16 or len(gathered) <= NUMPY_PRODUCT_MAX:
             return np.asarray(gathered, dtype=np.float32) @ self._query.astype(np.float32)
         import torch
 
@@ -224,7 +228,7 @@ class HnswSearcher:
             return Rescan(self.search, query)
         if len(rows) <= HNSW_SUBSET_EXACT or len(rows) < SELECTOR_MIN_SHARE * self.matrix.shape[0]:
             return SubsetScan(self.matrix, query, rows)
-        selector = _Bitmap(rows, self.matrix.shape[0])
+        selector = _BITMAPS.of(rows, self.matrix.shape[0])
         return Rescan(lambda q, k: self._walk(q, min(k, len(rows)), selector.selector), query)
 
     def search(self, query: np.ndarray, k: int) -> Hits:
@@ -267,7 +271,7 @@ class IvfSearcher:
             return SubsetScan(self.matrix, query, rows)
         share = len(rows) / self.matrix.shape[0]
         nprobe = math.ceil(self._nprobe / math.sqrt(share))
-        selector = _Bitmap(rows, self.matrix.shape[0])
+        selector = _BITMAPS.of(rows, self.matrix.shape[0])
         return Rescan(lambda q, k: self._probe(q, min(k, len(rows)), nprobe, selector.selector), query)
 
     def search(self, query: np.ndarray, k: int) -> Hits:
@@ -321,6 +325,33 @@ class _Bitmap:
         mask[rows] = True
         self.bits = np.packbits(mask, bitorder="little")
         self.selector: Any = _faiss().IDSelectorBitmap(count, _faiss().swig_ptr(self.bits))
+
+
+class _Bitmaps:
+    """The bitmaps of the last few row sets filtered on, by identity: a filter's rows arrive as the same
+    array while the catalog keeps that filter's selection (app/catalog.py), so each bitmap is built once."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._found: OrderedDict[int, tuple[np.ndarray, _Bitmap]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, rows: np.ndarray, count: int) -> _Bitmap:
+        """The bitmap of `rows` among `count` rows (the array is held, so its id stays its own)."""
+        with self._lock:
+            found = self._found.get(id(rows))
+            if found is not None and found[0] is rows and len(found[1].bits) * 8 >= count:
+                self._found.move_to_end(id(rows))
+                return found[1]
+        bitmap = _Bitmap(rows, count)
+        with self._lock:
+            self._found[id(rows)] = (rows, bitmap)
+            while len(self._found) > self._kept:
+                self._found.popitem(last=False)
+        return bitmap
+
+
+_BITMAPS = _Bitmaps(kept=8)
 
 
 def ivf_lists(count: int) -> int:

@@ -117,7 +117,11 @@ def test_the_class_rerank_keeps_scores_falling_and_the_rows_past_its_pool() -> N
     hint = ClassHint("bird", frozenset({"goldfinch"}), weight=1.0)
     ranked_rows = [(row, 0.9 - 0.001 * row) for row in range(300)]
     stored = {150: [("goldfinch", 0.8)], 250: [("goldfinch", 0.99)]}
-    fused = rerank_by_class(ranked_rows, hint, lambda rows: [stored.get(row, []) for row in rows])
+    fused = rerank_by_class(
+        ranked_rows,
+        hint,
+        lambda rows, names: [sum(p for label, p in stored.get(row, []) if label in names) for row in rows],
+    )
     assert fused[0][0] == 150  # in the pool of 200: lifted to the top
     assert [row for row, _ in fused].index(250) == 250  # past the pool: left in place
     scores = [score for _, score in fused]

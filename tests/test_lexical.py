@@ -175,3 +175,10 @@ def test_coverage_says_how_fully_a_match_explains_the_query_or_the_name(tmp_path
     assert lexical.coverages(connection, "a green apple", [5])[5] == (0.5, 5 / 9)  # green, glued in
     assert lexical.coverages(connection, "!?", [0, 1]) == {0: (0.0, 0.0), 1: (0.0, 0.0)}
     connection.close()
+
+
+def test_a_word_is_looked_up_inside_glued_names_while_word_matches_leave_room(
+    connection: sqlite3.Connection,
+) -> None:
+    # One word match (eiffelTower) leaves room in a page of two: watchtower.jpg, "tower" glued inside.
+    assert rows(connection, "tower", limit=2) == [1, 6]
