@@ -20,7 +20,8 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -112,6 +113,7 @@ def require(index: Index, wanted: str) -> None:
 
 
 V = TypeVar("V", str, str | None)
+R = TypeVar("R")
 _Values = tuple[str, str | None, int, int, datetime | str | None, bool]  # what a filter reads of a row
 _UNKNOWN: _Values = ("", None, 0, 0, None, False)
 
@@ -310,8 +312,23 @@ class Passing:
         return isinstance(row, int) and 0 <= row < len(self._mask) and bool(self._mask[row])
 
 
+# The lexical search's second table query runs here, on a connection of its own (`lexical.Beside`).
+_BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lexical-grams")
+
+
 def search_text(index: Index, text: str, limit: int, allowed: np.ndarray | None) -> list[LexicalHit]:
     """Rows whose name, folder or embedded text match `text`, best first (among `allowed`: a row mask)."""
     require(index, "matching file names and metadata (mode lexical)")
+
+    def beside(read: Callable[[sqlite3.Connection], R]) -> Future[R]:
+        """`read` on another of the index's manifest connections, in the pool."""
+
+        def run() -> R:
+            with index.manifest() as other:
+                return read(other)
+
+        return _BESIDE.submit(run)
+
     with index.manifest() as connection:
-        return lexical.search(connection, text, limit, None if allowed is None else Passing(allowed))
+        passing = None if allowed is None else Passing(allowed)
+        return lexical.search(connection, text, limit, passing, beside)

@@ -21,7 +21,8 @@ import re
 import sqlite3
 import unicodedata
 from collections import defaultdict
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import PurePosixPath
@@ -30,6 +31,8 @@ from typing import Literal
 from app.metadata import ImageMetadata
 
 Field = Literal["name", "folder", "metadata"]
+# Runs a read on another connection to the same database, concurrently (app/catalog.py gives one).
+Beside = Callable[[Callable[[sqlite3.Connection], list[tuple[int, float]]]], Future[list[tuple[int, float]]]]
 FIELDS: tuple[Field, ...] = ("name", "folder", "metadata")
 WORDS, GRAMS = "lexical_words", "lexical_grams"
 FIELD_WEIGHTS = (2.0, 1.0, 1.0)  # BM25 weight of a hit in name, folder, metadata
@@ -268,29 +271,59 @@ def _stored(connection: sqlite3.Connection, table: str, rows: Sequence[int]) -> 
     return stored
 
 
+def _scores(
+    connection: sqlite3.Connection,
+    plan: _Plan,
+    limit: int,
+    allowed: Container[int] | None,
+    beside: Beside | None,
+) -> dict[int, float]:
+    """Each matching row's BM25 score: its words-table score plus GRAM_WEIGHT × its trigram-table score.
+
+    A query word is looked up inside glued names ("tower" in "watchtower") only while the word matches
+    leave room in the window: such rows rank below the word matches as a rule (a word match is a
+    trigram match too and scores in both tables), and ranking the trigram table's thousands of matches
+    of one word cost most of a hybrid search at 1 M names (docs/performance.md). Without a filter, the
+    words' match count says so up front and `beside` runs the trigram table's query concurrently.
+    """
+    tables = plan.expressions()
+    scores: dict[int, float] = defaultdict(float)
+    pending: Future[list[tuple[int, float]]] | None = None
+    if beside is not None and allowed is None and WORDS in tables and GRAMS in tables:
+        sql = f"SELECT count(*) FROM {WORDS} WHERE {WORDS} MATCH ?"
+        count = int(connection.execute(sql, (tables[WORDS],)).fetchone()[0])
+        if grams := plan.expressions(single_words=count < limit).get(GRAMS):
+            pending = beside(lambda other: _ranked(other, GRAMS, grams, limit, None))
+        tables = {WORDS: tables[WORDS]}
+    for row, score in _ranked(connection, WORDS, tables[WORDS], limit, allowed) if WORDS in tables else []:
+        scores[row] = score
+    if len(scores) == limit:
+        tables = plan.expressions(single_words=False)
+    found = pending.result() if pending is not None else []
+    if pending is None and GRAMS in tables:
+        found = _ranked(connection, GRAMS, tables[GRAMS], limit, allowed)
+    for row, score in found:
+        scores[row] += GRAM_WEIGHT * score
+    return scores
+
+
 def search(
-    connection: sqlite3.Connection, query: str, limit: int, allowed: Container[int] | None = None
+    connection: sqlite3.Connection,
+    query: str,
+    limit: int,
+    allowed: Container[int] | None = None,
+    beside: Beside | None = None,
 ) -> list[LexicalHit]:
     """Rows whose name, folder or embedded text match `query`, best first, at most `limit`.
 
     With `allowed`, only those rows are returned, and still up to `limit` of them. Any text is safe:
-    quotes, `AND`, `-` or `*` are words or separators here, never FTS5 syntax.
+    quotes, `AND`, `-` or `*` are words or separators here, never FTS5 syntax. `beside`, when given,
+    runs a read on another connection to the same database concurrently (the two tables' queries).
     """
     plan = _Plan.of(query)
-    if limit < 1 or not (tables := plan.expressions()):
+    if limit < 1 or not plan.expressions():
         return []
-    scores: dict[int, float] = defaultdict(float)
-    for row, score in _ranked(connection, WORDS, tables[WORDS], limit, allowed) if WORDS in tables else []:
-        scores[row] = score
-    if len(scores) == limit:
-        # The word matches fill the window: a query word looked up inside glued names ("tower" in
-        # "watchtower") would add rows that rank below them as a rule (a word match is a trigram match
-        # too and scores in both tables), while ranking the trigram table's thousands of matches of one
-        # word cost most of a hybrid search at 1 M names (docs/performance.md).
-        tables = plan.expressions(single_words=False)
-    if GRAMS in tables:
-        for row, score in _ranked(connection, GRAMS, tables[GRAMS], limit, allowed):
-            scores[row] += GRAM_WEIGHT * score
+    scores = _scores(connection, plan, limit, allowed, beside)
     best = sorted(scores, key=lambda row: (-scores[row], row))[:limit]
     # Which fields matched, and how fully, from the stored texts of these rows: asking FTS5 per
     # field re-ran the whole match six times (seconds at 1,000,000 images).

@@ -216,6 +216,11 @@ class Folding:
             earlier_best = np.full(len(block), -1)
             earlier_value = np.full(len(block), -np.inf, dtype=np.float32)
         gram = block @ block.T
+        if not (earlier_value >= self._threshold).any() and not (np.triu(gram, 1) >= self._threshold).any():
+            # No pair reaches the threshold (the usual case): every candidate is a representative.
+            self._reps[before : before + len(block)] = block
+            self.groups.extend(_Group(row, score) for row, score in hits)
+            return
         fresh = np.zeros(len(block), dtype=bool)  # block positions kept as representatives
         fresh_ranks = np.full(len(block), -1)  # their index among all representatives
         for i, (row, score) in enumerate(hits):

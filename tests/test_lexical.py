@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,29 @@ def test_a_word_is_looked_up_inside_glued_names_while_word_matches_leave_room(
 ) -> None:
     # One word match (eiffelTower) leaves room in a page of two: watchtower.jpg, "tower" glued inside.
     assert rows(connection, "tower", limit=2) == [1, 6]
+
+
+Scored = list[tuple[int, float]]
+
+
+@pytest.mark.parametrize("query", ["tower", "eiffel tower", "cite de carcassonne", "golden", "noel 2019"])
+@pytest.mark.parametrize("limit", [1, 2, 10])
+def test_the_trigram_query_run_beside_finds_the_same(
+    connection: sqlite3.Connection, tmp_path: Path, query: str, limit: int
+) -> None:
+    other = sqlite3.connect(tmp_path / "manifest.sqlite", check_same_thread=False)
+    ran: list[bool] = []
+
+    def beside(
+        read: Callable[[sqlite3.Connection], list[tuple[int, float]]],
+    ) -> Future[list[tuple[int, float]]]:
+        ran.append(True)
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(read, other)
+
+    try:
+        alone = search(connection, query, limit)
+        assert search(connection, query, limit, beside=beside) == alone
+    finally:
+        other.close()
+    assert ran or len(alone) == limit  # the trigram table ran beside unless the word matches filled the page
