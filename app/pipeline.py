@@ -115,6 +115,15 @@ class Pipeline:
         pixels = stack([self.preprocess(image) for image in images])
         return self.encode_pixels(pixels, label_k)
 
+    def image_features(self, images: list[Image.Image]) -> np.ndarray:
+        """Decoded RGB pictures → unit visual features alone (search by image: no labeller runs)."""
+        image = self.models.image
+        pixels = torch.stack([image.preprocess(picture) for picture in images])
+        features = image.features(pixels)
+        if self.flip:
+            features = (features + image.features(torch.flip(pixels, dims=[-1]))) / 2
+        return _unit(features)
+
     def encode_query(self, text: str) -> Query:
         """Query text → unit vector in the index's space and what it looks like (LRU-cached)."""
         with self._cache_lock:

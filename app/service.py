@@ -289,11 +289,11 @@ class SearchService:
         """Indexed images that look like the uploaded one, among those `filters` allow (duplicates folded)."""
         rows = catalog.allowed_rows(self.index, filters) if filters is not None else None
         image = decode(data, self.max_pixels)
-        encoded = self.pipeline.encode_images([image])
+        features = self.pipeline.image_features([image])
         return self._hits(
             ranking.rank(
                 self.index,
-                encoded.features[0],
+                features[0],
                 top_k,
                 offset,
                 space="visual",

@@ -205,7 +205,8 @@ def test_a_labeller_with_its_own_input_size_labels_the_build_and_leaves_the_feat
 ) -> None:
     """An encoder that takes two inputs per picture (the packaged one: Lite0's 224 px for the features,
     Lite2's 260 px for the labels): the decode workers make both, the stored features are the plain
-    encoder's, the labels are the labeller's, and a search by image encodes the upload the same way."""
+    encoder's, the labels are the labeller's, and a search by image computes the same features without
+    running the labeller."""
     plain, labelled = fake_models(), fake_models()
     labeller = FakeLabelledEncoder()
     labeller.load(torch.device("cpu"), torch.float32)
@@ -223,8 +224,13 @@ def test_a_labeller_with_its_own_input_size_labels_the_build_and_leaves_the_feat
     assert after.meta.models["labels"] == "fake-labeller" and "labels" not in before.meta.models
     service = service_over(after, labelled, cache)
     try:
+        labeller.sizes.clear()
         hits = service.search_image(png_bytes(COLOURS["blue"], (30, 30)), top_k=1)
         assert hits[0].record.source == "sub/blue.webp"
+        assert labeller.sizes == set()  # search by image needs the features alone: no labeller runs
+        picture = Image.new("RGB", (40, 30), COLOURS["green"])
+        both = service.pipeline.encode_images([picture]).features
+        assert np.allclose(service.pipeline.image_features([picture]), both, atol=1e-6)
     finally:
         service.close()
 

@@ -199,6 +199,7 @@ def test_the_lite2_labeller_labels_from_its_own_260_px_input_and_keeps_lite0s_fe
     both, mix = labelled.encode(pixels), mixed.encode(pixels)
     assert torch.allclose(plain.features, both.features, atol=1e-5)
     assert torch.allclose(plain.features, mix.features, atol=1e-5)
+    assert torch.allclose(plain.features, mixed.features(small), atol=1e-5)  # search by image: Lite0 alone
     assert plain.logits is not None and other.logits is not None
     assert both.logits is not None and mix.logits is not None
     assert torch.allclose(both.logits, other.logits, atol=1e-5)

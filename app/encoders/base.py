@@ -130,6 +130,10 @@ class ImageEncoder(Model):
         self.calls += 1
         return out
 
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pooled features of a batch of the first input alone (`spec`): no labeller runs."""
+        return ImageEncoder.encode(self, pixels).features
+
     @abstractmethod
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Model-specific forward returning (pooled features, logits or None)."""
