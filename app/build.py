@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -54,7 +53,7 @@ from app.errors import BuildLocked, ImgSearchError, IndexDirRefused
 from app.meta import BuildInfo, BuildSettings, Dims, IndexMeta, PcaInfo
 from app.pca import DEFAULT_DIM, Pca
 from app.pipeline import Encoded, Pipeline
-from app.preprocessing import Preprocessor, decode_sized, image_format, thumbnail
+from app.preprocessing import Inputs, Pixels, decode_sized, image_format, stack, thumbnail
 from app.settings import COLLECTION_PIXELS
 from app.sources import Item, Source
 from app.vectors import ANN_FILE, build_ann
@@ -126,7 +125,7 @@ class Reused:
 
 @dataclass(frozen=True)
 class Fresh:
-    """A decoded item to encode: its tensor (until collate stacks it), size, format and thumbnail."""
+    """A decoded item to encode: its tensors (until collate stacks them), size, format and thumbnail."""
 
     source: str
     sha256: str
@@ -135,14 +134,14 @@ class Fresh:
     height: int
     format: str | None
     thumbnail: bytes
-    pixels: torch.Tensor | None = None
+    pixels: Pixels | None = None  # one tensor per encoder input size (app/preprocessing.Inputs)
 
 
 DecodedItem = Failed | Reused | Fresh  # what reading one item gives
 
 
 def decode_item(
-    item: Item, preprocess: Preprocessor, max_pixels: int, known: frozenset[str], keep_original: bool
+    item: Item, preprocess: Inputs, max_pixels: int, known: frozenset[str], keep_original: bool
 ) -> DecodedItem:
     """Read one item: bytes → sha256 → (unless reusable) decoded picture → tensor and thumbnail."""
     try:
@@ -173,7 +172,7 @@ class _Decoded(Dataset[DecodedItem]):
     """Worker-side read of a source's items (see decode_item)."""
 
     def __init__(
-        self, source: Source, preprocess: Preprocessor, max_pixels: int, known: frozenset[str] = frozenset()
+        self, source: Source, preprocess: Inputs, max_pixels: int, known: frozenset[str] = frozenset()
     ) -> None:
         """Read from `source`; files whose sha256 is in `known` are reused, not decoded."""
         self.source = source
@@ -190,11 +189,11 @@ class _Decoded(Dataset[DecodedItem]):
         )
 
 
-def collate(batch: list[DecodedItem]) -> tuple[torch.Tensor | None, list[DecodedItem]]:
-    """Stack the tensors of items to encode; keep every item, fresh ones without their tensor."""
+def collate(batch: list[DecodedItem]) -> tuple[Pixels | None, list[DecodedItem]]:
+    """Stack the tensors of items to encode; keep every item, fresh ones without their tensors."""
     tensors = [item.pixels for item in batch if isinstance(item, Fresh) and item.pixels is not None]
     items = [replace(item, pixels=None) if isinstance(item, Fresh) else item for item in batch]
-    return (torch.stack(tensors) if tensors else None), items
+    return (stack(tensors) if tensors else None), items
 
 
 # -- engines: where reading and encoding run -------------------------------------------------------
@@ -202,7 +201,7 @@ def collate(batch: list[DecodedItem]) -> tuple[torch.Tensor | None, list[Decoded
 EncodedBatch = tuple[Encoded | None, list[DecodedItem]]  # the Fresh items encoded in order, every item
 
 
-def encode(pipeline: Pipeline, pixels: torch.Tensor | None, label_k: int) -> Encoded | None:
+def encode(pipeline: Pipeline, pixels: Pixels | None, label_k: int) -> Encoded | None:
     """A collated batch's tensors → Encoded without PCA (the build fits PCA afterwards); None for none."""
     return pipeline.encode_pixels(pixels, label_k, project=False) if pixels is not None else None
 
@@ -458,6 +457,7 @@ def _settings_of(pipeline: Pipeline, config: BuildConfig) -> BuildSettings:
         label_count=config.label_k,
         pca_dim=config.pca_dim,
         pca_centred=config.pca_centred,
+        label_model=models.get("labels", ""),
     )
 
 

@@ -32,6 +32,7 @@ class BuildSettings:
     label_count: int
     pca_dim: int | None
     pca_centred: bool
+    label_model: str = ""  # the classifier whose labels the image encoder returns, if not its own
 
     def differences(self, now: BuildSettings) -> list[str]:
         """`key: index X, now Y` for each setting that differs (`bridge.key` for the bridge's)."""
@@ -86,7 +87,7 @@ class IndexMeta:
     """The contents of meta.json."""
 
     profile: str
-    models: dict[str, str]  # model id by role: image, text, lm
+    models: dict[str, str]  # model id by role: image, text, lm, and labels when another classifier gave them
     dims: Dims
     count: int
     bridge: BridgeParams = field(default_factory=lambda: BridgeParams.from_json({}))
@@ -113,6 +114,7 @@ class IndexMeta:
             label_count=self.build.label_k,
             pca_dim=self.build.pca_dim,
             pca_centred=self.build.pca_centred,
+            label_model=self.models.get("labels", ""),  # indexes from before it: the image model's own
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from app.bridge import Bridge
 from app.encoders.base import ImageEncoder, ImageOutput, LanguageModel, TextEncoder
 from app.labels import ClassHint
 from app.pca import Pca
+from app.preprocessing import Pixels, mirror, stack
 from app.references import VisualHint
 
 
@@ -27,12 +28,13 @@ class Models:
     lm: LanguageModel | None
 
     def ids(self) -> dict[str, str]:
-        """Model ids by role, as stored in an index's meta.json."""
-        return {
+        """Model ids by role, as stored in an index's meta.json (`labels`: the other classifier, if any)."""
+        ids = {
             "image": self.image.model_id,
             "text": self.text.model_id,
             "lm": self.lm.model_id if self.lm else "",
         }
+        return ids | ({"labels": self.image.label_model} if self.image.label_model else {})
 
 
 @dataclass
@@ -74,7 +76,7 @@ class Pipeline:
         self.bridge = bridge
         self.pca = pca
         self.flip = flip
-        self.preprocess = models.image.preprocess
+        self.preprocess = models.image.inputs  # batch and service: every input the encoder takes
         self._cache: OrderedDict[str, Query] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -84,18 +86,18 @@ class Pipeline:
         """Dimension of text-space vectors before PCA."""
         return int(self.bridge.label_vectors.shape[1]) if not self.bridge.identity else self.models.text.dim
 
-    def run_encoder(self, pixels: torch.Tensor) -> ImageOutput:
+    def run_encoder(self, pixels: Pixels) -> ImageOutput:
         """Encoder forward, averaged with the mirrored image when `flip` is on (test-time augmentation)."""
         output = self.models.image.encode(pixels)
         if not self.flip:
             return output
-        mirrored = self.models.image.encode(torch.flip(pixels, dims=[-1]))
+        mirrored = self.models.image.encode(mirror(pixels))
         logits = None
         if output.logits is not None and mirrored.logits is not None:
             logits = (output.logits + mirrored.logits) / 2
         return ImageOutput(features=(output.features + mirrored.features) / 2, logits=logits)
 
-    def encode_pixels(self, pixels: torch.Tensor, label_k: int = 5, project: bool = True) -> Encoded:
+    def encode_pixels(self, pixels: Pixels, label_k: int = 5, project: bool = True) -> Encoded:
         """Preprocessed batch → text-space vectors, visual features and top labels.
 
         `project=False` leaves the vectors unprojected by PCA (the build fits PCA on them afterwards).
@@ -110,8 +112,17 @@ class Pipeline:
 
     def encode_images(self, images: list[Image.Image], label_k: int = 5) -> Encoded:
         """Decoded RGB pictures → Encoded."""
-        pixels = torch.stack([self.preprocess(image) for image in images])
+        pixels = stack([self.preprocess(image) for image in images])
         return self.encode_pixels(pixels, label_k)
+
+    def image_features(self, images: list[Image.Image]) -> np.ndarray:
+        """Decoded RGB pictures → unit visual features alone (search by image: no labeller runs)."""
+        image = self.models.image
+        pixels = torch.stack([image.preprocess(picture) for picture in images])
+        features = image.features(pixels)
+        if self.flip:
+            features = (features + image.features(torch.flip(pixels, dims=[-1]))) / 2
+        return _unit(features)
 
     def encode_query(self, text: str) -> Query:
         """Query text → unit vector in the index's space and what it looks like (LRU-cached)."""

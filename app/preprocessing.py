@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -153,6 +154,47 @@ class Preprocessor:
         pixels = torch.from_numpy(np.array(fitted.convert("RGB"), dtype=np.uint8)).permute(2, 0, 1)
         tensor: torch.Tensor = (pixels.float() / 255.0 - self._mean) / self._std
         return tensor
+
+
+Pixels = torch.Tensor | tuple[torch.Tensor, ...]
+"""An encoder's input from a picture (3, S, S) or a batch (B, 3, S, S): a tensor, or a tuple of one per
+input size for an encoder that takes several (the packaged one: Lite0's 224 px, its labeller's 260 px)."""
+
+
+def tensors_of(pixels: Pixels, count: int | None = None) -> tuple[torch.Tensor, ...]:
+    """The tensors of `pixels`, one per input size; ValueError unless there are `count` of them."""
+    tensors = (pixels,) if isinstance(pixels, torch.Tensor) else pixels
+    if count is not None and len(tensors) != count:
+        raise ValueError(f"the encoder takes {count} input(s) per picture, not {len(tensors)}")
+    return tensors
+
+
+def joined(tensors: Sequence[torch.Tensor]) -> Pixels:
+    """One tensor as itself, several as a tuple."""
+    return tensors[0] if len(tensors) == 1 else tuple(tensors)
+
+
+def stack(items: Sequence[Pixels]) -> Pixels:
+    """The pictures' inputs as one batch: torch.stack per input size."""
+    columns = zip(*(tensors_of(item) for item in items), strict=True)
+    return joined([torch.stack(list(column)) for column in columns])
+
+
+def mirror(pixels: Pixels) -> Pixels:
+    """Every input flipped left to right (test-time augmentation)."""
+    return joined([torch.flip(tensor, dims=[-1]) for tensor in tensors_of(pixels)])
+
+
+class Inputs:
+    """One picture → every input an encoder takes: a Preprocessor per ImageSpec, all from the same picture."""
+
+    def __init__(self, specs: Sequence[ImageSpec]) -> None:
+        self.specs = tuple(specs)
+        self._each = [Preprocessor(spec) for spec in self.specs]
+
+    def __call__(self, image: Image.Image) -> Pixels:
+        """A tensor per spec (the tensor itself when there is one)."""
+        return joined([preprocess(image) for preprocess in self._each])
 
 
 def thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE) -> bytes:

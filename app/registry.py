@@ -28,6 +28,13 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# IMGSEARCH_LABELLER → the EfficientNet-Lite giving the labels (on its own input size) and its weight
+# in the mix with Lite0's class probabilities (1: its labels alone)
+LABELLERS: dict[str, tuple[int | None, float]] = {
+    "lite2": (2, 1.0),
+    "lite0+lite2": (2, 0.75),
+    "own": (None, 1.0),
+}
 
 
 def _minilm() -> str:
@@ -64,9 +71,24 @@ class Profile:
     lm: Callable[[Settings], LanguageModel]
 
 
+def packaged_image(
+    settings: Settings, precision: str | None = None, optimize: bool = True
+) -> EfficientNetLiteEncoder:
+    """The packaged image encoder as the settings make it (the benches vary precision and optimisation)."""
+    variant, weight = LABELLERS[settings.labeller]
+    return EfficientNetLiteEncoder(
+        settings.image_model,
+        optimize=optimize,
+        cache_dir=settings.cache_dir,
+        precision=precision or settings.precision,
+        label_variant=variant,
+        label_weight=weight,
+    )
+
+
 PROFILES: dict[str, Profile] = {
     "packaged": Profile(
-        image=lambda s: EfficientNetLiteEncoder(s.image_model, cache_dir=s.cache_dir, precision=s.precision),
+        image=lambda s: packaged_image(s),
         text=lambda s: MeanPoolTextEncoder(
             s.text_model or _minilm(), s.text_model or MINILM_ID, optimize=True, cache_dir=s.cache_dir
         ),

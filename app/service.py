@@ -98,6 +98,19 @@ class Description:
     generated: bool = False  # text mode: written by the language model from a query, not from an image
 
 
+def _say_labels(index: Index, models: Models) -> None:
+    """Log whose class labels the index was built with when the service's encoder gives others."""
+    built, now = index.meta.models.get("labels", ""), models.image.label_model
+    if built != now:
+        image = index.meta.models.get("image", "?")
+        log.warning(
+            "index labelled by %s, served with %s: it serves as built (text search ranks its stored "
+            "vectors); `imgsearch build --update` re-encodes it with the new labels",
+            f"{built}'s" if built else f"{image}'s own classes",
+            f"{now}'s" if now else f"{models.image.model_id}'s own classes",
+        )
+
+
 class SearchService:
     """An opened index and the models that match it."""
 
@@ -118,6 +131,7 @@ class SearchService:
                 built,
                 models.image.precision,
             )
+        _say_labels(index, models)
         self.index = index
         self.pipeline = pipeline
         self.describer = Describer(models.lm, max_new_tokens)
@@ -282,11 +296,11 @@ class SearchService:
         """Indexed images that look like the uploaded one, among those `filters` allow (duplicates folded)."""
         rows = catalog.allowed_rows(self.index, filters) if filters is not None else None
         image = decode(data, self.max_pixels)
-        encoded = self.pipeline.encode_images([image])
+        features = self.pipeline.image_features([image])
         return self._hits(
             ranking.rank(
                 self.index,
-                encoded.features[0],
+                features[0],
                 top_k,
                 offset,
                 space="visual",

@@ -17,6 +17,8 @@ Profile = Literal["packaged", "seed", "clip"]
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 COLLECTION_PIXELS = 400_000_000  # 2× the largest phone sensors; JPEGs decode reduced (app/preprocessing)
 Precision = Literal["int8", "fp32"]
+Labeller = Literal["lite2", "lite0+lite2", "own"]
+LABELLER_CHOICES = ("lite2", "lite0+lite2", "own")
 
 
 class Settings(BaseSettings):
@@ -91,6 +93,12 @@ class Settings(BaseSettings):
         default="int8",
         description="CPU image encoder: int8 (quantized once, cached) or fp32; accelerators keep float16.",
     )
+    labeller: Labeller = Field(
+        default="lite0+lite2",
+        description="packaged profile: class probabilities of EfficientNet-Lite0 (its 224 px input) and "
+        "EfficientNet-Lite2 (its own 260 px input) mixed 0.25 : 0.75 (lite0+lite2), Lite2's alone (lite2) "
+        "or Lite0's alone (own: 0.3× the encoder's work); features are Lite0's either way",
+    )
 
     @field_validator("device")
     @classmethod
@@ -111,6 +119,15 @@ class Settings(BaseSettings):
         text = str(value).strip().lower()
         if text not in ("int8", "fp32"):
             raise ValueError(f"IMGSEARCH_PRECISION must be int8 or fp32, not {value!r}")
+        return text
+
+    @field_validator("labeller", mode="before")
+    @classmethod
+    def _check_labeller(cls, value: object) -> object:
+        """lite2, lite0+lite2 or own, in any case; anything else fails at start-up with the choices."""
+        text = str(value).strip().lower()
+        if text not in LABELLER_CHOICES:
+            raise ValueError(f"IMGSEARCH_LABELLER must be {', '.join(LABELLER_CHOICES)}, not {value!r}")
         return text
 
     @field_validator("max_upload_mb")

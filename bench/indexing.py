@@ -22,8 +22,8 @@ from app.build import BuildConfig, build_index
 from app.device import resolve_device
 from app.encoders.efficientnet import EfficientNetLiteEncoder
 from app.pipeline import Pipeline
-from app.preprocessing import decode
-from app.registry import make_bridge, prepare
+from app.preprocessing import decode, stack
+from app.registry import make_bridge, packaged_image, prepare
 from app.settings import Settings
 from app.sources import FolderSource
 from scripts.tuxpaint import BENCH_CACHE, collect, fetch_stamps, stage
@@ -51,39 +51,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def plain(pipeline: Pipeline) -> Pipeline:
-    """The same pipeline over the plain eager PyTorch model: no ONNX Runtime, no micro-batches."""
-    encoder = EfficientNetLiteEncoder(optimize=False)
+def plain(pipeline: Pipeline, settings: Settings) -> Pipeline:
+    """The same pipeline over the plain eager PyTorch models (the same labeller: IMGSEARCH_LABELLER)."""
+    encoder = packaged_image(settings, optimize=False)
     encoder.load(pipeline.models.image.device, pipeline.models.image.dtype)
     return Pipeline(dataclasses.replace(pipeline.models, image=encoder), pipeline.bridge, flip=pipeline.flip)
 
 
 def precise(settings: Settings, precision: str) -> EfficientNetLiteEncoder:
     """The packaged image encoder at one CPU precision, loaded as the build loads it."""
-    encoder = EfficientNetLiteEncoder(cache_dir=settings.cache_dir, precision=precision)
+    encoder = packaged_image(settings, precision)  # with its labeller, as the build has it
     device, dtype = resolve_device(settings.device)
     encoder.load(device, dtype)
     return encoder
 
 
-def naive(pipeline: Pipeline, files: list[Path]) -> float:
+def naive(pipeline: Pipeline, settings: Settings, files: list[Path]) -> float:
     """The original design's loop: open, preprocess, forward one image at a time; images per second.
 
     Same outputs as the build (mirrored pass and bridge included), from the plain eager model:
     contiguous tensors, no TorchScript, no parallel decoding.
     """
-    loop = plain(pipeline)
+    loop = plain(pipeline, settings)
     start = time.perf_counter()
     with torch.no_grad():
         for path in files:
-            loop.encode_pixels(loop.preprocess(decode(path)).unsqueeze(0))
+            loop.encode_pixels(stack([loop.preprocess(decode(path))]))
     return len(files) / (time.perf_counter() - start)
 
 
 def model_only(pipeline: Pipeline, files: list[Path], batch_size: int) -> float:
     """The build's encode step alone on pre-decoded tensors at the build's batch size; images per second."""
     tensors = [pipeline.preprocess(decode(path)) for path in files]
-    batches = [torch.stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
+    batches = [stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
     pipeline.encode_pixels(batches[0])  # warm-up
     start = time.perf_counter()
     for batch in batches:
@@ -98,8 +98,8 @@ def encoders_only(
     batches, interleaved batch by batch so that a shared machine's load falls on all of them alike;
     the best of `rounds` passes."""
     first = next(iter(encoders.values()))
-    tensors = [first.preprocess(decode(path)) for path in files]
-    batches = [torch.stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
+    tensors = [first.inputs(decode(path)) for path in files]  # both input sizes with a labeller
+    batches = [stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
     seconds = {name: [0.0] * rounds for name in encoders}
     for encoder in encoders.values():
         encoder.encode(batches[0])  # warm-up
@@ -127,11 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stage(stamps, selected, folder)
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         log.info("%d images on %s, torch threads %d", len(files), device, torch.get_num_threads())
-        naive_ips = naive(pipeline, files[: args.naive_limit])
+        naive_ips = naive(pipeline, settings, files[: args.naive_limit])
         log.info("naive: %.1f img/s", naive_ips)
         model_ips = model_only(pipeline, files, args.batch_size)
         log.info("model only: %.1f img/s", model_ips)
-        first_ips = model_only(plain(pipeline), files[: args.baseline_limit], args.batch_size)
+        first_ips = model_only(plain(pipeline, settings), files[: args.baseline_limit], args.batch_size)
         log.info("model only, first build's encoder: %.1f img/s", first_ips)
         precisions = {name: precise(settings, name) for name in ("int8", "fp32")}
         alone = encoders_only(precisions, files[: args.encoder_limit], args.batch_size)

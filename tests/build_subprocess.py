@@ -12,12 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
 from app.errors import ImgSearchError
 from app.pipeline import Encoded, Pipeline
+from app.preprocessing import Pixels
 from app.registry import make_bridge
 from app.sources import FolderSource
 from tests.fakes import fake_models
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     encode = pipeline.encode_pixels
     batches = 0
 
-    def observed_encode(pixels: torch.Tensor, label_k: int = 5, project: bool = True) -> Encoded:
+    def observed_encode(pixels: Pixels, label_k: int = 5, project: bool = True) -> Encoded:
         """Encode, report the batch, and pause or slow down as asked."""
         nonlocal batches
         encoded = encode(pixels, label_k, project)

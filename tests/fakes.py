@@ -6,9 +6,9 @@ import zlib
 
 import torch
 
-from app.encoders.base import ImageEncoder, LanguageModel, TextEncoder
+from app.encoders.base import ImageEncoder, ImageOutput, LanguageModel, TextEncoder
 from app.pipeline import Models
-from app.preprocessing import ImageSpec
+from app.preprocessing import ImageSpec, Pixels, tensors_of
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 20, 20),
@@ -35,6 +35,33 @@ class FakeImageEncoder(ImageEncoder):
         """Per-channel means (in [-1, 1]) and sharpened logits."""
         means = batch.mean(dim=(2, 3))
         return means + 1.0, means * 8
+
+
+class FakeLabelledEncoder(FakeImageEncoder):
+    """The fake's features from its own 16 px input; labels from a second, 24 px padded input, read
+    inverted (a red picture is labelled green or blue), as the packaged Lite0 takes Lite2's labels."""
+
+    label_spec = ImageSpec(size=24, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), fit="pad")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label_model = "fake-labeller"
+        self.sizes: set[tuple[int, int]] = set()  # the two input sizes of every batch encoded
+
+    @property
+    def specs(self) -> tuple[ImageSpec, ...]:
+        """Its own input, then the labeller's."""
+        return (self.spec, self.label_spec)
+
+    def encode(self, pixels: Pixels) -> ImageOutput:
+        """Features from the first input, inverted colour logits from the second."""
+        own, theirs = tensors_of(pixels, 2)
+        self.sizes.add((own.shape[-1], theirs.shape[-1]))
+        features = super().encode(own).features
+        return ImageOutput(features, -theirs.mean(dim=(2, 3)) * 8)
+
+    def warmup(self) -> None:
+        """Nothing to warm."""
 
 
 class FakeTextEncoder(TextEncoder):

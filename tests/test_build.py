@@ -9,22 +9,25 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import cli
 from app.assembly import service_over
+from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index, pca_skipped
 from app.errors import ImgSearchError, IndexDirRefused, IndexMismatch, IndexUnavailable
 from app.index import Index, live_path
 from app.main import create_app
 from app.meta import PcaInfo
 from app.pipeline import Models, Pipeline
+from app.registry import make_bridge
 from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
 from scripts import build_index as build_script
 from tests.conftest import bomb_header, make_gallery, png_bytes, service_factory, wait_ready
-from tests.fakes import COLOURS, fake_models
+from tests.fakes import COLOURS, FakeLabelledEncoder, fake_models
 
 
 def test_index_holds_every_readable_image_and_reports_the_corrupt_one(
@@ -195,6 +198,41 @@ def test_rebuild_replaces_the_index_in_place(pipeline: Pipeline, tmp_path: Path)
     (gallery / "red.png").unlink()
     build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0), progress=False)
     assert Index(target).count == 2
+
+
+def test_a_labeller_with_its_own_input_size_labels_the_build_and_leaves_the_features(
+    gallery: Path, tmp_path: Path
+) -> None:
+    """An encoder that takes two inputs per picture (the packaged one: Lite0's 224 px for the features,
+    Lite2's 260 px for the labels): the decode workers make both, the stored features are the plain
+    encoder's, the labels are the labeller's, and a search by image computes the same features without
+    running the labeller."""
+    plain, labelled = fake_models(), fake_models()
+    labeller = FakeLabelledEncoder()
+    labeller.load(torch.device("cpu"), torch.float32)
+    labelled.image = labeller
+    cache, config = tmp_path / "cache", BuildConfig(pca_dim=0, workers=2)
+    for name, models in (("plain", plain), ("labelled", labelled)):
+        pipeline = Pipeline(models, make_bridge(models, BridgeParams(), cache))
+        build_index(FolderSource(gallery), tmp_path / name, pipeline, config, progress=False)
+    assert labeller.sizes == {(16, 24)}
+    before, after = Index(tmp_path / "plain"), Index(tmp_path / "labelled")
+    assert np.allclose(np.asarray(before.features), np.asarray(after.features), atol=1e-3)
+    tops = {r.source: r.labels[0][0] for r in after.records([0, 1, 2])}
+    assert tops["red.png"] != "red thing" and tops["sub/blue.webp"] != "blue thing"
+    assert {r.source: r.labels[0][0] for r in before.records([0, 1, 2])}["red.png"] == "red thing"
+    assert after.meta.models["labels"] == "fake-labeller" and "labels" not in before.meta.models
+    service = service_over(after, labelled, cache)
+    try:
+        labeller.sizes.clear()
+        hits = service.search_image(png_bytes(COLOURS["blue"], (30, 30)), top_k=1)
+        assert hits[0].record.source == "sub/blue.webp"
+        assert labeller.sizes == set()  # search by image needs the features alone: no labeller runs
+        picture = Image.new("RGB", (40, 30), COLOURS["green"])
+        both = service.pipeline.encode_images([picture]).features
+        assert np.allclose(service.pipeline.image_features([picture]), both, atol=1e-6)
+    finally:
+        service.close()
 
 
 def test_index_built_with_other_models_is_refused_naming_both(index_dir: Path, tmp_path: Path) -> None:

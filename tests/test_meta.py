@@ -10,14 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from pydantic import ValidationError
 
+from app.assembly import service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
 from app.errors import IndexUnavailable
 from app.index import Index, live_path
 from app.meta import Dims, IndexMeta, PcaInfo
 from app.pipeline import Pipeline
+from app.registry import make_bridge
+from app.settings import Settings
 from app.sources import FolderSource
+from tests.fakes import FakeLabelledEncoder, fake_models
 
 # meta.json exactly as the build of commit 1dd244e wrote it (identity_bridge, no precision).
 WRITTEN_BY_1DD244E: dict[str, Any] = {
@@ -110,6 +116,57 @@ def test_an_index_with_a_previous_version_meta_opens_and_updates_in_place(
     report = build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
     assert (report.reused, report.encoded) == (3, 0)
     assert not [r for r in caplog.records if "built differently" in r.getMessage()]
+
+
+def test_an_index_labelled_by_its_own_head_serves_and_an_update_with_the_labeller_re_encodes(
+    gallery: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Built before IMGSEARCH_LABELLER=lite2 (no `labels` in meta.json): a service whose encoder takes
+    another classifier's labels (on a second input size) still serves it and says how it was labelled;
+    --update re-encodes every image (their vectors came from the other labels), and the new meta names
+    the labeller."""
+    cache, target, config = tmp_path / "cache", tmp_path / "index", BuildConfig(pca_dim=0, workers=0)
+    own = fake_models()
+    build_index(
+        FolderSource(gallery),
+        target,
+        Pipeline(own, make_bridge(own, BridgeParams(), cache)),
+        config,
+        progress=False,
+    )
+    labelled = fake_models()
+    labelled.image = FakeLabelledEncoder()
+    labelled.image.load(torch.device("cpu"), torch.float32)
+    index = Index(target)
+    assert "labels" not in index.meta.models
+    caplog.set_level(logging.INFO)
+    service = service_over(index, labelled, cache)
+    try:
+        assert service.search_text("red thing", top_k=1)[0].record.source == "red.png"
+    finally:
+        service.close()
+    assert "labelled by fake-image's own classes, served with fake-labeller's" in caplog.text
+    pipeline = Pipeline(labelled, make_bridge(labelled, BridgeParams(), cache))
+    report = build_index(FolderSource(gallery), target, pipeline, config, progress=False, update=True)
+    assert (report.reused, report.encoded) == (0, 3)
+    assert "label model: index '', now 'fake-labeller'" in caplog.text
+    rebuilt = Index(target)
+    assert rebuilt.meta.models["labels"] == "fake-labeller"
+    assert rebuilt.meta.build_settings().label_model == "fake-labeller"
+    rebuilt.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [("LITE2", "lite2"), (" own ", "own"), ("Lite0+Lite2", "lite0+lite2")]
+)
+def test_labeller_setting_accepts_its_choices_in_any_case(given: str, expected: str) -> None:
+    assert Settings(labeller=given).labeller == expected
+
+
+def test_labeller_setting_rejects_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMGSEARCH_LABELLER", "lite4")
+    with pytest.raises(ValidationError, match="IMGSEARCH_LABELLER must be lite2, lite0\\+lite2, own"):
+        Settings()
 
 
 def test_an_index_of_another_format_version_is_refused(index_dir: Path, tmp_path: Path) -> None:

@@ -163,3 +163,60 @@ def test_shipped_reference_set_recognises_the_cat_and_the_coffee_photos(photo_di
         for other, stems in words.items():
             named = any(token.startswith(stems) for token in said)
             assert named == (other == name), (name, captions)
+
+
+def test_the_lite2_labeller_labels_from_its_own_260_px_input_and_keeps_lite0s_features(
+    photo_dir: Path, tmp_path: Path
+) -> None:
+    """The packaged labeller: the features are Lite0's from exactly its 224 px input (search by image, the
+    reference set and indexes built before keep their space), the labels Lite2's from its own 260 px
+    preprocessing of the same picture (IMGSEARCH_LABELLER=lite2), or Lite0's and Lite2's probabilities
+    mixed 0.25 : 0.75 (lite0+lite2, the default); at int8 (the default) Lite2 is quantized with the
+    shipped 260 px table, cached beside its export with that in its key, and still names the cat and
+    the coffee."""
+    import torch
+
+    from app.encoders.base import file_digest
+    from app.encoders.efficientnet import EfficientNetLiteEncoder, weights_file
+    from app.encoders.onnx import cached_export_path
+    from app.encoders.quantize import DEFAULT_CONFIG, int8_path, shipped_table
+    from app.preprocessing import decode, stack, tensors_of
+
+    own = EfficientNetLiteEncoder(optimize=False)
+    lite2 = EfficientNetLiteEncoder(optimize=False, variant=2)
+    labelled = EfficientNetLiteEncoder(optimize=False, label_variant=2)
+    mixed = EfficientNetLiteEncoder(optimize=False, label_variant=2, label_weight=0.75)
+    for encoder in (own, lite2, labelled, mixed):
+        encoder.load(torch.device("cpu"), torch.float32)
+    assert (labelled.model_id, labelled.label_model) == ("efficientnet-lite0", "efficientnet-lite2")
+    assert mixed.label_model == "efficientnet-lite0:0.25+efficientnet-lite2:0.75"
+    pictures = [decode(photo_dir / f"{name}.jpg") for name in ("chelsea", "coffee")]
+    pixels = stack([labelled.inputs(picture) for picture in pictures])
+    small, large = tensors_of(pixels, 2)
+    assert (small.shape[-1], large.shape[-1]) == (224, 260)
+    plain = own.encode(torch.stack([own.preprocess(picture) for picture in pictures]))
+    other = lite2.encode(torch.stack([lite2.preprocess(picture) for picture in pictures]))
+    both, mix = labelled.encode(pixels), mixed.encode(pixels)
+    assert torch.allclose(plain.features, both.features, atol=1e-5)
+    assert torch.allclose(plain.features, mix.features, atol=1e-5)
+    assert torch.allclose(plain.features, mixed.features(small), atol=1e-5)  # search by image: Lite0 alone
+    assert plain.logits is not None and other.logits is not None
+    assert both.logits is not None and mix.logits is not None
+    assert torch.allclose(both.logits, other.logits, atol=1e-5)
+    expected = 0.25 * torch.softmax(plain.logits, -1) + 0.75 * torch.softmax(other.logits, -1)
+    assert torch.allclose(torch.exp(mix.logits), expected, atol=1e-5)
+    quantized = EfficientNetLiteEncoder(
+        cache_dir=tmp_path, precision="int8", label_variant=2, label_weight=0.75
+    )
+    quantized.load(torch.device("cpu"), torch.float32)
+    assert quantized.labeller is not None and quantized.labeller.precision == "int8"
+    weights = Path(weights_file(2))
+    table = shipped_table("efficientnet-lite2", file_digest(weights), DEFAULT_CONFIG)
+    export = cached_export_path("efficientnet-lite2", weights, tmp_path)
+    assert table.is_file() and int8_path(export, DEFAULT_CONFIG, table).is_file()
+    fast = quantized.encode(pixels)
+    assert fast.logits is not None
+    for logits in (both.logits, mix.logits, fast.logits):
+        top = [labelled.labels[int(row.argmax())] for row in logits] if labelled.labels else []
+        assert top[0] in ("tabby", "tiger cat", "Egyptian cat"), top
+        assert top[1] in ("espresso", "cup", "coffee mug"), top

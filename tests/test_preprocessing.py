@@ -7,10 +7,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from app.errors import BadImage, NotAnImage
-from app.preprocessing import WORKING_SIDE, ImageSpec, Preprocessor, decode, decode_sized, thumbnail
+from app.preprocessing import (
+    WORKING_SIDE,
+    ImageSpec,
+    Inputs,
+    Preprocessor,
+    decode,
+    decode_sized,
+    mirror,
+    stack,
+    tensors_of,
+    thumbnail,
+)
 from app.settings import COLLECTION_PIXELS
 from tests.conftest import bomb_header
 
@@ -80,6 +92,27 @@ def test_preprocessor_gives_normalised_square_tensor(fit: str) -> None:
     assert tuple(tensor.shape) == (3, 32, 32)
     corner = float(tensor[0, 0, 0])
     assert corner == pytest.approx(2.0 if fit == "pad" else -2.0)  # white padding vs black pixels
+
+
+def test_inputs_of_two_sizes_keep_the_first_exactly_and_batch_and_mirror_each() -> None:
+    """The packaged encoder's two inputs of one picture (Lite0's 224 px, Lite2's 260 px): the first is
+    exactly what the one-input preprocessing gives, both are fitted from the same picture."""
+    first = ImageSpec(size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    second = ImageSpec(size=260, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    picture = Image.new("RGB", (300, 200), (200, 30, 30))
+    picture.paste((30, 30, 200), (0, 0, 150, 200))  # blue left half, red right half
+    own, theirs = tensors_of(Inputs([first, second])(picture), 2)
+    assert torch.equal(own, Preprocessor(first)(picture))
+    assert torch.equal(theirs, Preprocessor(second)(picture))
+    single = Inputs([first])(picture)
+    assert isinstance(single, torch.Tensor) and torch.equal(single, own)
+    batch = tensors_of(stack([(own, theirs), (own, theirs)]), 2)
+    assert [tuple(t.shape) for t in batch] == [(2, 3, 224, 224), (2, 3, 260, 260)]
+    mirrored = tensors_of(mirror(batch), 2)
+    for tensor, flipped in zip(batch, mirrored, strict=True):
+        assert float(tensor[0, 2, 112, 10]) > 0 > float(flipped[0, 2, 112, 10])  # blue, then red
+    with pytest.raises(ValueError, match="takes 2 input"):
+        tensors_of(own, 2)
 
 
 def test_thumbnail_is_jpeg_within_256_px() -> None:

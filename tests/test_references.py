@@ -16,6 +16,7 @@ from app.build import BuildConfig, build_index
 from app.index import Index
 from app.pca import Pca
 from app.pipeline import Models, Pipeline
+from app.preprocessing import stack
 from app.ranking import rank
 from app.references import ReferenceSet, VisualHint, find_references, reference_path
 from app.sources import FolderSource
@@ -32,7 +33,7 @@ def toy_references(models: Models, folder: Path) -> ReferenceSet:
     """Nine captioned colour pictures encoded by the fake encoder, saved where build_bridge looks."""
     plain = Pipeline(models, Bridge(BridgeParams(references=""), ["x"], np.ones((1, 64), np.float32)))
     captions = [caption for caption, colours in TOY.items() for _ in colours]
-    pixels = torch.stack(
+    pixels = stack(
         [plain.preprocess(Image.new("RGB", (32, 32), c)) for colours in TOY.values() for c in colours]
     )
     features = torch.nn.functional.normalize(plain.run_encoder(pixels).features, dim=-1).numpy()

