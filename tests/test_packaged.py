@@ -109,6 +109,9 @@ def test_cpu_fast_paths_give_the_plain_models_outputs(
     onnx = efficientnet.EfficientNetLiteEncoder(cache_dir=tmp_path)
     fast = encode(onnx)
     assert onnx.runner is not None and list((tmp_path / "onnx").glob("*.onnx"))
+    again = efficientnet.EfficientNetLiteEncoder(cache_dir=tmp_path)
+    cached = encode(again)  # from the cached export: the PyTorch network is never built
+    assert again.net is None and torch.equal(cached[1], fast[1])
 
     def unavailable(*_: object) -> None:
         raise ImportError("no onnxruntime")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
         self.optimize = optimize
         self.cache_dir = cache_dir
         self.runner: OnnxRunner | None = None
+        self.net: torch.nn.Module | None = None  # the PyTorch network, when it runs or is exported
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.cpu_precision = precision
@@ -114,20 +116,27 @@ class EfficientNetLiteEncoder(ImageEncoder):
         if self.labeller is not None:
             self.labeller.load(self.device, self.dtype)
         path = self.weights_path or weights_file(self.variant)
-        # What EfficientNet.from_pretrained does, without its print() on stdout (it broke piping).
-        model = EfficientNet.from_name(self.model_id)
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        self.net: torch.nn.Module = _Heads(model).eval().to(self.device, self.dtype)
+
+        def net() -> torch.nn.Module:
+            """The PyTorch network (what EfficientNet.from_pretrained does, without its print() on stdout)."""
+            if self.net is not None:
+                return self.net
+            model = EfficientNet.from_name(self.model_id)
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            built: torch.nn.Module = _Heads(model).eval().to(self.device, self.dtype)
+            self.net = built
+            return built
+
+        self.net = None  # built only when something runs or exports it
         if not self.optimize:
+            net()
             return
         if self.device.type == "cpu":
             # Small batches keep activations in cache (a few images per forward beat 32: bench/indexing.py).
-            if self.cpu_precision == "int8" and self._int8_runner(Path(path)):
+            if self.cpu_precision == "int8" and self._int8_runner(net, Path(path)):
                 return
             try:
-                self.runner = onnx_runner(
-                    self.net, self.spec.size, Path(path), self.export_name, self.cache_dir
-                )
+                self.runner = onnx_runner(net, self.spec.size, Path(path), self.export_name, self.cache_dir)
                 self.micro_batch = ORT_MICRO_BATCH
                 return
             except (ImportError, RuntimeError, OSError) as exc:
@@ -135,18 +144,18 @@ class EfficientNetLiteEncoder(ImageEncoder):
             self.channels_last = True
             self.micro_batch = CPU_MICRO_BATCH
             self.net = frozen(
-                self.net.to(memory_format=torch.channels_last),
+                net().to(memory_format=torch.channels_last),
                 torch.zeros(self.micro_batch, 3, self.spec.size, self.spec.size),
             )
         else:
             self.channels_last = True
-            self.net = self.net.to(memory_format=torch.channels_last)
+            self.net = net().to(memory_format=torch.channels_last)
 
-    def _int8_runner(self, weights: Path) -> bool:
+    def _int8_runner(self, net: Callable[[], torch.nn.Module], weights: Path) -> bool:
         """Run the int8 model on the CPU (quantized once, cached); False, after a warning, if that fails."""
         try:
             self.runner = onnx_runner(
-                self.net,
+                net,
                 self.spec.size,
                 weights,
                 self.export_name,
@@ -162,7 +171,11 @@ class EfficientNetLiteEncoder(ImageEncoder):
 
     def _forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Pooled features and logits."""
-        features, logits = self.runner(batch) if self.runner is not None else self.net(batch)
+        if self.runner is not None:
+            features, logits = self.runner(batch)
+        else:
+            assert self.net is not None  # built by _load whenever no runner was
+            features, logits = self.net(batch)
         return features, logits
 
     def encode(self, pixels: Pixels) -> ImageOutput:

@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +99,15 @@ def cached_export_path(name: str, weights: Path, cache_dir: Path | None) -> Path
 
 
 def onnx_runner(
-    module: torch.nn.Module,
+    module: Callable[[], torch.nn.Module],
     size: int,
     weights: Path,
     name: str,
     cache_dir: Path | None,
     int8: Photos | None = None,
 ) -> OnnxRunner:
-    """ONNX Runtime session for `module`, exported once per weights file under `cache_dir`.
+    """ONNX Runtime session for the module `module()` builds, exported once per weights file under
+    `cache_dir` (a start that finds the export does not build the PyTorch module at all).
 
     With `int8` (the calibration photos, read only if no shipped table fits), the session runs the
     statically quantized model made once beside the float32 export (app/encoders/quantize.py).
@@ -116,7 +118,7 @@ def onnx_runner(
     target = cached_export_path(name, weights, cache_dir)
     if not target.is_file():
         log.info("preparing %s once: exporting it to ONNX (%s)", name, target)
-        export(module, size, target)
+        export(module(), size, target)
     if int8 is not None:
         target = int8_model(target, name, digest, int8)
     log.debug("ONNX Runtime %s on %s", ort.__version__, target)
