@@ -23,7 +23,7 @@ from app.preprocessing import decode
 from app.query import CompoundQuery, Filters
 from app.references import VisualHint
 from app.searchers import Space
-from app.vectors import rank_exact
+from app.vectors import one_thread, rank_exact
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,8 @@ class SearchService:
         )
         lexical = []
         if words is not None:
-            found.head(FUSION_WINDOW)  # the vector search, while the lexical one runs
+            with one_thread():  # the vector search, on one core while the lexical one has the other
+                found.head(FUSION_WINDOW)
             lexical = words.result()
         if not request.query.positive and not request.query.exclude:  # more like these: they lead
             liked = np.asarray(vector.liked, dtype=np.int64)
