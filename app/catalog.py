@@ -320,12 +320,17 @@ def search_text(index: Index, text: str, limit: int, allowed: np.ndarray | None)
     """Rows whose name, folder or embedded text match `text`, best first (among `allowed`: a row mask)."""
     require(index, "matching file names and metadata (mode lexical)")
 
-    def beside(read: Callable[[sqlite3.Connection], R]) -> Future[R]:
-        """`read` on another of the index's manifest connections, in the pool."""
+    def beside(read: Callable[[sqlite3.Connection], R]) -> Future[R] | None:
+        """`read` on a spare manifest connection, in the pool; None when the index has none free."""
+        other = index.spare()
+        if other is None:
+            return None
 
         def run() -> R:
-            with index.manifest() as other:
+            try:
                 return read(other)
+            finally:
+                index.give_back(other)
 
         return _BESIDE.submit(run)
 

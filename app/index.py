@@ -51,6 +51,7 @@ from app.vectors import ExactSearcher, VectorSearcher
 log = logging.getLogger(__name__)
 
 PIN_ATTEMPTS = 10
+CONNECTIONS = 4  # manifest connections per opened index: a hybrid request reads with up to three at once
 ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
 SCHEMA = """
@@ -177,15 +178,19 @@ class Index:
                 np.load(features, mmap_mode="c") if features.exists() else self.vectors
             )
             self.pca = Pca.load(path / PCA_FILE) if (path / PCA_FILE).exists() else None
-            self._uri = f"file:{path / MANIFEST}?mode=ro"
-            self._db = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
-            count = self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+            # Opened now, all of them: an open connection keeps reading a manifest whose file a
+            # rebuild or a user removed meanwhile (the service goes on serving what it opened).
+            uri = f"file:{path / MANIFEST}?mode=ro"
+            self._connections = [
+                sqlite3.connect(uri, uri=True, check_same_thread=False) for _ in range(CONNECTIONS)
+            ]
+            count = self._connections[0].execute("SELECT COUNT(*) FROM images").fetchone()[0]
         except (OSError, ValueError, sqlite3.Error, json.JSONDecodeError) as exc:
             reason = _short(exc, self.root)
             raise IndexUnavailable(f"index at {self.root} is incomplete or unreadable: {reason}") from exc
         self._lock = threading.Lock()
-        self._connections = [self._db]  # every manifest connection opened; `_idle` those free now
-        self._idle = [self._db]
+        self._returned = threading.Condition(self._lock)
+        self._idle = list(self._connections)  # the manifest connections free now
         expected = self.meta.count
         if not (self.vectors.shape[0] == count == expected == self.features.shape[0]):
             raise IndexUnavailable(
@@ -287,19 +292,27 @@ class Index:
 
     @contextmanager
     def manifest(self) -> Iterator[sqlite3.Connection]:
-        """A read-only connection to the manifest, this block's alone: one per reader at a time, so the
-        lexical search of a hybrid request and its vector side's reads run side by side (app/catalog.py)."""
-        with self._lock:
-            connection = self._idle.pop() if self._idle else None
-        if connection is None:
-            connection = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
-            with self._lock:
-                self._connections.append(connection)
+        """A read-only connection to the manifest, this block's alone (waits while all are in use)."""
+        with self._returned:
+            while not self._idle:
+                self._returned.wait()
+            connection = self._idle.pop()
         try:
             yield connection
         finally:
-            with self._lock:
-                self._idle.append(connection)
+            self.give_back(connection)
+
+    def spare(self) -> sqlite3.Connection | None:
+        """A free manifest connection for a read beside another one (a hybrid search's second table
+        query), or None at once when all are in use: such a read never waits for one. `give_back` it."""
+        with self._returned:
+            return self._idle.pop() if self._idle else None
+
+    def give_back(self, connection: sqlite3.Connection) -> None:
+        """Return a connection that `manifest` or `spare` handed out."""
+        with self._returned:
+            self._idle.append(connection)
+            self._returned.notify()
 
     def searcher_for(self, space: Space) -> VectorSearcher:
         """The searcher over the text-space vectors (text queries) or the visual features (images)."""

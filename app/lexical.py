@@ -32,7 +32,10 @@ from app.metadata import ImageMetadata
 
 Field = Literal["name", "folder", "metadata"]
 # Runs a read on another connection to the same database, concurrently (app/catalog.py gives one).
-Beside = Callable[[Callable[[sqlite3.Connection], list[tuple[int, float]]]], Future[list[tuple[int, float]]]]
+# None: no other connection is free, and the read runs after the first one instead.
+Beside = Callable[
+    [Callable[[sqlite3.Connection], list[tuple[int, float]]]], Future[list[tuple[int, float]]] | None
+]
 FIELDS: tuple[Field, ...] = ("name", "folder", "metadata")
 WORDS, GRAMS = "lexical_words", "lexical_grams"
 FIELD_WEIGHTS = (2.0, 1.0, 1.0)  # BM25 weight of a hit in name, folder, metadata
@@ -284,7 +287,8 @@ def _scores(
     leave room in the window: such rows rank below the word matches as a rule (a word match is a
     trigram match too and scores in both tables), and ranking the trigram table's thousands of matches
     of one word cost most of a hybrid search at 1 M names (docs/performance.md). Without a filter, the
-    words' match count says so up front and `beside` runs the trigram table's query concurrently.
+    words' match count says so up front and `beside` runs the trigram table's query concurrently when
+    it has a connection to spare.
     """
     tables = plan.expressions()
     scores: dict[int, float] = defaultdict(float)
@@ -292,9 +296,9 @@ def _scores(
     if beside is not None and allowed is None and WORDS in tables and GRAMS in tables:
         sql = f"SELECT count(*) FROM {WORDS} WHERE {WORDS} MATCH ?"
         count = int(connection.execute(sql, (tables[WORDS],)).fetchone()[0])
-        if grams := plan.expressions(single_words=count < limit).get(GRAMS):
-            pending = beside(lambda other: _ranked(other, GRAMS, grams, limit, None))
-        tables = {WORDS: tables[WORDS]}
+        grams = plan.expressions(single_words=count < limit).get(GRAMS)
+        pending = beside(lambda other: _ranked(other, GRAMS, grams, limit, None)) if grams else None
+        tables = {WORDS: tables[WORDS]} | ({GRAMS: grams} if grams and pending is None else {})
     for row, score in _ranked(connection, WORDS, tables[WORDS], limit, allowed) if WORDS in tables else []:
         scores[row] = score
     if len(scores) == limit:
