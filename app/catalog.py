@@ -264,12 +264,6 @@ def selection(index: Index, filters: Filters) -> Selection | None:
     return found
 
 
-def allowed_mask(index: Index, filters: Filters) -> np.ndarray | None:
-    """True for each vector row that passes `filters` (None: no filter given, every row passes)."""
-    found = selection(index, filters)
-    return None if found is None else found.mask
-
-
 def allowed_rows(index: Index, filters: Filters) -> np.ndarray | None:
     """The sorted vector rows that pass `filters` (None: every row passes, no filter given)."""
     found = selection(index, filters)

@@ -8,7 +8,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,11 @@ def usearch_index(matrix: np.ndarray, ef_search: int) -> tuple[Any, float]:
     return index, time.perf_counter() - start
 
 
+def usearch_top(index: Any, query: np.ndarray) -> list[int]:
+    """Rows of a usearch index's top 10."""
+    return [int(key) for key in index.search(query, 10).keys]
+
+
 def top_rows(searcher: IvfSearcher | HnswSearcher, query: np.ndarray) -> list[int]:
     """Rows of the top 10."""
     return [row for row, _ in searcher.search(query, 10)]
@@ -99,6 +104,14 @@ def efs(args: argparse.Namespace) -> list[int]:
 def probes(args: argparse.Namespace) -> list[int]:
     """The inverted-file probe counts to measure, in increasing order."""
     return sorted({int(v) for v in str(args.nprobe).split(",")} | {SearchOptions().nprobe})
+
+
+def measured(
+    key: str, search: Callable[[np.ndarray], list[int]], queries: np.ndarray, truth: list[list[int]]
+) -> dict[str, float]:
+    """p50 / p99 ms and recall@10 of one method, keyed as `report` reads them."""
+    found, p50, p99 = timed(search, queries)
+    return {f"{key}_p50": p50, f"{key}_p99": p99, f"{key}_recall": recall(found, truth)}
 
 
 def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
@@ -125,8 +138,7 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
     }
     ivf = read_ann(work / ANN_FILE, n)
     for nprobe in probes(args):
-        found, p50, p99 = timed(partial(top_rows, IvfSearcher(ivf, matrix, nprobe)), queries)
-        row |= {f"ivf{nprobe}_p50": p50, f"ivf{nprobe}_p99": p99, f"ivf{nprobe}_recall": recall(found, truth)}
+        row |= measured(f"ivf{nprobe}", partial(top_rows, IvfSearcher(ivf, matrix, nprobe)), queries, truth)
     del ivf
     (work / ANN_FILE).unlink()
     if args.no_hnsw:
@@ -135,8 +147,7 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
     row["faiss_build_s"] = build_hnsw(matrix, work / ANN_FILE)
     graph = read_ann(work / ANN_FILE, n)
     for ef in efs(args):
-        found, p50, p99 = timed(partial(top_rows, HnswSearcher(graph, matrix, ef)), queries)
-        row |= {f"faiss{ef}_p50": p50, f"faiss{ef}_p99": p99, f"faiss{ef}_recall": recall(found, truth)}
+        row |= measured(f"faiss{ef}", partial(top_rows, HnswSearcher(graph, matrix, ef)), queries, truth)
     del graph
     if not args.no_usearch:
         try:
@@ -147,12 +158,17 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> dict[str, float]:
             row["usearch_build_s"] = seconds
             for ef in efs(args):
                 index.expansion_search = ef
-                hits, p50, p99 = timed(lambda q: [int(k) for k in index.search(q, 10).keys], queries)
-                row |= {f"usearch{ef}_p50": p50, f"usearch{ef}_p99": p99}
-                row[f"usearch{ef}_recall"] = recall(hits, truth)
+                row |= measured(
+                    f"usearch{ef}", lambda q: [int(k) for k in index.search(q, 10).keys], queries, truth
+                )
     path.unlink()
     (work / ANN_FILE).unlink()
     return row
+
+
+def cells(row: dict[str, float], key: str) -> list[str]:
+    """One method's "p50 / p99" and recall@10 cells of a size's row."""
+    return [f"{row[f'{key}_p50']:.2f} / {row[f'{key}_p99']:.2f}", f"{row[f'{key}_recall']:.3f}"]
 
 
 def report(rows: list[dict[str, float]], args: argparse.Namespace) -> None:
@@ -175,25 +191,13 @@ def report(rows: list[dict[str, float]], args: argparse.Namespace) -> None:
     print("\n| n | inverted file nprobe | p50 / p99 | recall@10 |")
     for r in rows:
         for nprobe in probes(args):
-            cells = [
-                f"{r[f'ivf{nprobe}_p50']:.2f} / {r[f'ivf{nprobe}_p99']:.2f}",
-                f"{r[f'ivf{nprobe}_recall']:.3f}",
-            ]
-            print(f"| {int(r['n']):,} | {nprobe} | " + " | ".join(cells) + " |")
+            print(f"| {int(r['n']):,} | {nprobe} | " + " | ".join(cells(r, f"ivf{nprobe}")) + " |")
     if not args.no_hnsw:
         print("\n| n | efSearch | faiss HNSW p50 / p99 | recall@10 | usearch p50 / p99 | usearch recall@10 |")
         for r in rows:
             for ef in efs(args):
-                cells = [
-                    f"{r[f'faiss{ef}_p50']:.2f} / {r[f'faiss{ef}_p99']:.2f}",
-                    f"{r[f'faiss{ef}_recall']:.3f}",
-                ]
-                if f"usearch{ef}_p50" in r:
-                    cells += [
-                        f"{r[f'usearch{ef}_p50']:.2f} / {r[f'usearch{ef}_p99']:.2f}",
-                        f"{r[f'usearch{ef}_recall']:.3f}",
-                    ]
-                print(f"| {int(r['n']):,} | {ef} | " + " | ".join(cells) + " |")
+                found = cells(r, f"faiss{ef}") + (cells(r, f"usearch{ef}") if f"usearch{ef}_p50" in r else [])
+                print(f"| {int(r['n']):,} | {ef} | " + " | ".join(found) + " |")
     last, nprobe = rows[-1], SearchOptions().nprobe
     print(
         f"RESULT search n={int(last['n'])} exact_p50_ms={last['exact_p50']:.1f} "

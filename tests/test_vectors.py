@@ -4,6 +4,7 @@ find the same neighbours."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,20 +60,18 @@ def recall_at_10(searcher: vectors.VectorSearcher, matrix: np.ndarray, queries: 
     return found / (10 * len(queries))
 
 
-def test_inverted_file_finds_the_exact_neighbours(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("build", "kind"),
+    [(build_ann, "ivf"), (build_hnsw, "hnsw")],
+    ids=["inverted file", "an older index's HNSW graph"],
+)
+def test_the_ann_file_finds_the_exact_neighbours(
+    tmp_path: Path, build: Callable[[np.ndarray, Path], float], kind: str
+) -> None:
     matrix = clustered(3000, 32, seed=3)
-    build_ann(matrix, tmp_path / ANN_FILE)
+    build(matrix, tmp_path / ANN_FILE)
     searcher = open_ann(tmp_path / ANN_FILE, matrix, nprobe=8, ef_search=64)
-    assert searcher.kind == "ivf"
-    queries = matrix[np.random.default_rng(4).choice(3000, 50)].astype(np.float32)
-    assert recall_at_10(searcher, matrix, queries) >= 0.95
-
-
-def test_an_older_index_hnsw_graph_still_searches(tmp_path: Path) -> None:
-    matrix = clustered(3000, 32, seed=3)
-    build_hnsw(matrix, tmp_path / ANN_FILE)
-    searcher = open_ann(tmp_path / ANN_FILE, matrix, nprobe=8, ef_search=64)
-    assert searcher.kind == "hnsw"
+    assert searcher.kind == kind
     queries = matrix[np.random.default_rng(4).choice(3000, 50)].astype(np.float32)
     assert recall_at_10(searcher, matrix, queries) >= 0.95
 
