@@ -221,7 +221,8 @@ def actor_resources(workers: int) -> tuple[float, float]:
     """(CPUs, GPUs) per actor: one GPU and that GPU's share of its node's CPUs, else a share of CPUs."""
     import ray
 
-    listed: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    ray_: Any = ray  # typed in some Ray releases, not in others
+    listed: list[dict[str, Any]] = ray_.nodes()
     nodes = [node["Resources"] for node in listed if node.get("Alive")]
     gpu_nodes = [resources for resources in nodes if resources.get("GPU", 0) >= 1]
     if gpu_nodes:
@@ -258,7 +259,8 @@ class RayEngine:
 
         started = time.perf_counter()
         with ray_session(self.address, self.num_cpus):
-            gpus = int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
+            ray_: Any = ray  # typed in some Ray releases, not in others
+            gpus = int(ray_.cluster_resources().get("GPU", 0))
             workers = self.workers or max(1, gpus)
             cpus, gpus_each = actor_resources(workers)
             threads = max(1, min(config.workers, int(cpus))) if config.workers else 1

@@ -17,7 +17,7 @@ from functools import cache
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
-from scipy import ndimage  # type: ignore[import-untyped]
+from scipy import ndimage
 
 from app.preprocessing import decode
 from app.ranking import RERANK_POOL, mix_into_pool

@@ -12,6 +12,7 @@ import gzip
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from scripts.wordnet import WordNet, dictionary, load
 
@@ -57,7 +58,8 @@ def wnids() -> list[str]:
     """ImageNet-1k WordNet ids ('n02123045') in classifier output order (from timm)."""
     from timm.data.imagenet_info import ImageNetInfo
 
-    return list(ImageNetInfo().label_names())  # type: ignore[no-untyped-call]
+    info: Any = ImageNetInfo  # typed in some timm releases, not in others
+    return list(info().label_names())
 
 
 def kind_senses(net: WordNet, classes: list[int]) -> dict[int, str]:

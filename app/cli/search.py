@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from app.cli.common import command_settings, fail, non_negative, positive
 from app.errors import ImgSearchError
@@ -115,11 +115,12 @@ def read_image(path: Path, settings: Settings) -> bytes:
 
 def search_service(settings: Settings, with_lm: bool = False) -> SearchService:
     """The service over an index with its profile's encoders (and language model when asked for)."""
-    from transformers.utils import logging as transformers_logging
+    from transformers.utils import logging
 
     from app.assembly import load_service
 
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # answers, not loading bars
+    transformers_logging: Any = logging  # typed in some transformers releases, not in others
+    transformers_logging.disable_progress_bar()  # answers, not loading bars
     return load_service(settings, with_lm=with_lm)
 
 

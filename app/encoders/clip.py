@@ -49,7 +49,9 @@ class ClipImageEncoder(ImageEncoder):
         """Input size and normalisation from the checkpoint's own image processor config."""
         from transformers import AutoImageProcessor
 
-        processor = AutoImageProcessor.from_pretrained(source)  # type: ignore[no-untyped-call]
+        # Typed in some transformers releases and not in others: called through Any, no ignore needed.
+        auto: Any = AutoImageProcessor
+        processor = auto.from_pretrained(source)
         crop = getattr(processor, "crop_size", None) or processor.size
         size = int(crop.get("height") or crop.get("shortest_edge") or 224)
         mean = tuple(float(v) for v in processor.image_mean)
