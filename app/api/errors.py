@@ -26,6 +26,7 @@ from app.errors import (
     ModelLoading,
     NotReady,
     PayloadTooLarge,
+    TooManyAttempts,
     Unauthorized,
     UnsupportedMedia,
 )
@@ -44,6 +45,7 @@ STATUS: dict[type[ImgSearchError], int] = {
     IndexUnavailable: 503,
     IndexMismatch: 503,
     Unauthorized: 401,
+    TooManyAttempts: 429,
     Forbidden: 403,
     Conflict: 409,
 }
