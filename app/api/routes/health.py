@@ -25,7 +25,6 @@ def healthz() -> dict[str, str]:
 @probes.get("/readyz", response_model=Ready, responses={503: {"model": Ready}}, summary="Readiness")
 def readyz(runtime: RuntimeDep, request: Request) -> JSONResponse:
     """200 with profile, device, index size and generation once warm; 503 with the reason before."""
-    runtime.follow()
     service = runtime.service
     read_key, warnings = runtime.settings.read_key is not None, access_warnings(runtime.settings)
     if service is None:
