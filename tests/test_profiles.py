@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -26,9 +27,9 @@ from app.index import Index
 from app.labels import imagenet_labels, readable_label, words
 from app.meta import Dims
 from app.pipeline import Models, Pipeline
-from app.registry import make_bridge, prepare
+from app.registry import COPIES, PROFILES, make_bridge, prepare
 from app.service import Description, SearchService
-from app.settings import Settings
+from app.settings import Profile as ProfileName, Settings
 from app.sources import FolderSource
 from tests.tiny_models import build_resnet50_state_dict, build_tiny_bert, build_tiny_clip, build_tiny_gpt2
 
@@ -377,3 +378,9 @@ def test_the_service_refuses_a_profile_other_than_the_index_naming_both(
     assert not runtime.wait(120)
     assert runtime.error is not None and "'fake'" in runtime.error and "'clip'" in runtime.error
     assert "IMGSEARCH_PROFILE" in runtime.error and "cannot load" not in runtime.error
+
+
+def test_every_profile_is_declared_once_for_the_registry_and_the_settings() -> None:
+    """The README's recipe: a profile in PROFILES is one `--profile` and IMGSEARCH_PROFILE accept."""
+    assert list(PROFILES) == list(get_args(ProfileName))
+    assert set(COPIES) <= set(PROFILES)
