@@ -30,21 +30,23 @@ def watchers() -> int:
 def readiness_until(client: TestClient, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """Poll /readyz alone (no other request) until its body is what the test waits for (at most 30 s)."""
     deadline = time.monotonic() + 30
-    while not wanted(body := client.get("/readyz").json()):
+    body: dict[str, Any] = client.get("/readyz").json()
+    while not wanted(body):
         assert time.monotonic() < deadline, body
         time.sleep(0.05)
+        body = client.get("/readyz").json()
     return body
 
 
 def test_a_service_started_before_any_index_serves_each_build_without_a_request(
     pipeline: Pipeline, models: Models, tmp_path: Path
 ) -> None:
-    gallery = make_gallery(tmp_path / "gallery")
     target = tmp_path / "index"
     target.mkdir()  # a new, empty index folder: the service starts before the first build
     settings = Settings(index_dir=target, cache_dir=tmp_path / "cache", device="cpu")
-    before = watchers()
-    with TestClient(create_app(settings, factory=service_factory(models, tmp_path / "cache"))) as client:
+    app = create_app(settings, factory=service_factory(models, tmp_path / "cache"))
+    gallery, before = make_gallery(tmp_path / "gallery"), watchers()
+    with TestClient(app) as client:
         assert not client.app.state.runtime.wait(30)  # type: ignore[attr-defined]
         failed = client.get("/readyz")
         assert failed.status_code == 503 and failed.json()["status"] == "failed"
