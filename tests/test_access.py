@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -373,6 +374,7 @@ def test_wrong_keys_make_their_client_wait_longer_each_time(keyed: TestClient, w
 
 
 def test_the_read_and_admin_keys_are_guarded_apart(keyed: TestClient) -> None:
+    keyed.app.state.key_guard.clock = Clock()  # type: ignore[attr-defined]  # time stands still
     guesser = TestClient(keyed.app, client=("192.0.2.1", 4000))
     for _ in range(5):
         assert WAYS["admin key"][0](guesser, "guess").status_code == 401
@@ -383,6 +385,7 @@ def test_the_read_and_admin_keys_are_guarded_apart(keyed: TestClient) -> None:
 
 
 def test_requests_without_a_key_are_not_counted_and_ipv6_clients_count_by_network(keyed: TestClient) -> None:
+    keyed.app.state.key_guard.clock = Clock()  # type: ignore[attr-defined]  # time stands still
     plain = TestClient(keyed.app, client=("192.0.2.1", 4000))
     for _ in range(10):
         assert_401(plain.get("/folders"))  # the page's first load: no key yet, nothing guessed
@@ -400,8 +403,18 @@ def test_the_guard_remembers_a_bounded_number_of_clients() -> None:
     guard = KeyGuard(max_clients=3)
     for n in range(10):
         for _ in range(5):
-            guard.failed("read", f"client-{n}")
+            guard.attempt("read", f"client-{n}")  # each attempt counts until its key proves right
     assert len(guard) == 3
-    guard.check("read", "client-0")  # forgotten: may try again
+    guard.attempt("read", "client-0")  # forgotten: may try again
     with pytest.raises(TooManyAttempts):
-        guard.check("read", "client-9")
+        guard.attempt("read", "client-9")
+
+
+def test_parallel_guesses_are_counted_before_their_keys_are_checked(keyed: TestClient) -> None:
+    keyed.app.state.key_guard.clock = Clock()  # type: ignore[attr-defined]  # time stands still
+    guesser = TestClient(keyed.app, client=("192.0.2.1", 4000))
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(
+            pool.map(lambda _: guesser.post("/session", json={"key": "guess"}).status_code, range(40))
+        )
+    assert sorted(statuses) == [401] * 5 + [429] * 35

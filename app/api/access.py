@@ -109,27 +109,25 @@ class KeyGuard:
         """Clients with failures on record."""
         return len(self._failures)
 
-    def check(self, key: str, client: str) -> None:
-        """TooManyAttempts (429) while this client must wait before its next `key` is checked."""
+    def attempt(self, key: str, client: str) -> None:
+        """Count a key about to be checked as wrong until it proves right (so parallel guesses count
+        too); TooManyAttempts (429), counting nothing, while this client must wait."""
         with self._lock:
-            _, until = self._failures.get((key, client), (0, 0.0))
-        wait = until - self.clock()
-        if wait > 0:
-            seconds = math.ceil(wait)
-            raise TooManyAttempts(
-                f"too many wrong keys from this address: the next one is checked in {seconds} s", seconds
-            )
-
-    def failed(self, key: str, client: str) -> None:
-        """Count a wrong key; from the FREE_FAILURES-th on, the client waits before its next one."""
-        with self._lock:
-            count = self._failures.pop((key, client), (0, 0.0))[0] + 1
+            count, until = self._failures.pop((key, client), (0, 0.0))
+            now = self.clock()
+            if until > now:
+                self._failures[(key, client)] = (count, until)
+                seconds = math.ceil(until - now)
+                raise TooManyAttempts(
+                    f"too many wrong keys from this address: the next one is checked in {seconds} s", seconds
+                )
+            count += 1
             wait = (
                 min(self.first_wait * 2 ** (count - self.free), self.longest_wait)
                 if count >= self.free
                 else 0
             )
-            self._failures[(key, client)] = (count, self.clock() + wait)
+            self._failures[(key, client)] = (count, now + wait)  # most recently failed last
             while len(self._failures) > self.max_clients:
                 self._failures.popitem(last=False)
 
@@ -153,11 +151,10 @@ def checked_key(request: Request, key: str, matches: Callable[[], bool]) -> bool
     """Whether a presented key is right, checked only when the client may try one now (else 429)."""
     guard: KeyGuard = request.app.state.key_guard
     client = client_of(request)
-    guard.check(key, client)
+    guard.attempt(key, client)
     if matches():
         guard.succeeded(key, client)
         return True
-    guard.failed(key, client)
     return False
 
 
