@@ -282,21 +282,24 @@ def test_a_profile_without_its_weights_says_where_to_put_them(
 
 
 def test_the_service_reports_missing_weights_in_one_line(
-    index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seed_run: ProfileRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same failure at service start: one line as the reason /readyz gives, no traceback."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    settings = Settings(
-        index_dir=index_dir, profile="seed", model_dir=tmp_path / "models", device="cpu", cache_dir=tmp_path
+    settings = Settings(  # a seed index, served without the copies it was built with
+        index_dir=seed_run.index_dir, model_dir=tmp_path / "models", device="cpu", cache_dir=tmp_path
     )
     runtime = Runtime(settings, load_service)
     runtime.start()
-    assert not runtime.wait(120)
-    assert runtime.error is not None and "\n" not in runtime.error
-    assert runtime.error.startswith("cannot load the weights of the seed profile's image model offline")
-    with pytest.raises(NotReady, match="IMGSEARCH_MODEL_DIR"):
-        runtime.require()
+    try:
+        assert not runtime.wait(120)
+        assert runtime.error is not None and "\n" not in runtime.error
+        assert runtime.error.startswith("cannot load the weights of the seed profile's image model offline")
+        with pytest.raises(NotReady, match="IMGSEARCH_MODEL_DIR"):
+            runtime.require()
+    finally:
+        runtime.close()
 
 
 def test_the_language_model_only_picks_among_candidates(run: ProfileRun) -> None:
@@ -375,9 +378,12 @@ def test_the_service_refuses_a_profile_other_than_the_index_naming_both(
     settings = Settings(index_dir=index_dir, profile="clip", device="cpu", cache_dir=tmp_path)
     runtime = Runtime(settings, load_service)
     runtime.start()
-    assert not runtime.wait(120)
-    assert runtime.error is not None and "'fake'" in runtime.error and "'clip'" in runtime.error
-    assert "IMGSEARCH_PROFILE" in runtime.error and "cannot load" not in runtime.error
+    try:
+        assert not runtime.wait(120)
+        assert runtime.error is not None and "'fake'" in runtime.error and "'clip'" in runtime.error
+        assert "IMGSEARCH_PROFILE" in runtime.error and "cannot load" not in runtime.error
+    finally:
+        runtime.close()
 
 
 def test_every_profile_is_declared_once_for_the_registry_and_the_settings() -> None:
