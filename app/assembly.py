@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from app.errors import IndexMismatch
 from app.index import Index
 from app.pipeline import Models, Pipeline
 from app.registry import make_bridge, prepare
@@ -66,11 +67,23 @@ def open_service(settings: Settings, index: Index, models: Models) -> SearchServ
     )
 
 
+def profile_for(settings: Settings, index: Index) -> str:
+    """The index's profile; IndexMismatch naming both when IMGSEARCH_PROFILE asks for another one."""
+    if settings.profile and settings.profile != index.profile:
+        raise IndexMismatch(
+            f"the index at {index.root} was built with profile {index.profile!r} and IMGSEARCH_PROFILE "
+            f"asks for {settings.profile!r}: unset IMGSEARCH_PROFILE, or rebuild the index with "
+            f"--profile {settings.profile}"
+        )
+    return index.profile
+
+
 def load_service(settings: Settings, with_lm: bool = True, lm_in_background: bool = False) -> SearchService:
-    """Open the index, load its profile's models on the configured device, check they match."""
+    """Open the index, check the profile asked for, load its models on the configured device, check they
+    match (no model loads for an index of another profile)."""
     index = Index(settings.index_dir, settings.search_options())
-    profile = settings.profile or index.profile
     try:
+        profile = profile_for(settings, index)
         models = prepare(settings, profile, with_lm=with_lm, lm_in_background=lm_in_background)
     except BaseException:
         index.close()

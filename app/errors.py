@@ -51,6 +51,14 @@ class Unauthorized(ImgSearchError):
     """The request lacks the credentials an endpoint needs (missing or wrong API key)."""
 
 
+class TooManyAttempts(ImgSearchError):
+    """One client sent too many wrong keys: its next key is checked after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
+
+
 class Forbidden(ImgSearchError):
     """The endpoint is switched off in this deployment (admin without a configured API key)."""
 

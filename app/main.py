@@ -70,13 +70,14 @@ def create_app(settings: Settings | None = None, factory: ServiceFactory | None 
         openapi_url=None,
     )
     app.state.runtime = runtime
+    app.state.key_guard = access.KeyGuard()  # failed key checks per client, this app's own
     registry = CollectorRegistry()
     registry.register(ModelTimeCollector(runtime))
     app.state.metrics_registry = registry
     errors.install(app)
     app.include_router(health.router)  # /healthz: open to all
     read_gate = access.read_dependencies(settings)  # empty while no IMGSEARCH_READ_KEY is set
-    read_errors = access.read_responses(settings)  # and the 401 it may answer, in the OpenAPI document
+    read_errors = access.read_responses(settings)  # and the 401/429 it may answer, in the OpenAPI document
     routers = (
         health.probes,
         search.router,

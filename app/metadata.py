@@ -28,6 +28,8 @@ from typing import Any, Literal, TypeVar, get_args
 
 from PIL import Image, ImageFile, IptcImagePlugin
 
+from app.formats import stored_name
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -60,7 +62,6 @@ CAMERA_BOILERPLATE = frozenset(
         "image",
     }
 )
-FORMAT_ALIASES = {"MPO": "JPEG"}  # phones' multi-picture JPEGs are JPEG files to their owner
 
 # Column name → SQLite type of the manifest's metadata table, in `to_row` order.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -192,7 +193,7 @@ def read_metadata(image: Image.Image, source: str, mtime: float | None = None) -
     return ImageMetadata(
         folder=folder,
         name=path.name,
-        format=FORMAT_ALIASES.get(fmt, fmt) if fmt else None,
+        format=stored_name(fmt),  # a phone's multi-picture MPO is a JPEG to its owner
         width=width,
         height=height,
         taken_at=taken_at,

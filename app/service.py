@@ -337,8 +337,8 @@ class SearchService:
 
     def describe_upload(self, data: bytes) -> Description:
         """Describe an uploaded image from its labels and the reference captions that agree with them."""
+        image = decode(data, self.max_pixels)  # a bad upload is its 4xx even while the model loads
         describer = self._ready_describer()
-        image = decode(data, self.max_pixels)
         encoded = self.pipeline.encode_images([image])
         labels = encoded.labels[0]
         sentence = describer.describe(labels, self.reference_captions(encoded.features[0]))
@@ -346,8 +346,8 @@ class SearchService:
 
     def describe_indexed(self, image_id: str) -> Description:
         """Describe an indexed image from the labels stored at build time."""
+        record = self.image(image_id)  # an unknown id is a 404 even while the model loads
         describer = self._ready_describer()
-        record = self.image(image_id)
         return self._description(describer.describe(record.labels), record.labels)
 
     def describe_query(self, query: str) -> Description:

@@ -9,25 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.formats import SUFFIXES
 from app.layout import looks_like_index
 
-IMAGE_SUFFIXES = frozenset(
-    {
-        ".jpg",
-        ".jpeg",
-        ".png",
-        ".webp",
-        ".gif",
-        ".bmp",
-        ".tif",
-        ".tiff",
-        ".jfif",
-        ".pjpeg",
-        ".pjp",
-        ".ppm",
-        ".pgm",
-    }
-)
+IMAGE_SUFFIXES = SUFFIXES  # what the folder walk takes: the suffixes of app.formats
 
 
 @dataclass(frozen=True)

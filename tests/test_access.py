@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,7 +17,8 @@ from pydantic import SecretStr
 from starlette.routing import BaseRoute
 
 from app import cli
-from app.api.access import SESSION_COOKIE, SESSION_SECONDS, session_token, session_valid
+from app.api.access import SESSION_COOKIE, SESSION_SECONDS, KeyGuard, session_token, session_valid
+from app.errors import TooManyAttempts
 from app.main import create_app
 from app.pipeline import Models
 from app.settings import Settings
@@ -34,6 +36,10 @@ class Response(Protocol):
     @property
     def text(self) -> str:
         """Body as text."""
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Response headers."""
 
     def json(self) -> Any:
         """Body as JSON."""
@@ -308,3 +314,107 @@ def test_503_answers_name_no_server_paths(
         detail = answer.json()["detail"]
         assert str(tmp_path) not in detail and "IMGSEARCH_INDEX_DIR" in detail, detail
     assert str(hidden) in caplog.text  # the log keeps the path for the operator
+
+
+# -- guessing a key is slowed down, per client ----------------------------------------------------
+
+Attempt = Callable[[TestClient, str], Response]
+# Each way a key is given: (the attempt with a key, the right key). The admin key is tried on
+# /admin/reload with a valid read key beside it, so only the admin key is guessed.
+WAYS: dict[str, tuple[Attempt, str]] = {
+    "POST /session": (lambda c, k: c.post("/session", json={"key": k}), READ_KEY),
+    "X-API-Key": (lambda c, k: c.get("/folders", headers={"X-API-Key": k}), READ_KEY),
+    "Bearer": (lambda c, k: c.get("/folders", headers={"Authorization": f"Bearer {k}"}), READ_KEY),
+    "admin key": (
+        lambda c, k: c.post("/admin/reload", headers={"X-API-Key": k, "Authorization": f"Bearer {READ_KEY}"}),
+        ADMIN_KEY,
+    ),
+}
+
+
+class Clock:
+    """A clock the test moves forward."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        """The current time."""
+        return self.now
+
+
+def assert_429(response: Response, wait: int) -> None:
+    """Too many wrong keys: 429, the wait in Retry-After and in the message."""
+    assert response.status_code == 429, response.text
+    assert response.headers["retry-after"] == str(wait)
+    body = response.json()
+    assert body["error"] == "TooManyAttempts" and f"checked in {wait} s" in body["detail"]
+
+
+@pytest.mark.parametrize("way", sorted(WAYS))
+def test_wrong_keys_make_their_client_wait_longer_each_time(keyed: TestClient, way: str) -> None:
+    attempt, right = WAYS[way]
+    clock = Clock()
+    keyed.app.state.key_guard.clock = clock  # type: ignore[attr-defined]
+    guesser = TestClient(keyed.app, client=("192.0.2.1", 4000))
+    other = TestClient(keyed.app, client=("192.0.2.2", 4000))
+    for _ in range(5):
+        assert attempt(guesser, "guess").status_code == 401
+    assert_429(attempt(guesser, right), 1)  # not even the right key is checked while it waits
+    assert attempt(other, right).status_code == 200  # another client is not held up
+    for wait in (1, 2, 4, 8):
+        clock.now += wait
+        assert attempt(guesser, "guess").status_code == 401
+        assert_429(attempt(guesser, "guess"), wait * 2)
+    clock.now += 16  # the wait ends: the right key works and the count starts again
+    assert attempt(guesser, right).status_code == 200
+    for _ in range(5):
+        assert attempt(guesser, "guess").status_code == 401
+    assert_429(attempt(guesser, "guess"), 1)
+
+
+def test_the_read_and_admin_keys_are_guarded_apart(keyed: TestClient) -> None:
+    keyed.app.state.key_guard.clock = Clock()  # type: ignore[attr-defined]  # time stands still
+    guesser = TestClient(keyed.app, client=("192.0.2.1", 4000))
+    for _ in range(5):
+        assert WAYS["admin key"][0](guesser, "guess").status_code == 401
+    assert_429(WAYS["admin key"][0](guesser, ADMIN_KEY), 1)
+    assert guesser.get("/folders", headers={"X-API-Key": READ_KEY}).status_code == 200  # reading goes on
+    # And a known read key does not reset the admin key's count: the wait stays.
+    assert_429(WAYS["admin key"][0](guesser, ADMIN_KEY), 1)
+
+
+def test_requests_without_a_key_are_not_counted_and_ipv6_clients_count_by_network(keyed: TestClient) -> None:
+    keyed.app.state.key_guard.clock = Clock()  # type: ignore[attr-defined]  # time stands still
+    plain = TestClient(keyed.app, client=("192.0.2.1", 4000))
+    for _ in range(10):
+        assert_401(plain.get("/folders"))  # the page's first load: no key yet, nothing guessed
+    assert plain.post("/session", json={"key": READ_KEY}).status_code == 200
+    hosts = [f"2001:db8:0:1::{n:x}" for n in range(1, 7)]  # one /64 network, six addresses
+    for host in hosts[:5]:
+        assert (
+            TestClient(keyed.app, client=(host, 4000)).post("/session", json={"key": "guess"}).status_code
+            == 401
+        )
+    assert_429(TestClient(keyed.app, client=(hosts[5], 4000)).post("/session", json={"key": READ_KEY}), 1)
+
+
+def test_the_guard_remembers_a_bounded_number_of_clients() -> None:
+    guard = KeyGuard(max_clients=3)
+    for n in range(10):
+        for _ in range(5):
+            guard.attempt("read", f"client-{n}")  # each attempt counts until its key proves right
+    assert len(guard) == 3
+    guard.attempt("read", "client-0")  # forgotten: may try again
+    with pytest.raises(TooManyAttempts):
+        guard.attempt("read", "client-9")
+
+
+def test_parallel_guesses_are_counted_before_their_keys_are_checked(keyed: TestClient) -> None:
+    keyed.app.state.key_guard.clock = Clock()  # type: ignore[attr-defined]  # time stands still
+    guesser = TestClient(keyed.app, client=("192.0.2.1", 4000))
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(
+            pool.map(lambda _: guesser.post("/session", json={"key": "guess"}).status_code, range(40))
+        )
+    assert sorted(statuses) == [401] * 5 + [429] * 35

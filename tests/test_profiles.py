@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -22,9 +27,9 @@ from app.index import Index
 from app.labels import imagenet_labels, readable_label, words
 from app.meta import Dims
 from app.pipeline import Models, Pipeline
-from app.registry import make_bridge, prepare
+from app.registry import COPIES, PROFILES, make_bridge, prepare
 from app.service import Description, SearchService
-from app.settings import Settings
+from app.settings import Profile as ProfileName, Settings
 from app.sources import FolderSource
 from tests.tiny_models import build_resnet50_state_dict, build_tiny_bert, build_tiny_clip, build_tiny_gpt2
 
@@ -246,7 +251,11 @@ def test_seed_index_is_refused_by_the_clip_models(
     ("profile", "expected"),
     [
         ("seed", "cannot load the weights of the seed profile's image model offline (no copy of resnet50-"),
-        ("clip", "cannot load the weights of the clip profile's image model offline (Can't load image "),
+        (
+            "clip",
+            "cannot load the weights of the clip profile's image model offline (openai/clip-vit-base-patch32 "
+            "is not in the Hugging Face cache and HF_HUB_OFFLINE forbids downloads)",
+        ),
     ],
 )
 def test_a_profile_without_its_weights_says_where_to_put_them(
@@ -273,21 +282,24 @@ def test_a_profile_without_its_weights_says_where_to_put_them(
 
 
 def test_the_service_reports_missing_weights_in_one_line(
-    index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    seed_run: ProfileRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same failure at service start: one line as the reason /readyz gives, no traceback."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    settings = Settings(
-        index_dir=index_dir, profile="seed", model_dir=tmp_path / "models", device="cpu", cache_dir=tmp_path
+    settings = Settings(  # a seed index, served without the copies it was built with
+        index_dir=seed_run.index_dir, model_dir=tmp_path / "models", device="cpu", cache_dir=tmp_path
     )
     runtime = Runtime(settings, load_service)
     runtime.start()
-    assert not runtime.wait(120)
-    assert runtime.error is not None and "\n" not in runtime.error
-    assert runtime.error.startswith("cannot load the weights of the seed profile's image model offline")
-    with pytest.raises(NotReady, match="IMGSEARCH_MODEL_DIR"):
-        runtime.require()
+    try:
+        assert not runtime.wait(120)
+        assert runtime.error is not None and "\n" not in runtime.error
+        assert runtime.error.startswith("cannot load the weights of the seed profile's image model offline")
+        with pytest.raises(NotReady, match="IMGSEARCH_MODEL_DIR"):
+            runtime.require()
+    finally:
+        runtime.close()
 
 
 def test_the_language_model_only_picks_among_candidates(run: ProfileRun) -> None:
@@ -298,3 +310,83 @@ def test_the_language_model_only_picks_among_candidates(run: ProfileRun) -> None
     scores = describer.lm.score(candidates)
     assert len(scores) == 3 and all(np.isfinite(scores)) and len(set(scores)) > 1  # a real preference
     assert describer.pick(candidates) in candidates
+
+
+@pytest.fixture
+def closed_endpoint() -> Iterator[str]:
+    """The URL of a loopback port that refuses connections: a hub that cannot be reached."""
+    with socket.socket() as held:  # bound, never listening: connections are refused, the port stays ours
+        held.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{held.getsockname()[1]}"
+
+
+def run_offline(
+    argv: list[str], tmp_path: Path, endpoint: str, hub_offline: bool, **env: str
+) -> tuple[int, str]:
+    """`imgsearch ARGV` in a fresh process with empty model caches and no hub: (exit status, stderr)."""
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("HF_", "IMGSEARCH_"))
+    }
+    environment |= {
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(tmp_path / "hf"),
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "IMGSEARCH_MODEL_DIR": str(tmp_path / "models"),
+        "IMGSEARCH_CACHE_DIR": str(tmp_path / "cache"),
+        "IMGSEARCH_DEVICE": "cpu",
+        **({"HF_HUB_OFFLINE": "1"} if hub_offline else {}),
+        **env,
+    }
+    # The timeout only guards against a hang; without the fix this spent minutes in the hub's retries.
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", *argv], env=environment, capture_output=True, text=True, timeout=300
+    )
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("hub_offline", [False, True], ids=["no-network", "HF_HUB_OFFLINE"])
+def test_missing_clip_weights_fail_in_one_line_without_retrying_the_hub(
+    image_dir: Path, tmp_path: Path, closed_endpoint: str, hub_offline: bool
+) -> None:
+    argv = ["build", "--images", str(image_dir), "--index-dir", str(tmp_path / "index"), "--profile", "clip"]
+    status, stderr = run_offline(argv, tmp_path, closed_endpoint, hub_offline)
+    assert status == 1, stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert "clip profile's image model" in line and "openai/clip-vit-base-patch32" in line  # which model
+    assert (
+        f"put openai--clip-vit-base-patch32 in {tmp_path / 'models'} (IMGSEARCH_MODEL_DIR)" in line
+    )  # where
+    assert (closed_endpoint in line) != hub_offline  # the server it could not reach, or why it did not try
+    assert "Retrying" not in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "index").exists()
+
+
+def test_a_profile_other_than_the_index_is_refused_before_any_model_loads(
+    index_dir: Path, tmp_path: Path, closed_endpoint: str
+) -> None:
+    argv = ["search", "red", "--index-dir", str(index_dir)]
+    status, stderr = run_offline(argv, tmp_path, closed_endpoint, False, IMGSEARCH_PROFILE="clip")
+    assert status == 1, stderr
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert "built with profile 'fake' and IMGSEARCH_PROFILE asks for 'clip'" in line, line
+    assert "Retrying" not in stderr and "clip-vit" not in stderr  # no clip model was looked for
+
+
+def test_the_service_refuses_a_profile_other_than_the_index_naming_both(
+    index_dir: Path, tmp_path: Path
+) -> None:
+    settings = Settings(index_dir=index_dir, profile="clip", device="cpu", cache_dir=tmp_path)
+    runtime = Runtime(settings, load_service)
+    runtime.start()
+    try:
+        assert not runtime.wait(120)
+        assert runtime.error is not None and "'fake'" in runtime.error and "'clip'" in runtime.error
+        assert "IMGSEARCH_PROFILE" in runtime.error and "cannot load" not in runtime.error
+    finally:
+        runtime.close()
+
+
+def test_every_profile_is_declared_once_for_the_registry_and_the_settings() -> None:
+    """The README's recipe: a profile in PROFILES is one `--profile` and IMGSEARCH_PROFILE accept."""
+    assert list(PROFILES) == list(get_args(ProfileName))
+    assert set(COPIES) <= set(PROFILES)

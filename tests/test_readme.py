@@ -30,3 +30,9 @@ def test_the_api_examples_get_an_id_instead_of_a_placeholder() -> None:
     text = (ROOT / "README.md").read_text()
     assert not re.search(r"<id\b", text)
     assert 'curl -s -o cat.jpg "localhost:8000/images/$ID"' in text
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_issue_is_named(document: Path) -> None:
+    """The README describes the code as it is, not the tracker: no `issue 12` or `(issue [name])`."""
+    assert not re.findall(r"\bissues?\s*(?:\d|\[|#)", document.read_text(), re.IGNORECASE)

@@ -1,4 +1,5 @@
-"""Who may read: the optional read key (IMGSEARCH_READ_KEY), its session cookie, the open-network warning."""
+"""Who may read: the optional read key (IMGSEARCH_READ_KEY), its session cookie, the open-network warning,
+and the guard that slows down guessing either key (KeyGuard)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import math
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from app.api.deps import SettingsDep
 from app.api.schemas import ErrorBody
-from app.errors import Unauthorized
+from app.errors import TooManyAttempts, Unauthorized
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,11 @@ READ_COOKIE = APIKeyCookie(
     auto_error=False,
     description="The session cookie that POST /session sets after checking the read key.",
 )
+READ, ADMIN = "read", "admin"  # the two keys, counted apart: knowing one does not lift the other's guard
+FREE_FAILURES = 5  # wrong keys a client may send before it must wait
+FIRST_WAIT_S = 1.0  # the wait after the FREE_FAILURES-th; it doubles with each further wrong key
+LONGEST_WAIT_S = 900.0
+GUARDED_CLIENTS = 10_000  # clients remembered (least recently failed forgotten first)
 MISSING_KEY = (
     "this service needs its read key: send IMGSEARCH_READ_KEY in the X-API-Key header or as "
     "'Authorization: Bearer <key>', or sign in on the search page"
@@ -75,20 +85,97 @@ def session_valid(token: str | None, key: SecretStr, now: float) -> bool:
     return hmac.compare_digest(signature.encode(), _signature(key, int(expires_text)).encode())
 
 
+class KeyGuard:
+    """Failed key checks per client and key: after FREE_FAILURES, keys are not checked for a doubling wait.
+
+    Clients are told apart by address (an IPv6 client by its /64 network); a correct key resets the
+    count. One guard per app (`app.state.key_guard`), holding at most `max_clients` clients.
+    """
+
+    def __init__(
+        self,
+        free: int = FREE_FAILURES,
+        first_wait: float = FIRST_WAIT_S,
+        longest_wait: float = LONGEST_WAIT_S,
+        max_clients: int = GUARDED_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free, self.first_wait, self.longest_wait = free, first_wait, longest_wait
+        self.max_clients, self.clock = max_clients, clock
+        self._failures: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()  # → (count, until)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Clients with failures on record."""
+        return len(self._failures)
+
+    def attempt(self, key: str, client: str) -> None:
+        """Count a key about to be checked as wrong until it proves right (so parallel guesses count
+        too); TooManyAttempts (429), counting nothing, while this client must wait."""
+        with self._lock:
+            count, until = self._failures.pop((key, client), (0, 0.0))
+            now = self.clock()
+            if until > now:
+                self._failures[(key, client)] = (count, until)
+                seconds = math.ceil(until - now)
+                raise TooManyAttempts(
+                    f"too many wrong keys from this address: the next one is checked in {seconds} s", seconds
+                )
+            count += 1
+            wait = (
+                min(self.first_wait * 2 ** (count - self.free), self.longest_wait)
+                if count >= self.free
+                else 0
+            )
+            self._failures[(key, client)] = (count, now + wait)  # most recently failed last
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, key: str, client: str) -> None:
+        """A correct key: the client's count starts again."""
+        with self._lock:
+            self._failures.pop((key, client), None)
+
+
+def client_of(request: Request) -> str:
+    """Who sent the request, as the guard counts it: its address, or its /64 network for IPv6."""
+    host = request.client.host if request.client is not None else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return str(ipaddress.ip_network(f"{address}/64", strict=False)) if address.version == 6 else host
+
+
+def checked_key(request: Request, key: str, matches: Callable[[], bool]) -> bool:
+    """Whether a presented key is right, checked only when the client may try one now (else 429)."""
+    guard: KeyGuard = request.app.state.key_guard
+    client = client_of(request)
+    guard.attempt(key, client)
+    if matches():
+        guard.succeeded(key, client)
+        return True
+    return False
+
+
 def require_reader(
+    request: Request,
     settings: SettingsDep,
     header: Annotated[str | None, Security(READ_HEADER)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(READ_BEARER)],
     cookie: Annotated[str | None, Security(READ_COOKIE)],
 ) -> None:
-    """401 unless the request carries the read key (header or bearer), the admin key, or a session."""
+    """401 unless the request carries the read key (header or bearer), the admin key, or a session;
+    429 while its client must wait after too many wrong keys."""
     key = settings.read_key
-    if key is None:
+    if key is None or session_valid(cookie, key, time.time()):
         return
-    presented = [header, bearer.credentials if bearer is not None else None]
-    if any(key_matches(value, key) or key_matches(value, settings.api_key) for value in presented):
-        return
-    if session_valid(cookie, key, time.time()):
+    presented = [value for value in (header, bearer.credentials if bearer is not None else None) if value]
+    if presented and checked_key(
+        request,
+        READ,
+        lambda: any(key_matches(value, key) or key_matches(value, settings.api_key) for value in presented),
+    ):
         return
     raise Unauthorized(MISSING_KEY)
 
@@ -100,7 +187,12 @@ def read_dependencies(settings: Settings) -> list[Any]:
 
 def read_responses(settings: Settings) -> dict[int | str, dict[str, Any]]:
     """The read gate's answer for the OpenAPI document (nothing while no read key is set)."""
-    return {401: {"model": ErrorBody, "description": "no read key"}} if settings.read_key is not None else {}
+    if settings.read_key is None:
+        return {}
+    return {
+        401: {"model": ErrorBody, "description": "no read key"},
+        429: {"model": ErrorBody, "description": "too many wrong keys from this client: wait Retry-After"},
+    }
 
 
 def is_loopback(host: str) -> bool:

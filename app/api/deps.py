@@ -26,8 +26,7 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> SearchService:
-    """The warm service (503 while warming), switched to a newly built generation when there is one."""
-    runtime.follow()
+    """The warm service (503 while warming; the runtime follows new generations by itself)."""
     return runtime.require()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from app.errors import (
     BadImage,
@@ -24,6 +26,7 @@ from app.errors import (
     ModelLoading,
     NotReady,
     PayloadTooLarge,
+    TooManyAttempts,
     Unauthorized,
     UnsupportedMedia,
 )
@@ -42,17 +45,29 @@ STATUS: dict[type[ImgSearchError], int] = {
     IndexUnavailable: 503,
     IndexMismatch: 503,
     Unauthorized: 401,
+    TooManyAttempts: 429,
     Forbidden: 403,
     Conflict: 409,
 }
 
 
 # An absolute path left in a message (not part of a URL or of a relative path such as application/json).
-ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"(),;]+")
+# A trailing '.' or ':' ends the sentence, not the path.
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/[^\s'\"(),;]*[^\s'\"(),;.:]")
+SERVER_PATH = "[server path]"
 
 
-def public_detail(text: str, settings: Settings) -> str:
-    """The message without server paths: configured folders by their variable, any other path elided."""
+def is_url_path(text: str, routes: Sequence[BaseRoute]) -> bool:
+    """Whether the text is a path this app answers (`/describe`, `/images/{id}`…), as a message names it."""
+    scope = {"type": "http", "path": text, "method": "GET", "root_path": ""}
+    return any(route.matches(scope)[0] is not Match.NONE for route in routes)
+
+
+def public_detail(text: str, settings: Settings, routes: Sequence[BaseRoute] = ()) -> str:
+    """The message without server paths: configured folders by their variable, any other path elided.
+
+    The app's own URL paths among `routes` stay: they are what the message tells the client to call.
+    """
     named = [(settings.index_dir, "IMGSEARCH_INDEX_DIR"), (settings.cache_dir, "IMGSEARCH_CACHE_DIR")]
     if settings.model_dir is not None:
         named.append((settings.model_dir, "IMGSEARCH_MODEL_DIR"))
@@ -60,7 +75,7 @@ def public_detail(text: str, settings: Settings) -> str:
     for spelling, name in sorted(spellings, key=lambda pair: -len(pair[0])):
         if spelling not in {"", "."}:
             text = text.replace(spelling, name)
-    return ABSOLUTE_PATH.sub("[server path]", text)
+    return ABSOLUTE_PATH.sub(lambda m: m[0] if is_url_path(m[0], routes) else SERVER_PATH, text)
 
 
 def error_response(status: int, detail: str, error: str) -> JSONResponse:
@@ -82,10 +97,11 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = _status_of(exc)
     if status >= 500:
         log.warning("%s %s answered %d: %s", request.method, request.url.path, status, exc)
-    detail = public_detail(str(exc), request.app.state.runtime.settings)
+    detail = public_detail(str(exc), request.app.state.runtime.settings, request.app.router.routes)
     response = error_response(status, detail, type(exc).__name__)
-    if isinstance(exc, ModelLoading):
-        response.headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)  # ModelLoading, TooManyAttempts
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from app.encoders.base import ImageEncoder, TextEncoder
+from app.encoders.hub import hub_source
 from app.preprocessing import ImageSpec
 
 _shared: dict[tuple[str, str, str], Any] = {}
@@ -40,9 +41,9 @@ class ClipImageEncoder(ImageEncoder):
 
     def __init__(self, source: str) -> None:
         super().__init__()
-        self.source = source
+        self.source = hub_source(source)  # a local copy, or a hub id that can be downloaded now
         self.model_id = source
-        self.spec = self._spec_of(source)
+        self.spec = self._spec_of(self.source)
 
     @staticmethod
     def _spec_of(source: str) -> ImageSpec:
@@ -86,6 +87,7 @@ class ClipTextEncoder(TextEncoder):
         """Load tokenizer and (shared) joint model."""
         from transformers import AutoTokenizer
 
+        self.source = hub_source(self.source)
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         self.net = _joint_model(self.source, self.device, self.dtype)
         config = self.net.config

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from app.encoders.base import LanguageModel, file_digest
+from app.encoders.hub import hub_source
 
 log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
@@ -88,8 +89,9 @@ class CausalLanguageModel(LanguageModel):
             self.tokenizer = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         else:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.source)
-            model = AutoModelForCausalLM.from_pretrained(self.source)
+            source = hub_source(self.source)
+            self.tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source)
         loaded: Any = model
         self.net: Any = loaded.eval().to(self.device, self.dtype)
         if self.tokenizer.pad_token_id is None:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from app.encoders.base import ImageEncoder
+from app.encoders.hub import unreachable
 from app.labels import imagenet_labels
 from app.preprocessing import ImageSpec
 
@@ -54,11 +55,17 @@ class ResNetEncoder(ImageEncoder):
 
 
 def _require_cached_or_online(url: str) -> None:
-    """FileNotFoundError instead of a download when offline (HF_HUB_OFFLINE) and torch has no copy."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() not in {"1", "ON", "YES", "TRUE"}:
-        return
+    """FileNotFoundError instead of a download when torch has no copy and downloads are off
+    (HF_HUB_OFFLINE) or the server does not answer (torch's download would hang or fail slowly)."""
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-    if not cached.is_file():
+    if cached.is_file():
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
         raise FileNotFoundError(
             f"no copy of {cached.name} in {cached.parent} and downloads are off (HF_HUB_OFFLINE)"
+        )
+    reason = unreachable(url)
+    if reason is not None:
+        raise FileNotFoundError(
+            f"no copy of {cached.name} in {cached.parent} and {url} cannot be reached ({reason})"
         )

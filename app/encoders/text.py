@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from app.encoders.base import TextEncoder
+from app.encoders.hub import hub_source
 from app.encoders.onnx import OnnxRunner, cached_export_path, export_text
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ class MeanPoolTextEncoder(TextEncoder):
         """Load tokenizer and encoder from a local folder or hub id."""
         from transformers import AutoModel, AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(self.source)
-        net = AutoModel.from_pretrained(self.source).eval().to(self.device, self.dtype)
+        source = hub_source(self.source)
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        net = AutoModel.from_pretrained(source).eval().to(self.device, self.dtype)
         self.net = _Pooled(net)
         self.dim = int(net.config.hidden_size)
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Security
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
+from app.api.access import ADMIN, checked_key, key_matches
 from app.api.deps import RuntimeDep, SettingsDep
 from app.api.schemas import ErrorBody
 from app.errors import Forbidden, Unauthorized
@@ -21,13 +21,15 @@ API_KEY_HEADER = APIKeyHeader(
 )
 
 
-def require_admin(settings: SettingsDep, key: Annotated[str | None, Security(API_KEY_HEADER)]) -> None:
-    """403 when no key is configured, 401 when the request's key is missing or wrong."""
+def require_admin(
+    request: Request, settings: SettingsDep, key: Annotated[str | None, Security(API_KEY_HEADER)]
+) -> None:
+    """403 when no key is configured, 401 when the request's key is missing or wrong, 429 while its
+    client must wait after too many wrong keys."""
     configured = settings.api_key
     if configured is None:
         raise Forbidden("admin endpoints are disabled: set IMGSEARCH_API_KEY to enable them")
-    expected = configured.get_secret_value().encode()
-    if key is None or not hmac.compare_digest(key.encode(), expected):
+    if not key or not checked_key(request, ADMIN, lambda: key_matches(key, configured)):
         raise Unauthorized("missing or wrong API key: send IMGSEARCH_API_KEY in the X-API-Key header")
 
 
@@ -47,7 +49,7 @@ class ReloadResponse(BaseModel):
 @router.post(
     "/reload",
     response_model=ReloadResponse,
-    responses={code: {"model": ErrorBody} for code in (401, 403, 409, 503)},
+    responses={code: {"model": ErrorBody} for code in (401, 403, 409, 429, 503)},
     summary="Reload the index",
 )
 def reload(runtime: RuntimeDep) -> ReloadResponse:

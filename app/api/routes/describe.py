@@ -128,13 +128,15 @@ async def describe_input(request: Request, settings: SettingsDep) -> DescribeInp
     summary="Describe an image (or a text)",
 )
 def describe(
-    service: ServiceDep, given: Annotated[DescribeInput, Depends(describe_input)]
+    given: Annotated[DescribeInput, Depends(describe_input)], service: ServiceDep
 ) -> DescribeResponse:
     """One sentence about an image (upload or `image_id`), built only from what the models saw, with its
     evidence; or, in text mode (`query`), generated text about a picture matching the query.
 
-    Answers 503 with `Retry-After` while the language model is still loading (search is already up).
+    The request is checked first: a bad one gets its 4xx at any time. A valid one answers 503 with
+    `Retry-After` while the language model is still loading (search is already up).
     """
+    # `given` is resolved before `service`: a malformed body is refused even while the service warms up.
     start = time.perf_counter()
     result: Description
     if given.data is not None:

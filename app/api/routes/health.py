@@ -23,16 +23,17 @@ def healthz() -> dict[str, str]:
 
 
 @probes.get("/readyz", response_model=Ready, responses={503: {"model": Ready}}, summary="Readiness")
-def readyz(runtime: RuntimeDep) -> JSONResponse:
+def readyz(runtime: RuntimeDep, request: Request) -> JSONResponse:
     """200 with profile, device, index size and generation once warm; 503 with the reason before."""
-    runtime.follow()
     service = runtime.service
     read_key, warnings = runtime.settings.read_key is not None, access_warnings(runtime.settings)
     if service is None:
         status = "failed" if runtime.error else "loading"
         body = Ready(
             status=status,
-            detail=public_detail(runtime.error or "warming up models and index", runtime.settings),
+            detail=public_detail(
+                runtime.error or "warming up models and index", runtime.settings, request.app.router.routes
+            ),
             read_key=read_key,
             warnings=warnings,
         )

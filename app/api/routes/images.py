@@ -9,12 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path as PathParam, Response
 from fastapi.responses import FileResponse
-from PIL import Image
 from starlette.background import BackgroundTask
 
 from app.api.deps import RuntimeDep, ServiceDep
 from app.api.schemas import ErrorBody, ImageMetadataResponse
 from app.errors import ImageNotFound
+from app.formats import media_type
 from app.service import SearchService
 
 router = APIRouter(prefix="/images", tags=["images"])
@@ -60,11 +60,10 @@ def _serve(
 
 @router.get("/{image_id}", response_class=Response, responses=RESPONSES, summary="Original image")
 def original(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch = None) -> Response:
-    """The original file as indexed."""
+    """The original file as indexed, sent as its format's media type (app/formats.py)."""
     service, record = runtime.locate(image_id)
     path = service.original_path(record)
-    media_type = Image.MIME.get(record.format or "", "application/octet-stream")
-    return _serve(path, f'"{record.id}"', media_type, if_none_match, service)
+    return _serve(path, f'"{record.id}"', media_type(record.format), if_none_match, service)
 
 
 @router.get("/{image_id}/thumbnail", response_class=Response, responses=RESPONSES, summary="Thumbnail (JPEG)")

@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.access import SESSION_COOKIE, SESSION_SECONDS, key_matches, session_token
+from app.api.access import READ, SESSION_COOKIE, SESSION_SECONDS, checked_key, key_matches, session_token
 from app.api.deps import SettingsDep
 from app.api.schemas import ErrorBody
 from app.errors import Unauthorized
@@ -33,13 +33,17 @@ class SessionState(BaseModel):
     "",
     response_model=SessionState,
     summary="Sign in with the read key",
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    responses={code: {"model": ErrorBody} for code in (401, 422, 429)},
 )
 def sign_in(body: SignIn, request: Request, response: Response, settings: SettingsDep) -> SessionState:
-    """Check the read key and set an HttpOnly, SameSite=Strict session cookie (30 days)."""
+    """Check the read key and set an HttpOnly, SameSite=Strict session cookie (30 days).
+
+    After five wrong keys from one address, the next is checked only after a wait that doubles each
+    time (429 with Retry-After).
+    """
     key = settings.read_key
     assert key is not None  # this router is only mounted when a read key is set
-    if not key_matches(body.key, key):
+    if not checked_key(request, READ, lambda: key_matches(body.key, key)):
         raise Unauthorized("wrong read key: give the value of IMGSEARCH_READ_KEY")
     response.set_cookie(
         SESSION_COOKIE,
