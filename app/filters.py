@@ -382,7 +382,7 @@ FILTERS: tuple[Filter[Any], ...] = (
     Flag(
         name="has_gps",
         param="has_gps",
-        label="Position",
+        label="With GPS",
         help="only images with a GPS position (true) or only those without (false)",
         column=HAS_GPS,
     ),
