@@ -21,7 +21,7 @@ from app.query import CompoundQuery
 from app.service import SearchRequest
 from tests.fakes import fake_models
 
-QUERIES = ("eiffel tower", "a red car on the beach")
+QUERIES = ("green thing", "a bright red picture")  # over the gallery of tests/conftest.py
 
 
 def usage() -> tuple[int, int]:
@@ -48,7 +48,7 @@ def main() -> None:
     for _ in range(args.rounds):
         service = service_over(Index(args.index_dir), models, args.cache_dir)
         for text in QUERIES:
-            for filters in (Filters(), Filters.parse(path_prefix="2020", taken_after="2019-01-01")):
+            for filters in (Filters(), Filters.parse(path_prefix="SUB", formats=["jpg", "webp"])):
                 searched += len(service.search(SearchRequest(CompoundQuery.build(text), filters)).hits)
         service.close()
     del service

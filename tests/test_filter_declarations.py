@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -140,19 +140,22 @@ def test_search_by_image_takes_every_filter(client: TestClient, name: str) -> No
     assert found(client.post("/search/image", files=upload, data=form)) == expected
 
 
+@pytest.fixture
+def command_line(
+    pictures_index: Path, models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[list[str]], int]:
+    """`imgsearch search` over the index of PICTURES with the fake models (nothing folded)."""
+    monkeypatch.setenv("IMGSEARCH_DEDUP_THRESHOLD", "0")
+    factory = service_factory(models, tmp_path / "cache")
+    return lambda argv: cli.main(["search", *argv, "--index-dir", str(pictures_index)], factory=factory)
+
+
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_the_command_line_takes_every_filter(
-    pictures_index: Path,
-    models: Models,
-    name: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    command_line: Callable[[list[str]], int], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("IMGSEARCH_DEDUP_THRESHOLD", "0")
     value, expected = EXAMPLES[name]
-    argv = ["search", "thing", "--top-k", "100", "--index-dir", str(pictures_index), *as_flags(name, value)]
-    assert cli.main(argv, factory=service_factory(models, tmp_path / "cache")) == 0
+    assert command_line(["thing", "--top-k", "100", *as_flags(name, value)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert {line.strip().split("  ", 3)[3] for line in lines} == expected
 

@@ -123,8 +123,9 @@ class SearchResponse(BaseModel):
 
 
 class FilterInfo(BaseModel):
-    """One filter a search takes, and how the page shows it."""
+    """One filter a search takes, and how the page shows it (read from its declaration's attributes)."""
 
+    model_config = ConfigDict(from_attributes=True)
     name: str = Field(description="its key in POST /search's `filters`")
     param: str = Field(description="its parameter in GET /search and POST /search/image (and the page's URL)")
     flag: str = Field(description="its option of `imgsearch search`")
@@ -133,20 +134,6 @@ class FilterInfo(BaseModel):
     control: Control = Field(description="the kind of control the page shows for it")
     repeatable: bool = Field(description="whether the parameter may be given more than once")
     choices: list[str] = Field(default_factory=list, description="the values a choice control offers")
-
-    @classmethod
-    def of(cls, spec: Filter[Any]) -> FilterInfo:
-        """The description of a declared filter."""
-        return cls(
-            name=spec.name,
-            param=spec.param,
-            flag=spec.flag,
-            label=spec.label,
-            help=spec.help,
-            control=spec.control,
-            repeatable=spec.repeatable,
-            choices=list(spec.choices),
-        )
 
 
 class FiltersResponse(BaseModel):

@@ -257,4 +257,4 @@ def search_image(
 @router.get("/filters", response_model=FiltersResponse, summary="The filters a search takes")
 def filters_taken() -> FiltersResponse:
     """Every filter: its key in POST /search's `filters`, its parameter, its option and its control."""
-    return FiltersResponse(filters=[FilterInfo.of(spec) for spec in FILTERS])
+    return FiltersResponse(filters=[FilterInfo.model_validate(spec) for spec in FILTERS])
