@@ -16,6 +16,7 @@ filters (folder, camera) ignore case; a folder is itself and everything below it
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, get_origin
 
 import numpy as np
 
-from app.errors import BadQuery
+from app.errors import BadQuery, Conflict
 
 V = TypeVar("V")
 Naming = Literal["name", "param", "flag"]  # how a filter is called: POST's filters, GET and forms, CLI
@@ -58,6 +59,11 @@ class Column:
     sql: str
     kind: Literal["text", "int", "time", "bool"]
 
+    @property
+    def reads(self) -> frozenset[str]:
+        """The columns of the `metadata` table its SQL reads."""
+        return frozenset(re.findall(r"\bm\.(\w+)", self.sql))
+
 
 FOLDER = Column("folder", "m.folder", "text")
 FORMAT = Column("format", "m.format", "text")
@@ -72,7 +78,8 @@ class Columns:
     """What filters test, one entry per vector row: a filter is then a few vectorised comparisons.
 
     1,000,000 rows cost ≈ 40 MB and a filter over them a few milliseconds, where selecting the rows
-    in SQL took hundreds (docs/performance.md). A row the catalog lacks passes no filter.
+    in SQL took hundreds (docs/performance.md). A row the catalog lacks passes no filter, and a
+    column an older catalog does not store is a Conflict (409) saying how to upgrade the index.
     """
 
     def __init__(self, known: np.ndarray, arrays: Mapping[str, np.ndarray], texts: Mapping[str, list[str]]):
@@ -84,7 +91,8 @@ class Columns:
     def load(cls, connection: sqlite3.Connection, table: str = "metadata") -> Columns:
         """Every declared column of a manifest's catalog, read in one pass."""
         count = int(connection.execute("SELECT count(*) FROM images").fetchone()[0])
-        wanted = columns()
+        stored = {str(row[1]) for row in connection.execute(f"PRAGMA table_info({table})")}
+        wanted = [column for column in columns() if column.reads <= stored]
         picked = ", ".join(column.sql for column in wanted)
         sql = f"SELECT i.row, {picked} FROM images i JOIN {table} m ON m.id = i.id"
         found = connection.execute(sql).fetchall()
@@ -110,13 +118,19 @@ class Columns:
 
     def values(self, column: Column) -> np.ndarray:
         """A column's value for every row."""
+        if column.name not in self._arrays:
+            raise Conflict(
+                f"filtering by {column.name} needs an index that stores it; upgrade it (vectors are "
+                "reused): imgsearch build --images FOLDER --index-dir INDEX_DIR --update"
+            )
         return self._arrays[column.name]
 
     def matching(self, column: Column, test: Callable[[str], bool]) -> np.ndarray:
         """True for each row whose case-folded text passes `test` (run once per distinct value)."""
+        codes = self.values(column)
         distinct = self._texts[column.name]
         hit = np.fromiter((test(value) for value in distinct), dtype=bool, count=len(distinct))
-        passing: np.ndarray = hit[self._arrays[column.name]]
+        passing: np.ndarray = hit[codes]
         return passing
 
 

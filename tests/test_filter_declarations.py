@@ -20,7 +20,7 @@ from PIL import Image
 
 from app import cli
 from app.build import BuildConfig, build_index
-from app.errors import BadQuery
+from app.errors import BadQuery, Conflict
 from app.filters import BY_NAME, FILTERS, Columns, Filters
 from app.main import create_app
 from app.metadata import COLUMNS, ImageMetadata, table_sql
@@ -323,3 +323,12 @@ def test_messages_name_the_field_as_each_interface_spells_it() -> None:
             Filters.of({key: "soon"}, naming=naming)  # type: ignore[arg-type]
     with pytest.raises(BadQuery, match=r"^--after \(2020-02-02\) is later than --before \(2020-02-01\)"):
         Filters.of({"--after": "2020-02-02", "--before": "2020-02-01"}, naming="flag")
+
+
+def test_a_column_an_older_catalog_lacks_is_a_409_for_its_filter_alone() -> None:
+    connection = catalog_of({"paris": IMAGES["paris"]})
+    connection.executescript("ALTER TABLE metadata DROP COLUMN camera_make;")
+    columns = Columns.load(connection)
+    assert Filters.parse(path_prefix="2019").mask(columns).tolist() == [True]
+    with pytest.raises(Conflict, match=r"filtering by camera needs an index that stores it.*--update"):
+        Filters.parse(camera="canon").mask(columns)
