@@ -82,10 +82,10 @@ class Columns:
     column an older catalog does not store is a Conflict (409) saying how to upgrade the index.
     """
 
-    def __init__(self, known: np.ndarray, arrays: Mapping[str, np.ndarray], texts: Mapping[str, list[str]]):
+    def __init__(self, known: np.ndarray, arrays: Mapping[str, np.ndarray], texts: Mapping[str, np.ndarray]):
         self.known = known  # bool: the row has metadata (every row of a catalog built whole)
         self._arrays = dict(arrays)  # per column: one entry per row (codes into `texts` for text columns)
-        self._texts = dict(texts)  # text columns: distinct values, case-folded
+        self._texts = dict(texts)  # text columns: the distinct values, case-folded, as UTF-8 bytes
 
     @classmethod
     def load(cls, connection: sqlite3.Connection, table: str = "metadata") -> Columns:
@@ -100,7 +100,7 @@ class Columns:
         known = np.zeros(count, dtype=bool)
         known[rows] = True
         arrays: dict[str, np.ndarray] = {}
-        texts: dict[str, list[str]] = {}
+        texts: dict[str, np.ndarray] = {}
         for place, column in enumerate(wanted, start=1):
             values = [row[place] for row in found]
             if column.kind == "text":
@@ -125,24 +125,22 @@ class Columns:
             )
         return self._arrays[column.name]
 
-    def matching(self, column: Column, test: Callable[[str], bool]) -> np.ndarray:
-        """True for each row whose case-folded text passes `test` (run once per distinct value)."""
+    def matching(self, column: Column, test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """True for each row whose case-folded text passes `test`: a vectorised test (`np.strings`) of
+        the column's distinct values, given as UTF-8 bytes, whose answers go to every row by its code."""
         codes = self.values(column)
-        distinct = self._texts[column.name]
-        hit = np.fromiter((test(value) for value in distinct), dtype=bool, count=len(distinct))
-        passing: np.ndarray = hit[codes]
+        passing: np.ndarray = np.take(test(self._texts[column.name]), codes)
         return passing
 
 
-def _codes(values: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
-    """Distinct values, case-folded ('' for none), and each value's index into them."""
-    distinct: dict[str, int] = {}
+def _codes(values: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values, case-folded ('' for none), and each value's index into them."""
+    distinct: dict[str | None, int] = {}
     codes = np.fromiter(
-        (distinct.setdefault((value or "").casefold(), len(distinct)) for value in values),
-        dtype=np.int32,
-        count=len(values),
+        (distinct.setdefault(value, len(distinct)) for value in values), dtype=np.int32, count=len(values)
     )
-    return list(distinct), codes
+    folded = [(value or "").casefold().encode() for value in distinct]  # bytes: fast and compact
+    return np.asarray(folded, dtype=bytes), codes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,8 +206,10 @@ class Folder(Filter[str]):
 
     def select(self, columns: Columns, value: str) -> np.ndarray:
         """Rows in that folder or below it."""
-        below = value + "/"
-        return columns.matching(self.column, lambda folder: folder == value or folder.startswith(below))
+        folder, below = value.encode(), (value + "/").encode()
+        return columns.matching(
+            self.column, lambda folders: (folders == folder) | np.strings.startswith(folders, below)
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -286,8 +286,8 @@ class Formats(Filter[frozenset[str]]):
 
     def select(self, columns: Columns, value: frozenset[str]) -> np.ndarray:
         """Rows in one of the formats."""
-        wanted = {name.casefold() for name in value}
-        return columns.matching(self.column, wanted.__contains__)
+        wanted = [name.casefold().encode() for name in value]
+        return columns.matching(self.column, lambda names: np.isin(names, wanted))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -344,7 +344,8 @@ class Contains(Filter[str]):
 
     def select(self, columns: Columns, value: str) -> np.ndarray:
         """Rows whose text contains the value."""
-        return columns.matching(self.column, lambda text: value in text)
+        needle = value.encode()
+        return columns.matching(self.column, lambda texts: np.strings.find(texts, needle) >= 0)
 
 
 FILTERS: tuple[Filter[Any], ...] = (
