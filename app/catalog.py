@@ -6,10 +6,10 @@ their headers only (`read_file_metadata`: no pixel decode); a dataset's images f
 the generation stores, plus the text of its `--text-column`s. A file that cannot be read again
 keeps what the manifest knows (folder, name, size, format).
 
-Service side: the functions below read the catalog of an opened index. An index built before the
-catalog existed still opens and searches by meaning; asking it for filters, names or folders is a
-`Conflict` (409) saying how to upgrade it: `imgsearch build … --update` rebuilds the catalog and
-reuses every vector.
+Service side: a `Catalog` reads the catalog of an opened index for the service that serves it and
+keeps what it read until it is closed. An index built before the catalog existed still opens and
+searches by meaning; asking it for filters, names or folders is a `Conflict` (409) saying how to
+upgrade it: `imgsearch build … --update` rebuilds the catalog and reuses every vector.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import logging
 import sqlite3
 import threading
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -31,13 +29,14 @@ import numpy as np
 
 from app import lexical
 from app.errors import Conflict
+from app.filters import Columns, Filters
 from app.index import ImageRecord, Index, original_name
 from app.lexical import LexicalDoc, LexicalHit
 from app.metadata import COLUMNS, ImageMetadata, read_bytes_metadata, read_file_metadata, table_sql
-from app.query import Filters
 from app.sources import Source
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 TABLE = "metadata"
 CHUNK = 500  # rows per SELECT … IN (…) (SQLite caps the number of parameters)
@@ -92,125 +91,8 @@ def write(manifest: Path, records: Sequence[ImageRecord], source: Source, genera
 # -- the service side --------------------------------------------------------------------------------
 
 
-_known: weakref.WeakKeyDictionary[Index, bool] = weakref.WeakKeyDictionary()  # a generation never changes
-
-
-def has_catalog(index: Index) -> bool:
-    """True when the index holds the metadata and lexical tables (asked once per opened index)."""
-    if index not in _known:
-        with index.manifest() as connection:
-            found = connection.execute(
-                "SELECT count(*) FROM sqlite_master WHERE name = ?", (TABLE,)
-            ).fetchone()
-            _known[index] = bool(found and found[0]) and lexical.has_tables(connection)
-    return _known[index]
-
-
-def require(index: Index, wanted: str) -> None:
-    """Conflict (409) naming what was asked for and how to upgrade, when the index has no catalog."""
-    if not has_catalog(index):
-        raise Conflict(f"{wanted} needs an index with metadata: {UPGRADE}")
-
-
-V = TypeVar("V", str, str | None)
-R = TypeVar("R")
-_Values = tuple[str, str | None, int, int, datetime | str | None, bool]  # what a filter reads of a row
-_UNKNOWN: _Values = ("", None, 0, 0, None, False)
-
-
-@dataclass(frozen=True)
-class FilterColumns:
-    """What filters test, one array entry per vector row: a filter is a few vectorised comparisons.
-
-    1,000,000 rows cost ≈ 40 MB and a filter over them a few milliseconds, where selecting the
-    rows in SQL took hundreds (docs/performance.md). Images without a date hold NaT, which never
-    passes a date bound.
-    """
-
-    known: np.ndarray  # bool: the row has metadata (every row of a catalog built whole)
-    folders: tuple[str, ...]  # distinct folders; `folder` holds indices into them
-    folder: np.ndarray  # int32
-    formats: tuple[str | None, ...]
-    format: np.ndarray  # int32 into `formats`
-    width: np.ndarray  # int64
-    height: np.ndarray  # int64
-    taken_at: np.ndarray  # datetime64[s]
-    has_gps: np.ndarray  # bool
-
-    @classmethod
-    def of(cls, stored: Sequence[ImageMetadata]) -> FilterColumns:
-        """The columns of images given in row order."""
-        return cls._from([(m.folder, m.format, m.width, m.height, m.taken_at, m.has_gps) for m in stored])
-
-    @classmethod
-    def load(cls, connection: sqlite3.Connection) -> FilterColumns:
-        """The columns of an index's catalog, read once (a row the catalog lacks passes no filter)."""
-        count = int(connection.execute("SELECT count(*) FROM images").fetchone()[0])
-        sql = (
-            "SELECT i.row, m.folder, m.format, m.width, m.height, m.taken_at, "
-            "m.latitude IS NOT NULL AND m.longitude IS NOT NULL "
-            f"FROM images i JOIN {TABLE} m ON m.id = i.id"
-        )
-        found: list[_Values | None] = [None] * count
-        for row, *values in connection.execute(sql):
-            found[int(row)] = (values[0], values[1], values[2], values[3], values[4], bool(values[5]))
-        return cls._from(found)
-
-    @classmethod
-    def _from(cls, rows: Sequence[_Values | None]) -> FilterColumns:
-        """Arrays from (folder, format, width, height, taken_at, has_gps) per row; None: unknown row."""
-        known = np.fromiter((row is not None for row in rows), dtype=bool, count=len(rows))
-        full = [row or _UNKNOWN for row in rows]
-        folders, folder = _codes([row[0] for row in full])
-        formats, format_ = _codes([row[1] for row in full])
-        return cls(
-            known=known,
-            folders=folders,
-            folder=folder,
-            formats=formats,
-            format=format_,
-            width=np.fromiter((row[2] for row in full), dtype=np.int64, count=len(full)),
-            height=np.fromiter((row[3] for row in full), dtype=np.int64, count=len(full)),
-            taken_at=np.asarray([row[4] for row in full], dtype="datetime64[s]"),  # None → NaT
-            has_gps=np.fromiter((row[5] for row in full), dtype=bool, count=len(full)),
-        )
-
-    def mask(self, filters: Filters) -> np.ndarray:
-        """True for each row that passes `filters` (the test of `Filters.matches`)."""
-        passing = self.known.copy()
-        if (prefix := filters.path_prefix) is not None:
-            under = [
-                i for i, name in enumerate(self.folders) if name == prefix or name.startswith(prefix + "/")
-            ]
-            passing &= np.isin(self.folder, np.asarray(under, dtype=np.int32))
-        if filters.taken_after is not None:
-            passing &= self.taken_at >= np.datetime64(filters.taken_after, "s")
-        if filters.taken_before is not None:
-            passing &= self.taken_at <= np.datetime64(filters.taken_before, "s")
-        if filters.formats is not None:
-            kept = [i for i, name in enumerate(self.formats) if name in filters.formats]
-            passing &= np.isin(self.format, np.asarray(kept, dtype=np.int32))
-        if filters.min_width is not None:
-            passing &= self.width >= filters.min_width
-        if filters.min_height is not None:
-            passing &= self.height >= filters.min_height
-        if filters.has_gps is not None:
-            passing &= self.has_gps == filters.has_gps
-        return passing
-
-
-def _codes(values: Sequence[V]) -> tuple[tuple[V, ...], np.ndarray]:
-    """Distinct values and each value's index into them."""
-    distinct: dict[V, int] = {}
-    codes = np.fromiter(
-        (distinct.setdefault(value, len(distinct)) for value in values), dtype=np.int32, count=len(values)
-    )
-    return tuple(distinct), codes
-
-
-_columns: weakref.WeakKeyDictionary[Index, FilterColumns] = weakref.WeakKeyDictionary()
-_columns_lock = threading.Lock()
 SELECTIONS_KEPT = 8  # filters whose passing rows an opened index keeps (pages and new words under one filter)
+BESIDE_THREADS = 4  # a hybrid search's second table query runs in a pool of this many threads
 
 
 @dataclass(frozen=True)
@@ -229,73 +111,6 @@ class Selection:
         return cls(mask, rows)
 
 
-_selections: weakref.WeakKeyDictionary[Index, OrderedDict[Filters, Selection]] = weakref.WeakKeyDictionary()
-
-
-def filter_columns(index: Index) -> FilterColumns:
-    """The index's filter columns, read from its catalog on first use (a generation never changes)."""
-    require(index, "filtering")
-    with _columns_lock:
-        if index not in _columns:
-            started = time.perf_counter()
-            with index.manifest() as connection:
-                _columns[index] = FilterColumns.load(connection)
-            log.info("filter columns of %d images read in %.2fs", index.count, time.perf_counter() - started)
-        return _columns[index]
-
-
-def selection(index: Index, filters: Filters) -> Selection | None:
-    """The rows that pass `filters` (None: no filter given, every row passes); the last
-    SELECTIONS_KEPT filters' are kept, so paging or new words under one filter do not test 1 M rows again."""
-    if filters.is_empty:
-        return None
-    columns = filter_columns(index)
-    with _columns_lock:
-        kept = _selections.setdefault(index, OrderedDict())
-        found = kept.get(filters)
-        if found is not None:
-            kept.move_to_end(filters)
-            return found
-    found = Selection.of(columns.mask(filters))
-    with _columns_lock:
-        kept[filters] = found
-        while len(kept) > SELECTIONS_KEPT:
-            kept.popitem(last=False)
-    return found
-
-
-def allowed_rows(index: Index, filters: Filters) -> np.ndarray | None:
-    """The sorted vector rows that pass `filters` (None: every row passes, no filter given)."""
-    found = selection(index, filters)
-    return None if found is None else found.rows
-
-
-def metadata(index: Index, rows: Sequence[int]) -> dict[int, ImageMetadata]:
-    """The stored metadata of the given vector rows (empty for an index without a catalog)."""
-    if not rows or not has_catalog(index):
-        return {}
-    names = ", ".join(f"m.{name}" for name, _ in COLUMNS)
-    found: dict[int, ImageMetadata] = {}
-    with index.manifest() as connection:
-        for first in range(0, len(rows), CHUNK):
-            chunk = list(rows[first : first + CHUNK])
-            marks = ", ".join("?" * len(chunk))
-            sql = (
-                f"SELECT i.row, {names} FROM images i JOIN {TABLE} m ON m.id = i.id WHERE i.row IN ({marks})"
-            )
-            for row, *values in connection.execute(sql, chunk):
-                found[int(row)] = ImageMetadata.from_row(values)
-    return found
-
-
-def folders(index: Index) -> list[tuple[str, int]]:
-    """Every folder that directly holds indexed images, with its image count, by name."""
-    require(index, "the folder list")
-    sql = f"SELECT folder, count(*) FROM {TABLE} GROUP BY folder ORDER BY folder"
-    with index.manifest() as connection:
-        return [(str(folder), int(count)) for folder, count in connection.execute(sql)]
-
-
 class Passing:
     """The rows a filter lets through, as `row in passing` tests on its mask (no set of a million ints)."""
 
@@ -306,17 +121,112 @@ class Passing:
         return isinstance(row, int) and 0 <= row < len(self._mask) and bool(self._mask[row])
 
 
-# The lexical search's second table query runs here, on a connection of its own (`lexical.Beside`).
-_BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lexical-grams")
+class Catalog:
+    """The catalog of one opened index, as the service reads it; made and closed with that service.
 
+    It keeps what it has read (a generation never changes): whether the index has a catalog, the
+    filter columns (app/filters.py `Columns`, read on the first filter), the rows of the last
+    SELECTIONS_KEPT filters, and the threads a lexical search's second table query runs in.
+    """
 
-def search_text(index: Index, text: str, limit: int, allowed: np.ndarray | None) -> list[LexicalHit]:
-    """Rows whose name, folder or embedded text match `text`, best first (among `allowed`: a row mask)."""
-    require(index, "matching file names and metadata (mode lexical)")
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self._lock = threading.Lock()
+        self._present: bool | None = None
+        self._columns: Columns | None = None
+        self._selections: OrderedDict[Filters, Selection] = OrderedDict()
+        self._beside = ThreadPoolExecutor(max_workers=BESIDE_THREADS, thread_name_prefix="lexical-grams")
 
-    def beside(read: Callable[[sqlite3.Connection], R]) -> Future[R] | None:
-        """`read` on a spare manifest connection, in the pool; None when the index has none free."""
-        other = index.spare()
+    def close(self) -> None:
+        """Stop its threads (after the reads under way) and drop what it kept."""
+        self._beside.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._columns = None
+            self._selections.clear()
+
+    @property
+    def present(self) -> bool:
+        """True when the index holds the metadata and lexical tables (asked once)."""
+        if self._present is None:
+            with self.index.manifest() as connection:
+                found = connection.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name = ?", (TABLE,)
+                ).fetchone()
+                self._present = bool(found and found[0]) and lexical.has_tables(connection)
+        return self._present
+
+    def require(self, wanted: str) -> None:
+        """Conflict (409) naming what was asked for and how to upgrade, when the index has no catalog."""
+        if not self.present:
+            raise Conflict(f"{wanted} needs an index with metadata: {UPGRADE}")
+
+    def columns(self) -> Columns:
+        """The filter columns, read from the catalog on first use."""
+        self.require("filtering")
+        with self._lock:
+            if self._columns is None:
+                started = time.perf_counter()
+                with self.index.manifest() as connection:
+                    self._columns = Columns.load(connection, TABLE)
+                took = time.perf_counter() - started
+                log.info("filter columns of %d images read in %.2fs", self.index.count, took)
+            return self._columns
+
+    def selection(self, filters: Filters) -> Selection | None:
+        """The rows that pass `filters` (None: no filter given, every row passes); the last
+        SELECTIONS_KEPT filters' are kept, so paging or new words under one filter test no row again."""
+        if filters.is_empty:
+            return None
+        columns = self.columns()
+        with self._lock:
+            found = self._selections.get(filters)
+            if found is not None:
+                self._selections.move_to_end(filters)
+                return found
+        found = Selection.of(filters.mask(columns))
+        with self._lock:
+            self._selections[filters] = found
+            while len(self._selections) > SELECTIONS_KEPT:
+                self._selections.popitem(last=False)
+        return found
+
+    def allowed_rows(self, filters: Filters) -> np.ndarray | None:
+        """The sorted vector rows that pass `filters` (None: every row passes, no filter given)."""
+        found = self.selection(filters)
+        return None if found is None else found.rows
+
+    def metadata(self, rows: Sequence[int]) -> dict[int, ImageMetadata]:
+        """The stored metadata of the given vector rows (empty for an index without a catalog)."""
+        if not rows or not self.present:
+            return {}
+        names = ", ".join(f"m.{name}" for name, _ in COLUMNS)
+        select = f"SELECT i.row, {names} FROM images i JOIN {TABLE} m ON m.id = i.id WHERE i.row IN"
+        found: dict[int, ImageMetadata] = {}
+        with self.index.manifest() as connection:
+            for first in range(0, len(rows), CHUNK):
+                chunk = list(rows[first : first + CHUNK])
+                marks = ", ".join("?" * len(chunk))
+                for row, *values in connection.execute(f"{select} ({marks})", chunk):
+                    found[int(row)] = ImageMetadata.from_row(values)
+        return found
+
+    def folders(self) -> list[tuple[str, int]]:
+        """Every folder that directly holds indexed images, with its image count, by name."""
+        self.require("the folder list")
+        sql = f"SELECT folder, count(*) FROM {TABLE} GROUP BY folder ORDER BY folder"
+        with self.index.manifest() as connection:
+            return [(str(folder), int(count)) for folder, count in connection.execute(sql)]
+
+    def search_text(self, text: str, limit: int, allowed: np.ndarray | None) -> list[LexicalHit]:
+        """Rows whose name, folder or embedded text match `text`, best first (among `allowed`: a row mask)."""
+        self.require("matching file names and metadata (mode lexical)")
+        with self.index.manifest() as connection:
+            passing = None if allowed is None else Passing(allowed)
+            return lexical.search(connection, text, limit, passing, self._beside_read)
+
+    def _beside_read(self, read: Callable[[sqlite3.Connection], R]) -> Future[R] | None:
+        """`read` on a spare manifest connection, in the pool (`lexical.Beside`); None when none is free."""
+        other = self.index.spare()
         if other is None:
             return None
 
@@ -324,10 +234,6 @@ def search_text(index: Index, text: str, limit: int, allowed: np.ndarray | None)
             try:
                 return read(other)
             finally:
-                index.give_back(other)
+                self.index.give_back(other)
 
-        return _BESIDE.submit(run)
-
-    with index.manifest() as connection:
-        passing = None if allowed is None else Passing(allowed)
-        return lexical.search(connection, text, limit, passing, beside)
+        return self._beside.submit(run)

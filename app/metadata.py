@@ -10,7 +10,7 @@ Wiring: after the manifest is written, app/catalog.py reads each indexed file's 
 `--text-column` text through `with_text`) and writes `to_row()` into the `metadata` table of
 `manifest.sqlite` (`COLUMNS`) and the same images into the lexical tables (`app.lexical`); the
 service reads them back with `from_row` for results, `/images/{id}/metadata`, `/folders` and the
-filters of `app.query`.
+filters of `app.filters`.
 """
 
 from __future__ import annotations

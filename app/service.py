@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app import catalog, ranking
+from app import ranking
+from app.catalog import Catalog
 from app.describer import Describer, Evidence, Sentence
 from app.errors import BadQuery, ImageNotFound, ModelLoading, NotReady
+from app.filters import Filters
 from app.index import ImageRecord, Index
 from app.labels import ClassHint
 from app.lexical import LexicalHit
@@ -20,7 +22,7 @@ from app.metadata import ImageMetadata
 from app.options import Mode
 from app.pipeline import Models, Pipeline
 from app.preprocessing import decode
-from app.query import CompoundQuery, Filters
+from app.query import CompoundQuery
 from app.references import VisualHint
 from app.searchers import Space
 from app.vectors import one_thread, rank_exact
@@ -29,8 +31,7 @@ log = logging.getLogger(__name__)
 
 FUSION_WINDOW = 200  # vector candidates fused with the lexical ranking in hybrid mode
 LEXICAL_DEPTH = 200  # lexical matches fused in hybrid mode (lexical mode reads deeper for deep pages)
-# Hybrid requests run their lexical search here, beside the vector side (SQLite and faiss let go of the GIL).
-_LEXICAL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lexical")
+LEXICAL_THREADS = 4  # hybrid searches run their lexical side in a pool of this many threads
 
 
 @dataclass
@@ -112,7 +113,7 @@ def _say_labels(index: Index, models: Models) -> None:
 
 
 class SearchService:
-    """An opened index and the models that match it."""
+    """An opened index, its catalog and the models that match it; `close` releases them all."""
 
     def __init__(
         self,
@@ -133,6 +134,10 @@ class SearchService:
             )
         _say_labels(index, models)
         self.index = index
+        self.catalog = Catalog(index)
+        # Hybrid requests run their lexical search here, beside the vector side (SQLite and faiss
+        # let go of the GIL).
+        self._lexical = ThreadPoolExecutor(max_workers=LEXICAL_THREADS, thread_name_prefix="lexical")
         self.pipeline = pipeline
         self.describer = Describer(models.lm, max_new_tokens)
         self.max_pixels = max_pixels
@@ -154,7 +159,9 @@ class SearchService:
         return self.index.generation
 
     def close(self) -> None:
-        """Release the index."""
+        """Stop its threads (after the searches under way), then release the catalog and the index."""
+        self._lexical.shutdown(wait=True, cancel_futures=True)
+        self.catalog.close()
         self.index.close()
 
     def image(self, image_id: str) -> ImageRecord:
@@ -182,7 +189,7 @@ class SearchService:
 
     def search(self, request: SearchRequest) -> Found:
         """Images for a compound query among the rows the filters allow, ranked as the mode says."""
-        allowed = catalog.selection(self.index, request.filters)
+        allowed = self.catalog.selection(request.filters)
         mask, rows = (None, None) if allowed is None else (allowed.mask, allowed.rows)
         total = self.index.count if rows is None else len(rows)
         text = " ".join(part.text for part in request.query.positive)
@@ -192,12 +199,12 @@ class SearchService:
             for image_id in request.query.like_ids:  # unused by words, but an unknown id is still a 404
                 self._like(image_id)
             depth = max(LEXICAL_DEPTH, 4 * (request.offset + request.top_k))
-            lexical = catalog.search_text(self.index, text, depth, mask)
+            lexical = self.catalog.search_text(text, depth, mask)
             ranked: ranking.Ranking = ranking.LexicalCandidates([(hit.row, hit.score) for hit in lexical])
             return Found(self._page(request, ranked, lexical, set()), total)
         words = None  # hybrid: the lexical search runs beside the query's encoding and vector search
-        if request.mode == "hybrid" and text and catalog.has_catalog(self.index):
-            words = _LEXICAL.submit(catalog.search_text, self.index, text, LEXICAL_DEPTH, mask)
+        if request.mode == "hybrid" and text and self.catalog.present:
+            words = self._lexical.submit(self.catalog.search_text, text, LEXICAL_DEPTH, mask)
         vector = self.vector_of(request.query)
         found = ranking.candidates(
             self.index,
@@ -236,7 +243,7 @@ class SearchService:
         )
         hits = self._hits(results)
         fields = {hit.row: hit.matched for hit in lexical}
-        stored = catalog.metadata(self.index, [result.row for result in results])
+        stored = self.catalog.metadata([result.row for result in results])
         for hit, result in zip(hits, results, strict=True):
             hit.metadata = stored.get(result.row)
             signals = ["semantic"] if semantic is None or result.row in semantic else []
@@ -295,7 +302,7 @@ class SearchService:
         self, data: bytes, top_k: int, offset: int = 0, filters: Filters | None = None
     ) -> list[Hit]:
         """Indexed images that look like the uploaded one, among those `filters` allow (duplicates folded)."""
-        rows = catalog.allowed_rows(self.index, filters) if filters is not None else None
+        rows = self.catalog.allowed_rows(filters or Filters())
         image = decode(data, self.max_pixels)
         features = self.pipeline.image_features([image])
         return self._hits(
@@ -310,11 +317,16 @@ class SearchService:
             )
         )
 
+    def passing(self, filters: Filters) -> int:
+        """How many images `filters` let through (all of them when none is given)."""
+        found = self.catalog.selection(filters)
+        return self.index.count if found is None else len(found.rows)
+
     def metadata(self, image_id: str) -> tuple[ImageRecord, ImageMetadata]:
         """The stored metadata of one indexed image (Conflict for an index built before the catalog)."""
         record = self.index.get(image_id)
-        catalog.require(self.index, "image metadata")
-        return record, catalog.metadata(self.index, [record.row])[record.row]
+        self.catalog.require("image metadata")
+        return record, self.catalog.metadata([record.row])[record.row]
 
     def _ready_describer(self) -> Describer:
         """The describer once its language model has loaded; ModelLoading (503 + Retry-After) until then."""

@@ -36,14 +36,15 @@ import numpy as np
 
 from app import index as ix, lexical
 from app.assembly import service_over
-from app.catalog import TABLE, selection
+from app.catalog import TABLE
+from app.filters import Filters
 from app.index import Index
 from app.labels import imagenet_labels
 from app.lexical import LexicalDoc
 from app.metadata import COLUMNS, ImageMetadata, table_sql
 from app.options import Mode, SearchOptions
 from app.pipeline import Models
-from app.query import CompoundQuery, Filters
+from app.query import CompoundQuery
 from app.registry import prepare
 from app.service import SearchRequest, SearchService
 from app.settings import Settings
@@ -171,7 +172,7 @@ def _new_filter_ms(service: SearchService, count: int = 10) -> float:
     for i in range(count):
         filters = _date_filter(0.05 + 0.04 * i)
         started = time.perf_counter()
-        selection(service.index, filters)
+        service.catalog.selection(filters)
         times.append(time.perf_counter() - started)
     return float(np.percentile(np.asarray(times) * 1000, 50))
 
@@ -221,7 +222,7 @@ def measure(index_dir: Path, queries: int, settings: Settings) -> dict[str, floa
     texts = [f"a photo of a {labels[i]}" for i in rng.choice(len(labels), queries, replace=False)]
     names = [labels[i] for i in rng.choice(len(labels), queries, replace=False)]
     figures = {"n": float(graph.count), "encode_p50": _encode_ms([graph, exact], texts + names)}
-    selection(graph.index, _date_filter(0.5))  # the filter columns, read once per index (timed apart)
+    graph.catalog.selection(_date_filter(0.5))  # the filter columns, read once per index (timed apart)
     figures["new_filter_p50"] = _new_filter_ms(graph)
     try:
         for share in SELECTIVITIES:

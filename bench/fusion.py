@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from app import catalog, lexical, ranking
+from app import lexical, ranking
 from app.assembly import service_over
 from app.bridge import BridgeParams
+from app.catalog import Catalog
 from app.fusion import fuse
 from app.index import Index
 from app.lexical import LexicalDoc
@@ -76,7 +77,9 @@ def lexical_db(index: Index, stamp_of: dict[str, Stamp], names: Naming) -> sqlit
     connection = sqlite3.connect(":memory:")
     lexical.create_tables(connection)
     records = index.records(list(range(index.count)))
-    stored = catalog.metadata(index, [record.row for record in records])
+    catalog = Catalog(index)
+    stored = catalog.metadata([record.row for record in records])
+    catalog.close()
     docs = []
     for record in records:
         path = PurePosixPath(staged_name(stamp_of[record.source], names))

@@ -171,12 +171,15 @@ def client(settings: Settings, models: Models, tmp_path: Path) -> Iterator[TestC
         yield test_client
 
 
-def dated_exif(taken: str, gps: bool = False) -> Image.Exif:
-    """EXIF with a DateTimeOriginal ("YYYY:MM:DD HH:MM:SS") and, when asked, a position in Paris."""
+def dated_exif(taken: str, gps: bool = False, camera: tuple[str, str] | None = None) -> Image.Exif:
+    """EXIF with a DateTimeOriginal ("YYYY:MM:DD HH:MM:SS") and, when asked, a position in Paris and
+    a camera (make, model)."""
     from PIL import TiffImagePlugin
 
     exif = Image.Exif()
     exif.get_ifd(0x8769)[0x9003] = taken
+    if camera is not None:
+        exif[0x010F], exif[0x0110] = camera
     if gps:
         place = exif.get_ifd(0x8825)
         place[1], place[3] = "N", "E"
@@ -194,6 +197,10 @@ COLLECTION: dict[str, tuple[str, tuple[int, int], str | None, bool, str]] = {
     "2020/red-car.png": ("red", (80, 60), None, False, "2020-05-05"),
     "a8f3c2.jpg": ("blue", (90, 90), "2018:02:03 04:05:06", False, "2024-01-01"),
 }
+CAMERAS = {  # the EXIF make and model of some of them
+    "paris/eiffel-tower.jpg": ("Canon", "Canon EOS 80D"),
+    "2020/beach/dog_on_beach.jpg": ("NIKON CORPORATION", "NIKON D750"),
+}
 
 
 def make_collection(root: Path) -> Path:
@@ -205,7 +212,7 @@ def make_collection(root: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         picture = Image.new("RGB", size, COLOURS[colour])
         fmt = {".jpg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[path.suffix]
-        extra = {"exif": dated_exif(taken, gps)} if taken else {}
+        extra = {"exif": dated_exif(taken, gps, CAMERAS.get(name))} if taken else {}
         picture.save(path, format=fmt, **extra)
         stamp = dt.datetime.fromisoformat(mtime).timestamp()
         os.utime(path, (stamp, stamp))

@@ -89,6 +89,7 @@ CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/search/image"): lambda c, h, i: c.post(
         "/search/image", files={"image": ("q.png", png_bytes(COLOURS["red"]), "image/png")}, headers=h
     ),
+    ("GET", "/search/filters"): lambda c, h, i: c.get("/search/filters", headers=h),
     ("POST", "/describe"): lambda c, h, i: c.post("/describe", json={"image_id": i}, headers=h),
     ("GET", "/images/{image_id}"): lambda c, h, i: c.get(f"/images/{i}", headers=h),
     ("GET", "/images/{image_id}/thumbnail"): lambda c, h, i: c.get(f"/images/{i}/thumbnail", headers=h),

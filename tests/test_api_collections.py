@@ -111,7 +111,7 @@ def test_search_by_image_takes_folder_and_dates(client: TestClient) -> None:
         files={"image": ("q.png", png_bytes(COLOURS["blue"]), "image/png")},
         data={"after": "2020-13-01"},
     )
-    assert bad.status_code == 422 and "taken_after" in bad.json()["detail"]
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("after: '2020-13-01'")
 
 
 def test_like_ids_alone_and_refined_with_text(client: TestClient) -> None:
@@ -163,7 +163,7 @@ def test_bad_searches_are_clear_4xx(
 @pytest.mark.parametrize(
     ("params", "words"),
     [
-        ({"q": "x", "after": "2019-13-01"}, "taken_after"),
+        ({"q": "x", "after": "2019-13-01"}, "after: '2019-13-01' is not an ISO date"),
         ({"q": "x", "after": "yesterday"}, "after"),
         ({"q": "x", "after": "2020-02-02", "before": "2020-02-01"}, "later than"),
         ({"q": "x", "folder": "a/../../b"}, "inside the collection"),

@@ -21,6 +21,7 @@ from PIL import Image
 
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
+from app.filters import FILTERS
 from app.main import create_app
 from app.pipeline import Models, Pipeline
 from app.registry import make_bridge
@@ -294,10 +295,11 @@ def test_page_is_served_with_a_strict_content_security_policy(live_server: str) 
         policy = response.headers["content-security-policy"]
         html = response.read().decode()
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
-    assert '<script src="static/app.js" defer></script>' in html
-    with urllib.request.urlopen(f"{live_server}/static/app.js") as response:
-        script = response.read().decode()
-    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+    for name in ("filters.js", "app.js"):
+        assert f'<script src="static/{name}" defer></script>' in html
+        with urllib.request.urlopen(f"{live_server}/static/{name}") as response:
+            script = response.read().decode()
+        assert "innerHTML" not in script and "insertAdjacentHTML" not in script
 
 
 def test_a_failed_image_search_and_a_blank_query_leave_no_trace(live_server: str, tmp_path: Path) -> None:
@@ -468,4 +470,61 @@ def test_folders_dates_why_and_more_like_this_refined_with_words(collection_serv
         page.locator("#like-clear").click()
         expect(summary).to_have_text("6 results from 6 images for “blue thing”")
         expect(page.locator("#like-chip")).to_be_hidden()
+        assert errors == [] and blocked == []
+
+
+def test_every_filter_has_a_control_and_the_url_keeps_them(collection_server: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(collection_server) as (page, errors, blocked):
+        # A link with filters: its controls show them and the search applies them.
+        page.goto(f"{collection_server}/?q=thing&folder=2020&camera=nikon")
+        cards, summary = page.locator("#results .card"), page.locator("#summary-text")
+        names = cards.locator(".card-name")
+        expect(names).to_have_text(["dog_on_beach.jpg"])
+        expect(page.locator("#folder")).to_have_value("2020")
+        expect(page.locator("#camera")).to_have_value("nikon")
+        expect(page.locator("#filters .filter")).to_have_count(len(FILTERS))  # a control for each
+
+        # Every kind of control narrows the search in place, and the URL follows.
+        page.locator("#camera").fill("")
+        page.locator("#camera").press("Enter")
+        expect(cards).to_have_count(3)
+        expect(page).to_have_url(re.compile(r"/\?q=thing&folder=2020$"))
+        page.locator("#folder").select_option("")
+        page.locator("#format").click()
+        page.get_by_role("checkbox", name="PNG").check()
+        expect(names).to_have_text([re.compile(r"^(louvre|red-car)\.png$")] * 2)
+        page.locator("#min_width").fill("100")
+        page.locator("#min_width").press("Enter")
+        expect(names).to_have_text(["louvre.png"])
+        page.locator("#has_gps").select_option("false")
+        page.locator("#after").fill("2021-01-01")
+        expect(summary).to_have_text("1 result from 1 images for “thing”")
+        wanted = "/?q=thing&after=2021-01-01&format=png&min_width=100&has_gps=false"
+        expect(page).to_have_url(re.compile(re.escape(wanted) + "$"))
+
+        # A reload (or the bookmark) restores every filter and the same results.
+        page.reload()
+        expect(names).to_have_text(["louvre.png"])
+        expect(page.locator("#after")).to_have_value("2021-01-01")
+        expect(page.locator("#format")).to_have_text("Format: PNG")
+        expect(page.locator("#min_width")).to_have_value("100")
+        expect(page.locator("#has_gps")).to_have_value("false")
+        expect(page).to_have_url(re.compile(re.escape(wanted) + "$"))
+        page.locator("#format").click()  # the open list of formats
+        page.screenshot(path=tmp_path / "filters.png", animations="disabled")  # never into the repo
+
+        # A search by image takes the same filters; the URL keeps them without the words.
+        upload = tmp_path / "green.png"
+        Image.new("RGB", (40, 30), (0, 160, 0)).save(upload)
+        page.locator("#file-input").set_input_files(upload)
+        expect(summary).to_have_text("1 result from 1 images that look like green.png")
+        expect(names).to_have_text(["louvre.png"])
+        expect(page).to_have_url(re.compile(re.escape(wanted.replace("q=thing&", "")) + "$"))
+        page.locator("#after").fill("")
+        page.locator("#min_width").fill("")
+        page.locator("#min_width").press("Enter")  # the same image, searched again in place
+        expect(summary).to_have_text("2 results from 2 images that look like green.png")
+        expect(names).to_have_text([re.compile(r"^(louvre|red-car)\.png$")] * 2)
         assert errors == [] and blocked == []

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app import catalog
 from app.assembly import service_over
 from app.build import BuildConfig, build_index
+from app.catalog import Catalog
 from app.errors import Conflict
+from app.filters import Filters
 from app.index import MANIFEST, Index, live_path
 from app.pipeline import Pipeline
-from app.query import Filters
 from app.sources import FolderSource, HFDatasetSource
 from tests.conftest import make_collection
 from tests.fakes import COLOURS
@@ -35,6 +35,12 @@ def build(images: Path, index_dir: Path, pipeline: Pipeline, update: bool = Fals
     return Index(index_dir)
 
 
+def closed(catalog: Catalog) -> None:
+    """Close a catalog and its index."""
+    catalog.close()
+    catalog.index.close()
+
+
 def by_name(index: Index) -> dict[str, int]:
     """Row of each indexed source."""
     return {record.source: record.row for record in index.records(list(range(index.count)))}
@@ -42,8 +48,9 @@ def by_name(index: Index) -> dict[str, int]:
 
 def test_build_stores_each_images_metadata(collection: Path, pipeline: Pipeline, tmp_path: Path) -> None:
     index = build(collection, tmp_path / "index", pipeline)
+    catalog = Catalog(index)
     rows = by_name(index)
-    stored = catalog.metadata(index, list(rows.values()))
+    stored = catalog.metadata(list(rows.values()))
     eiffel = stored[rows["paris/eiffel-tower.jpg"]]
     assert (eiffel.folder, eiffel.name, eiffel.format, eiffel.width, eiffel.height) == (
         "paris",
@@ -57,16 +64,18 @@ def test_build_stores_each_images_metadata(collection: Path, pipeline: Pipeline,
     louvre = stored[rows["paris/louvre.png"]]
     assert louvre.taken_at_source == "mtime" and louvre.taken_at is not None
     assert louvre.taken_at.date().isoformat() == "2021-03-01"
-    assert catalog.folders(index) == [("", 1), ("2020", 1), ("2020/beach", 2), ("paris", 2)]
-    index.close()
+    assert eiffel.camera_make == "Canon" and eiffel.camera_model == "Canon EOS 80D"
+    assert catalog.folders() == [("", 1), ("2020", 1), ("2020/beach", 2), ("paris", 2)]
+    closed(catalog)
 
 
 def test_filters_select_rows_in_sql(collection: Path, pipeline: Pipeline, tmp_path: Path) -> None:
     index = build(collection, tmp_path / "index", pipeline)
+    catalog = Catalog(index)
     rows = by_name(index)
 
     def names(**given: object) -> set[str]:
-        found = catalog.allowed_rows(index, Filters.parse(**given))  # type: ignore[arg-type]
+        found = catalog.allowed_rows(Filters.parse(**given))
         assert found is not None
         return {source for source, row in rows.items() if row in set(found.tolist())}
 
@@ -84,20 +93,23 @@ def test_filters_select_rows_in_sql(collection: Path, pipeline: Pipeline, tmp_pa
     assert names(formats=["png"]) == {"paris/louvre.png", "2020/red-car.png"}
     assert names(min_height=250) == {"2020/beach/dog_on_beach.jpg"}
     assert names(has_gps=True) == {"paris/eiffel-tower.jpg"}
-    assert catalog.allowed_rows(index, Filters()) is None
-    index.close()
+    assert names(camera="nikon d7") == {"2020/beach/dog_on_beach.jpg"}
+    assert names(path_prefix="PARIS") == {"paris/eiffel-tower.jpg", "paris/louvre.png"}
+    assert catalog.allowed_rows(Filters()) is None
+    closed(catalog)
 
 
 def test_lexical_tables_find_names_and_folders(collection: Path, pipeline: Pipeline, tmp_path: Path) -> None:
     index = build(collection, tmp_path / "index", pipeline)
+    catalog = Catalog(index)
     rows = by_name(index)
-    hits = catalog.search_text(index, "Eiffel Tower", 5, None)
+    hits = catalog.search_text("Eiffel Tower", 5, None)
     assert hits[0].row == rows["paris/eiffel-tower.jpg"] and hits[0].matched == ("name",)
-    assert {hit.row for hit in catalog.search_text(index, "beach", 5, None)} == {
+    assert {hit.row for hit in catalog.search_text("beach", 5, None)} == {
         rows["2020/beach/dog_on_beach.jpg"],
         rows["2020/beach/sunset.webp"],
     }
-    index.close()
+    closed(catalog)
 
 
 def test_update_rebuilds_the_catalog_of_the_new_generation(
@@ -114,14 +126,13 @@ def test_update_rebuilds_the_catalog_of_the_new_generation(
     (images / "paris" / "louvre.png").unlink()
     Image.new("RGB", (30, 30), COLOURS["red"]).save(images / "paris" / "notre-dame.png")
     index = build(images, tmp_path / "index", pipeline, update=True)
-    assert catalog.folders(index) == [("", 1), ("2020", 1), ("2020/beach", 2), ("paris", 2)]
+    catalog = Catalog(index)
+    assert catalog.folders() == [("", 1), ("2020", 1), ("2020/beach", 2), ("paris", 2)]
     rows = by_name(index)
-    assert [hit.row for hit in catalog.search_text(index, "notre dame", 5, None)] == [
-        rows["paris/notre-dame.png"]
-    ]
-    assert catalog.search_text(index, "louvre", 5, None) == []
-    assert len(catalog.metadata(index, list(rows.values()))) == index.count
-    index.close()
+    assert [hit.row for hit in catalog.search_text("notre dame", 5, None)] == [rows["paris/notre-dame.png"]]
+    assert catalog.search_text("louvre", 5, None) == []
+    assert len(catalog.metadata(list(rows.values()))) == index.count
+    closed(catalog)
 
 
 def test_an_index_without_a_catalog_searches_but_refuses_filters(
@@ -132,17 +143,16 @@ def test_an_index_without_a_catalog_searches_but_refuses_filters(
     with sqlite3.connect(manifest) as db:  # as an index built before the catalog
         db.executescript("DROP TABLE metadata; DROP TABLE lexical_words; DROP TABLE lexical_grams;")
     db.close()
-    index = Index(tmp_path / "index")
-    service = service_over(index, pipeline.models, None)
+    service = service_over(Index(tmp_path / "index"), pipeline.models, None)
     assert service.search_text("red thing", 3)
     with pytest.raises(Conflict, match=r"imgsearch build .*--update"):
-        catalog.allowed_rows(index, Filters.parse(path_prefix="paris"))
+        service.catalog.allowed_rows(Filters.parse(path_prefix="paris"))
     with pytest.raises(Conflict, match="--update"):
-        catalog.folders(index)
-    index.close()
-    upgraded = build(collection, tmp_path / "index", pipeline, update=True)
-    assert catalog.has_catalog(upgraded) and len(catalog.folders(upgraded)) == 4
-    upgraded.close()
+        service.catalog.folders()
+    service.close()
+    upgraded = Catalog(build(collection, tmp_path / "index", pipeline, update=True))
+    assert upgraded.present and len(upgraded.folders()) == 4
+    closed(upgraded)
 
 
 def test_dataset_text_columns_are_indexed(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -166,13 +176,13 @@ def test_dataset_text_columns_are_indexed(pipeline: Pipeline, tmp_path: Path) ->
     )
     source = HFDatasetSource(dataset, "image", name="pets", text_columns=["caption", "objects"])
     build_index(source, tmp_path / "index", pipeline, CONFIG, progress=False)
-    index = Index(tmp_path / "index")
-    hits = catalog.search_text(index, "bicycle", 5, None)
-    assert [index.records([hit.row])[0].source for hit in hits] == ["pets#1"]
+    catalog = Catalog(Index(tmp_path / "index"))
+    hits = catalog.search_text("bicycle", 5, None)
+    assert [catalog.index.records([hit.row])[0].source for hit in hits] == ["pets#1"]
     assert hits[0].matched == ("metadata",)
-    stored = catalog.metadata(index, [hits[0].row])[hits[0].row]
+    stored = catalog.metadata([hits[0].row])[hits[0].row]
     assert stored.description == "a ride in the park" and stored.keywords == ("dog", "bicycle")
     assert (stored.folder, stored.name, stored.width) == ("", "pets#1", 20)
-    index.close()
+    closed(catalog)
     with pytest.raises(ValueError, match=r"no column 'labels' \(--text-column\)"):
         HFDatasetSource(dataset, "image", text_columns=["labels"])

@@ -74,7 +74,7 @@ def test_bad_filters_are_one_line_errors(
     photos_index: Path, factory: ServiceFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for argv, words in (
-        (["thing", "--after", "2020-13-01"], "taken_after"),
+        (["thing", "--after", "2020-13-01"], "--after: '2020-13-01' is not an ISO date"),
         (["thing", "--after", "2021-01-01", "--before", "2020-01-01"], "later than"),
         (["cat +"], "followed by a text"),
         (["--like", "0123456789abcdef"], "like_ids: no image with id"),

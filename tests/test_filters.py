@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import catalog, milvus_search, vectors
+from app import milvus_search, vectors
 from app.build import BuildConfig, build_index
+from app.catalog import Catalog
+from app.filters import Filters
 from app.index import VECTORS, Index, live_path
 from app.milvus import export_index
 from app.options import SearchOptions
 from app.pipeline import Pipeline
-from app.query import Filters
 from app.ranking import rank
 from app.sources import FolderSource
 from app.vectors import ANN_FILE, rank_exact
@@ -23,7 +24,7 @@ from tests.conftest import coloured_pictures
 
 IMAGES = 60
 QUERIES = ["red thing", "green", "blue thing", "a red and green thing"]
-FILTERS = {
+FILTERS: dict[str, dict[str, object]] = {
     "folder": {"path_prefix": "set1"},
     "formats": {"formats": ["png", "webp"]},
     "size": {"min_width": 40, "min_height": 30},
@@ -80,10 +81,8 @@ def backend(request: pytest.FixtureRequest, index_dir: Path, hnsw_dir: Path, lit
     index.close()
 
 
-def expected(index: Index, query: np.ndarray, filters: Filters, k: int) -> list[int]:
-    """The matching rows by brute force: every row's metadata tested in Python, ranked exactly."""
-    stored = catalog.metadata(index, list(range(index.count)))
-    rows = np.asarray([row for row, meta in stored.items() if filters.matches(meta)], dtype=np.int64)
+def expected(index: Index, query: np.ndarray, rows: np.ndarray, k: int) -> list[int]:
+    """The best of the matching rows by brute force: each one scored exactly."""
     return [row for row, _ in rank_exact(index.vectors, query, rows, k)] if len(rows) else []
 
 
@@ -97,12 +96,13 @@ def test_every_backend_returns_exactly_the_matching_images_in_order(
         monkeypatch.setattr(vectors, "HNSW_SUBSET_EXACT", 0)
         monkeypatch.setattr(vectors, "SELECTOR_MIN_SHARE", 0.0)
         monkeypatch.setattr(milvus_search, "SUBSET_EXACT", 0)
-    filters = Filters.parse(**FILTERS[name])  # type: ignore[arg-type]
-    rows = catalog.allowed_rows(backend, filters)
+    catalog = Catalog(backend)
+    rows = catalog.allowed_rows(Filters.parse(**FILTERS[name]))
+    catalog.close()
     assert rows is not None
     for text in QUERIES:
         query = pipeline.encode_query(text).vector
-        wanted = expected(backend, query, filters, 10)
+        wanted = expected(backend, query, rows, 10)
         assert len(wanted) == min(10, len(rows))  # a full page whenever enough images match
         assert [result.row for result in rank(backend, query, 10, rows=rows)] == wanted
         assert [result.row for result in rank(backend, query, 4, 3, rows=rows)] == wanted[3:7]

@@ -23,9 +23,10 @@ from schemathesis.specs.openapi.checks import ignored_auth, positive_data_accept
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from app.errors import BadQuery
+from app.filters import FILTERS, Filters
 from app.main import create_app
 from app.pipeline import Models
-from app.query import CompoundQuery, Filters
+from app.query import CompoundQuery
 from app.settings import Settings
 from tests.conftest import service_factory
 
@@ -53,6 +54,7 @@ TAKES_INPUT = {
     if operation.get("parameters") or operation.get("requestBody") or operation.get("security")
 }
 UPLOADS = {("POST", "/search/image"), ("POST", "/describe")}
+FILTER_PARAMS = {spec.param for spec in FILTERS}  # GET /search and the form of /search/image
 
 
 @st.composite
@@ -128,8 +130,7 @@ def expressible(case: Case[Any]) -> bool:
     body = case.body if isinstance(case.body, dict) else {}
     if case.path == "/search/image":  # only its filters can be out of order
         try:
-            folder, after, before = (str(body.get(key) or "") for key in ("folder", "after", "before"))
-            Filters.parse(folder, after or None, before or None)
+            Filters.of({key: value for key, value in body.items() if key in FILTER_PARAMS}, naming="param")
         except BadQuery:
             return False
         return True
@@ -147,11 +148,9 @@ def expressible(case: Case[Any]) -> bool:
         liked = given.get("like_ids") or given.get("like")
         if not liked and {p.text for p in built.positive} <= {e.text for e in built.exclude}:
             return False  # `q=cat&not=cat`: the parts cancel out
-        Filters.parse(
-            filters.get("path_prefix", given.get("folder")),
-            filters.get("taken_after", given.get("after")),
-            filters.get("taken_before", given.get("before")),
-        )
+        Filters.parse(**filters)
+        query = case.query or {}
+        Filters.of({key: value for key, value in query.items() if key in FILTER_PARAMS}, naming="param")
     except BadQuery:
         return False
     return True

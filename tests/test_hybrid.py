@@ -12,10 +12,11 @@ import pytest
 from app.assembly import service_over
 from app.build import BuildConfig, build_index
 from app.errors import BadQuery, Conflict, ImageNotFound
+from app.filters import Filters
 from app.index import MANIFEST, Index, live_path
 from app.options import Mode
 from app.pipeline import Pipeline
-from app.query import CompoundQuery, Filters
+from app.query import CompoundQuery
 from app.service import Found, SearchRequest, SearchService
 from app.sources import FolderSource
 from tests.conftest import make_collection, png_bytes
@@ -88,7 +89,7 @@ def run(
         exclude=extra.pop("exclude", ()),  # type: ignore[arg-type]
         like_ids=extra.pop("like_ids", ()),  # type: ignore[arg-type]
     )
-    filters = Filters.parse(**extra)  # type: ignore[arg-type]
+    filters = Filters.parse(**extra)
     return service.search(SearchRequest(compound, filters, mode, top_k))
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from app.filters import FILTERS, Control, Filter
 from app.options import MAX_QUERY_CHARS, Mode
+from app.query import MAX_PARTS
 
 QUERY_HELP = "what to look for, in words (at most 1000 characters, not blank)"
 TOP_K_HELP = "how many results to return (1 to 100)"
@@ -16,54 +18,43 @@ MODE_HELP = (
     "hybrid (default): meaning fused with matches of file names, folders and the text files carry; "
     "semantic: meaning only; lexical: names, folders and text only"
 )
-DATE_HELP = "an ISO date (YYYY-MM-DD), inclusive: taken_before keeps its whole day"
-MAX_PARTS = 16
 
 # The service's rule in the schema: a query needs a character that is not whitespace to str.split();
 # spelled out because JSON Schema's (ECMA) \s and Python's disagree (\x1c-\x1f, \x85, \ufeff).
 NON_BLANK = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NON_BLANK)]
 ImageId = Annotated[str, Field(min_length=1, max_length=64)]
-DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-Day = Annotated[str, Field(pattern=DAY_PATTERN, json_schema_extra={"format": "date"})]
 
 
-FormatName = Literal[
-    "jpeg",
-    "jpg",
-    "jpe",
-    "jfif",
-    "pjpeg",
-    "pjp",
-    "mpo",
-    "png",
-    "webp",
-    "gif",
-    "bmp",
-    "tiff",
-    "tif",
-    "ppm",
-    "pgm",
-    "pbm",
-    "pnm",
-]  # app/query.py FORMATS, as users name them
+_ANNOTATED: Any = Annotated  # types made at run time from the declarations
 
 
-class SearchFilters(BaseModel):
-    """Which images may be results; applied inside the search, so a page is full when enough match."""
+def filter_type(spec: Filter[Any], *metadata: object) -> Any:
+    """A filter's value type, annotated with `metadata` (pydantic's Field, FastAPI's Query or Form)."""
+    return _ANNOTATED[(spec.value_type, *metadata)]
 
-    model_config = ConfigDict(extra="forbid")
-    path_prefix: str | None = Field(
-        None, max_length=4096, examples=["2019/paris"], description="a folder: itself and everything below"
+
+def _filter_field(spec: Filter[Any]) -> Any:
+    """A filter's field in POST /search's `filters`: its type and limits, optional."""
+    examples = [spec.example] if spec.example is not None else None
+    value = filter_type(spec, Field(**spec.limits))
+    return (value | None, Field(None, description=spec.help, examples=examples))
+
+
+def filter_model() -> type[BaseModel]:
+    """POST /search's `filters`: one optional field per declared filter (app/filters.py FILTERS)."""
+    return create_model(
+        "SearchFilters",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="Which images may be results; applied inside the search: a page is full when enough match.",
+        **{spec.name: _filter_field(spec) for spec in FILTERS},
     )
-    taken_after: Day | None = Field(None, examples=["2019-01-01"], description=DATE_HELP)
-    taken_before: Day | None = Field(None, examples=["2019-12-31"], description=DATE_HELP)
-    formats: list[FormatName] | None = Field(
-        None, max_length=32, examples=[["jpeg", "png"]], description="formats, as names or file extensions"
-    )
-    min_width: int | None = Field(None, ge=0, le=1_000_000, description="pixels, upright")
-    min_height: int | None = Field(None, ge=0, le=1_000_000, description="pixels, upright")
-    has_gps: bool | None = Field(None, description="true: only images with a position; false: only without")
+
+
+if TYPE_CHECKING:  # made from the declarations when the module loads; a model to the type checker
+    SearchFilters = BaseModel
+else:
+    SearchFilters = filter_model()
 
 
 class SearchRequest(BaseModel):
@@ -82,8 +73,7 @@ class SearchRequest(BaseModel):
     mode: Mode = Field("hybrid", description=MODE_HELP)
     filters: SearchFilters = Field(
         default_factory=SearchFilters,
-        description="which images may be results: path_prefix, taken_after, taken_before, formats, "
-        "min_width, min_height, has_gps",
+        description="which images may be results: " + ", ".join(spec.name for spec in FILTERS),
     )
     exclude: list[QueryText] = Field(
         default_factory=list, max_length=MAX_PARTS, description="texts whose meaning is subtracted"
@@ -130,6 +120,26 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     total: int
     took_ms: float
+
+
+class FilterInfo(BaseModel):
+    """One filter a search takes, and how the page shows it (read from its declaration's attributes)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    name: str = Field(description="its key in POST /search's `filters`")
+    param: str = Field(description="its parameter in GET /search and POST /search/image (and the page's URL)")
+    flag: str = Field(description="its option of `imgsearch search`")
+    label: str = Field(description="the label of its control on the page")
+    help: str
+    control: Control = Field(description="the kind of control the page shows for it")
+    repeatable: bool = Field(description="whether the parameter may be given more than once")
+    choices: list[str] = Field(default_factory=list, description="the values a choice control offers")
+
+
+class FiltersResponse(BaseModel):
+    """Every filter a search takes, in the order the page shows them."""
+
+    filters: list[FilterInfo]
 
 
 class FolderCount(BaseModel):

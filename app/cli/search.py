@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from app.cli.common import command_settings, fail, non_negative, positive
 from app.errors import ImgSearchError
+from app.filters import FILTERS, Filter, Filters
 from app.options import Mode
 from app.settings import Settings
 from app.sources import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # the model stack loads only when a command needs it: `--help` stays instant
     from app.assembly import ServiceFactory
-    from app.query import Filters
     from app.service import Hit, SearchRequest, SearchService
 
 PLOT_COLUMNS = 5
@@ -41,15 +41,6 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "--plot", type=Path, default=None, metavar="PNG", help="also save a grid of the result thumbnails"
     )
     parser.add_argument(
-        "--folder", default=None, help="only images in this folder of the collection and below"
-    )
-    parser.add_argument(
-        "--after", default=None, metavar="DATE", help="only images taken on or after (YYYY-MM-DD)"
-    )
-    parser.add_argument(
-        "--before", default=None, metavar="DATE", help="only images taken on or before (YYYY-MM-DD)"
-    )
-    parser.add_argument(
         "--mode",
         choices=get_args(Mode),
         default="hybrid",
@@ -70,6 +61,21 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="an indexed image's id to look like (repeatable; without words: more like it)",
     )
+    group = parser.add_argument_group("filters", "which images may be results (as in GET /search)")
+    for spec in FILTERS:
+        group.add_argument(spec.flag, dest=spec.name, default=None, help=spec.help, **_option(spec))
+
+
+def _option(spec: Filter[Any]) -> dict[str, Any]:
+    """How argparse reads a filter's value: a switch, a repeatable option, a number or a text."""
+    if spec.value_type is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    option: dict[str, Any] = {"metavar": spec.metavar}
+    if spec.repeatable:
+        option["action"] = "append"
+    if spec.value_type is int:
+        option["type"] = int
+    return option
 
 
 def check_search_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -180,10 +186,10 @@ def _report(service: SearchService, args: argparse.Namespace, hits: list[Hit]) -
 
 def request_of(args: argparse.Namespace) -> tuple[Filters, SearchRequest | None]:
     """The filters of the command line, and the text search it asks for (None: search by an image)."""
-    from app.query import CompoundQuery, Filters
+    from app.query import CompoundQuery
     from app.service import SearchRequest
 
-    filters = Filters.parse(args.folder, args.after, args.before)
+    filters = Filters.of({spec.flag: getattr(args, spec.name) for spec in FILTERS}, naming="flag")
     if args.image is not None:
         return filters, None
     compound = CompoundQuery.build(args.query, args.exclude, args.like)

@@ -42,9 +42,7 @@
     signinError: $("signin-error"),
     signout: $("signout-button"),
     filters: $("filters"),
-    folder: $("folder"),
-    after: $("after"),
-    before: $("before"),
+    filterControls: $("filter-controls"),
     likeChip: $("like-chip"),
     likeImage: $("like-image"),
     likeName: $("like-name"),
@@ -67,6 +65,9 @@
     current: -1,
     previewUrl: null,
     like: null, // {id, name}: "more like this" image, refined by any text typed next
+    filters: [], // one control per filter the service takes: {spec, element, values(), set(values)}
+    folders: null, // [{folder, count}] from GET folders
+    noCatalog: false, // an index built before metadata: it takes no filter (409)
   };
   // Why a result is here, in words: `matched` of the API.
   const SIGNALS = { semantic: "meaning", name: "name", folder: "folder", metadata: "tags" };
@@ -165,15 +166,26 @@
     return li;
   }
 
-  // The text search's query string: words, the liked image, folder and dates.
+  // The filters' parameters, as GET search and the form of search/image take them (and the URL keeps).
+  const filterParams = () => state.filters.flatMap((c) => c.values().map((value) => [c.spec.param, value]));
+
+  // The text search's query string: words, the liked image and the filters.
   function searchParams() {
     const params = new URLSearchParams({ top_k: String(PAGE_SIZE), offset: String(state.offset) });
     if (state.query) params.set("q", state.query);
     if (state.like) params.set("like", state.like.id);
-    if (el.folder.value) params.set("folder", el.folder.value);
-    if (el.after.value) params.set("after", el.after.value);
-    if (el.before.value) params.set("before", el.before.value);
+    for (const [name, value] of filterParams()) params.append(name, value);
     return params;
+  }
+
+  // The page's URL says what is searched, with every filter: a reload or a bookmark restores it.
+  function syncUrl() {
+    const url = new URL(window.location.href);
+    const params = new URLSearchParams();
+    if (state.mode === "text" && state.query) params.set("q", state.query);
+    for (const [name, value] of filterParams()) params.append(name, value);
+    url.search = params.toString();
+    history.replaceState(null, "", url);
   }
 
   async function loadMore() {
@@ -189,6 +201,7 @@
         form.append("image", state.blob, state.blob.name || "query-image");
         form.append("top_k", String(PAGE_SIZE));
         form.append("offset", String(state.offset));
+        for (const [name, value] of filterParams()) form.append(name, value);
         body = await api("search/image", { method: "POST", body: form });
       }
       if (generation !== state.generation) return;
@@ -232,7 +245,7 @@
   function startSearch(mode, { query = "", blob = null, preview = null } = {}) {
     state.generation += 1;
     Object.assign(state, { mode, query, blob, offset: 0, done: false, items: [], current: -1 });
-    if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+    if (state.previewUrl && state.previewUrl !== preview) URL.revokeObjectURL(state.previewUrl);
     state.previewUrl = preview && preview.startsWith("blob:") ? preview : null;
     el.results.replaceChildren();
     el.end.hidden = true;
@@ -245,6 +258,7 @@
     el.summaryText.textContent =
       mode === "text" && query ? `Searching for “${query}”…` : state.like ? "Searching for more like this…" : "Searching by image…";
     setLoading(false);
+    syncUrl();
     observer.unobserve(el.sentinel);
     observer.observe(el.sentinel);
     window.scrollTo({ top: 0 });
@@ -286,10 +300,6 @@
       return;
     }
     el.query.value = text;
-    const url = new URL(window.location.href);
-    if (text) url.searchParams.set("q", text);
-    else url.searchParams.delete("q");
-    history.replaceState(null, "", url);
     startSearch("text", { query: text, preview: state.like ? thumbnailUrl(state.like.id) : null });
   }
 
@@ -300,9 +310,6 @@
     }
     el.query.value = "";
     setLike(null);
-    const url = new URL(window.location.href);
-    url.searchParams.delete("q");
-    history.replaceState(null, "", url);
     startSearch("image", { blob, preview: preview || URL.createObjectURL(blob) });
   }
 
@@ -314,32 +321,69 @@
     else el.likeImage.removeAttribute("src");
   }
 
-  // A new folder or date range reruns the text search in place (an image upload keeps its results).
+  // A changed filter reruns the search in place, by words or by the same image.
   function refilter() {
     if (state.mode === "text") searchText(state.query);
+    else if (state.mode === "image") startSearch("image", { blob: state.blob, preview: state.previewUrl });
+    else syncUrl();
   }
 
   // Folders with their image counts; an index built before metadata hides the filters (409).
   async function loadFolders() {
-    let body;
     try {
-      body = await api("folders");
+      state.folders = (await api("folders")).folders;
+      state.noCatalog = false;
     } catch (error) {
-      for (const label of el.filters.querySelectorAll(".filter")) label.hidden = true;
-      el.filters.hidden = false; // "more like this" still shows its image there
-      return;
+      state.noCatalog = true;
     }
-    const options = body.folders.map(({ folder, count }) => {
-      const option = document.createElement("option");
-      option.value = folder;
-      option.textContent = `${folder || "(top folder)"} (${count})`;
-      return option;
-    });
-    const all = document.createElement("option");
-    all.value = "";
-    all.textContent = "All folders";
-    el.folder.replaceChildren(all, ...options);
-    el.filters.hidden = false;
+    showFilters();
+    el.filters.hidden = false; // "more like this" shows its image there, filters or not
+  }
+
+  // ---- filter controls: one per filter the service takes (GET search/filters, static/filters.js) --
+
+  // The controls once made, with the folder list and hidden for an index without metadata.
+  function showFilters() {
+    for (const control of state.filters) {
+      control.element.hidden = state.noCatalog;
+      if (control.fill && state.folders) control.fill(state.folders);
+    }
+  }
+
+  let filtersLoaded = null;
+  function loadFilters() {
+    filtersLoaded =
+      filtersLoaded ||
+      api("search/filters")
+        .then((body) => {
+          const made = body.filters.map((spec) => filterControl(spec, refilter));
+          state.filters = made.filter((control) => control !== null);
+          el.filterControls.replaceChildren(...state.filters.map((control) => control.element));
+          showFilters();
+        })
+        .catch((error) => {
+          filtersLoaded = null;
+          throw error;
+        });
+    return filtersLoaded;
+  }
+
+  // The filters and the search the URL names (a reload, a bookmark, a shared link).
+  async function begin() {
+    try {
+      await loadFilters();
+    } catch (error) {
+      if (error instanceof AuthError) {
+        showSignIn();
+        return;
+      }
+      // Without the filter list the page still searches, unfiltered.
+    }
+    const params = new URLSearchParams(window.location.search);
+    for (const control of state.filters) control.set(params.getAll(control.spec.param));
+    const wanted = params.get("q");
+    if (wanted) searchText(wanted);
+    else el.query.focus();
   }
 
   function clearSearch() {
@@ -353,9 +397,7 @@
     el.query.value = "";
     showMessage("");
     setLoading(false);
-    const url = new URL(window.location.href);
-    url.searchParams.delete("q");
-    history.replaceState(null, "", url);
+    syncUrl();
     el.query.focus();
   }
 
@@ -532,9 +574,7 @@
     el.signin.hidden = true;
     el.intro.hidden = false;
     watchReadiness();
-    const wanted = new URLSearchParams(window.location.search).get("q");
-    if (wanted) searchText(wanted);
-    else el.query.focus();
+    begin();
   }
 
   async function signOut() {
@@ -561,7 +601,6 @@
     chip.addEventListener("click", () => searchText(chip.dataset.query || ""));
   }
   el.clear.addEventListener("click", clearSearch);
-  for (const input of [el.folder, el.after, el.before]) input.addEventListener("change", refilter);
   el.likeClear.addEventListener("click", () => {
     setLike(null);
     searchText(el.query.value);
@@ -612,7 +651,5 @@
   });
 
   watchReadiness();
-  const initial = new URLSearchParams(window.location.search).get("q");
-  if (initial) searchText(initial);
-  else el.query.focus();
+  begin();
 })();

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app import catalog
 from app.api.deps import ServiceDep
 from app.api.schemas import ErrorBody, FolderCount, FoldersResponse
 
@@ -15,5 +14,5 @@ ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorBody} for cod
 @router.get("", response_model=FoldersResponse, responses=ERRORS, summary="Folders and their image counts")
 def folders(service: ServiceDep) -> FoldersResponse:
     """Every folder that directly holds indexed images ("" is the collection's root), by name."""
-    found = catalog.folders(service.index)
+    found = service.catalog.folders()
     return FoldersResponse(folders=[FolderCount(folder=folder, count=count) for folder, count in found])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -12,32 +14,29 @@ from pydantic_core import PydanticCustomError
 
 from app.api.deps import ServiceDep, SettingsDep, UploadDep, within_query_limit
 from app.api.schemas import (
-    DATE_HELP,
-    DAY_PATTERN,
-    MAX_PARTS,
     MODE_HELP,
     NON_BLANK,
     OFFSET_HELP,
     QUERY_HELP,
     TOP_K_HELP,
     ErrorBody,
+    FilterInfo,
+    FiltersResponse,
     ImageId,
     QueryText,
-    SearchFilters,
     SearchRequest,
     SearchResponse,
     SearchResult,
+    filter_type,
 )
 from app.errors import BadQuery, UnsupportedMedia
+from app.filters import FILTERS, Filters
 from app.options import MAX_QUERY_CHARS, Mode
-from app.query import CompoundQuery, Filters
+from app.query import MAX_PARTS, CompoundQuery
 from app.service import Found, Hit, SearchRequest as Search
 from app.settings import Settings
 
 router = APIRouter(prefix="/search", tags=["search"])
-# A date in the query string; empty is no bound (how a form, or a client sending null, leaves it out).
-# A date or nothing at all: an empty `before=` is a 422 (one query string cannot tell it from a list).
-DAY: dict[str, Any] = {"pattern": DAY_PATTERN, "json_schema_extra": {"format": "date"}}
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody} for code in (400, 404, 409, 413, 415, 422, 503)
 }
@@ -99,6 +98,34 @@ def utf8_query_string(request: Request) -> None:
         ) from exc
 
 
+def filter_parameters(where: Callable[..., Any]) -> Callable[..., Awaitable[Filters]]:
+    """A dependency taking every declared filter (app/filters.py) as a parameter named by its `param`:
+    `Query` for GET /search, `Form` for POST /search/image. A bad value is a 422 naming that parameter.
+
+    An empty form field is no filter; in a query string an empty value is refused by its type (a
+    date or nothing: one query string cannot tell `before=` from a list)."""
+
+    async def filters(**given: object) -> Filters:  # quick, no I/O: no thread pool hop for it
+        return Filters.of(given, naming="param")
+
+    parameters = [
+        inspect.Parameter(
+            spec.param,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=filter_type(spec, where(description=spec.help, **spec.limits)),
+        )
+        for spec in FILTERS
+    ]
+    made: Any = filters  # FastAPI reads a dependency's parameters from its signature
+    made.__signature__ = inspect.Signature(parameters, return_annotation=Filters)
+    return filters
+
+
+QueryFilters = Annotated[Filters, Depends(filter_parameters(Query))]
+FormFilters = Annotated[Filters, Depends(filter_parameters(Form))]
+
+
 def _result(hit: Hit) -> SearchResult:
     """One result's body."""
     taken = hit.metadata.taken_at if hit.metadata is not None else None
@@ -128,22 +155,12 @@ def _response(query: str, hits: list[Hit], total: int, start: float) -> SearchRe
     )
 
 
-def _search(body: SearchRequest, settings: Settings) -> Search:
-    """The service's request from the API's: query parsed, filters validated (BadQuery: 422)."""
+def _search(body: SearchRequest, settings: Settings, filters: Filters) -> Search:
+    """The service's request from the API's: query parsed (BadQuery: 422), filters already checked."""
     for text in [body.query or "", *body.exclude]:
         within_query_limit(text, settings)
     if body.query is not None and not body.query.strip() and not body.like_ids:
         raise BadQuery("query must contain at least one non-space character")
-    given = body.filters
-    filters = Filters.parse(
-        given.path_prefix,
-        given.taken_after,
-        given.taken_before,
-        given.formats,
-        given.min_width,
-        given.min_height,
-        given.has_gps,
-    )
     compound = CompoundQuery.build(body.query, body.exclude, body.like_ids)
     return Search(compound, filters, body.mode, body.top_k, body.offset)
 
@@ -163,7 +180,8 @@ def _found(body: SearchRequest, found: Found, start: float) -> SearchResponse:
 def search(body: SearchRequestBody, service: ServiceDep, settings: SettingsDep) -> SearchResponse:
     """Images ranked by how well they match the query, among those the filters allow."""
     start = time.perf_counter()
-    return _found(body, service.search(_search(body, settings)), start)
+    filters = Filters.parse(**body.filters.model_dump(exclude_none=True))
+    return _found(body, service.search(_search(body, settings, filters)), start)
 
 
 @router.get(
@@ -174,6 +192,7 @@ def search(body: SearchRequestBody, service: ServiceDep, settings: SettingsDep) 
     summary="Search by text (GET)",
 )
 def search_get(
+    filters: QueryFilters,
     service: ServiceDep,
     settings: SettingsDep,
     q: Annotated[
@@ -188,9 +207,6 @@ def search_get(
     top_k: Annotated[int, Query(ge=1, le=100, description=TOP_K_HELP)] = 10,
     offset: Annotated[int, Query(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
     mode: Annotated[Mode, Query(description=MODE_HELP)] = "hybrid",
-    folder: Annotated[str | None, Query(max_length=4096, description="only this folder and below")] = None,
-    after: Annotated[str | None, Query(description="taken on or after: " + DATE_HELP, **DAY)] = None,
-    before: Annotated[str | None, Query(description="taken on or before: " + DATE_HELP, **DAY)] = None,
     exclude: Annotated[
         list[QueryText] | None,
         Query(alias="not", max_length=MAX_PARTS, description="a text to move away from (repeatable)"),
@@ -200,7 +216,7 @@ def search_get(
         Query(max_length=MAX_PARTS, description="an indexed image's id to look like (repeatable)"),
     ] = None,
 ) -> SearchResponse:
-    """Same as POST /search, as a GET for curl and links."""
+    """Same as POST /search, as a GET for curl and links: each filter is a parameter of its own."""
     start = time.perf_counter()
     try:
         body = SearchRequest(
@@ -208,7 +224,6 @@ def search_get(
             top_k=top_k,
             offset=offset,
             mode=mode,
-            filters=SearchFilters(path_prefix=folder, taken_after=after, taken_before=before),
             exclude=exclude or [],
             like_ids=like or [],
         )
@@ -216,7 +231,7 @@ def search_get(
         error = exc.errors()[0]
         where = {"exclude": "not", "like_ids": "like"}.get(str(error["loc"][0]), str(error["loc"][0]))
         raise BadQuery(f"{where}: {error['msg']}") from None
-    return _found(body, service.search(_search(body, settings)), start)
+    return _found(body, service.search(_search(body, settings, filters)), start)
 
 
 @router.post(
@@ -227,16 +242,19 @@ def search_get(
     summary="Search by image",
 )
 def search_image(
+    filters: FormFilters,
     service: ServiceDep,
     data: UploadDep,
     top_k: Annotated[int, Form(ge=1, le=100, description=TOP_K_HELP)] = 10,
     offset: Annotated[int, Form(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
-    folder: Annotated[str, Form(max_length=4096, description="only this folder and below")] = "",
-    after: Annotated[str, Form(description="taken on or after: " + DATE_HELP, **DAY)] = "",
-    before: Annotated[str, Form(description="taken on or before: " + DATE_HELP, **DAY)] = "",
 ) -> SearchResponse:
-    """Indexed images that look like the uploaded one, among those the filters allow."""
+    """Indexed images that look like the uploaded one, among those the filters (form fields) allow."""
     start = time.perf_counter()
-    filters = Filters.parse(path_prefix=folder, taken_after=after, taken_before=before)
-    hits = service.search_image(data, top_k, offset, None if filters.is_empty else filters)
-    return _response("", hits, service.count, start)
+    hits = service.search_image(data, top_k, offset, filters)
+    return _response("", hits, service.passing(filters), start)
+
+
+@router.get("/filters", response_model=FiltersResponse, summary="The filters a search takes")
+def filters_taken() -> FiltersResponse:
+    """Every filter: its key in POST /search's `filters`, its parameter, its option and its control."""
+    return FiltersResponse(filters=[FilterInfo.model_validate(spec) for spec in FILTERS])
