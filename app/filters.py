@@ -26,23 +26,19 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, get_origin
 
 import numpy as np
 
+from app import formats
 from app.errors import BadQuery, Conflict
 
 V = TypeVar("V")
 Naming = Literal["name", "param", "flag"]  # how a filter is called: POST's filters, GET and forms, CLI
 Control = Literal["folder", "date", "choices", "number", "yesno", "text"]  # its control on the page
 DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-# Pillow format name → the names and file extensions a user may give for it.
-FORMATS: dict[str, tuple[str, ...]] = {
-    "JPEG": ("jpeg", "jpg", "jpe", "jfif", "pjpeg", "pjp", "mpo"),
-    "PNG": ("png",),
-    "WEBP": ("webp",),
-    "GIF": ("gif",),
-    "BMP": ("bmp",),
-    "TIFF": ("tiff", "tif"),
-    "PPM": ("ppm", "pgm", "pbm", "pnm"),
+# The names and file extensions a user may give for a format (app/formats.py) → its stored name.
+FORMAT_OF = {
+    alias.lower(): fmt.name
+    for fmt in formats.FORMATS
+    for alias in (fmt.name, *fmt.also, *(suffix.lstrip(".") for suffix in fmt.suffixes))
 }
-FORMAT_OF = {alias: name for name, aliases in FORMATS.items() for alias in aliases}
 _LITERAL: Any = Literal  # a Literal of values known at run time
 FormatName: Any = _LITERAL[tuple(FORMAT_OF)]  # a format as users name it: a name or a file extension
 
@@ -270,7 +266,7 @@ class Formats(Filter[frozenset[str]]):
     limits: ClassVar[Mapping[str, Any]] = {"max_length": 32}
     metavar: ClassVar[str] = "FORMAT"
     control: ClassVar[Control] = "choices"
-    choices: ClassVar[tuple[str, ...]] = tuple(name.lower() for name in FORMATS)
+    choices: ClassVar[tuple[str, ...]] = tuple(fmt.name.lower() for fmt in formats.FORMATS)
 
     def parse(self, raw: object, called: str) -> frozenset[str] | None:
         """Pillow format names of the given names or extensions; BadQuery on an unknown one."""
