@@ -16,7 +16,7 @@ from PIL import Image
 from app import cli
 from app.assembly import service_over
 from app.bridge import BridgeParams
-from app.build import BuildConfig, BuildReport, build_index, pca_skipped
+from app.build import BuildConfig, BuildReport, build_index
 from app.errors import ImgSearchError, IndexDirRefused, IndexMismatch, IndexUnavailable
 from app.index import Index, live_path
 from app.main import create_app
@@ -25,6 +25,7 @@ from app.pipeline import Models, Pipeline
 from app.registry import make_bridge
 from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
+from app.writing import pca_skipped
 from scripts import build_index as build_script
 from tests.conftest import bomb_header, make_gallery, png_bytes, service_factory, wait_ready
 from tests.fakes import COLOURS, FakeLabelledEncoder, fake_models

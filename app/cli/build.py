@@ -143,8 +143,10 @@ def open_source(args: argparse.Namespace) -> Source:
 def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Run a build; exit status 1 with one clear line on failure."""
     from app.bridge import DEFAULT_TEMPLATES, BridgeParams
-    from app.build import BuildConfig, Engine, LocalEngine, build_index, check_index_dir
+    from app.build import BuildConfig, build_index
     from app.build_ray import ProfilePipeline, RayEngine
+    from app.engines import Engine, LocalEngine
+    from app.generations import check_index_dir
 
     try:
         settings = settings or load_settings()

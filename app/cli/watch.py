@@ -30,8 +30,9 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_watch(args: argparse.Namespace, factory: object = None) -> int:
     """Update the index now and after each group of changes, until interrupted (Ctrl-C)."""
     from app.bridge import BridgeParams
-    from app.build import BuildConfig, check_index_dir
+    from app.build import BuildConfig
     from app.build_ray import ProfilePipeline
+    from app.generations import check_index_dir
     from app.sources import FolderSource
     from app.watch import DEBOUNCE_MS, Watcher
 
