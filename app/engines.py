@@ -3,9 +3,9 @@
 `LocalEngine` decodes in DataLoader worker processes on this machine and encodes in this process;
 `app.build_ray.RayEngine` runs both in a pool of Ray actors. Both feed the one write stage
 (app/writing.py). A decode worker holds nothing of the build: it dies with the process that started
-it (kill -9 included: the kernel's parent-death signal), leaves Ctrl-C to that process (which stops
-its workers before it exits), and drops the index lock descriptors it inherited at fork, so the next
-build or watcher takes the lock the moment the build is gone.
+it (kill -9 included: the kernel's parent-death signal), leaves at once on Ctrl-C (the build stops on
+the same signal and reaps its workers before it exits), and drops the index lock descriptors it
+inherited at fork, so the next build or watcher takes the lock the moment the build is gone.
 """
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ class LocalEngine:
 
 
 def worker_started(worker_id: int, parent: int) -> None:
-    """In a decode worker, first: die with `parent`, leave Ctrl-C to it, drop inherited lock descriptors."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the build stops its workers itself, at once
-    if sys.platform != "linux":  # elsewhere workers start by spawn: nothing inherited, no prctl
+    """In a decode worker, first: die with `parent`, leave on Ctrl-C, drop inherited lock descriptors."""
+    signal.signal(signal.SIGINT, _leave)
+    if sys.platform != "linux":  # no prctl (macOS starts workers by spawn: nothing inherited)
         return
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
@@ -103,6 +103,13 @@ def worker_started(worker_id: int, parent: int) -> None:
     if os.getppid() != parent:  # the build died before the signal was asked for
         os._exit(1)
     _drop_lock_descriptors()
+
+
+def _leave(signum: int, frame: object) -> None:
+    """Ctrl-C, which reaches the whole foreground group: the batch in hand is of no use to the build,
+    which stops on the same signal, so leave at once (status 0: the DataLoader does not call it a
+    failure; no exit handlers, which would wait to hand results to a build that no longer reads)."""
+    os._exit(0)
 
 
 def _drop_lock_descriptors() -> None:

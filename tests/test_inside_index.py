@@ -72,7 +72,8 @@ def indexes(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Pat
     build_index(FolderSource(gallery), root / "idx", pipeline, CONFIG, progress=False)
     pictures = [Image.new("RGB", (20, 10), COLOURS[name]) for name in ("red", "green")]
     dataset = Dataset.from_dict({"image": pictures}).cast_column("image", ImageFeature())
-    build_index(HFDatasetSource(dataset, "image", name="memory"), root / "hf", pipeline, CONFIG, progress=False)
+    source = HFDatasetSource(dataset, "image", name="memory")
+    build_index(source, root / "hf", pipeline, CONFIG, progress=False)
     shutil.copytree(generation(root / "idx"), root / "flat")
     (root / "flat" / "readers.lock").unlink()
     return root
