@@ -51,17 +51,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def fill_disk(index_dir: Path, leave: int) -> None:
     """Fill the disk holding `index_dir` (a file beside it), then free `leave` bytes of it."""
-    filler = index_dir.parent / FILLER
-    with filler.open("wb") as file:
+    with (index_dir.parent / FILLER).open("wb", buffering=0) as file:
         try:
-            while True:
-                file.write(b"\0" * 4096)
-                file.flush()
+            while file.write(b"\0" * 4096):
+                pass
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
-        size = file.tell()
-        file.truncate(max(0, size - leave))
+        file.truncate(max(0, file.tell() - leave))
 
 
 def observed(pipeline: Pipeline, args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +23,7 @@ from app.index import Index, live_path
 from app.main import create_app
 from app.meta import PcaInfo
 from app.pipeline import Models, Pipeline
+from app.preprocessing import decode, stack
 from app.registry import make_bridge
 from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
@@ -376,3 +378,22 @@ def test_pca_skipped_says_why_with_plurals() -> None:
         pca_skipped(1000, 64, 256)
         == "PCA skipped: the vectors have 64 dimensions, not more than --pca-dim 256"
     )
+
+
+def test_the_index_holds_what_the_pipeline_gives_byte_for_byte(
+    pipeline: Pipeline, gallery: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "index"
+    config = BuildConfig(workers=0, pca_dim=0, batch_size=1)  # each image encoded alone, as below
+    build_index(FolderSource(gallery), target, pipeline, config, progress=False)
+    index, live = Index(target), live_path(target)
+    for record in index.records(list(range(index.count))):
+        pixels = stack([pipeline.preprocess(decode(gallery / record.source))])
+        encoded = pipeline.encode_pixels(pixels, config.label_k, project=False)
+        assert index.vectors[record.row].tobytes() == encoded.vectors[0].astype(np.float16).tobytes()
+        assert index.features[record.row].tobytes() == encoded.features[0].astype(np.float16).tobytes()
+        assert record.labels == encoded.labels[0]
+    for name in ("vectors.npy", "features.npy"):  # the .npy format numpy itself writes, byte for byte
+        written = io.BytesIO()
+        np.save(written, np.load(live / name))
+        assert (live / name).read_bytes() == written.getvalue()
