@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from app.assembly import service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
 from app.errors import ImgSearchError, IndexDirRefused, IndexMismatch, IndexUnavailable
+from app.generations import build_lock, derived_generation, publish
 from app.index import Index, live_path
 from app.main import create_app
 from app.meta import PcaInfo
@@ -397,3 +400,28 @@ def test_the_index_holds_what_the_pipeline_gives_byte_for_byte(
         written = io.BytesIO()
         np.save(written, np.load(live / name))
         assert (live / name).read_bytes() == written.getvalue()
+
+
+def test_a_later_stage_adds_to_the_served_generation_in_a_new_one(
+    pipeline: Pipeline, gallery: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "index"
+    build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0, pca_dim=0), progress=False)
+    before = live_path(target)
+    with build_lock(target), derived_generation(target, {"manifest.sqlite", "meta.json"}) as generation:
+        with closing(sqlite3.connect(generation / "manifest.sqlite")) as db, db:
+            db.execute("CREATE TABLE words (id TEXT)")
+        publish(generation, target)
+    after = live_path(target)
+    assert after != before and Index(target).count == 3
+    thumbnail = next((after / "thumbnails").iterdir())
+    assert thumbnail.stat().st_ino == (before / "thumbnails" / thumbnail.name).stat().st_ino  # linked
+    assert (after / "vectors.npy").stat().st_ino == (before / "vectors.npy").stat().st_ino
+    tables = "SELECT name FROM sqlite_master WHERE name = 'words'"
+    with closing(sqlite3.connect(before / "manifest.sqlite")) as db:
+        assert db.execute(tables).fetchall() == []  # the served generation's manifest was not touched
+    with closing(sqlite3.connect(after / "manifest.sqlite")) as db:
+        assert db.execute(tables).fetchall() == [("words",)]
+    with pytest.raises(RuntimeError), build_lock(target), derived_generation(target) as failed:
+        raise RuntimeError("the stage failed")
+    assert not failed.exists() and live_path(target) == after

@@ -166,27 +166,26 @@ def factory(models: Models, tmp_path: Path) -> ServiceFactory:
     return service_factory(models, tmp_path / "cache")
 
 
+@pytest.mark.parametrize("command", ["search", "describe"])
 @pytest.mark.parametrize("where", list(PATHS), indirect=True)
-def test_search_reads_the_index_around_the_path(
-    where: tuple[Path, Path], indexes: Path, factory: ServiceFactory, capsys: pytest.CaptureFixture[str]
+def test_search_and_describe_read_the_index_around_the_path(
+    command: str,
+    where: tuple[Path, Path],
+    indexes: Path,
+    factory: ServiceFactory,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path, index = where
     before = snapshot(indexes)
-    assert cli.main(["search", "a red thing", "--index-dir", str(path), "--top-k", "1"], factory=factory) == 0
-    (line,) = capsys.readouterr().out.splitlines()
-    assert line.endswith("red.png" if index.name != "hf" else "memory#0")
-    assert snapshot(indexes) == before
-
-
-@pytest.mark.parametrize("where", list(PATHS), indirect=True)
-def test_describe_reads_the_index_around_the_path(
-    where: tuple[Path, Path], indexes: Path, factory: ServiceFactory, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path, _ = where
-    before = snapshot(indexes)
-    photo = indexes / "gallery" / "red.png"
-    assert cli.main(["describe", str(photo), "--index-dir", str(path)], factory=factory) == 0
-    assert capsys.readouterr().out.splitlines()[0] == "A red thing."
+    asked = ["search", "a red thing", "--top-k", "1"]
+    if command == "describe":
+        asked = ["describe", str(indexes / "gallery" / "red.png")]
+    assert cli.main([*asked, "--index-dir", str(path)], factory=factory) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    if command == "search":
+        assert first.endswith("red.png" if index.name != "hf" else "memory#0")
+    else:
+        assert first == "A red thing."
     assert snapshot(indexes) == before
 
 

@@ -10,7 +10,6 @@ import os
 import queue
 import re
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from app.pipeline import Pipeline
 from app.sources import FolderSource
 from app.watch import Watcher
 from tests.conftest import coloured_pictures
-from tests.test_reliability import REPO, build_command, generations, wait_for_pause
+from tests.test_reliability import generations, start_build, wait_for_pause
 
 CONFIG = BuildConfig(pca_dim=0, workers=0)
 PROGRESS = re.compile(r"^indexing \(local\):|.* INFO ")  # the progress bar and log lines, not messages
@@ -73,14 +72,8 @@ def test_a_killed_build_leaves_no_worker_and_the_next_build_starts_at_once(
     photos: Path, pipeline: Pipeline, tmp_path: Path
 ) -> None:
     target = tmp_path / "index"
-    options = ["--update", "--workers", "2", "--pause-after", "1"]
-    build = subprocess.Popen(
-        build_command(photos, target, tmp_path / "cache", *options),
-        cwd=REPO,
-        text=True,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    build = start_build(
+        photos, target, tmp_path / "cache", "--update", "--workers", "2", "--pause-after", "1"
     )
     try:
         wait_for_pause(build)  # mid-encode, its two decode workers running
@@ -107,15 +100,7 @@ def test_ctrl_c_mid_encode_is_one_line_status_130_no_child_and_the_index_as_it_w
     target = tmp_path / "index"
     before = served(target)
     options = ["--cli", command, "--update", "--workers", "2", "--pause-after", "1"]
-    build = subprocess.Popen(
-        build_command(photos, target, tmp_path / "cache", *options),
-        cwd=REPO,
-        text=True,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
+    build = start_build(photos, target, tmp_path / "cache", *options)
     try:
         wait_for_pause(build)
         workers = children(build.pid)
