@@ -66,11 +66,17 @@ def index_root(path: Path) -> Path | None:
     The outermost folder from `path` up that looks like an index: a generation (which looks like a flat
     index by itself), `generations/` and the folders inside either lie in the index around them.
     """
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except OSError:  # a link this user may not follow: what holds it is not theirs to know
+        return None
     found = None
     for folder in (resolved, *resolved.parents):
-        if looks_like_index(folder):
-            found = folder
+        try:
+            if looks_like_index(folder):
+                found = folder
+        except OSError:  # a folder this user may not look into holds no index of theirs
+            continue
     return found
 
 
