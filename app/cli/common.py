@@ -28,7 +28,9 @@ def interrupted(message: str) -> int:
 def models_loaded() -> None:
     """Freeze what is alive once a build command has loaded its models (they live until it exits):
     the collector then skips them, so forked decode workers copy fewer pages, and the exit (after
-    Ctrl-C too) spares a last collection over them, seconds of teardown with torch loaded."""
+    Ctrl-C too) spares a last collection over them, seconds of teardown with torch loaded. Garbage
+    is collected first, so that none is kept for good."""
+    gc.collect()
     gc.freeze()
 
 
