@@ -3,7 +3,7 @@
 The file list (or a `datasets` source's row numbers) becomes a Ray Dataset; `map_batches` runs
 decoding and encoding in a pool of actors that each build the pipeline once from a picklable
 factory (one GPU per actor where the cluster has GPUs, CPUs otherwise). Results stream back in
-source order to `app.build`'s write stage, so an index built here has the same format, ids and
+source order to the write stage (`app.writing`), so an index built here has the same format, ids and
 vectors as one built by the local engine. Without an address, `ray.init` starts a one-machine
 cluster for the build and stops it afterwards; a session already started is used and left running.
 """
@@ -26,18 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.bridge import BridgeParams
-from app.build import (
-    BuildConfig,
-    DecodedItem,
-    EncodedBatch,
-    Failed,
-    Fresh,
-    Reused,
-    collate,
-    decode_item,
-    encode,
-)
+from app.decoding import DecodedItem, Failed, Fresh, Reused, collate, decode_item
+from app.engines import EncodedBatch, encode
 from app.errors import ImgSearchError
+from app.meta import BuildConfig
 from app.pipeline import Encoded, Pipeline
 from app.settings import Settings
 from app.sources import FolderSource, Item, Source

@@ -75,6 +75,10 @@ class IndexDirRefused(ImgSearchError):
     """The folder given for an index is not the project's to write (user files, or the images themselves)."""
 
 
+class NoSpace(ImgSearchError):
+    """The disk holding the index ran out of space while a build wrote it."""
+
+
 class BadSetting(ImgSearchError):
     """An `IMGSEARCH_*` setting has a value the service cannot use (named with what it expects)."""
 

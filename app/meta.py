@@ -6,12 +6,17 @@ written (`identity_bridge`) are ignored. New optional fields get a default here 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from app.bridge import BridgeParams
+from app.pca import DEFAULT_DIM
+from app.settings import COLLECTION_PIXELS
 
 FORMAT_VERSION = 1
+
+AnnMode = Literal["auto", "always", "never"]
 
 
 def _int_or_none(value: object) -> int | None:
@@ -66,6 +71,20 @@ class PcaInfo:
 
     dim: int
     centred: bool = False
+
+
+@dataclass
+class BuildConfig:
+    """Parameters of one build, recorded in meta.json as BuildInfo (app/build.py runs it)."""
+
+    pca_dim: int = DEFAULT_DIM
+    pca_centred: bool = False
+    batch_size: int = 32
+    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    label_k: int = 5
+    max_pixels: int = COLLECTION_PIXELS  # the collection's own files (uploads: Settings.max_image_pixels)
+    ann: AnnMode = "auto"  # ANN file: always, never, or auto (from ann_min vectors on)
+    ann_min: int = 100_000
 
 
 @dataclass(frozen=True)

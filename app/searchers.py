@@ -10,9 +10,10 @@ from typing import Literal
 import numpy as np
 
 from app.errors import IndexUnavailable
+from app.layout import ANN_FILE
 from app.milvus_search import MilvusSearcher
 from app.options import SearchOptions
-from app.vectors import ANN_FILE, ExactSearcher, VectorSearcher, open_ann
+from app.vectors import ExactSearcher, VectorSearcher, open_ann
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError as SourceError
 
 from app.errors import BadSetting
+from app.layout import inside_index
 from app.options import DEFAULT_DEDUP_THRESHOLD, MAX_QUERY_CHARS, Backend, SearchOptions
 
 Profile = Literal["packaged", "seed", "clip"]
@@ -99,6 +100,13 @@ class Settings(BaseSettings):
         "EfficientNet-Lite2 (its own 260 px input) mixed 0.25 : 0.75 (lite0+lite2), Lite2's alone (lite2) "
         "or Lite0's alone (own: 0.3× the encoder's work); features are Lite0's either way",
     )
+
+    @field_validator("index_dir")
+    @classmethod
+    def _enclosing_index(cls, value: Path) -> Path:
+        """A path inside an index (`current`, a generation, `thumbnails/`, a symlink into one) reads the
+        index around it: the service then follows that index's new generations, and writes nothing."""
+        return inside_index(value) or value
 
     @field_validator("device")
     @classmethod

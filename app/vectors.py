@@ -38,7 +38,6 @@ from app.errors import IndexUnavailable
 
 log = logging.getLogger(__name__)
 
-ANN_FILE = "ann.faiss"
 SUBSET_EXACT = 2_048  # filtered searches over at most this many rows score them all exactly
 HNSW_SUBSET_EXACT = 20_000  # the same for an older index's HNSW graph, whose walk loses recall sooner
 NUMPY_PRODUCT_MAX = 4_096  # subsets up to this many rows are scored in numpy (torch's call costs more)

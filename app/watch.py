@@ -5,8 +5,12 @@ within `DEBOUNCE_MS` of each other are grouped, and each group runs one incremen
 (`build_index(update=True)`): files already indexed are reused by sha256, so one new photo costs
 one encode, and a moved file costs nothing. Each build publishes a new generation in one rename;
 a running service switches to it by itself at its next request (app/api/runtime.py `follow`),
-without a restart and without dropping a request. A build that fails (another build holds the
-lock, no readable image left) is logged and the index stays as it was until the next change.
+without a restart and without dropping a request. While another build holds the index's lock (one
+the user started, or a watcher's build killed a moment ago, whose lock is free once it is gone) the
+watcher tries again every `LOCK_RETRY_S` until it gets the lock: the changes it has not indexed yet
+(those made while no watcher ran included) never wait for the next file event. A build that fails
+otherwise (no readable image left) is logged and the index stays as it was until the next change.
+Ctrl-C stops it (watchfiles raises KeyboardInterrupt; `imgsearch watch` says so in one line).
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from pathlib import Path
 import watchfiles
 
 from app.build import BuildConfig, BuildReport, build_index
-from app.errors import ImgSearchError
+from app.errors import BuildLocked, ImgSearchError
 from app.pipeline import Pipeline
 from app.sources import IMAGE_SUFFIXES, FolderSource
 
 log = logging.getLogger(__name__)
 
 DEBOUNCE_MS = 1600  # changes this close together make one build (a copy of many photos is one update)
+LOCK_RETRY_S = 1.0  # while another build holds the lock, the watcher tries again this often
 
 
 class Watcher:
@@ -44,22 +49,32 @@ class Watcher:
             return False
         return where.suffix.lower() in IMAGE_SUFFIXES or change == watchfiles.Change.deleted
 
-    def sync(self) -> BuildReport | None:
-        """One incremental build of the folder; None (after a log line) when it fails."""
-        try:
-            report = build_index(
-                FolderSource(self.images),
-                self.index_dir,
-                self.pipeline,
-                self.config,
-                progress=False,
-                update=True,
-            )
-        except (ImgSearchError, OSError) as exc:
-            log.warning("watch: the index was left as it was: %s", exc)
-            return None
-        log.info("watch: %d images (%d new, %d removed)", report.indexed, report.encoded, report.removed)
-        return report
+    def sync(self, stop: threading.Event | None = None) -> BuildReport | None:
+        """One incremental build of the folder, retried while another build holds the lock (until
+        `stop` is set); None (after a log line) when it fails or is stopped."""
+        waiting = False
+        while True:
+            try:
+                report = build_index(
+                    FolderSource(self.images),
+                    self.index_dir,
+                    self.pipeline,
+                    self.config,
+                    progress=False,
+                    update=True,
+                )
+            except BuildLocked as exc:
+                if not waiting:
+                    log.warning("watch: %s; trying again every %.0f s", exc, LOCK_RETRY_S)
+                    waiting = True
+                if (stop or threading.Event()).wait(LOCK_RETRY_S):  # set: stop waiting
+                    return None
+                continue
+            except (ImgSearchError, OSError) as exc:
+                log.warning("watch: the index was left as it was: %s", exc)
+                return None
+            log.info("watch: %d images (%d new, %d removed)", report.indexed, report.encoded, report.removed)
+            return report
 
     def run(
         self,
@@ -68,7 +83,7 @@ class Watcher:
         debounce_ms: int = DEBOUNCE_MS,
     ) -> None:
         """Bring the index up to date, then once after each group of changes until `stop` is set."""
-        report = self.sync()
+        report = self.sync(stop)
         if on_sync is not None:
             on_sync(report)
         for _ in watchfiles.watch(
@@ -76,8 +91,8 @@ class Watcher:
             watch_filter=self.concerns,
             debounce=debounce_ms,
             stop_event=stop,
-            raise_interrupt=False,
+            raise_interrupt=True,
         ):
-            report = self.sync()
+            report = self.sync(stop)
             if on_sync is not None:
                 on_sync(report)

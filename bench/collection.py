@@ -40,6 +40,7 @@ from app.catalog import TABLE
 from app.filters import Filters
 from app.index import Index
 from app.labels import imagenet_labels
+from app.layout import ANN_FILE
 from app.lexical import LexicalDoc
 from app.metadata import COLUMNS, ImageMetadata, table_sql
 from app.options import Mode, SearchOptions
@@ -48,7 +49,7 @@ from app.query import CompoundQuery
 from app.registry import prepare
 from app.service import SearchRequest, SearchService
 from app.settings import Settings
-from app.vectors import ANN_FILE, build_ann
+from app.vectors import build_ann
 from bench.scaled_index import scaled_index
 from bench.server import REPO
 from bench.synthetic import recall, timed

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from app import vectors
+from app.layout import ANN_FILE
 from app.options import SearchOptions
 from app.pca import DEFAULT_DIM
-from app.vectors import ANN_FILE, SubsetScan, VectorSearcher, build_ann, build_hnsw, open_ann, rank_exact
+from app.vectors import SubsetScan, VectorSearcher, build_ann, build_hnsw, open_ann, rank_exact
 from bench.synthetic import recall, synthetic, timed
 
 log = logging.getLogger("bench.filtered")

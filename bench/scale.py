@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from app.bridge import BridgeParams
-from app.build import BuildConfig, EncodedBatch, Engine, LocalEngine, build_index
+from app.build import BuildConfig, build_index
 from app.build_ray import ProfilePipeline, RayEngine
+from app.engines import EncodedBatch, Engine, LocalEngine
 from app.index import Index
 from app.pipeline import Pipeline
 from app.settings import Settings

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from app import index as ix
-from app.vectors import ANN_FILE, build_ann
+from app.layout import ANN_FILE
+from app.vectors import build_ann
 from bench.synthetic import stats_dim, synthetic
 
 BLOCK = 100_000  # synthetic feature rows made at a time

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from app.index import VECTORS
+from app.layout import ANN_FILE
 from app.options import SearchOptions
 from app.pca import DEFAULT_DIM
-from app.vectors import ANN_FILE, ExactSearcher, HnswSearcher, IvfSearcher, build_ann, build_hnsw, read_ann
+from app.vectors import ExactSearcher, HnswSearcher, IvfSearcher, build_ann, build_hnsw, read_ann
 from bench import collection
 from bench.synthetic import STATS, recall, synthetic, timed
 

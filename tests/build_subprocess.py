@@ -1,13 +1,17 @@
-"""A build with the fake models (`python -m tests.build_subprocess`) for tests that kill or race builds.
+"""A build with the fake models (`python -m tests.build_subprocess`) for tests that kill, interrupt or race
+builds, or fill their disk.
 
 It prints `encoded batch N` after each batch and, with `--pause-after N`, prints `paused` after
-batch N and waits for a line on stdin: a test can then kill it, or start a second build, at a
-known point instead of after a guessed delay.
+batch N and waits for a line on stdin: a test can then kill it, interrupt it, or start a second
+build, at a known point instead of after a guessed delay. `--cli build` (or `watch`) runs the
+`imgsearch` command itself over the fake models, as a user would see it; `--fill-after N` fills the
+index's disk after batch N, leaving `--leave` bytes free.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import time
 from pathlib import Path
@@ -21,6 +25,8 @@ from app.registry import make_bridge
 from app.sources import FolderSource
 from tests.fakes import fake_models
 
+FILLER = ".filler"  # beside the index folder, on its disk
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
@@ -30,28 +36,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, required=True)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--pca-dim", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="decoding processes")
+    parser.add_argument("--text-dim", type=int, default=64, help="dimension of the fake text space")
     parser.add_argument(
         "--pause-after", type=int, default=0, help="wait for stdin after this batch (0: never)"
     )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to sleep after each batch")
     parser.add_argument("--update", action="store_true")
+    parser.add_argument("--cli", choices=["build", "watch"], default=None, help="run this imgsearch command")
+    parser.add_argument("--fill-after", type=int, default=0, help="fill the disk after this batch (0: never)")
+    parser.add_argument("--leave", type=int, default=0, help="bytes --fill-after leaves free")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one build; exit 1 with the error on stderr when it is refused."""
-    args = parse_args(argv)
-    models = fake_models()
-    pipeline = Pipeline(models, make_bridge(models, BridgeParams(), args.cache_dir), flip=True)
+def fill_disk(index_dir: Path, leave: int) -> None:
+    """Fill the disk holding `index_dir` (a file beside it), then free `leave` bytes of it."""
+    with (index_dir.parent / FILLER).open("wb", buffering=0) as file:
+        try:
+            while file.write(b"\0" * 4096):
+                pass
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+        file.truncate(max(0, file.tell() - leave))
+
+
+def observed(pipeline: Pipeline, args: argparse.Namespace) -> None:
+    """Make the pipeline report each batch, and pause, slow down or fill the disk as asked."""
     encode = pipeline.encode_pixels
     batches = 0
 
     def observed_encode(pixels: Pixels, label_k: int = 5, project: bool = True) -> Encoded:
-        """Encode, report the batch, and pause or slow down as asked."""
+        """Encode, report the batch, and pause, slow down or fill the disk as asked."""
         nonlocal batches
         encoded = encode(pixels, label_k, project)
         batches += 1
         print(f"encoded batch {batches}", flush=True)
+        if batches == args.fill_after:
+            fill_disk(args.index_dir.resolve(), args.leave)
         if batches == args.pause_after:
             print("paused", flush=True)
             sys.stdin.readline()
@@ -59,7 +81,30 @@ def main(argv: list[str] | None = None) -> int:
         return encoded
 
     pipeline.encode_pixels = observed_encode  # type: ignore[method-assign]
-    config = BuildConfig(pca_dim=args.pca_dim, batch_size=args.batch_size, workers=0)
+
+
+def run_command(args: argparse.Namespace, pipeline: Pipeline) -> int:
+    """`imgsearch build` or `imgsearch watch` with the fake pipeline in place of the profile's."""
+    import app.build_ray
+    from app import cli
+
+    app.build_ray.ProfilePipeline = lambda *_, **__: lambda: pipeline  # type: ignore[assignment,misc]
+    paths = ["--images", str(args.images), "--index-dir", str(args.index_dir)]
+    options = ["--workers", str(args.workers), "--pca-dim", str(args.pca_dim)]
+    if args.cli == "build":
+        options += ["--batch-size", str(args.batch_size), *(["--update"] if args.update else [])]
+    return cli.main([args.cli, *paths, *options])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one build; exit 1 with the error on stderr when it is refused."""
+    args = parse_args(argv)
+    models = fake_models(args.text_dim)
+    pipeline = Pipeline(models, make_bridge(models, BridgeParams(), args.cache_dir), flip=True)
+    observed(pipeline, args)
+    if args.cli is not None:
+        return run_command(args, pipeline)
+    config = BuildConfig(pca_dim=args.pca_dim, batch_size=args.batch_size, workers=args.workers)
     try:
         report = build_index(
             FolderSource(args.images), args.index_dir, pipeline, config, progress=False, update=args.update

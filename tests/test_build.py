@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +19,18 @@ from PIL import Image
 from app import cli
 from app.assembly import service_over
 from app.bridge import BridgeParams
-from app.build import BuildConfig, BuildReport, build_index, pca_skipped
+from app.build import BuildConfig, BuildReport, build_index
 from app.errors import ImgSearchError, IndexDirRefused, IndexMismatch, IndexUnavailable
+from app.generations import build_lock, derived_generation, publish
 from app.index import Index, live_path
 from app.main import create_app
 from app.meta import PcaInfo
 from app.pipeline import Models, Pipeline
+from app.preprocessing import decode, stack
 from app.registry import make_bridge
 from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
+from app.writing import pca_skipped
 from scripts import build_index as build_script
 from tests.conftest import bomb_header, make_gallery, png_bytes, service_factory, wait_ready
 from tests.fakes import COLOURS, FakeLabelledEncoder, fake_models
@@ -375,3 +381,47 @@ def test_pca_skipped_says_why_with_plurals() -> None:
         pca_skipped(1000, 64, 256)
         == "PCA skipped: the vectors have 64 dimensions, not more than --pca-dim 256"
     )
+
+
+def test_the_index_holds_what_the_pipeline_gives_byte_for_byte(
+    pipeline: Pipeline, gallery: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "index"
+    config = BuildConfig(workers=0, pca_dim=0, batch_size=1)  # each image encoded alone, as below
+    build_index(FolderSource(gallery), target, pipeline, config, progress=False)
+    index, live = Index(target), live_path(target)
+    for record in index.records(list(range(index.count))):
+        pixels = stack([pipeline.preprocess(decode(gallery / record.source))])
+        encoded = pipeline.encode_pixels(pixels, config.label_k, project=False)
+        assert index.vectors[record.row].tobytes() == encoded.vectors[0].astype(np.float16).tobytes()
+        assert index.features[record.row].tobytes() == encoded.features[0].astype(np.float16).tobytes()
+        assert record.labels == encoded.labels[0]
+    for name in ("vectors.npy", "features.npy"):  # the .npy format numpy itself writes, byte for byte
+        written = io.BytesIO()
+        np.save(written, np.load(live / name))
+        assert (live / name).read_bytes() == written.getvalue()
+
+
+def test_a_later_stage_adds_to_the_served_generation_in_a_new_one(
+    pipeline: Pipeline, gallery: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "index"
+    build_index(FolderSource(gallery), target, pipeline, BuildConfig(workers=0, pca_dim=0), progress=False)
+    before = live_path(target)
+    with build_lock(target), derived_generation(target, {"manifest.sqlite", "meta.json"}) as generation:
+        with closing(sqlite3.connect(generation / "manifest.sqlite")) as db, db:
+            db.execute("CREATE TABLE words (id TEXT)")
+        publish(generation, target)
+    after = live_path(target)
+    assert after != before and Index(target).count == 3
+    thumbnail = next((after / "thumbnails").iterdir())
+    assert thumbnail.stat().st_ino == (before / "thumbnails" / thumbnail.name).stat().st_ino  # linked
+    assert (after / "vectors.npy").stat().st_ino == (before / "vectors.npy").stat().st_ino
+    tables = "SELECT name FROM sqlite_master WHERE name = 'words'"
+    with closing(sqlite3.connect(before / "manifest.sqlite")) as db:
+        assert db.execute(tables).fetchall() == []  # the served generation's manifest was not touched
+    with closing(sqlite3.connect(after / "manifest.sqlite")) as db:
+        assert db.execute(tables).fetchall() == [("words",)]
+    with pytest.raises(RuntimeError), build_lock(target), derived_generation(target) as failed:
+        raise RuntimeError("the stage failed")
+    assert not failed.exists() and live_path(target) == after

@@ -14,12 +14,13 @@ from app.build import BuildConfig, build_index
 from app.catalog import Catalog
 from app.filters import Filters
 from app.index import VECTORS, Index, live_path
+from app.layout import ANN_FILE
 from app.milvus import export_index
 from app.options import SearchOptions
 from app.pipeline import Pipeline
 from app.ranking import rank
 from app.sources import FolderSource
-from app.vectors import ANN_FILE, rank_exact
+from app.vectors import rank_exact
 from tests.conftest import coloured_pictures
 
 IMAGES = 60

@@ -933,7 +933,8 @@ def build_command(images: Path, index_dir: Path, cache: Path, *options: str) -> 
 
 
 def start_build(images: Path, index_dir: Path, cache: Path, *options: str) -> subprocess.Popen[str]:
-    """That build in a child process, with pipes to talk to it."""
+    """That build in a child process, with pipes to talk to it, in a process group of its own (as a
+    terminal's foreground job: a test may send it Ctrl-C)."""
     return subprocess.Popen(
         build_command(images, index_dir, cache, *options),
         cwd=REPO,
@@ -941,6 +942,7 @@ def start_build(images: Path, index_dir: Path, cache: Path, *options: str) -> su
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        start_new_session=True,
     )
 
 

@@ -14,11 +14,12 @@ from app import vectors
 from app.build import BuildConfig, build_index
 from app.errors import IndexUnavailable
 from app.index import Index, live_path
+from app.layout import ANN_FILE
 from app.options import SearchOptions
 from app.pipeline import Pipeline
 from app.ranking import rank
 from app.sources import FolderSource
-from app.vectors import ANN_FILE, ExactSearcher, build_ann, build_hnsw, open_ann
+from app.vectors import ExactSearcher, build_ann, build_hnsw, open_ann
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
-from app.cli.common import fail
+from app.cli.common import fail, interrupted, models_loaded
 from app.errors import ImgSearchError
 from app.milvus import INDEX_TYPES as MILVUS_INDEX_TYPES
 from app.pca import DEFAULT_DIM
@@ -143,8 +143,10 @@ def open_source(args: argparse.Namespace) -> Source:
 def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Run a build; exit status 1 with one clear line on failure."""
     from app.bridge import DEFAULT_TEMPLATES, BridgeParams
-    from app.build import BuildConfig, Engine, LocalEngine, build_index, check_index_dir
+    from app.build import BuildConfig, build_index
     from app.build_ray import ProfilePipeline, RayEngine
+    from app.engines import Engine, LocalEngine
+    from app.generations import check_index_dir
 
     try:
         settings = settings or load_settings()
@@ -153,6 +155,7 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
         params = BridgeParams(templates=tuple(args.templates or DEFAULT_TEMPLATES), top_t=args.top_t)
         factory = ProfilePipeline(args.profile, settings, params, flip=not args.no_flip)
         pipeline = factory()
+        models_loaded()
         config = BuildConfig(
             pca_dim=args.pca_dim,
             pca_centred=args.pca_centred,
@@ -173,6 +176,8 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
             export_index(args.index_dir, args.milvus_uri, args.milvus_collection, args.milvus_index)
     except (ImgSearchError, OSError, ValueError) as exc:
         return fail(exc)
+    except KeyboardInterrupt:
+        return interrupted(f"the build stopped; nothing half-written was left in {args.index_dir}")
     for skipped in report.skipped:
         print(f"skipped {skipped['source']}: {skipped['reason']}", file=sys.stderr)
     print(f"indexed {report.indexed} images into {args.index_dir} ({len(report.skipped)} skipped)")

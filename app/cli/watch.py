@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import get_args
 
-from app.cli.common import fail
+from app.cli.common import fail, interrupted, models_loaded
 from app.errors import ImgSearchError
 from app.pca import DEFAULT_DIM
 from app.settings import Profile, load_settings
@@ -28,10 +28,11 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_watch(args: argparse.Namespace, factory: object = None) -> int:
-    """Update the index now and after each group of changes, until interrupted (Ctrl-C)."""
+    """Update the index now and after each group of changes, until Ctrl-C (exit status 130)."""
     from app.bridge import BridgeParams
-    from app.build import BuildConfig, check_index_dir
+    from app.build import BuildConfig
     from app.build_ray import ProfilePipeline
+    from app.generations import check_index_dir
     from app.sources import FolderSource
     from app.watch import DEBOUNCE_MS, Watcher
 
@@ -40,6 +41,7 @@ def cmd_watch(args: argparse.Namespace, factory: object = None) -> int:
         FolderSource(args.images)  # the folder exists and is a folder
         check_index_dir(args.index_dir, args.images.resolve())  # before any model loads
         pipeline = ProfilePipeline(args.profile, settings, BridgeParams(), flip=True)()
+        models_loaded()
         config = BuildConfig(pca_dim=args.pca_dim, max_pixels=settings.max_collection_pixels)
         if args.workers is not None:
             config.workers = args.workers
@@ -49,4 +51,6 @@ def cmd_watch(args: argparse.Namespace, factory: object = None) -> int:
         )
     except (ImgSearchError, OSError, ValueError) as exc:
         return fail(exc)
+    except KeyboardInterrupt:
+        return interrupted(f"stopped watching {args.images}; nothing half-written left in {args.index_dir}")
     return 0
