@@ -13,7 +13,12 @@ the geometry. `TextReader.read` runs three steps:
 
 The result (`ImageText`) holds the lines in reading order with their boxes and confidences; its
 `text` (lines of one row joined by spaces, rows by newlines) is what a lexical index takes.
-A `TextReader` is picklable: each worker process loads its own sessions on first use.
+
+A build stage makes one `TextReader(threads=1)` and hands it to its workers: it pickles as its
+settings alone, so each process loads its own sessions on its first `read` (1–3 s, about 130 MB). A
+worker calls `read` on the picture it has already decoded (`app.preprocessing.decode`'s working copy)
+and keeps `text` and `lines`. On one core: about 15 ms for a picture without text (the gate alone),
+0.3 s for one with text (docs/relevance.md, "OCR").
 """
 
 from __future__ import annotations
