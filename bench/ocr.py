@@ -252,10 +252,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine, gate = ppocr(args.threads, params)
             readings, threshold = run(engine, dev, gate), params.min_confidence
             result = readings
-        elif name == "rapidocr":
-            readings, threshold = run(rapidocr(args.threads), dev), params.min_confidence
         else:
-            readings, threshold = run(tesseract(args.threads, args.cache_dir), dev), args.tesseract_confidence
+            try:
+                other = (
+                    rapidocr(args.threads) if name == "rapidocr" else tesseract(args.threads, args.cache_dir)
+                )
+            except ImportError as exc:  # the comparison engines are not the project's dependencies
+                print(f"{name}: skipped, it cannot be imported here ({exc})")
+                continue
+            readings = run(other, dev)
+            threshold = params.min_confidence if name == "rapidocr" else args.tesseract_confidence
         if args.verbose:
             for reading in readings:
                 print(f"  {name} {reading.sample.path.name}: {reading.lines}")
