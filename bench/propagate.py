@@ -43,16 +43,15 @@ from app.references import VisualHint
 from app.registry import make_bridge, prepare
 from app.settings import Settings
 from bench.fusion import lexical_db
+from bench.propagate_checks import GATES, noise_check, oracle
 from bench.propagation import (
     Fusion,
     Lent,
     Match,
     Spread,
     Words,
-    coherence,
     fuse,
     lendable,
-    lift,
     lookalike_gain,
     mean_of,
     propagate,
@@ -238,33 +237,6 @@ def strongest(hits: list[Match], feedback: Feedback) -> list[Match]:
     return usable[: feedback.hits]
 
 
-NOISE_WORD = "holiday"  # planted on a hashed third of the named rows: a folder of unrelated pictures
-
-
-def noise_check(collection: Collection, stage: Staging) -> None:
-    """Print how far a word planted on unrelated pictures spreads under each gate, beside real words."""
-    planted = [
-        (names | {NOISE_WORD}, rest)
-        if (names or rest) and hashlib.sha256(source.encode()).digest()[0] % 3 == 0
-        else (names, rest)
-        for (names, rest), source in zip(stage.words_of, collection.sources, strict=True)
-    ]
-    everything = [names | rest for names, rest in planted]
-    pairwise, lifted = coherence(collection.features, everything), lift(collection.features, everything)
-    carriers = sum(NOISE_WORD in words for words in everything)
-    print(
-        f"noise check ({stage.name}): '{NOISE_WORD}' planted on {carriers} named rows at random: "
-        f"pairwise coherence {pairwise[NOISE_WORD]:.3f}, lift {lifted[NOISE_WORD]:.2f}"
-    )
-    for word in ("flowers", "birds", "animals", "cartoon", "food"):
-        if word in pairwise:
-            print(f"  '{word}': pairwise {pairwise[word]:.3f}, lift {lifted[word]:.2f}")
-    for coherent, statistic in GATES:
-        lent = propagate(collection.features, planted, Spread(coherent=coherent, statistic=statistic))
-        spread = sum(NOISE_WORD in b.words | b.other for b in lent.values())
-        print(f"  gate {statistic}≥{coherent}: {spread} of {len(lent)} borrowing rows borrow '{NOISE_WORD}'")
-
-
 def lent_db(
     collection: Collection, stage: Staging, spread: Spread
 ) -> tuple[sqlite3.Connection, dict[int, Lent]]:
@@ -402,16 +374,6 @@ def spread_variant(
     return Variant(name, spread, weight, power, spread_cap=cap, fusion=fusion)
 
 
-GATES: tuple[tuple[float | None, str], ...] = (
-    (None, "pairwise"),
-    (0.0, "pairwise"),
-    (0.05, "pairwise"),
-    (0.1, "pairwise"),
-    (1.5, "lift"),
-    (2.0, "lift"),
-)
-
-
 CHOSEN = Spread(coherent=1.5, statistic="lift")  # k=3, ω 0.5→0.75, agree 0.5, unnamed rows only
 
 
@@ -420,13 +382,18 @@ def combinations() -> list[Variant]:
     found = []
     for lead in (0.6, 0.7):
         found.append(spread_variant(CHOSEN, 2.0, 1.0, lead=lead, strict=True))
-    for top, beta in ((10, 0.1), (20, 0.1), (10, 0.05), (10, 0.15)):
-        pixels = Pixels(top, text=beta)
-        found.append(Variant(f"pixels text β={beta:g} top={top}", pixels=pixels))
-        base = spread_variant(CHOSEN, 2.0, 1.0, lead=0.5, strict=True)
-        found.append(
-            dataclasses.replace(base, name=f"combo: {base.name} + pixels β={beta:g} top={top}", pixels=pixels)
-        )
+    base = spread_variant(CHOSEN, 2.0, 1.0, lead=0.5, strict=True)
+    for top, beta, pool in (
+        (10, 0.1, False),
+        (10, 0.1, True),
+        (20, 0.1, False),
+        (10, 0.05, False),
+        (10, 0.15, False),
+    ):
+        pixels = Pixels(top, text=beta, pool=pool)
+        label = f"β={beta:g} top={top}{' pool' if pool else ''}"
+        found.append(Variant(f"pixels text {label}", pixels=pixels))
+        found.append(dataclasses.replace(base, name=f"combo: pixels {label} + {base.name}", pixels=pixels))
     return found
 
 
@@ -537,6 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stages = {names: staging(collection, names, texts + generic) for names in STAGINGS}
             log.info("prepared in %.0f s", time.perf_counter() - started)
             noise_check(collection, stages["mixed"])
+            oracle(collection, stages["mixed"], texts)
             print(
                 f"split {args.split}: {len(texts)} captions, {len(generic)} generic queries; "
                 "R@1/R@10 (generic: /nDCG@10)"
