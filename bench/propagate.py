@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import json
 import logging
 import sqlite3
 import sys
@@ -33,16 +32,14 @@ import numpy as np
 
 from app import catalog, lexical, ranking
 from app.assembly import service_over
-from app.bridge import BridgeParams
 from app.fusion import fuse as shipped_fuse
 from app.index import Index
 from app.lexical import LexicalDoc, LexicalHit
-from app.pca import DEFAULT_DIM
 from app.pipeline import Pipeline, Query
 from app.references import VisualHint
-from app.registry import make_bridge, prepare
+from app.registry import prepare
 from app.settings import Settings
-from bench.fusion import lexical_db
+from bench.fusion import captions, lexical_db, stamps_index
 from bench.propagate_checks import GATES, noise_check, oracle
 from bench.propagation import (
     Fusion,
@@ -60,16 +57,14 @@ from bench.propagation import (
 from bench.relevance import (
     KS,
     Naming,
-    build,
     folders_of,
     generic_queries,
     half_recall,
     recall,
-    relevant_captions,
     staged_name,
     subsets,
 )
-from scripts.tuxpaint import BENCH_CACHE, Stamp, collect, fetch_stamps, split_of, stage
+from scripts.tuxpaint import BENCH_CACHE, Stamp, split_of
 
 log = logging.getLogger("bench.propagate")
 
@@ -454,17 +449,9 @@ def collection_of(
     args: argparse.Namespace, work: Path, settings: Settings, texts: list[str], generic: list[str]
 ) -> Collection:
     """Build (or reuse) the index of the stamps under their real names, encode and rank every query."""
-    stamps = fetch_stamps(args.cache_dir.expanduser())
-    selected = collect(stamps, None)
+    stamps, selected, _ = captions(args.cache_dir, args.split)
     models = prepare(settings, "packaged", with_lm=False)
-    folder, index_dir = work / "images", work / "index"
-    if not index_dir.exists():
-        pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir))
-        stage(stamps, selected, folder)
-        report = build(folder, index_dir, pipeline, DEFAULT_DIM, settings)
-        found = relevant_captions(selected, report)
-        (work / "relevant.json").write_text(json.dumps({key: sorted(value) for key, value in found.items()}))
-    stored = json.loads((work / "relevant.json").read_text())
+    index_dir, relevant = stamps_index(work, stamps, selected, models, settings)
     index = Index(index_dir)
     service = service_over(index, models, settings.cache_dir)
     sources = [record.source for record in index.records(list(range(index.count)))]
@@ -476,7 +463,7 @@ def collection_of(
         np.asarray(index.features, dtype=np.float32),
         np.asarray(index.vectors, dtype=np.float32),
         stamp_of,
-        {source: set(captions) for source, captions in stored.items()},
+        relevant,
         generic_relevance(stamps, selected, sources),
         {source: split_of(stamp_of[source].caption) for source in sources},
     )
@@ -490,16 +477,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build once, rank every query once per staging, print one line per variant."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    settings = Settings()
-    stamps = fetch_stamps(args.cache_dir.expanduser())
-    selected = collect(stamps, None)
-    texts = sorted({s.caption for s in selected if args.split in ("all", split_of(s.caption))})
+    _, selected, texts = captions(args.cache_dir, args.split)
     generic = sorted(set(generic_queries(selected).values()))
     with tempfile.TemporaryDirectory(prefix="propagate-") as scratch:
         work = args.work or Path(scratch)
         work.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        collection = collection_of(args, work, settings, texts, generic)
+        collection = collection_of(args, work, Settings(), texts, generic)
         try:
             stages = {names: staging(collection, names, texts + generic) for names in STAGINGS}
             log.info("prepared in %.0f s", time.perf_counter() - started)
