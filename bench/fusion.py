@@ -29,10 +29,11 @@ from app.fusion import fuse
 from app.index import Index
 from app.lexical import LexicalDoc
 from app.pca import DEFAULT_DIM
-from app.pipeline import Pipeline
+from app.pipeline import Models, Pipeline
 from app.registry import make_bridge, prepare
 from app.service import FUSION_WINDOW
 from app.settings import Settings
+from bench import relevance
 from bench.relevance import KS, Naming, Row, build, print_table, recall, relevant_captions, staged_name
 from scripts.tuxpaint import BENCH_CACHE, Stamp, collect, fetch_stamps, split_of, stage
 
@@ -192,20 +193,11 @@ def lexical_of(
 def subsets(
     texts: list[str], relevant: dict[str, set[str]], stamp_of: dict[str, Stamp], names: Naming
 ) -> dict[str, list[str]]:
-    """All queries; in the mixed staging also those whose relevant images keep a name and the rest."""
+    """All queries; in the mixed staging also those whose relevant images keep a name (named) and the rest."""
     if names != "mixed":
         return {"all": texts}
-    named = {
-        caption
-        for source, captions in relevant.items()
-        if staged_name(stamp_of[source], names) == source
-        for caption in captions
-    }
-    return {
-        "all": texts,
-        "a relevant image keeps its name": [text for text in texts if text in named],
-        "every relevant image opaque": [text for text in texts if text not in named],
-    }
+    named = {source for source in relevant if staged_name(stamp_of[source], names) == source}
+    return relevance.subsets(texts, relevant, named)
 
 
 def table(queries: dict[str, Query], sources: list[str], relevant: dict[str, set[str]]) -> list[Row]:
@@ -217,28 +209,38 @@ def table(queries: dict[str, Query], sources: list[str], relevant: dict[str, set
     return rows
 
 
+def captions(cache_dir: Path, split: str) -> tuple[Path, list[Stamp], list[str]]:
+    """The unpacked stamps folder, every captioned stamp, and the distinct captions of a half."""
+    stamps = fetch_stamps(cache_dir.expanduser())
+    selected = collect(stamps, None)
+    return stamps, selected, sorted({s.caption for s in selected if split in ("all", split_of(s.caption))})
+
+
+def stamps_index(
+    work: Path, stamps: Path, selected: list[Stamp], models: Models, settings: Settings
+) -> tuple[Path, dict[str, set[str]]]:
+    """The index of the stamps under their real names in `work` (built on first use), and each source's
+    relevant captions."""
+    folder, index_dir = work / "images", work / "index"
+    if not index_dir.exists():
+        pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir))
+        stage(stamps, selected, folder)
+        report = build(folder, index_dir, pipeline, DEFAULT_DIM, settings)
+        found = relevant_captions(selected, report)
+        (work / "relevant.json").write_text(json.dumps({key: sorted(value) for key, value in found.items()}))
+    stored = json.loads((work / "relevant.json").read_text())
+    return index_dir, {source: set(captions) for source, captions in stored.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Build once, rank every query once per staging, print one table per staging."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     settings = Settings()
-    stamps = fetch_stamps(args.cache_dir.expanduser())
-    selected = collect(stamps, None)
-    texts = sorted({s.caption for s in selected if args.split in ("all", split_of(s.caption))})
+    stamps, selected, texts = captions(args.cache_dir, args.split)
     models = prepare(settings, "packaged", with_lm=False)
-    pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir))
     with tempfile.TemporaryDirectory(prefix="fusion-") as scratch:
-        work = args.work or Path(scratch)
-        folder, index_dir = work / "images", work / "index"
-        if not index_dir.exists():
-            stage(stamps, selected, folder)
-            report = build(folder, index_dir, pipeline, DEFAULT_DIM, settings)
-            found = relevant_captions(selected, report)
-            (work / "relevant.json").write_text(
-                json.dumps({key: sorted(value) for key, value in found.items()})
-            )
-        stored = json.loads((work / "relevant.json").read_text())
-        relevant = {source: set(captions) for source, captions in stored.items()}
+        index_dir, relevant = stamps_index(args.work or Path(scratch), stamps, selected, models, settings)
         index = Index(index_dir)
         try:
             service = service_over(index, models, settings.cache_dir)

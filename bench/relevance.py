@@ -1,4 +1,12 @@
-"""Text→image relevance on the Tux Paint stamps, staged under opaque names: each caption is a query, R@k."""
+"""Text→image relevance on the Tux Paint stamps, staged under opaque names: each caption is a query, R@k.
+
+Beside the captions, a generic-query dev set: the stamps' category folders (`animals/`,
+`animals/birds/`, `vehicles/` …) as relevance for class words typed as a person would ("an animal",
+"a bird", "a vehicle"; `GENERIC_QUERIES`). A half of it is the ranking restricted to the stamps whose
+caption is in that half (the same hashed split as the captions), so the two halves share no picture.
+With `--names mixed` the captions are also reported for the *unnamed* subset (every relevant picture
+under an opaque name) and the named rest, hybrid beside semantic, all through `SearchService`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -37,6 +46,51 @@ log = logging.getLogger("bench.relevance")
 KS = (1, 5, 10)
 Ranking = dict[str, list[str]]  # query caption → ranked sources (paths relative to the image folder)
 Naming = Literal["opaque", "real", "mixed"]
+QuerySet = Literal["captions", "generic", "both"]
+
+GENERIC_MIN = 6  # captioned stamps a folder needs, sub-folders included, to become a generic query
+STYLE_FOLDERS = frozenset({"cartoon", "toys", "plastic"})  # how a stamp is drawn, not what it shows
+GENERIC_QUERIES = {  # content folder → the class words a person would type for it
+    "animals": "an animal",
+    "animals/birds": "a bird",
+    "animals/fish": "a fish",
+    "animals/insects": "an insect",
+    "animals/mammals": "a mammal",
+    "animals/mammals/bovines": "cattle, sheep or goats",
+    "animals/mammals/rodents": "a rodent",
+    "clothes": "clothing",
+    "clothes/hats": "a hat",
+    "food": "food",
+    "food/fruit": "fruit",
+    "food/vegetables": "a vegetable",
+    "hobbies": "a hobby",
+    "hobbies/music": "a musical instrument",
+    "hobbies/music/string": "a string instrument",
+    "household": "a household object",
+    "household/dishes": "dishes",
+    "household/tools": "a tool",
+    "military": "military",
+    "people": "a person",
+    "plants": "a plant",
+    "plants/flowers": "a flower",
+    "plants/trees": "a tree",
+    "seasonal": "a holiday",
+    "seasonal/christmas": "christmas",
+    "seasonal/easter": "easter",
+    "seasonal/halloween": "halloween",
+    "seasonal/hanukkah": "hanukkah",
+    "seasonal/newyears": "new year",
+    "space": "space",
+    "space/planets": "a planet",
+    "sports": "sports",
+    "town": "a town",
+    "town/flags": "a flag",
+    "town/houses": "a building",
+    "town/monuments": "a monument",
+    "town/roadsigns": "a road sign",
+    "vehicles": "a vehicle",
+    "vehicles/locomotive": "a train",
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +127,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "under their real names and folders, or mixed: a fixed hashed half named, the rest opaque",
     )
     parser.add_argument(
+        "--queries",
+        choices=["captions", "generic", "both"],
+        default="both",
+        help="the caption queries, the generic class-word queries of the category folders, or both",
+    )
+    parser.add_argument(
         "--text-model",
         default=None,
         help="a local sentence-transformers folder to use as the text encoder (IMGSEARCH_TEXT_MODEL)",
@@ -81,6 +141,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--short",
         action="store_true",
         help="only the default index, with the int8 and the float32 image encoder (no other rows)",
+    )
+    parser.add_argument(
+        "--no-fp32", action="store_true", help="skip the float32 image encoder's index (one build less)"
     )
     args = parser.parse_args(argv)
     if args.pca_dim < 0 or (args.limit is not None and args.limit < 1):
@@ -140,6 +203,72 @@ def relevant_captions(selected: list[Stamp], report: BuildReport) -> dict[str, s
     return relevant
 
 
+def content_folder(path: str) -> str:
+    """A stamp's folder without the parts that say how it is drawn (animals/birds/cartoon → animals/birds)."""
+    return "/".join(part for part in PurePosixPath(path).parent.parts if part not in STYLE_FOLDERS)
+
+
+def folders_of(path: str) -> list[str]:
+    """A stamp's content folder and every folder above it."""
+    parts = [part for part in content_folder(path).split("/") if part]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def generic_queries(stamps: list[Stamp]) -> dict[str, str]:
+    """Folder → class words, for every content folder holding ≥ GENERIC_MIN stamps, some in each half."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for stamp in stamps:
+        for folder in folders_of(stamp.path):
+            counts[folder][split_of(stamp.caption)] += 1
+    wanted = sorted(
+        folder
+        for folder, halves in counts.items()
+        if halves.total() >= GENERIC_MIN and halves["tune"] and halves["report"]
+    )
+    missing = [folder for folder in wanted if folder not in GENERIC_QUERIES]
+    if missing:
+        raise RuntimeError(f"no generic query for the folders {missing}: add them to GENERIC_QUERIES")
+    return {folder: GENERIC_QUERIES[folder] for folder in wanted}
+
+
+def relevant_generic(
+    originals: list[Stamp], staged: list[Stamp], report: BuildReport, queries: dict[str, str]
+) -> dict[str, set[str]]:
+    """Generic queries relevant to each indexed source: its stamp's folders' and identical files' folders'."""
+    relevant = {
+        renamed.path: {queries[folder] for folder in folders_of(stamp.path) if folder in queries}
+        for stamp, renamed in zip(originals, staged, strict=True)
+    }
+    for skipped in report.skipped:
+        relevant.pop(skipped["source"], None)
+    for duplicate in report.duplicates:
+        relevant[duplicate["same_as"]] |= relevant.pop(duplicate["source"], set())
+    return relevant
+
+
+def half_recall(
+    ranking: Ranking, relevant: dict[str, set[str]], half_of: dict[str, str], split: str
+) -> dict[int, float]:
+    """`recall` of whole-collection rankings restricted to the pictures of one half (all for 'all')."""
+    kept = {source: wanted for source, wanted in relevant.items() if split in ("all", half_of[source])}
+    ranked = {
+        query: [source for source in sources if source in kept][: max(KS)]
+        for query, sources in ranking.items()
+        if any(query in wanted for wanted in kept.values())
+    }
+    return recall(ranked, kept)
+
+
+def subsets(texts: list[str], relevant: dict[str, set[str]], named: set[str]) -> dict[str, list[str]]:
+    """All queries; those with a relevant source among `named` (it keeps its name); and the rest (unnamed)."""
+    with_name = {caption for source in named if source in relevant for caption in relevant[source]}
+    return {
+        "all": texts,
+        "named": [text for text in texts if text in with_name],
+        "unnamed": [text for text in texts if text not in with_name],
+    }
+
+
 def recall(ranking: Ranking, relevant: dict[str, set[str]]) -> dict[int, float]:
     """Percent of queries with a relevant entry in the top k, for each k; key 0 holds nDCG@10 in percent."""
     hits = dict.fromkeys(KS, 0)
@@ -174,10 +303,12 @@ def service_ranking(
     queries: list[str],
     mode: Mode = "semantic",
     class_weight: float | None = None,
+    depth: int = max(KS),
 ) -> Ranking:
     """Rank through SearchService (the API's path) in one mode, without near-duplicate folding.
 
-    `class_weight` replaces the weight of the WordNet classes a query names (0: that re-rank off).
+    `class_weight` replaces the weight of the WordNet classes a query names (0: that re-rank off);
+    `depth` results are kept per query.
     """
     index = Index(index_dir)
     try:
@@ -187,9 +318,9 @@ def service_ranking(
 
         def ranked(query: str) -> list[str]:
             if mode == "semantic":
-                return [hit.record.source for hit in service.search_text(query, max(KS))]
+                return [hit.record.source for hit in service.search_text(query, depth)]
             words = CompoundQuery(positive=(Part(query),))  # a caption is plain words, not `a + b - c`
-            request = SearchRequest(words, mode=mode, top_k=max(KS))
+            request = SearchRequest(words, mode=mode, top_k=depth)
             return [hit.record.source for hit in service.search(request).hits]
 
         return {query: ranked(query) for query in queries}
@@ -317,61 +448,142 @@ def other_rows(
     return rows
 
 
+@dataclass(frozen=True)
+class Staged:
+    """The staged collection and its built default index: what every table of a run ranks."""
+
+    originals: list[Stamp]  # the stamps under their own paths
+    staged: list[Stamp]  # the same stamps under the paths they were staged at
+    index_dir: Path
+    report: BuildReport
+    models: Models
+    cache_dir: Path
+
+    def ranking(
+        self, queries: list[str], mode: Mode = "semantic", class_weight: float | None = None, depth: int = 10
+    ) -> Ranking:
+        """Every query ranked through SearchService over the default index."""
+        return service_ranking(
+            self.index_dir, self.models, self.cache_dir, queries, mode, class_weight, depth
+        )
+
+
+def naming_rows(
+    run: Staged, queries: list[str], relevant: dict[str, set[str]]
+) -> tuple[list[Row], dict[str, float | str]]:
+    """Hybrid beside semantic on the named and the unnamed caption queries of a mixed staging."""
+    pairs = zip(run.originals, run.staged, strict=True)
+    named = {renamed.path for stamp, renamed in pairs if stamp.path == renamed.path}
+    rows: list[Row] = []
+    result: dict[str, float | str] = {}
+    by_mode = {"semantic": run.ranking(queries), "hybrid": run.ranking(queries, "hybrid")}
+    for subset, chosen in subsets(queries, relevant, named).items():
+        if subset == "all" or not chosen:
+            continue
+        for mode, ranked in by_mode.items():
+            found = recall({query: ranked[query] for query in chosen}, relevant)
+            rows.append(Row(f"{subset} captions ({len(chosen)} queries), {mode}", "-", found))
+            result |= {f"{subset}_{mode}_r{k}": found[k] for k in (1, 10)} | {
+                f"{subset}_{mode}_ndcg10": found[0]
+            }
+    return rows, result
+
+
+def generic_rows(run: Staged, split: str) -> tuple[list[Row], dict[str, float | str]]:
+    """The generic class-word queries over the default index, semantic and hybrid, on one half's pictures."""
+    folders = generic_queries(run.originals)
+    queries = sorted(set(folders.values()))
+    relevant = relevant_generic(run.originals, run.staged, run.report, folders)
+    half_of = {stamp.path: split_of(stamp.caption) for stamp in run.staged}
+    count = len(run.staged)
+    rows: list[Row] = []
+    result: dict[str, float | str] = {}
+    for mode in ("semantic", "hybrid"):
+        found = half_recall(run.ranking(queries, mode, depth=count), relevant, half_of, split)
+        rows.append(Row(f"generic class words ({len(queries)} queries), {mode}", "-", found))
+        key = "generic" if mode == "semantic" else "generic_hybrid"
+        result |= {f"{key}_r{k}": found[k] for k in (1, 10)} | {f"{key}_ndcg10": found[0]}
+    return rows, result
+
+
+def caption_rows(
+    args: argparse.Namespace, run: Staged, settings: Settings, queries: list[str]
+) -> tuple[list[Row], dict[str, float | str]]:
+    """The caption queries: every index variant (unless --short), the default, its variants, hybrid."""
+    folder, scratch = run.index_dir.parent / "images", run.index_dir.parent
+    relevant = relevant_captions(run.staged, run.report)
+    models = run.models
+    main_dim, main_bytes = vector_info(run.index_dir)
+    bridge = recall(run.ranking(queries), relevant)
+    rows = [] if args.short else other_rows(args, folder, scratch, models, settings, queries, relevant)
+    default = f"bridge, --pca-dim {args.pca_dim} (default)"
+    rows.append(Row(f"{default}, {models.image.precision}", main_dim, bridge, main_bytes))
+    no_classes = recall(run.ranking(queries, class_weight=0.0), relevant)
+    rows.append(Row(f"{default}, without WordNet classes", main_dim, no_classes, main_bytes))
+    hybrid = recall(run.ranking(queries, "hybrid"), relevant)
+    rows.append(Row(f"{default}, hybrid: + names, folders, text", main_dim, hybrid, main_bytes))
+    result: dict[str, float | str] = {f"r{k}": bridge[k] for k in KS}
+    result |= {"ndcg10": bridge[0], "precision": models.image.precision, "text": models.text.model_id}
+    result["no_classes_r10"] = no_classes[10]
+    fp32 = None if args.no_fp32 else fp32_models(models, settings)
+    if fp32 is not None:
+        fp32_dir = scratch / "index-fp32"
+        fp32_pipeline = Pipeline(fp32, make_bridge(fp32, BridgeParams(), settings.cache_dir))
+        build(folder, fp32_dir, fp32_pipeline, args.pca_dim, settings)
+        exact = recall(service_ranking(fp32_dir, fp32, settings.cache_dir, queries), relevant)
+        rows.append(Row(f"{default}, fp32", main_dim, exact, main_bytes))
+        result["fp32_r10"] = exact[10]
+    if not args.short:
+        result["unaligned_r10"] = rows[1].recall[10]
+    result |= {f"bridge_r{k}": bridge[k] for k in KS} | {"hybrid_r1": hybrid[1], "hybrid_r10": hybrid[10]}
+    if args.names == "mixed":
+        subset_rows, found = naming_rows(run, queries, relevant)
+        rows += subset_rows
+        result |= found
+    return rows, result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Fetch the data, build the indexes, rank every caption, print the table and the RESULT line."""
+    """Fetch the data, build the indexes, rank every query, print the table and the RESULT line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     started = time.perf_counter()
     settings = Settings(text_model=args.text_model) if args.text_model else Settings()
     stamps = fetch_stamps(args.cache_dir.expanduser())
-    selected = collect(stamps, args.limit)
-    if not selected:
+    originals = collect(stamps, args.limit)
+    if not originals:
         log.error("no captioned stamps under %s", stamps)
         return 1
-    queries = sorted({s.caption for s in selected if args.split in ("all", split_of(s.caption))})
+    queries = sorted({s.caption for s in originals if args.split in ("all", split_of(s.caption))})
     models = prepare(settings, "packaged", with_lm=False)
-    fp32 = fp32_models(models, settings)
     pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir))
     with tempfile.TemporaryDirectory(prefix="relevance-") as scratch:
         folder = Path(scratch) / "images"
-        selected = stage_images(stamps, selected, folder, args.names)
+        staged = stage_images(stamps, originals, folder, args.names)
         main_dir = Path(scratch) / f"index-pca{args.pca_dim}"
         report = build(folder, main_dir, pipeline, args.pca_dim, settings)
-        relevant = relevant_captions(selected, report)
-        main_dim, main_bytes = vector_info(main_dir)
-        bridge = recall(service_ranking(main_dir, models, settings.cache_dir, queries), relevant)
-        rows = (
-            [] if args.short else other_rows(args, folder, Path(scratch), models, settings, queries, relevant)
-        )
-        default = f"bridge, --pca-dim {args.pca_dim} (default)"
-        rows.append(Row(f"{default}, {models.image.precision}", main_dim, bridge, main_bytes))
-        plain = service_ranking(main_dir, models, settings.cache_dir, queries, class_weight=0.0)
-        no_classes = recall(plain, relevant)
-        rows.append(Row(f"{default}, without WordNet classes", main_dim, no_classes, main_bytes))
-        hybrid = recall(service_ranking(main_dir, models, settings.cache_dir, queries, "hybrid"), relevant)
-        rows.append(Row(f"{default}, hybrid: + names, folders, text", main_dim, hybrid, main_bytes))
-        if fp32 is not None:
-            fp32_dir = Path(scratch) / "index-fp32"
-            fp32_pipeline = Pipeline(fp32, make_bridge(fp32, BridgeParams(), settings.cache_dir))
-            build(folder, fp32_dir, fp32_pipeline, args.pca_dim, settings)
-            exact = recall(service_ranking(fp32_dir, fp32, settings.cache_dir, queries), relevant)
-            rows.append(Row(f"{default}, fp32", main_dim, exact, main_bytes))
+        run = Staged(originals, staged, main_dir, report, models, settings.cache_dir)
+        rows: list[Row] = []
+        result: dict[str, float | str] = {"split": args.split, "names": args.names}
+        if args.queries in ("captions", "both"):
+            found, numbers = caption_rows(args, run, settings, queries)
+            rows, result = rows + found, result | numbers
+        if args.queries in ("generic", "both"):
+            found, generic = generic_rows(run, args.split)
+            rows, result = rows + found, result | generic
     elapsed = time.perf_counter() - started
     print(
-        f"data: {PACKAGE}, {len(selected)} images ({len(report.duplicates)} byte-identical, "
-        f"{len(report.skipped)} skipped) → {len(relevant)} index entries; "
-        f"{len(queries)} distinct captions as queries (split={args.split}, names={args.names})"
+        f"data: {PACKAGE}, {len(staged)} images ({len(report.duplicates)} byte-identical, "
+        f"{len(report.skipped)} skipped) → {len(staged) - len(report.duplicates) - len(report.skipped)} "
+        f"index entries; {len(queries)} distinct captions as queries (split={args.split}, names={args.names})"
     )
     print_table(rows)
     print(f"run time: {elapsed:.0f} s")
-    unaligned = f"unaligned_r10={rows[1].recall[10]:.1f} " if not args.short else ""
-    compared = f"fp32_r10={rows[-1].recall[10]:.1f} " if fp32 is not None else ""
-    print(
-        f"RESULT relevance split={args.split} r1={bridge[1]:.1f} r5={bridge[5]:.1f} r10={bridge[10]:.1f} "
-        f"ndcg10={bridge[0]:.1f} precision={models.image.precision} text={models.text.model_id} "
-        f"no_classes_r10={no_classes[10]:.1f} {compared}{unaligned}"
-        f"bridge_r1={bridge[1]:.1f} bridge_r5={bridge[5]:.1f} bridge_r10={bridge[10]:.1f}"
+    cells = (
+        f"{key}={value:.1f}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in result.items()
     )
+    print("RESULT relevance " + " ".join(cells))
     return 0
 
 
