@@ -215,7 +215,12 @@ def score(samples: list[Sample], cosines: np.ndarray) -> dict[str, float]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--split", choices=["tune", "report", "all", "photos"], default="report")
+    parser.add_argument("--split", choices=["tune", "report", "all", "photos", "dev"], default="report")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="dev split: also run another checkout's code (e.g. main) on the same set, in this run",
+    )
     parser.add_argument("--cache-dir", type=Path, default=BENCH_CACHE)
     parser.add_argument("--limit", type=int, default=None, help="first N images of the split only")
     parser.add_argument("--show", type=int, default=15, help="print this many examples")
@@ -270,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     settings = Settings()
+    if args.split == "dev":
+        from bench.describe_run import run_dev
+
+        return run_dev(args, settings)
     if args.rescore:
         rows = [json.loads(line) for line in args.rescore.read_text().splitlines() if line.strip()]
         samples = [

@@ -53,7 +53,7 @@ NOT_OBJECTS = frozenset(
      "scene", "model", "models", "confidence", "name", "mostly", "colour", "color", "shades", "shade",
      "probably", "likely", "perhaps", "either", "black", "white", "grey", "gray", "red", "orange",
      "yellow", "green", "blue", "purple", "pink", "brown", "background", "front", "side", "top",
-     "bottom", "close", "closeup", "piece", "pair", "group", "some", "one", "two"]
+     "bottom", "close", "closeup", "piece", "pair", "group", "some", "one", "two", "black and white"]
 )  # fmt: skip
 PLACE_WORDS = frozenset({"on", "in", "by", "at", "near", "under", "beside", "against", "over"})
 UNSURE_WORDS = frozenset({"cannot", "unsure", "nothing"})
@@ -150,31 +150,23 @@ def _compounds(tokens: list[str]) -> list[str]:
     while i < len(tokens):
         for size in (3, 2, 1):
             phrase = " ".join(tokens[i : i + size])
-            if size == 1 or (i + size <= len(tokens) and net.noun_synsets(phrase.replace(" ", "_"))):
+            if size == 1 or (i + size <= len(tokens) and net.noun_synsets(phrase)):
                 found.append(phrase)
                 i += size
                 break
     return found
 
 
-def _kinds_above(noun: str) -> set[str]:
-    """The everyday (non-broad) kinds above any sense of a noun ('robin' → bird)."""
-    net, kinds = _net(), set(KINDS) - set(BROAD)
-    above: set[str] = set()
-    for synset in net.noun_synsets(noun):
-        for ancestor in net.ancestors(synset):
-            above |= set(net.synsets[ancestor].lemmas) & kinds
-    return above
-
-
 def accepted_names(nouns: list[str]) -> frozenset[str]:
-    """The nouns, their WordNet synonyms and the everyday kinds above them."""
-    net, names = _net(), set()
+    """The nouns, the synonyms of their commonest WordNet sense and the everyday (not broad) kinds above
+    it ('robin' → bird, not animal)."""
+    net, names, kinds = _net(), set(), set(KINDS) - set(BROAD)
     for noun in nouns:
         names.add(noun)
-        for synset in net.noun_synsets(noun)[:2]:  # the commonest senses
-            names |= {lemma for lemma in net.synsets[synset].lemmas if not lemma[:1].isupper()}
-        names |= _kinds_above(noun)
+        for synset in net.noun_synsets(noun)[:1]:
+            names |= set(net.synsets[synset].lemmas)
+            for ancestor in net.ancestors(synset):
+                names |= set(net.synsets[ancestor].lemmas) & kinds
     return frozenset(n for n in names if n)
 
 
@@ -194,7 +186,7 @@ def caption_nouns(caption: str, path: str) -> list[str]:
         if form in KINDS and form not in BROAD:
             nouns.append(form)
             break
-    return [n for n in dict.fromkeys(nouns) if _net().noun_synsets(n.replace(" ", "_"))]
+    return [n for n in dict.fromkeys(nouns) if _net().noun_synsets(n)]
 
 
 def dev_set(cache_dir: Path) -> list[DevItem]:
@@ -259,9 +251,9 @@ def related(noun: str, names: frozenset[str]) -> bool:
     net = _net()
     if set(net.base_forms(noun)) & names:
         return True
-    mine = set(net.noun_synsets(noun.replace(" ", "_")))
+    mine = set(net.noun_synsets(noun))
     for name in names:
-        for other in net.noun_synsets(name.replace(" ", "_")):
+        for other in net.noun_synsets(name):
             if mine & set(net.ancestors(other)) or any(other in net.ancestors(s) for s in mine):
                 return True
     return False
