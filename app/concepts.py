@@ -142,6 +142,17 @@ class Hierarchy:
         return found
 
 
+    def kind_above(self, concept: Concept) -> Concept | None:
+        """The nearest specific kind above a concept whose name it does not already say ('bolete' →
+        fungus; 'tabby cat' → none, as it says 'cat')."""
+        mine, said = set(concept.classes), set(concept.name.lower().split())
+        above = [
+            other
+            for other in self.concepts
+            if not other.broad and mine < set(other.classes) and not set(other.name.lower().split()) & said
+        ]
+        return min(above, key=lambda other: len(other.classes), default=None)
+
     def related(self, concept: Concept) -> set[int]:
         """The classes sharing a specific (not broad) kind with the concept: its alternatives."""
         mine = set(concept.classes)

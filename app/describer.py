@@ -31,7 +31,7 @@ UNSURE = "An image the models cannot name with confidence."
 # Words a sentence may use besides the evidence: articles, prepositions, conjunctions, hedges.
 FUNCTION_WORDS = frozenset(
     ["a", "an", "the", "and", "or", "of", "in", "on", "at", "by", "with", "either", "probably", "perhaps",
-     "likely", "picture", "something", "the", "models", "cannot", "name", "confidence"]
+     "likely", "picture", "something", "models", "cannot", "name", "confidence", "kind"]
 )  # fmt: skip
 QUERY_SHOTS: tuple[tuple[str, str], ...] = (
     ("a red car", "A red car parked on a quiet street."),
@@ -110,14 +110,15 @@ class Sight:
 class Thresholds:
     """Probabilities at which the describer names, hedges or adds (chosen on the description bench's dev set)."""
 
-    name: float = 0.5  # a concept this sure is named: "A cat."
-    broad: float = 0.6  # a broad kind needs more: "An animal."
-    hedge: float = 0.3  # below `name`: "Probably a frog." / "A frog or a toad."
-    refine: float = 0.5  # share of the subject's support a finer concept needs: "A bird, probably an owl."
+    name: float = 0.3  # a concept this sure is named: "A cat."
+    broad: float = 0.45  # a broad kind needs more: "An animal."
+    hedge: float = 0.1  # below `name`: "Perhaps a frog." / "A frog or a toad."
+    probably: float = 0.3  # …from this support on "Probably a frog."
+    refine: float = 0.4  # share of the subject's support a finer concept needs: "A bird, probably an owl."
     alternative: float = 0.5  # second concept at least this fraction of the first → "X or Y"
     scene: float = 0.3  # "… on a beach."
     second: float = 0.3  # "… and a bicycle."
-    reference: float = 0.5  # weight of the reference set's agreeing captions
+    reference: float = 0.3  # weight of the reference set's agreeing captions
 
 
 @dataclass(frozen=True)
@@ -167,13 +168,13 @@ class Describer:
         seen = self.hierarchy.seen(sight.labels, sight.references, t.reference)
         sure = [s for s in seen if s.support >= (t.broad if s.concept.broad else t.name)]
         if sure:
-            first = sure[0]
+            first = self._descend(sure)
             least = max(t.hedge, t.refine * first.support)
             finer = [s for s in seen if below(s.concept, first.concept) and s.support >= least]
-            phrase = with_article(first.concept.name)
-            if finer:
-                phrase += f", probably {with_article(finer[0].concept.name)}"
-            named = (first, *finer[:1])
+            if not finer:
+                return self._named(first, seen, hedged=False)
+            phrase = f"{with_article(first.concept.name)}, probably {with_article(finer[0].concept.name)}"
+            named = (first, finer[0])
             return Subject(phrase, False, named, [e for s in named for e in _evidence(s)], first.support)
         likely = [s for s in seen if s.support >= (t.broad if s.concept.broad else t.hedge)]
         if not likely:
@@ -190,7 +191,31 @@ class Describer:
             named = (first, others[0])
             phrase = f"{with_article(first.concept.name)} or {with_article(others[0].concept.name)}"
             return Subject(phrase, False, named, [e for s in named for e in _evidence(s)], first.support)
-        return Subject(with_article(first.concept.name), True, (first,), _evidence(first), first.support)
+        return self._named(first, seen, hedged=True)
+
+    def _descend(self, sure: list[Seen]) -> Seen:
+        """From the surest of the most general sure concepts, down to the surest concept below that holds
+        at least `refine` of it, while there is one ('animal' → 'cat'; not on to 'tabby cat' when five
+        cats share the mass)."""
+        roots = [s for s in sure if not any(below(s.concept, other.concept) for other in sure)]
+        current = max(roots, key=lambda s: s.support)
+        while True:
+            least = self.thresholds.refine * current.support
+            inner = [s for s in sure if below(s.concept, current.concept) and s.support >= least]
+            if not inner:
+                return current
+            current = max(inner, key=lambda s: (s.support, -len(s.concept.classes)))
+
+    def _named(self, seen: Seen, everything: list[Seen], hedged: bool) -> Subject:
+        """One concept; a class with the kind it belongs to when its name does not say it ('a bolete, a
+        kind of fungus')."""
+        phrase, evidence = with_article(seen.concept.name), _evidence(seen)
+        kind = self.hierarchy.kind_above(seen.concept) if len(seen.concept.classes) == 1 else None
+        if kind is not None:
+            above = next((s for s in everything if s.concept == kind), seen)
+            phrase += f", a kind of {kind.name}"
+            evidence.append(Evidence(kind.name, "kind", above.labels, round(above.mass, 4)))
+        return Subject(phrase, hedged, (seen,), evidence, seen.support)
 
     def extras(self, sight: Sight, subject: Subject) -> tuple[list[str], list[Evidence]]:
         """Clauses for a confident scene and a confident second object (each above its threshold)."""
@@ -241,12 +266,13 @@ class Describer:
             return Sentence(UNSURE, confidence)
         clauses, more = self.extras(sight, subject)
         phrase = subject.phrase + ("," if clauses and "," in subject.phrase else "")
+        hedge = "probably" if subject.confidence >= self.thresholds.probably else "perhaps"
         if frame and subject.hedged:
-            head = f"{with_article(frame)}, probably of {phrase}"
+            head = f"{with_article(frame)}, {hedge} of {phrase}"
         elif frame:
             head = f"{with_article(frame)} of {phrase}"
         else:
-            head = f"probably {phrase}" if subject.hedged else phrase
+            head = f"{hedge} {phrase}" if subject.hedged else phrase
         candidates = [capitalised(" ".join([head, *clauses]))]
         if len(clauses) == 2:  # the object before the place reads better at times
             candidates.append(capitalised(" ".join([head, clauses[1], clauses[0]])))

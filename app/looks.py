@@ -1,11 +1,12 @@
 """What kind of picture it is and what is plain to see in it: medium (photo, drawing, screenshot) and a
 dominant colour, each only with its evidence.
 
-A picture's pixels (a small copy) say how flat its colours are and how many it has: clip-art and drawings
-are mostly flat areas of few colours, photos have texture and thousands; the reference set (captioned
-clip-art, app/references.py) confirms a drawing when its nearest pictures are close. The classifier's
+A picture's pixels (a small copy) say how flat its colours are, how many it has and how grainy it is:
+clip-art and drawings are mostly flat areas of few colours, photos have grain and shading in many
+colours; a picture very close to the reference set (captioned clip-art, app/references.py) is clip-art.
+Only clear cases are said; most pictures get no medium word. The classifier's
 "web site" class names a screenshot. A colour is said only when one covers most of the picture (a drawing's
-white background left out), or when the picture has no colour at all (black and white).
+white left out: it is a background as often as not), or when the picture has no colour at all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from PIL import Image
 
 SIDE = 128  # pixels on the longest side of the copy the statistics read
 SCREENSHOT_LABEL = "web site"  # the ImageNet class of screenshots
+GREY = 0.97  # share of colourless pixels in a black-and-white picture
 QUANT = 16  # colour levels per channel when comparing neighbours (JPEG noise stays within a level)
 
 
@@ -34,15 +36,15 @@ class Look:
 class LookThresholds:
     """When a medium or a colour is said (chosen on the description bench's dev set)."""
 
-    flat_drawing: float = 0.55  # share of flat pixels above which a picture is drawn
-    colours_drawing: int = 600  # …and distinct colours below which
-    flat_photo: float = 0.35  # share of flat pixels below which a picture is a photo
-    colours_photo: int = 1500  # …and distinct colours above which
-    reference: float = 0.8  # nearest reference cosine that confirms a drawing on its own
+    flat_drawing: float = 0.7  # share of flat pixels above which a coloured picture is drawn
+    colours_drawing: int = 400  # …and distinct colours below which
+    flat_photo: float = 0.4  # share of flat pixels below which a picture may be a photo
+    colours_photo: int = 600  # …distinct colours above which a coloured one is
+    texture: float = 0.4  # …and share of small steps between neighbours above which
+    reference: float = 0.8  # nearest reference cosine that makes a picture clip-art on its own
     screenshot: float = 0.3  # probability of the classifier's "web site" class
     colour: float = 0.55  # share of the (foreground) pixels one colour must cover
     colour_ratio: float = 2.5  # …and how many times the next colour's share
-    grey: float = 0.97  # share of colourless pixels of a black-and-white picture
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Pixels:
 
     flat: float  # share of pixels equal (at QUANT levels) to their right and lower neighbours
     colours: int  # distinct colours at 32 levels per channel
+    texture: float  # share of small brightness steps (2–24 of 255) between neighbours, white left out
+    grey: bool  # no colour at all
     names: np.ndarray  # colour name index per pixel (COLOURS)
     white: np.ndarray  # bool per pixel: near white
 
@@ -89,7 +93,21 @@ def pixels(image: Image.Image) -> Pixels:
     flat_rgb = rgb.reshape(-1, 3)
     names, colourless = _colour_names(flat_rgb)
     white = names == COLOURS.index("white")
-    return Pixels(float(same.mean()) if same.size else 1.0, colours, names, white & colourless)
+    return Pixels(
+        float(same.mean()) if same.size else 1.0, colours, _texture(rgb), bool(colourless.mean() >= GREY),
+        names, white & colourless
+    )
+
+
+def _texture(rgb: np.ndarray) -> float:
+    """Share of small brightness steps between neighbours (photos' grain and shading), white areas left out."""
+    grey = rgb @ np.array([299, 587, 114]) // 1000
+    steps, white = [], []
+    for a, b in ((grey[:, 1:], grey[:, :-1]), (grey[1:, :], grey[:-1, :])):
+        steps.append(np.abs(a - b).ravel())
+        white.append(((a > 245) & (b > 245)).ravel())
+    step = np.concatenate(steps)[~np.concatenate(white)]
+    return float(((step >= 2) & (step <= 24)).mean()) if step.size else 0.0
 
 
 def medium(
@@ -99,25 +117,28 @@ def medium(
     t = t or LookThresholds()
     if screenshot >= t.screenshot:
         return Look("medium", "screenshot", screenshot, "label")
-    if stats.flat >= t.flat_drawing and stats.colours <= t.colours_drawing:
-        return Look("medium", "drawing", stats.flat, "pixels")
-    if nearest_reference >= t.reference and stats.flat >= t.flat_photo:
+    if nearest_reference >= t.reference:
         return Look("medium", "drawing", nearest_reference, "reference")
-    if stats.flat <= t.flat_photo and stats.colours >= t.colours_photo:
-        return Look("medium", "photo", 1.0 - stats.flat, "pixels")
+    if stats.grey and stats.colours <= 4:  # black on white: a line drawing or a silhouette
+        return Look("medium", "drawing", stats.flat, "pixels")
+    if not stats.grey and stats.flat >= t.flat_drawing and stats.colours <= t.colours_drawing:
+        return Look("medium", "drawing", stats.flat, "pixels")
+    coloured = stats.grey or stats.colours >= t.colours_photo
+    if coloured and stats.flat <= t.flat_photo and stats.texture >= t.texture:
+        return Look("medium", "photo", stats.texture, "pixels")
     return None
 
 
-def colour(stats: Pixels, drawn: bool, t: LookThresholds | None = None) -> Look | None:
-    """'black-and-white' for a colourless picture, 'mostly X' when one colour clearly dominates."""
+def colour(stats: Pixels, t: LookThresholds | None = None) -> Look | None:
+    """'black-and-white' for a colourless picture, 'mostly X' when one colour clearly dominates what is
+    not white (white is a background as often as not)."""
     t = t or LookThresholds()
-    names = stats.names[~stats.white] if drawn else stats.names
+    if stats.grey:
+        return Look("colour", "black-and-white", 1.0, "pixels")
+    names = stats.names[~stats.white]
     if len(names) < 0.05 * len(stats.names):
         return None
     shares = np.bincount(names, minlength=len(COLOURS)) / len(names)
-    colourless = shares[[COLOURS.index(c) for c in ("black", "white", "grey")]].sum()
-    if colourless >= t.grey:
-        return Look("colour", "black-and-white", float(colourless), "pixels")
     first, second = np.argsort(shares)[::-1][:2]
     if shares[first] >= t.colour and shares[first] >= t.colour_ratio * shares[second]:
         return Look("colour", f"mostly {COLOURS[first]}", float(shares[first]), "pixels")
@@ -129,5 +150,5 @@ def of(image: Image.Image, nearest_reference: float, labels: list[tuple[str, flo
     stats = pixels(image)
     screenshot = sum(p for label, p in labels if label == SCREENSHOT_LABEL)
     found = medium(stats, nearest_reference, screenshot)
-    shade = colour(stats, drawn=found is not None and found.phrase == "drawing")
+    shade = colour(stats)
     return tuple(look for look in (found, shade) if look is not None)

@@ -55,7 +55,7 @@ def test_one_sure_class_is_named_by_itself(describer: Describer) -> None:
 
 
 def test_a_bird_is_refined_to_the_owl_that_holds_most_of_its_mass(describer: Describer) -> None:
-    birds = [("great grey owl", 0.45), ("bald eagle", 0.1), ("kite", 0.08), ("vulture", 0.07), ("jay", 0.05)]
+    birds = [("great grey owl", 0.28), ("bald eagle", 0.1), ("kite", 0.08), ("vulture", 0.04), ("jay", 0.02)]
     sentence = said(describer, [*birds, ("tabby", 0.03)])
     assert sentence.text == "A bird, probably an owl.", sentence.text
     assert [e.phrase for e in sentence.evidence] == ["bird", "owl"]
@@ -64,7 +64,7 @@ def test_a_bird_is_refined_to_the_owl_that_holds_most_of_its_mass(describer: Des
 def test_animals_of_many_kinds_are_an_animal_and_unrelated_things_give_up(describer: Describer) -> None:
     animals = [("tabby", 0.13), ("beagle", 0.13), ("goldfish", 0.13), ("jay", 0.13), ("green mamba", 0.13)]
     assert said(describer, animals).text == "An animal."
-    things = [("umbrella", 0.12), ("goldfish", 0.12), ("mailbox", 0.12), ("broom", 0.12), ("toaster", 0.12)]
+    things = [("umbrella", 0.06), ("goldfish", 0.06), ("mailbox", 0.06), ("broom", 0.06), ("toaster", 0.06)]
     assert said(describer, things).text == UNSURE
 
 
@@ -74,7 +74,7 @@ def test_names_are_the_words_a_person_uses_with_the_right_article(describer: Des
     assert said(describer, [("koala", 0.9)]).text == "A koala."
     assert said(describer, [("ox", 0.9)]).text == "An ox."
     assert said(describer, [("hay", 0.9)]).text == "Hay."  # a mass noun takes no article
-    assert said(describer, [("jean", 0.9)]).text == "Jeans."  # nor does a plural
+    assert said(describer, [("jean", 0.9)]).text == "Jeans, a kind of clothing."  # nor does a plural
     assert said(describer, [("sunglass", 0.9)]).text == "Sunglasses."
 
 
@@ -84,7 +84,7 @@ def test_every_word_added_has_evidence(describer: Describer) -> None:
         said(describer, [("tailed frog", 0.3), ("mud turtle", 0.2)], photo),
         said(describer, [("tabby", 0.6), ("seashore", 0.35), ("bicycle-built-for-two", 0.31)], photo, red),
         said(describer, [("golden retriever", 0.4), ("tennis ball", 0.35)], red),
-        said(describer, [("umbrella", 0.1), ("broom", 0.1)], photo),
+        said(describer, [("umbrella", 0.05), ("broom", 0.05)], photo),
     ]
     for sentence in cases:
         evidence_words = {w for e in sentence.evidence for w in words(e.phrase)}
@@ -96,9 +96,9 @@ def test_every_word_added_has_evidence(describer: Describer) -> None:
 
 
 def test_a_picture_says_what_the_index_read_in_it_before_its_pixels(describer: Describer) -> None:
-    sight = Sight([("web site", 0.7)], looks=(Look("medium", "photo", 0.9, "pixels"),),
+    sight = Sight([("envelope", 0.7)], looks=(Look("medium", "photo", 0.9, "pixels"),),
                   known=(Look("medium", "document", 1.0, "index"),))  # fmt: skip
-    assert describer.describe(sight).text == "A document of a website."
+    assert describer.describe(sight).text == "A document of an envelope."
 
 
 class DriftingLanguageModel(FakeLanguageModel):
