@@ -52,10 +52,10 @@ INVENTING = frozenset(
      "son", "daughter", "owner", "year", "years", "old", "aged", "age", "one", "two", "three", "four",
      "five", "six", "seven", "eight", "nine", "ten"]
 )  # fmt: skip
-# Words that may follow the query's noun phrase: prepositions and linking verbs (participles also may).
+# Words that may follow the query's noun phrase: prepositions and a few verbs of posture (participles too).
 STARTERS = frozenset({"in", "on", "at", "by", "with", "under", "over", "near", "beside", "against", "through",
                       "along", "across", "behind", "inside", "from", "during", "among", "above", "below",
-                      "around", "next", "is", "are", "sits", "stands", "lies", "rests"})  # fmt: skip
+                      "around", "next", "sits", "stands", "lies", "rests"})  # fmt: skip
 DETERMINERS = frozenset({"a", "an", "the", "some", "this", "that", "these", "those", "my", "your", "our",
                          "his", "her", "their", "its", "many", "several", "few", "no", "every", "each"})  # fmt: skip
 
