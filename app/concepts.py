@@ -141,7 +141,6 @@ class Hierarchy:
             found.append(Seen(concept, float(masses[row]), float(votes[row]), named))
         return found
 
-
     def kind_above(self, concept: Concept) -> Concept | None:
         """The nearest specific kind above a concept whose name it does not already say ('bolete' →
         fungus; 'tabby cat' → none, as it says 'cat')."""

@@ -57,7 +57,8 @@ STARTERS = frozenset({"in", "on", "at", "by", "with", "under", "over", "near", "
                       "along", "across", "behind", "inside", "from", "during", "among", "above", "below",
                       "around", "next", "sits", "stands", "lies", "rests"})  # fmt: skip
 DETERMINERS = frozenset({"a", "an", "the", "some", "this", "that", "these", "those", "my", "your", "our",
-                         "his", "her", "their", "its", "many", "several", "few", "no", "every", "each"})  # fmt: skip
+                         "his", "her", "their", "its", "many", "several", "few", "no", "every",
+                         "each"})  # fmt: skip
 
 
 @cache
@@ -108,7 +109,7 @@ class Sight:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Probabilities at which the describer names, hedges or adds (chosen on the description bench's dev set)."""
+    """Probabilities at which the describer names, hedges or adds (chosen on the description dev set)."""
 
     name: float = 0.3  # a concept this sure is named: "A cat."
     broad: float = 0.45  # a broad kind needs more: "An animal."
@@ -243,8 +244,8 @@ class Describer:
     @staticmethod
     def framing(sight: Sight) -> tuple[str, list[Evidence]]:
         """'black-and-white photo' / 'mostly red drawing' / 'picture' (a colour alone) / '' and evidence."""
-        known = [look for look in sight.known if look.kind == "medium"]
-        medium = (known or [look for look in sight.looks if look.kind == "medium"] or [None])[0]
+        media = [look for look in (*sight.known, *sight.looks) if look.kind == "medium"]
+        medium = media[0] if media else None
         colour = next((look for look in sight.looks if look.kind == "colour"), None)
         chosen = [look for look in (colour, medium) if look is not None]
         evidence = [Evidence(look.phrase, look.source, (), round(look.score, 4)) for look in chosen]
@@ -299,7 +300,9 @@ class Describer:
             text = self.lm.generate(messages, self.max_new_tokens, prefix=start)
         else:
             shots = "".join(f"Request: {r}\nDescription: {c}\n\n" for r, c in QUERY_SHOTS)
-            text = self.lm.generate(f"{shots}Request: {query}\nDescription:", self.max_new_tokens, prefix=" " + start)
+            text = self.lm.generate(
+                f"{shots}Request: {query}\nDescription:", self.max_new_tokens, prefix=" " + start
+            )
         return completed(phrase, checked_tail(text, query))
 
 
@@ -340,7 +343,9 @@ def checked_tail(text: str, query: str) -> str:
             break
         if not kept and not (lower in STARTERS or lower.endswith(("ing", "ed"))):
             break  # a phrase that cannot follow a noun phrase ('a cheetah', 'she')
-        if (lower in INVENTING and lower not in asked) or not all(w in known for w in words(lower.replace("-", " "))):
+        if (lower in INVENTING and lower not in asked) or not all(
+            w in known for w in words(lower.replace("-", " "))
+        ):
             break
         kept.append(lower)
     while kept and kept[-1] in _DANGLING:

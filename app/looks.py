@@ -94,13 +94,17 @@ def pixels(image: Image.Image) -> Pixels:
     names, colourless = _colour_names(flat_rgb)
     white = names == COLOURS.index("white")
     return Pixels(
-        float(same.mean()) if same.size else 1.0, colours, _texture(rgb), bool(colourless.mean() >= GREY),
-        names, white & colourless
+        float(same.mean()) if same.size else 1.0,
+        colours,
+        _texture(rgb),
+        bool(colourless.mean() >= GREY),
+        names,
+        white & colourless,
     )
 
 
 def _texture(rgb: np.ndarray) -> float:
-    """Share of small brightness steps between neighbours (photos' grain and shading), white areas left out."""
+    """Share of small brightness steps between neighbours (a photo's grain and shading), white left out."""
     grey = rgb @ np.array([299, 587, 114]) // 1000
     steps, white = [], []
     for a, b in ((grey[:, 1:], grey[:, :-1]), (grey[1:, :], grey[:-1, :])):

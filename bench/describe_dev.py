@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import io
 import re
-from fnmatch import fnmatch
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from functools import cache
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
@@ -48,7 +48,8 @@ PHOTOS: dict[str, tuple[str, ...]] = {
 # Reviewed names a person would accept for stamps whose caption's noun misses what the picture shows
 # ("A baby sheep (a lamb)." → lamb; planets, road signs, buildings): added to the automatic names.
 STAMP_NAMES: dict[str, tuple[str, ...]] = {
-    "*bovines/bull.png": ("bull", "ox", "cattle", "cow"), "*bovines/cow*.png": ("cow", "cattle", "ox", "bull"),
+    "*bovines/bull.png": ("bull", "ox", "cattle", "cow"),
+    "*bovines/cow*.png": ("cow", "cattle", "ox", "bull"),
     "*bovines/zebu.png": ("zebu", "ox", "cattle", "cow"), "*rabbit*.png": ("rabbit", "bunny", "hare"),
     "*easter/bunny*.png": ("bunny", "rabbit", "hare"), "*Woodlouse.png": ("woodlouse", "isopod"),
     "*cartoon/grapes.png": ("grape", "fruit"), "*apple_core.png": ("apple", "apple core", "fruit"),
@@ -64,7 +65,8 @@ STAMP_NAMES: dict[str, tuple[str, ...]] = {
     "*stoplight*": ("traffic light", "stoplight"), "*roadsigns/arrow.png": ("arrow",),
     "town/houses/*": ("building", "house"), "*uk_post_box.png": ("post box", "mailbox", "letter box"),
     "*auto/beetle.png": ("car", "beetle"), "*cementMixer.png": ("cement mixer", "truck"),
-    "*tux_tractor.png": ("tractor", "penguin"), "*planes/cartoon/plane.png": ("airplane", "plane", "aircraft"),
+    "*tux_tractor.png": ("tractor", "penguin"),
+    "*planes/cartoon/plane.png": ("airplane", "plane", "aircraft"),
     "vehicles/locomotive/*": ("train", "railroad car", "locomotive"),
     "*bathyscape.png": ("submarine", "bathyscaphe"), "*chineseJunk.png": ("junk", "boat", "ship"),
     "military/vehicles/*": ("armored vehicle", "tank", "vehicle"),
@@ -74,7 +76,8 @@ STAMP_NAMES: dict[str, tuple[str, ...]] = {
     "*christmas/lamp.png": ("lamp", "light"), "*grave-*.png": ("gravestone", "tombstone", "grave"),
     "*fireman*.png": ("firefighter", "fireman", "person", "man"), "*thyme.png": ("thyme", "herb", "plant"),
     "*cep-1.png": ("mushroom", "fungus", "bolete"), "*hoverfly.png": ("hoverfly", "fly", "insect"),
-    "*insects/mantis.png": ("mantis", "praying mantis"), "*spider_football.png": ("spider", "ball", "football"),
+    "*insects/mantis.png": ("mantis", "praying mantis"),
+    "*spider_football.png": ("spider", "ball", "football"),
     "*knight_helmet.png": ("helmet", "armor"), "*wheel_tractor.png": ("wheel", "tire"),
     "*edward_bear.png": ("teddy bear", "bear", "toy"), "*sheep_lamb.png": ("lamb", "sheep"),
     "*wildboar.png": ("boar", "pig", "hog"), "*cylinder.png": ("cylinder", "gas cylinder"),
@@ -132,7 +135,7 @@ def bundled() -> dict[str, Image.Image]:
     found: dict[str, Image.Image] = {}
     for name in PHOTOS:
         path = next(p for folder in folders for p in sorted(folder.glob(f"{name}.*")))
-        image = Image.open(path)
+        image: Image.Image = Image.open(path)
         if image.mode in ("RGBA", "LA", "P"):
             image = image.convert("RGBA")
             white = Image.new("RGBA", image.size, (255, 255, 255, 255))
@@ -153,7 +156,9 @@ def made(photos: dict[str, Image.Image]) -> list[tuple[str, bytes]]:
         out.append((f"{name}-mirror-dark", _jpeg(dark, 85)))
         out.append((f"{name}-grey", _jpeg(ImageOps.grayscale(image), 90)))
         out.append((f"{name}-jpeg20", _jpeg(image, 20)))
-        small = image.resize((max(w // 3, 1), max(h // 3, 1))).rotate(8, expand=True, fillcolor=(128, 128, 128))
+        small = image.resize((max(w // 3, 1), max(h // 3, 1))).rotate(
+            8, expand=True, fillcolor=(128, 128, 128)
+        )
         out.append((f"{name}-small-tilted", _jpeg(small, 85)))
     return out
 
@@ -253,7 +258,9 @@ def dev_set(cache_dir: Path) -> list[DevItem]:
     for stamp in collect(stamps, None):
         if split_of(stamp.caption) == "tune":
             nouns = caption_nouns(stamp.caption, stamp.path)
-            extra = {n for pattern, found in STAMP_NAMES.items() if fnmatch(stamp.path, pattern) for n in found}
+            extra = {
+                n for pattern, found in STAMP_NAMES.items() if fnmatch(stamp.path, pattern) for n in found
+            }
             if nouns or extra:
                 data = (stamps / stamp.path).read_bytes()
                 items.append(DevItem(stamp.path, "stamp", data, accepted_names(nouns) | extra))
@@ -404,5 +411,5 @@ def invents(query: str, text: str) -> list[str]:
     found += [m.group(0) for m in NUMBER.finditer(text) if m.group(0).lower() not in asked]
     capitals = re.findall(r"(?<!^)(?<![.!?] )\b[A-Z][a-z]+", text.strip())
     found += [c for c in capitals if c.lower() not in asked]
-    found += ['"'] if re.search("[\"“”]", text) else []
+    found += ['"'] if re.search('["“”]', text) else []
     return found

