@@ -1,70 +1,64 @@
-"""Stage 6: descriptions — one sentence that says only what the image's evidence supports.
+"""Stage 6: descriptions — one sentence that names what the picture shows at the level its evidence is
+sure of, in the words a person uses, and nothing the evidence does not support.
 
-Every content word comes from the evidence: the classifier's (or CLIP's zero-shot) labels, their WordNet
-kinds (app/data/wordnet.json: "a dog" when three breeds split the probability) and, for uploads, the
-reference set's captions that agree with a label. Hedging follows the probability behind the subject;
-a scene or a second object appears only above its own threshold. The language model only phrases: it
-ranks candidate sentences that all carry the same content, so it cannot add a word.
+The subject is the most specific concept (app/concepts.py: a class, or a kind above classes) whose
+summed probability, with the reference set's agreeing captions, passes the threshold: "A cat." when five
+cat classes share the mass, "A bird, probably an owl." when most of the bird's mass is an owl's, "An
+animal." rather than nothing. A hedge ("Probably a frog.", "A frog or a toad.") when only a weaker
+threshold is passed; the give-up sentence only when no concept passes that. The medium and a dominant
+colour (app/looks.py) lead the sentence when their evidence is clear; a scene or a second object follows
+only above its own threshold. Every word is backed by an `Evidence` item.
+
+Text mode writes one sentence for a query: the query itself, as a noun phrase, starts the sentence; the
+language model may add a few words, which are kept only when they are plain dictionary words that invent
+no one and nothing (no names, people, numbers or quoted text), else the sentence ends after the query.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
 import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
+from app.concepts import Hierarchy, Seen, below, class_names, scenes, takes_no_article, with_article
 from app.encoders.base import LanguageModel
-from app.labels import imagenet_labels, readable_label, singular, words
+from app.labels import imagenet_labels, words
+from app.looks import Look
 
-QUERY_SHOTS: tuple[tuple[str, str], ...] = (
-    ("a red car", "A shiny red car parked on a quiet street."),
-    ("eiffel tower", "The Eiffel Tower rising above Paris on a clear day."),
-)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
-# A small model drifts: keep the first clause of a generated sentence, at most MAX_WORDS words.
-_CLAUSE_BREAK = re.compile(r"[,;:(!?]| and | or | but | which | that | being | as it | with its ")
-_DANGLING = {"a", "an", "the", "of", "in", "on", "at", "to", "for", "with", "and", "or", "its", "their", "by"}
-MAX_WORDS = 10
 UNSURE = "An image the models cannot name with confidence."
 # Words a sentence may use besides the evidence: articles, prepositions, conjunctions, hedges.
 FUNCTION_WORDS = frozenset(
     ["a", "an", "the", "and", "or", "of", "in", "on", "at", "by", "with", "either", "probably", "perhaps",
-     "likely"]
+     "likely", "picture", "something", "models", "cannot", "name", "confidence", "kind"]
 )  # fmt: skip
-
-
-@cache
-def _tables() -> dict[str, object]:
-    """app/data/wordnet.json (scripts/describe_tables.py): kinds per class, broad kinds, scene classes."""
-    data: dict[str, object] = json.loads(resources.files("app").joinpath("data/wordnet.json").read_text())
-    return data
-
-
-@cache
-def kinds_of() -> dict[str, tuple[str, ...]]:
-    """ImageNet label → its everyday kinds, nearest first ('tabby' → ('cat', 'feline', 'animal'))."""
-    kinds = _tables()["kinds"]
-    assert isinstance(kinds, list)
-    return {label: tuple(k) for label, k in zip(imagenet_labels(), kinds, strict=True)}
-
-
-@cache
-def broad_kinds() -> frozenset[str]:
-    """Kinds too general to stand beside a second object ('animal', 'device')."""
-    broad = _tables()["broad"]
-    assert isinstance(broad, list)
-    return frozenset(broad)
-
-
-@cache
-def scenes() -> dict[str, str]:
-    """Place labels → the preposition that puts a subject there ('seashore' → 'on')."""
-    table = _tables()["scenes"]
-    assert isinstance(table, dict)
-    return {str(k): str(v) for k, v in table.items()}
+QUERY_SHOTS: tuple[tuple[str, str], ...] = (
+    ("a red car", "A red car parked on a quiet street."),
+    ("an old lighthouse at sunset", "An old lighthouse at sunset by the sea."),
+)
+TEXT_TOKENS = 8  # new tokens text mode lets the language model add after the query
+MAX_QUERY = 200
+# A continuation stops at a clause boundary; the words before it are kept.
+_CLAUSE_BREAK = re.compile(r"[,;:(!?.\"“”]| and | or | but | which | that | while | as | so ")
+_DANGLING = {"a", "an", "the", "of", "in", "on", "at", "to", "for", "with", "and", "or", "its", "their", "by",
+             "is", "are", "was", "from", "into", "under", "over", "near"}  # fmt: skip
+# Words that would invent someone or something the query does not name.
+INVENTING = frozenset(
+    ["he", "she", "his", "her", "him", "hers", "i", "me", "my", "mine", "we", "us", "our", "you", "your",
+     "they", "them", "their", "man", "woman", "men", "women", "boy", "girl", "child", "children", "kid",
+     "kids", "baby", "people", "person", "family", "friend", "friends", "named", "called", "brand",
+     "logo", "reads", "says", "sign", "text", "mother", "father", "mom", "dad", "wife", "husband",
+     "son", "daughter", "owner", "year", "years", "old", "aged", "age", "one", "two", "three", "four",
+     "five", "six", "seven", "eight", "nine", "ten"]
+)  # fmt: skip
+# Words that may follow the query's noun phrase: prepositions and a few verbs of posture (participles too).
+STARTERS = frozenset({"in", "on", "at", "by", "with", "under", "over", "near", "beside", "against", "through",
+                      "along", "across", "behind", "inside", "from", "during", "among", "above", "below",
+                      "around", "next", "sits", "stands", "lies", "rests"})  # fmt: skip
+DETERMINERS = frozenset({"a", "an", "the", "some", "this", "that", "these", "those", "my", "your", "our",
+                         "his", "her", "their", "its", "many", "several", "few", "no", "every",
+                         "each"})  # fmt: skip
 
 
 @cache
@@ -72,11 +66,6 @@ def dictionary() -> frozenset[str]:
     """English words (Debian `wamerican`, shipped as app/data/words.txt.gz) for keeping text mode real."""
     raw = resources.files("app").joinpath("data/words.txt.gz").read_bytes()
     return frozenset(gzip.decompress(raw).decode().split())
-
-
-def article(noun: str) -> str:
-    """'a' or 'an' for a noun phrase."""
-    return "an" if noun[:1].lower() in "aeiou" else "a"
 
 
 def capitalised(text: str) -> str:
@@ -87,36 +76,12 @@ def capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def clean_sentence(text: str, fallback: str, known: frozenset[str] | None = None) -> str:
-    """First clause of generated text, capitalised with a full stop; cut before the first unknown word."""
-    text = " ".join(text.replace("\n", " ").split()).strip(" \"'")
-    text = _SENTENCE_END.split(text, maxsplit=1)[0].strip()
-    text = _CLAUSE_BREAK.split(text, maxsplit=1)[0].strip()
-    kept: list[str] = []
-    for token in text.split()[:MAX_WORDS]:
-        if known is not None and not all(w in known for w in words(token.replace("-", " "))):
-            break
-        kept.append(token)
-    while len(kept) > 2 and kept[-1].lower().strip(".") in _DANGLING:
-        kept.pop()
-    if len(kept) < 2 or len(set(kept)) < len(kept) / 2:
-        return capitalised(fallback)
-    return capitalised(" ".join(kept).rstrip(",;:- "))
-
-
-def main_object(label: str) -> str:
-    """A label's most explicit everyday lemma ('tabby' → 'tabby cat'; 'gorilla', not 'Gorilla gorilla')."""
-    name = readable_label(label)
-    parts = name.lower().split()
-    return label if len(set(parts)) < len(parts) else name
-
-
 @dataclass(frozen=True)
 class Evidence:
     """A phrase of the sentence and what it rests on."""
 
     phrase: str
-    source: str  # "label", "kind" (a WordNet hypernym of labels), "scene", "reference"
+    source: str  # "label", "kind" (labels sharing a WordNet kind), "scene", "reference", "pixels", "index"
     labels: tuple[str, ...]
     probability: float
 
@@ -131,142 +96,188 @@ class Sentence:
 
 
 @dataclass(frozen=True)
+class Sight:
+    """Everything a description of one picture may rest on."""
+
+    labels: list[tuple[str, float]]  # the label distribution (every label; an older index: its stored top-k)
+    references: list[tuple[str, float]] = field(default_factory=list)  # nearest reference captions, weights
+    looks: tuple[Look, ...] = ()  # medium and colour, from the picture (app/looks.py)
+    # What the index knows about the image beyond its pixels (the text read in it, its place and date):
+    # a Look of kind "medium" here (a "document" when text was read) wins over the picture's own.
+    known: tuple[Look, ...] = ()
+
+
+@dataclass(frozen=True)
 class Thresholds:
-    """Probabilities at which the describer names, hedges or adds (chosen on the Tux Paint tune half)."""
+    """Probabilities at which the describer names, hedges or adds (chosen on the description dev set)."""
 
-    name: float = 0.5  # the top label alone: "A tabby cat."
-    kind: float = 0.2  # labels sharing a kind: "A dog."
-    hedge: float = 0.1  # below `name`: "Probably a frog." / "A frog or a toad."
-    alternative: float = 0.5  # second label at least this fraction of the top one → "X or Y"
-    scene: float = 0.3  # "… on a seashore."
+    name: float = 0.3  # a concept this sure is named: "A cat."
+    broad: float = 0.45  # a broad kind needs more: "An animal."
+    hedge: float = 0.1  # below `name`: "Perhaps a frog." / "A frog or a toad."
+    probably: float = 0.3  # …from this support on "Probably a frog."
+    refine: float = 0.4  # share of the subject's support a finer concept needs: "A bird, probably an owl."
+    alternative: float = 0.5  # second concept at least this fraction of the first → "X or Y"
+    scene: float = 0.3  # "… on a beach."
     second: float = 0.3  # "… and a bicycle."
-    reference: float = 0.5  # weight of the reference set's agreeing captions (grid: docs/relevance.md)
+    reference: float = 0.3  # weight of the reference set's agreeing captions
 
 
-def _mass(labels: list[tuple[str, float]], kind: str) -> tuple[float, tuple[str, ...]]:
-    """Total probability of the labels of a kind, and those labels."""
-    members = [(label, p) for label, p in labels if kind in kinds_of().get(label, ())]
-    return sum(p for _, p in members), tuple(label for label, _ in members)
+@dataclass(frozen=True)
+class Subject:
+    """What the sentence names: its phrase, its hedged form, the concepts in it and their evidence."""
+
+    phrase: str  # "a bird, probably an owl" / "a frog or a toad"
+    hedged: bool  # "probably a frog": the medium goes first ("a photo, probably of a frog")
+    named: tuple[Seen, ...]
+    evidence: list[Evidence]
+    confidence: float
 
 
-def _agreement(label_words: set[str], references: list[tuple[str, float]]) -> float:
-    """Weight of the reference captions whose words name the label or its kind."""
-    return sum(w for caption, w in references if {singular(t) for t in words(caption)} & label_words)
+def _evidence(seen: Seen) -> list[Evidence]:
+    """A named concept's evidence: its labels (or kind) and the reference captions that agree."""
+    source = "label" if len(seen.concept.classes) == 1 else "kind"
+    found = [Evidence(seen.concept.name, source, seen.labels, round(seen.mass, 4))]
+    if seen.votes > 0:
+        found.append(Evidence(seen.concept.name, "reference", seen.labels, round(seen.votes, 4)))
+    return found
 
 
 class Describer:
-    """Evidence → candidate sentences (same content, different phrasing) → the language model's pick."""
+    """Evidence → the concept the evidence is sure of → one sentence in plain words."""
 
     def __init__(
-        self, lm: LanguageModel | None, max_new_tokens: int = 20, thresholds: Thresholds | None = None
+        self,
+        lm: LanguageModel | None,
+        max_new_tokens: int = TEXT_TOKENS,
+        thresholds: Thresholds | None = None,
+        labels: list[str] | None = None,
     ) -> None:
         self.lm = lm
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = min(max_new_tokens, TEXT_TOKENS)
         self.thresholds = thresholds or Thresholds()
+        self.labels = list(labels) if labels is not None else list(imagenet_labels())
+        self.hierarchy = Hierarchy(self.labels)
+        self.imagenet = tuple(self.labels) == imagenet_labels()
 
-    def subject(
-        self, labels: list[tuple[str, float]], references: list[tuple[str, float]]
-    ) -> tuple[list[str], list[Evidence], float]:
-        """Phrasings of the main object, their evidence and confidence; no phrasing when nothing is sure."""
+    def name_of(self, label: str) -> str:
+        """The name a person uses for a label ('ice bear' → 'polar bear')."""
+        return class_names()[self.hierarchy.index[label]] if self.imagenet else label
+
+    def subject(self, sight: Sight) -> Subject | None:
+        """The most specific concept the evidence is sure of (refined, or hedged); None when none is."""
         t = self.thresholds
-        agreeing = [
-            (
-                p + t.reference * _agreement({singular(w) for w in words(main_object(label))}, references),
-                label,
-            )
-            for label, p in labels
+        seen = self.hierarchy.seen(sight.labels, sight.references, t.reference)
+        sure = [s for s in seen if s.support >= (t.broad if s.concept.broad else t.name)]
+        if sure:
+            first = self._descend(sure)
+            least = max(t.hedge, t.refine * first.support)
+            finer = [s for s in seen if below(s.concept, first.concept) and s.support >= least]
+            if not finer:
+                return self._named(first, seen, hedged=False)
+            phrase = f"{with_article(first.concept.name)}, probably {with_article(finer[0].concept.name)}"
+            named = (first, finer[0])
+            return Subject(phrase, False, named, [e for s in named for e in _evidence(s)], first.support)
+        likely = [s for s in seen if s.support >= (t.broad if s.concept.broad else t.hedge)]
+        if not likely:
+            return None
+        first = likely[0]
+        others = [
+            s
+            for s in likely[1:]
+            if not set(s.concept.classes) & set(first.concept.classes)
+            and not s.concept.broad
+            and s.support >= t.alternative * first.support
         ]
-        support, top = max(agreeing, key=lambda pair: pair[0])  # the label the reference set backs, if any
-        p = dict(labels)[top]
-        name = main_object(top)
-        evidence = [Evidence(name, "label", (top,), p)]
-        if support > p:
-            evidence.append(Evidence(name, "reference", (top,), support - p))
-        kind = next((k for k in kinds_of().get(top, ()) if k not in broad_kinds()), "")
-        kind = "" if kind in words(name) else kind
-        if kind:
-            evidence.append(Evidence(kind, "kind", (top,), p))
-        said = f"{article(name)} {name}" + (f", a kind of {kind}" if kind else "")
-        if support >= t.name:
-            return [said], evidence, min(support, 1.0)
-        found = self.kind(labels, references)
-        if found is not None:
-            return found
-        if support < t.hedge:
-            return [], [], support
-        if top == labels[0][0] and len(labels) > 1 and labels[1][1] >= max(t.hedge, t.alternative * p):
-            other = main_object(labels[1][0])
-            if other != name:
-                evidence = [Evidence(name, "label", (top,), p)]
-                evidence.append(Evidence(other, "label", (labels[1][0],), labels[1][1]))
-                both = f"{article(name)} {name} or {article(other)} {other}"
-                return [both, f"either {both}"], evidence, p
-        return [f"{hedge} {said}" for hedge in ("probably", "likely")], evidence, support
+        if others:
+            named = (first, others[0])
+            phrase = f"{with_article(first.concept.name)} or {with_article(others[0].concept.name)}"
+            return Subject(phrase, False, named, [e for s in named for e in _evidence(s)], first.support)
+        return self._named(first, seen, hedged=True)
 
-    def kind(
-        self, labels: list[tuple[str, float]], references: list[tuple[str, float]]
-    ) -> tuple[list[str], list[Evidence], float] | None:
-        """'A dog' when labels of one kind (plus agreeing reference captions) are likely together, with
-        the likeliest of them hedged when it is itself likely enough: 'A dog, probably a beagle'."""
-        t = self.thresholds
-        ordered = [k for label, _ in labels for k in kinds_of().get(label, ())]
-        for kind in sorted(dict.fromkeys(ordered), key=lambda k: k in broad_kinds()):  # specific kinds first
-            mass, members = _mass(labels, kind)
-            agree = t.reference * _agreement({kind}, references)
-            if mass + agree < t.kind or (kind in broad_kinds() and mass < t.name):
-                continue
-            evidence = [Evidence(kind, "kind", members, mass)]
-            if agree:
-                evidence.append(Evidence(kind, "reference", members, agree))
-            phrase = f"{article(kind)} {kind}"
-            ranked = sorted((dict(labels)[m], m) for m in members)[::-1]
-            p, best = ranked[0]
-            name = main_object(best)
-            clear = len(ranked) == 1 or p >= 2 * ranked[1][0]  # not when fine classes disagree
-            if p >= t.hedge and clear and name != kind:
-                evidence.append(Evidence(name, "label", (best,), p))
-                return [f"{phrase}, probably {article(name)} {name}"], evidence, min(mass + agree, 1.0)
-            return [phrase], evidence, min(mass + agree, 1.0)
-        return None
+    def _descend(self, sure: list[Seen]) -> Seen:
+        """From the surest of the most general sure concepts, down to the surest concept below that holds
+        at least `refine` of it, while there is one ('animal' → 'cat'; not on to 'tabby cat' when five
+        cats share the mass)."""
+        roots = [s for s in sure if not any(below(s.concept, other.concept) for other in sure)]
+        current = max(roots, key=lambda s: s.support)
+        while True:
+            least = self.thresholds.refine * current.support
+            inner = [s for s in sure if below(s.concept, current.concept) and s.support >= least]
+            if not inner:
+                return current
+            current = max(inner, key=lambda s: (s.support, -len(s.concept.classes)))
 
-    def extras(self, labels: list[tuple[str, float]], used: set[str]) -> tuple[list[str], list[Evidence]]:
+    def _named(self, seen: Seen, everything: list[Seen], hedged: bool) -> Subject:
+        """One concept; a class with the kind it belongs to when its name does not say it ('a bolete, a
+        kind of fungus')."""
+        phrase, evidence = with_article(seen.concept.name), _evidence(seen)
+        kind = self.hierarchy.kind_above(seen.concept) if len(seen.concept.classes) == 1 else None
+        if kind is not None:
+            above = next((s for s in everything if s.concept == kind), seen)
+            phrase += f", a kind of {kind.name}"
+            evidence.append(Evidence(kind.name, "kind", above.labels, round(above.mass, 4)))
+        return Subject(phrase, hedged, (seen,), evidence, seen.support)
+
+    def extras(self, sight: Sight, subject: Subject) -> tuple[list[str], list[Evidence]]:
         """Clauses for a confident scene and a confident second object (each above its threshold)."""
         t = self.thresholds
+        taken = {c for s in subject.named for c in s.concept.classes}
+        related = {c for s in subject.named for c in self.hierarchy.related(s.concept)}
         clauses: list[str] = []
         evidence: list[Evidence] = []
-        used_kinds = {k for label in used for k in kinds_of().get(label, ()) if k not in broad_kinds()}
-        for label, p in labels:
-            if label in used:
+        for label, p in sight.labels:
+            index = self.hierarchy.index.get(label)
+            if index is None or index in taken:
                 continue
             if label in scenes() and p >= t.scene and not any(e.source == "scene" for e in evidence):
-                place = "mountain" if "mountain" in kinds_of().get(label, ()) else readable_label(label)
-                clauses.append(f"{scenes()[label]} {article(place)} {place}")
+                place = self.name_of(label)
+                clauses.append(f"{scenes()[label]} {with_article(place)}")
                 evidence.append(Evidence(place, "scene", (label,), p))
             elif label not in scenes() and p >= t.second and not any(e.source == "label" for e in evidence):
-                if used_kinds & set(kinds_of().get(label, ())):
+                if index in related:
                     continue  # an alternative to the subject, not a second object
-                name = main_object(label)
-                clauses.append(f"and {article(name)} {name}")
+                name = self.name_of(label)
+                clauses.append(f"and {with_article(name)}")
                 evidence.append(Evidence(name, "label", (label,), p))
         return clauses, evidence
 
-    def describe(
-        self, labels: list[tuple[str, float]], references: list[tuple[str, float]] | None = None
-    ) -> Sentence:
-        """One sentence from (label, probability) pairs, most likely first, and reference captions."""
-        if not labels:
+    @staticmethod
+    def framing(sight: Sight) -> tuple[str, list[Evidence]]:
+        """'black-and-white photo' / 'mostly red drawing' / 'picture' (a colour alone) / '' and evidence."""
+        media = [look for look in (*sight.known, *sight.looks) if look.kind == "medium"]
+        medium = media[0] if media else None
+        colour = next((look for look in sight.looks if look.kind == "colour"), None)
+        chosen = [look for look in (colour, medium) if look is not None]
+        evidence = [Evidence(look.phrase, look.source, (), round(look.score, 4)) for look in chosen]
+        if not chosen:
+            return "", []
+        return " ".join([*(look.phrase for look in chosen), *([] if medium else ["picture"])]), evidence
+
+    def describe(self, sight: Sight) -> Sentence:
+        """One sentence from what was seen: framing, subject, then a scene or a second object."""
+        if not sight.labels:
             return Sentence("An image.", 0.0)
-        subjects, evidence, confidence = self.subject(labels, references or [])
-        if not subjects:
+        frame, framed = self.framing(sight)
+        subject = self.subject(sight)
+        if subject is None:
+            confidence = max((s.support for s in self.hierarchy.seen(sight.labels, [], 0.0)), default=0.0)
+            if frame:
+                text = f"{with_article(frame)} of something the models cannot name with confidence"
+                return Sentence(capitalised(text), confidence, framed)
             return Sentence(UNSURE, confidence)
-        used = {label for e in evidence for label in e.labels}
-        clauses, more = self.extras(labels, used)
-        if clauses:  # an apposition ('a sorrel, a kind of horse') closes before the clauses
-            subjects = [f"{s}," if "," in s else s for s in subjects]
-        candidates = [capitalised(" ".join([s, *clauses])) for s in subjects]
-        if clauses and len(clauses) == 2:  # the object before the place reads better at times
-            candidates += [capitalised(" ".join([s, clauses[1], clauses[0]])) for s in subjects]
-        return Sentence(self.pick(candidates), confidence, evidence + more)
+        clauses, more = self.extras(sight, subject)
+        phrase = subject.phrase + ("," if clauses and "," in subject.phrase else "")
+        hedge = "probably" if subject.confidence >= self.thresholds.probably else "perhaps"
+        if frame and subject.hedged:
+            head = f"{with_article(frame)}, {hedge} of {phrase}"
+        elif frame:
+            head = f"{with_article(frame)} of {phrase}"
+        else:
+            head = f"{hedge} {phrase}" if subject.hedged else phrase
+        candidates = [capitalised(" ".join([head, *clauses]))]
+        if len(clauses) == 2:  # the object before the place reads better at times
+            candidates.append(capitalised(" ".join([head, clauses[1], clauses[0]])))
+        return Sentence(self.pick(candidates), subject.confidence, framed + subject.evidence + more)
 
     def pick(self, candidates: list[str]) -> str:
         """The candidate the language model finds most fluent (the first one without a model)."""
@@ -276,24 +287,69 @@ class Describer:
         return max(zip(scores, candidates, strict=True), key=lambda pair: pair[0])[1]
 
     def from_query(self, query: str) -> str:
-        """Text mode (generated text): a sentence about a picture matching the query, real words only."""
-        query = " ".join(query.split())[:200]
-        fallback = f"A picture of {query}"
+        """Text mode: one sentence about a picture matching the query, keeping every word of it."""
+        phrase = noun_phrase_of(" ".join(query.split())[:MAX_QUERY].rstrip(" .!?"))
+        start = capitalised(phrase)[:-1]
         if self.lm is None:
-            return capitalised(fallback)
+            return completed(phrase, "")
         if self.lm.is_chat:
-            messages = [
-                {
-                    "role": "system",
-                    "content": "Describe in one short sentence a picture that matches the request.",
-                }
-            ]
+            messages = [{"role": "system", "content": "Describe a photo in one short sentence."}]
             for request, caption in QUERY_SHOTS:
-                messages.append({"role": "user", "content": request})
-                messages.append({"role": "assistant", "content": caption})
+                messages += [{"role": "user", "content": request}, {"role": "assistant", "content": caption}]
             messages.append({"role": "user", "content": query})
-            text = self.lm.generate(messages, self.max_new_tokens)
+            text = self.lm.generate(messages, self.max_new_tokens, prefix=start)
         else:
             shots = "".join(f"Request: {r}\nDescription: {c}\n\n" for r, c in QUERY_SHOTS)
-            text = self.lm.generate(f"{shots}Request: {query}\nDescription:", self.max_new_tokens)
-        return clean_sentence(text, fallback, dictionary() | frozenset(words(query)))
+            text = self.lm.generate(
+                f"{shots}Request: {query}\nDescription:", self.max_new_tokens, prefix=" " + start
+            )
+        return completed(phrase, checked_tail(text, query))
+
+
+def completed(phrase: str, tail: str) -> str:
+    """The sentence: the query's phrase and the checked words after it; a phrase of one or two words with
+    nothing after it is framed as a photo of it ('A photo of sunflowers.')."""
+    if not tail and len(phrase.split()) < 3:
+        return capitalised(f"a photo of {phrase}")
+    return capitalised(phrase + tail)
+
+
+def noun_phrase_of(query: str) -> str:
+    """The query as a noun phrase that can start a sentence: 'dog in the snow' → 'a dog in the snow'."""
+    tokens = query.split()
+    if not tokens:
+        return "a picture"
+    first = tokens[0].lower()
+    if first in DETERMINERS or first[:1].isdigit() or first in INVENTING:
+        return query
+    head = re.split(r"\b(?:with|in|on|at|by|of|under|over|near|and|from|playing|sitting|riding|walking)\b",
+                    query, maxsplit=1)[0].split()  # fmt: skip
+    noun = head[-1] if head else tokens[0]
+    return query if takes_no_article(noun) else with_article(query)
+
+
+def checked_tail(text: str, query: str) -> str:
+    """The words the language model added, up to the first clause break or word that would invent (a
+    name, a person, a number, quoted text, a word no dictionary has); '' when fewer than two are left."""
+    text = " ".join(text.replace("\n", " ").split())
+    text = _CLAUSE_BREAK.split(" " + text, maxsplit=1)[0]
+    asked = set(words(query))
+    known = dictionary() | asked
+    kept: list[str] = []
+    for token in text.split():
+        plain = token.strip(".,;:!?'\"")
+        lower = plain.lower()
+        if not plain or not plain.replace("-", "").isalpha() or (plain[:1].isupper() and lower not in asked):
+            break
+        if not kept and not (lower in STARTERS or lower.endswith(("ing", "ed"))):
+            break  # a phrase that cannot follow a noun phrase ('a cheetah', 'she')
+        if (lower in INVENTING and lower not in asked) or not all(
+            w in known for w in words(lower.replace("-", " "))
+        ):
+            break
+        kept.append(lower)
+    while kept and kept[-1] in _DANGLING:
+        kept.pop()
+    if len(kept) < 2 or len(set(kept)) < len(kept):
+        return ""
+    return " " + " ".join(kept)

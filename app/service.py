@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -9,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from app import ranking
+from app import looks, ranking
 from app.catalog import Catalog
-from app.describer import Describer, Evidence, Sentence
-from app.errors import BadQuery, ImageNotFound, ModelLoading, NotReady
+from app.describer import Describer, Evidence, Sentence, Sight
+from app.errors import BadQuery, ImageNotFound, ImgSearchError, ModelLoading, NotReady
 from app.filters import Filters
 from app.index import ImageRecord, Index
 from app.labels import ClassHint
@@ -21,15 +23,17 @@ from app.lexical import LexicalHit
 from app.metadata import ImageMetadata
 from app.options import Mode
 from app.pipeline import Models, Pipeline
-from app.preprocessing import decode
+from app.preprocessing import decode, decode_sized
 from app.query import CompoundQuery
 from app.references import VisualHint
 from app.searchers import Space
+from app.settings import COLLECTION_PIXELS
 from app.vectors import one_thread, rank_exact
 
 log = logging.getLogger(__name__)
 
 FUSION_WINDOW = 200  # vector candidates fused with the lexical ranking in hybrid mode
+LABEL_K = 5  # labels a description response lists
 LEXICAL_DEPTH = 200  # lexical matches fused in hybrid mode (lexical mode reads deeper for deep pages)
 LEXICAL_THREADS = 4  # hybrid searches run their lexical side in a pool of this many threads
 
@@ -139,7 +143,7 @@ class SearchService:
         # let go of the GIL).
         self._lexical = ThreadPoolExecutor(max_workers=LEXICAL_THREADS, thread_name_prefix="lexical")
         self.pipeline = pipeline
-        self.describer = Describer(models.lm, max_new_tokens)
+        self.describer = Describer(models.lm, max_new_tokens, labels=pipeline.bridge.labels)
         self.max_pixels = max_pixels
         self.dedup_threshold = dedup_threshold  # visual cosine at which results fold; 0: never
 
@@ -347,23 +351,57 @@ class SearchService:
             torch.from_numpy(features), p.reference_k, p.reference_temperature
         )
 
+    def _sight(self, image: Image.Image) -> Sight:
+        """What a description of a decoded picture rests on: every label's probability, the nearest
+        reference captions, the picture's medium and colour."""
+        bridge = self.pipeline.bridge
+        encoded = self.pipeline.encode_images([image], label_k=len(bridge.labels))
+        features = encoded.features[0]
+        nearest = 0.0
+        if bridge.references is not None:
+            nearest = float(bridge.references.neighbours(torch.from_numpy(features)[None], 1)[0][0, 0])
+        labels = encoded.labels[0]
+        return Sight(labels, self.reference_captions(features), looks.of(image, nearest, labels))
+
+    def _original(self, record: ImageRecord) -> Image.Image | None:
+        """The indexed file, decoded as the build decoded it; None when it is gone or has changed since."""
+        try:
+            data = self.original_path(record).read_bytes()
+            if hashlib.sha256(data).hexdigest() != record.sha256:
+                return None
+            return decode_sized(data, COLLECTION_PIXELS)[0]
+        except (OSError, ImgSearchError):
+            return None
+
+    def _stored_sight(self, record: ImageRecord) -> Sight:
+        """Without the original: the labels stored at build, references near the stored features, and
+        the thumbnail's medium and colour."""
+        features = np.asarray(self.index.features[record.row], dtype=np.float32)
+        try:
+            thumbnail = decode(self.thumbnail_path(record).read_bytes())
+            seen = looks.of(thumbnail, 0.0, record.labels)
+        except (OSError, ImgSearchError):
+            seen = ()
+        return Sight(record.labels, self.reference_captions(features), seen)
+
     def describe_upload(self, data: bytes) -> Description:
-        """Describe an uploaded image from its labels and the reference captions that agree with them."""
+        """Describe an uploaded image from its label distribution, reference captions, medium and colour."""
         image = decode(data, self.max_pixels)  # a bad upload is its 4xx even while the model loads
         describer = self._ready_describer()
-        encoded = self.pipeline.encode_images([image])
-        labels = encoded.labels[0]
-        sentence = describer.describe(labels, self.reference_captions(encoded.features[0]))
-        return self._description(sentence, labels)
+        sight = self._sight(image)
+        return self._description(describer.describe(sight), sight.labels[:LABEL_K])
 
     def describe_indexed(self, image_id: str) -> Description:
-        """Describe an indexed image from the labels stored at build time."""
+        """Describe an indexed image as its upload would be (its original is read again); when the
+        original is gone or changed, from the labels stored at build time."""
         record = self.image(image_id)  # an unknown id is a 404 even while the model loads
         describer = self._ready_describer()
-        return self._description(describer.describe(record.labels), record.labels)
+        image = self._original(record)
+        sight = self._sight(image) if image is not None else self._stored_sight(record)
+        return self._description(describer.describe(sight), sight.labels[:LABEL_K])
 
     def describe_query(self, query: str) -> Description:
-        """The original design's text mode: a sentence generated from a query (it describes no image)."""
+        """Text mode: one sentence about a picture matching the query (it describes no image)."""
         query = " ".join(query.split())
         if not query:
             raise BadQuery("query must contain at least one non-space character")

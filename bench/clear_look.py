@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app import catalog, lexical, ranking
+from app import lexical, ranking
 from app.assembly import service_over
 from app.bridge import BridgeParams
 from app.index import Index
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             encoded = service.pipeline.encode_query(args.query)
             vector = ranking.candidates(index, encoded.vector, visual=encoded.visual, classes=encoded.classes)
             head = vector.head(index.count)
-            hits = catalog.search_text(index, args.query, LEXICAL_DEPTH, None)
+            hits = service.catalog.search_text(args.query, LEXICAL_DEPTH, None)
             with index.manifest() as connection:
                 shares = lexical.coverages(connection, args.query, [hit.row for hit in hits])
             matches = [Match(h.row, h.score, h.coverage, *shares[h.row], "name" in h.matched) for h in hits]
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, fusion in VARIANTS.items():
                 fused = fuse(head, matches, {}, fusion)
                 print(f"{name}: " + ", ".join(f"{sources[row]} {score:.3f}" for row, score in fused))
-            stored = catalog.metadata(index, list(range(index.count)))
+            stored = service.catalog.metadata(list(range(index.count)))
             words = [
                 lendable([Path(m.name).stem, m.folder, m.text])
                 for m in (stored[r] for r in range(index.count))

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from app import looks
 from app.bridge import BridgeParams
-from app.describer import Describer
+from app.describer import Describer, Sight
 from app.labels import category, head_noun, imagenet_labels, lemma_sets, singular, words
 from app.pipeline import Pipeline
 from app.preprocessing import decode
@@ -215,7 +216,12 @@ def score(samples: list[Sample], cosines: np.ndarray) -> dict[str, float]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--split", choices=["tune", "report", "all", "photos"], default="report")
+    parser.add_argument("--split", choices=["tune", "report", "all", "photos", "dev"], default="report")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="dev split: also run another checkout's code (e.g. main) on the same set, in this run",
+    )
     parser.add_argument("--cache-dir", type=Path, default=BENCH_CACHE)
     parser.add_argument("--limit", type=int, default=None, help="first N images of the split only")
     parser.add_argument("--show", type=int, default=15, help="print this many examples")
@@ -248,19 +254,22 @@ def describe_all(items: list[tuple[str, str, bytes]], settings: Settings) -> tup
     models = prepare(settings, "packaged")
     assert models.lm is not None
     pipeline = Pipeline(models, make_bridge(models, BridgeParams(), settings.cache_dir))
-    describer = Describer(models.lm, settings.describe_max_new_tokens)
     bridge, p = pipeline.bridge, pipeline.bridge.params
+    describer = Describer(models.lm, settings.describe_max_new_tokens, labels=bridge.labels)
     samples: list[Sample] = []
     for name, caption, data in items:
         start = time.perf_counter()
-        encoded = pipeline.encode_images([decode(data)])
-        references = []
+        image = decode(data)
+        encoded = pipeline.encode_images([image], label_k=len(bridge.labels))
+        references, nearest = [], 0.0
         if bridge.references is not None:
             features = torch.from_numpy(encoded.features[0])
             references = bridge.references.captions_near(features, p.reference_k, p.reference_temperature)
-        sentence = describer.describe(encoded.labels[0], references)
+            nearest = float(bridge.references.neighbours(features[None], 1)[0][0, 0])
+        labels = encoded.labels[0]
+        sentence = describer.describe(Sight(labels, references, looks.of(image, nearest, labels)))
         ms = (time.perf_counter() - start) * 1000
-        samples.append(Sample(name, caption, sentence.text, encoded.labels[0], references, ms))
+        samples.append(Sample(name, caption, sentence.text, labels[:5], references, ms))
     return samples, pipeline
 
 
@@ -270,6 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     settings = Settings()
+    if args.split == "dev":
+        from bench.describe_run import run_dev
+
+        return run_dev(args, settings)
     if args.rescore:
         rows = [json.loads(line) for line in args.rescore.read_text().splitlines() if line.strip()]
         samples = [

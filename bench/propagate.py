@@ -30,8 +30,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from app import catalog, lexical, ranking
+from app import lexical, ranking
 from app.assembly import service_over
+from app.catalog import Catalog
 from app.fusion import fuse as shipped_fuse
 from app.index import Index
 from app.lexical import LexicalDoc, LexicalHit
@@ -175,7 +176,11 @@ def generic_relevance(stamps: Path, selected: list[Stamp], sources: list[str]) -
 def staging(collection: Collection, names: Naming, texts: list[str]) -> Staging:
     """The lexical hits of every query and the lendable words of every row under one naming."""
     connection = lexical_db(collection.index, collection.stamp_of, names)
-    stored = catalog.metadata(collection.index, list(range(collection.index.count)))
+    reader = Catalog(collection.index)
+    try:
+        stored = reader.metadata(list(range(collection.index.count)))
+    finally:
+        reader.close()
     words_of = []
     for row, source in enumerate(collection.sources):
         path = PurePosixPath(staged_name(collection.stamp_of[source], names))

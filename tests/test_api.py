@@ -208,21 +208,30 @@ def test_describe_upload_returns_sentence_and_labels(client: TestClient) -> None
     response = client.post("/describe", files={"image": ("r.png", png_bytes(COLOURS["red"]), "image/png")})
     assert response.status_code == 200
     body = response.json()
-    assert body["description"] == "A red thing."  # the fake LM's invented continuation is not evidence
+    # a flat red picture: drawn, mostly red; the fake LM's invented continuation is not evidence
+    assert body["description"] == "A mostly red drawing of a red thing."
     assert body["labels"][0]["label"] == "red thing" and 0 < body["labels"][0]["score"] <= 1
     assert body["confidence"] == pytest.approx(body["labels"][0]["score"], abs=1e-3)
-    assert body["evidence"] == [
-        {"phrase": "red thing", "source": "label", "labels": ["red thing"], "probability": body["confidence"]}
+    assert [(e["phrase"], e["source"]) for e in body["evidence"]] == [
+        ("mostly red", "pixels"),
+        ("drawing", "pixels"),
+        ("red thing", "label"),
     ]
+    assert body["evidence"][2] == {
+        "phrase": "red thing",
+        "source": "label",
+        "labels": ["red thing"],
+        "probability": body["confidence"],
+    }
     assert body["generated"] is False
 
 
 def test_describe_indexed_image_and_text_mode(client: TestClient) -> None:
     green = ids_by_source(client)["sub/green.jpg"]
     by_id = client.post("/describe", json={"image_id": green})
-    assert by_id.status_code == 200 and by_id.json()["description"].startswith("A green thing")
+    assert by_id.status_code == 200 and by_id.json()["description"].endswith("of a green thing.")
     text = client.post("/describe", json={"query": "a red car"})
-    assert text.status_code == 200 and text.json()["description"] == "A picture matching the request."
+    assert text.status_code == 200 and text.json()["description"] == "A red car on a white background."
     assert text.json()["generated"] is True and text.json()["confidence"] is None
 
 

@@ -94,7 +94,7 @@ def test_describe_prints_the_sentence_and_labels(
     argv = ["describe", str(gallery / "red.png"), "--index-dir", str(index_dir)]
     assert cli.main(argv, factory=factory) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "A red thing."  # the fake LM's invented continuation is not evidence
+    assert lines[0] == "A mostly red drawing of a red thing."  # the fake LM's continuation is not evidence
     assert re.fullmatch(r"  \d\.\d{4}  red thing", lines[1]) and len(lines) == 4
 
 

@@ -198,9 +198,10 @@ class EvidenceItem(BaseModel):
 
     phrase: str = Field(description="the words of the description this item backs, e.g. 'tabby cat'")
     source: str = Field(
-        description="'label': a classifier (or CLIP zero-shot) label; 'kind': a WordNet hypernym shared by "
-        "several labels ('dog' for three breeds); 'scene': a place label; 'reference': captions of the "
-        "nearest reference pictures that agree with a label"
+        description="'label': a classifier (or CLIP zero-shot) label; 'kind': a WordNet kind whose labels "
+        "share the probability ('cat' for five cat breeds); 'scene': a place label; 'reference': captions "
+        "of the nearest reference pictures that name the concept; 'pixels': the picture's own pixels "
+        "(medium, colour); 'index': what the index knows of the image"
     )
     labels: list[str] = Field(description="the labels behind the phrase")
     probability: float = Field(description="their total probability (plus agreeing reference weight)")
@@ -210,9 +211,10 @@ class DescribeResponse(BaseModel):
     """A one-sentence description and the labels behind it."""
 
     description: str = Field(
-        description="for an image: a sentence whose every content word comes from `evidence` (hedged with "
-        "'probably' / 'or' when the models are unsure); in text mode (`query`): GENERATED text written by "
-        "the language model from the query, which describes no image"
+        description="for an image: a sentence naming the most specific concept the evidence is sure of, "
+        "every content word backed by `evidence` (hedged with 'probably' / 'perhaps' / 'or' when the models "
+        "are unsure); in text mode (`query`): one sentence starting with the query's words, completed by "
+        "the language model only with checked words; it describes no image"
     )
     labels: list[Label]
     confidence: float | None = Field(
