@@ -79,6 +79,12 @@ class LexicalHit:
     score: float
     matched: tuple[Field, ...]
     coverage: float = 1.0
+    shares: tuple[float, float] = (1.0, 1.0)  # (query share, name share): `coverages`
+
+    @property
+    def weak(self) -> bool:
+        """Not a full file-name match: no name matched, or the query or the name is covered only in part."""
+        return "name" not in self.matched or min(self.shares) < 1.0
 
 
 def fold(text: str) -> str:
@@ -340,6 +346,7 @@ def search(
             scores[row],
             plan.fields(spaced.get(row, empty), glued.get(row, empty)),
             max(shares[row]),
+            shares[row],
         )
         for row in best
     ]
