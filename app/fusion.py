@@ -6,13 +6,16 @@ total = s + LEXICAL_WEIGHT × ℓ, and the score = total / the best total of the
 value the fused list is sorted by (1 = the query's best result), with s and ℓ as its parts.
 
 Clear-look guard: when the best look leads the second by L = (c₁ − c₂) / (c₁ − c_last) ≥ GUARD_LEAD
-of the window's range, a weak lexical match (no file-name match, or a name that covers the query or
-is covered by it only in part: a folder `cats/` for "a cat", `seahorse.jpg` for "a horse") gains at
-most LEXICAL_WEIGHT × ℓ × (1 − L), and never enough to reach the best look (its total stays below
-1). A full name match still rises over it: naming is stronger evidence than one clear look.
-Simulated in bench/propagation.py (`Fusion(lead=0.5, strict=True)`, docs/relevance.md "Propagation
-(phase 1)"): the nine-photo "a cat" case puts the cat first (7th before), tune-half unnamed R@1
-+1.6 – 2.5, real names −1 query of 262.
+of the window's range, a weak lexical match (no file-name match, or a name that covers only part of
+the query: a folder `cats/` for "a cat", `red-apple.jpg` for "a red car") gains at most
+LEXICAL_WEIGHT × ℓ × (1 − L), and never enough to reach the best look (its total stays below 1). A
+full name match still rises over it: naming is stronger evidence than one clear look. Simulated in
+bench/propagation.py (`Fusion(lead=…)`, docs/relevance.md "Propagation (phase 1)") and measured
+through `SearchService` (`bench.relevance --names mixed|real --split tune`, docs/relevance.md "Sort
+and cutoff"): lead 0.7 keeps real and named queries exactly as before and lifts the unnamed ones'
+R@1 (+1.6); lead 0.5, or also guarding names that the query covers only in part (`seahorse.jpg` for
+"a horse"), lifts them more (+2.5) but costs a named query and a real one. The nine-photo "a cat"
+case (lead 0.91) puts the cat first (7th before).
 
 Coverage (`app.lexical.coverages`: the larger of the share of the query's content words a row matches
 and the share of its file name's letters the query matches) says how fully a name explains the query:
@@ -54,7 +57,7 @@ K = TypeVar("K", bound=Hashable)
 
 LEXICAL_WEIGHT = 2.0  # a full-coverage best lexical match gains twice the whole cosine range
 COVERAGE_POWER = 2  # a match of half the query's words gains a quarter of that
-GUARD_LEAD = 0.5  # the best look's lead over the second, as a share of the window's range, that guards it
+GUARD_LEAD = 0.7  # the best look's lead over the second, as a share of the window's range, that guards it
 EPSILON = 1e-6
 
 # A lexical hit: (id, BM25, coverage) or (id, BM25, coverage, weak); weak: not a full file-name match.

@@ -83,8 +83,8 @@ class LexicalHit:
 
     @property
     def weak(self) -> bool:
-        """Not a full file-name match: no name matched, or the query or the name is covered only in part."""
-        return "name" not in self.matched or min(self.shares) < 1.0
+        """Not a file-name match of the whole query: no name matched, or only part of the query's words."""
+        return "name" not in self.matched or self.shares[0] < 1.0
 
 
 def fold(text: str) -> str:

@@ -30,8 +30,8 @@ SCORE_HELP = (
     "relevance on a 0–1 scale, the value the results are ranked by in relevance order: 1 = this query's "
     "best match. Meaning alone (semantic part): (c − c_last) / (c_best − c_last) over the best 200 by "
     "meaning (c: the cosine to the query, re-ranked by look and class), 0 past them; hybrid: that "
-    "part + 2 × the lexical part (coverage² × BM25 / the best BM25), a weak name or folder match capped "
-    "below a clear best look, divided by the best such total; lexical mode: BM25 / the best BM25"
+    "part + 2 × the lexical part (coverage² × BM25 / the best BM25), a folder-only or partial name match "
+    "capped below a clear best look, divided by the best such total; lexical mode: BM25 / the best BM25"
 )
 SCORES_HELP = (
     "the parts of `score`, each on [0, 1]: semantic (meaning; its share of the way from the 200th match "

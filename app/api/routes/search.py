@@ -257,7 +257,8 @@ def search_image(
     top_k: Annotated[int, Form(ge=1, le=100, description=TOP_K_HELP)] = 10,
     offset: Annotated[int, Form(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
     sort: Annotated[Sort, Form(description=SORT_HELP)] = "relevance",
-    min_score: Annotated[float | None, Form(ge=0.0, le=1.0, description=MIN_SCORE_HELP)] = None,
+    # A form field is a number or absent (no null in a form), as the filters' fields are declared.
+    min_score: Annotated[float, Form(ge=0.0, le=1.0, description=MIN_SCORE_HELP)] = None,  # type: ignore[assignment]  # noqa: RUF013
 ) -> SearchResponse:
     """Indexed images that look like the uploaded one, among those the filters (form fields) allow."""
     start = time.perf_counter()
