@@ -373,12 +373,18 @@ class AtLeast:
         self.count = ranking.count
 
     def head(self, depth: int) -> Hits:
-        """The best `depth` rows scoring at least the floor."""
-        found = self._ranking.head(depth)
-        kept = [pair for pair in found if pair[1] >= self._floor]
-        if len(kept) < len(found):
-            self.count = len(kept)  # the cut is reached: no deeper read finds more
-        return kept
+        """The best `depth` rows scoring at least the floor (read deeper only until the cut is seen)."""
+        depth = min(depth, self.count)
+        read = min(depth, MIN_WINDOW)
+        while True:
+            found = self._ranking.head(read)
+            kept = [pair for pair in found if pair[1] >= self._floor]
+            if len(kept) < len(found):
+                self.count = len(kept)  # the cut is reached: no deeper read finds more
+                return kept
+            if read >= depth or len(found) < read:
+                return kept
+            read = min(2 * read, depth)
 
 
 class Pinned:
