@@ -555,7 +555,7 @@ def cutoff_rows(run: Staged, split: str, captions: list[str]) -> dict[str, float
                   f" captions {100 * found[1]:5.1f} % kept, {found[3]:6.1f} results")  # fmt: skip
             best = max(best, (f1, floor), key=lambda pair: pair[0])
         result[f"cutoff_{mode}_best_f1"] = 100 * best[0]
-        result[f"cutoff_{mode}_best"] = best[1]
+        result[f"cutoff_{mode}_best"] = f"{best[1]:.2f}"
     return result
 
 
