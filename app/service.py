@@ -293,8 +293,8 @@ class SearchService:
             return ranking.page(ranked, top_k, offset, threshold, features), cut
         taken = self.catalog.columns().values(TAKEN_AT)  # Conflict (409) for an index without a catalog
         everything = ranking.page(ranked, DATE_SORT_DEPTH, 0, threshold, features)
-        when = taken[[result.row for result in everything]].astype(np.int64)
-        dated = ~np.isnat(taken[[result.row for result in everything]])
+        moments = taken[[result.row for result in everything]]
+        dated, when = ~np.isnat(moments), moments.astype(np.int64)
         key = when if order.sort == "oldest" else -when
         # Undated images last; equal dates keep the relevance order (a stable sort).
         placed = np.lexsort((np.arange(len(everything)), key, ~dated))
