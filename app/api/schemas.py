@@ -136,7 +136,10 @@ class SearchResponse(BaseModel):
 
     query: str
     results: list[SearchResult]
-    total: int
+    total: int = Field(
+        description="how many images could be results: those the filters let through; with a relevance "
+        "cutoff (`min_score`, or a date sort's default), those scoring at least it (counted up to 1,000)"
+    )
     took_ms: float
 
 
