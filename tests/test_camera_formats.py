@@ -237,3 +237,91 @@ def test_a_format_whose_plugin_is_missing_is_reported_once_per_build(
     assert sorted(skip["source"] for skip in report.skipped) == ["a.heic", "b.HEIC", "c.heif"]
     assert all(skip["reason"] == "pillow-heif not installed" for skip in report.skipped)
     assert [r.getMessage() for r in caplog.records].count(report.notes[0]) == 1
+
+
+def tiff_of(exif: Image.Exif) -> bytes:
+    """The TIFF structure of an EXIF block (what a RAW file and a CR3's CMT boxes hold)."""
+    return exif.tobytes()[len(b"Exif\x00\x00") :]
+
+
+def box(kind: bytes, payload: bytes) -> bytes:
+    """An ISO base media box."""
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+def test_the_exif_of_cr3_orf_and_rw2_files_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import TiffImagePlugin
+
+    from app import metadata
+
+    monkeypatch.setattr(metadata, "raw_size", lambda data: (6000, 4000))  # rawpy reads no made-up file
+    full = dated_exif(TAKEN, gps=True, camera=CAMERA)
+    full.endian = "<"  # Olympus and Panasonic write little-endian TIFFs under their own magic
+    ifd0 = Image.Exif()
+    ifd0[0x010F], ifd0[0x0110] = CAMERA
+    taken = Image.Exif()
+    taken[0x9003] = TAKEN
+    place = Image.Exif()
+    place[1], place[3] = "N", "E"
+    place[2] = tuple(TiffImagePlugin.IFDRational(v) for v in (48, 51, 30))
+    place[4] = tuple(TiffImagePlugin.IFDRational(v) for v in (2, 17, 40))
+    canon = box(
+        b"uuid",
+        bytes(16) + b"".join(box(b"CMT%d" % n, tiff_of(e)) for n, e in [(1, ifd0), (2, taken), (4, place)]),
+    )
+    files = {
+        "IMG_1.CR3": box(b"ftyp", b"crx \x00\x00\x00\x01crx isom") + box(b"moov", canon) + bytes(64),
+        "P1.ORF": b"IIRO" + tiff_of(full)[4:],
+        "P1.RW2": b"IIU\x00" + tiff_of(full)[4:],
+    }
+    for name, data in files.items():
+        meta = metadata.read_raw_metadata(data, f"cameras/{name}", None, name.rsplit(".", 1)[1])
+        assert (meta.format, meta.folder, meta.width, meta.height) == (name[-3:], "cameras", 6000, 4000)
+        assert meta.taken_at is not None and meta.taken_at.isoformat() == "2021-06-05T04:03:02", name
+        assert (meta.camera_make, meta.camera_model) == CAMERA, name
+        assert (round(meta.latitude or 0, 2), round(meta.longitude or 0, 2)) == (48.86, 2.29), name
+
+
+class FakeRaw:
+    """What rawpy.imread gives, for a RAW whose embedded preview is `preview` (JPEG bytes)."""
+
+    def __init__(self, preview: bytes, size: tuple[int, int], flip: int) -> None:
+        import rawpy
+
+        self.preview, self.flip, self.developed = preview, flip, False
+        self.sizes = type("Sizes", (), {"width": size[0], "height": size[1], "flip": flip})()
+        self.thumb = type("Thumb", (), {"format": rawpy.ThumbFormat.JPEG, "data": preview})()
+
+    def __enter__(self) -> FakeRaw:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def extract_thumb(self) -> object:
+        return self.thumb
+
+    def postprocess(self, **options: object) -> np.ndarray:
+        self.developed = True
+        width, height = self.sizes.width, self.sizes.height
+        shape = (width, height) if self.flip in {5, 6} else (height, width)
+        return np.full((*shape, 3), 128, dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("preview_size", "developed"), [((1200, 800), False), ((160, 120), True)], ids=["preview", "demosaic"]
+)
+def test_a_raw_is_read_from_its_preview_when_large_enough_else_demosaiced(
+    preview_size: tuple[int, int], developed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rawpy = pytest.importorskip("rawpy", reason="rawpy is not installed")
+    from app.camera_raw import decode_raw
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", preview_size, (200, 30, 30)).save(jpeg, format="JPEG")
+    fake = FakeRaw(jpeg.getvalue(), (6000, 4000), flip=6)  # held upright: a portrait photo
+    monkeypatch.setattr(rawpy, "imread", lambda source: fake)
+    picture, size = decode_raw(b"raw bytes", 50_000_000, 512)
+    assert size == (4000, 6000) and fake.developed == developed
+    assert picture.width < picture.height  # turned upright, preview or not
+    assert min(picture.size) >= 512
