@@ -159,6 +159,12 @@ def test_each_format_is_indexed_with_its_exif_thumbnail_and_media_types(
         found = client.get("/search", params={"q": "a photo", "format": name.rsplit(".", 1)[1].lower()})
         assert [result["id"] for result in found.json()["results"]] == [shot]
 
+        if stored != "DNG":  # a phone's photo is also a query: search by its upload
+            upload = {"image": (name, (gallery / name).read_bytes(), original_type)}
+            alike = client.post("/search/image", files=upload, data={"top_k": "1"})
+            assert alike.status_code == 200, alike.text
+            assert alike.json()["results"][0]["id"] == shot
+
 
 def test_a_raw_beside_its_jpeg_is_one_result_with_the_raw_as_alternate(
     pipeline: Pipeline, models: Models, tmp_path: Path
