@@ -331,3 +331,23 @@ def test_a_raw_is_read_from_its_preview_when_large_enough_else_demosaiced(
     assert size == (4000, 6000) and fake.developed == developed
     assert picture.width < picture.height  # turned upright, preview or not
     assert min(picture.size) >= 512
+
+
+def test_the_command_line_says_once_which_format_it_skipped_and_why(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app import build_ray, cli
+
+    formats.load_plugins()
+    monkeypatch.setitem(formats._LOADED, "pillow-heif", "pillow-heif not installed")
+    monkeypatch.setattr(build_ray, "ProfilePipeline", lambda *args, **kwargs: lambda: pipeline)
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    for name in ("a.heic", "b.heic"):
+        (gallery / name).write_bytes(b"\x00\x00\x00\x18ftypheic not decoded")
+    Image.new("RGB", (30, 20), (250, 10, 10)).save(gallery / "other.png")
+    argv = ["build", "--images", str(gallery), "--index-dir", str(tmp_path / "index"), "--pca-dim", "0"]
+    assert cli.main([*argv, "--workers", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert "2 HEIF files skipped: pillow-heif not installed" in err.splitlines()
+    assert "a.heic" not in err and "indexed 1 images" in out
