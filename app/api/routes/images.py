@@ -32,6 +32,7 @@ RESPONSES: dict[int | str, dict[str, object]] = {
     422: {"model": ErrorBody},
     503: {"model": ErrorBody},
 }
+VIEW_RESPONSES = {**RESPONSES, 409: {"model": ErrorBody, "description": "the original cannot be read here"}}
 AlternateNumber = Annotated[int, PathParam(ge=0, le=99, description="its place in `alternates`, from 0")]
 
 
@@ -84,7 +85,7 @@ def original(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch 
     return _serve(path, f'"{record.id}"', media_type(record.format, path.name), if_none_match, service)
 
 
-@router.get("/{image_id}/view", response_class=Response, responses=RESPONSES, summary="Viewable image")
+@router.get("/{image_id}/view", response_class=Response, responses=VIEW_RESPONSES, summary="Viewable image")
 def view(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch = None) -> Response:
     """The original when browsers show its format; else (HEIC, JPEG XL, TIFF, camera RAW) a JPEG of it."""
     service, record = runtime.locate(image_id)
