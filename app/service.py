@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app import looks, ranking
+from app import looks, ranking, sources
 from app.catalog import Catalog
 from app.describer import Describer, Evidence, Sentence, Sight
-from app.errors import BadQuery, ImageNotFound, ImgSearchError, ModelLoading, NotReady
+from app.errors import BadQuery, Conflict, ImageNotFound, ImgSearchError, ModelLoading, NotReady
 from app.filters import Filters
 from app.index import ImageRecord, Index
 from app.labels import ClassHint
@@ -23,7 +23,7 @@ from app.lexical import LexicalHit
 from app.metadata import ImageMetadata
 from app.options import Mode
 from app.pipeline import Models, Pipeline
-from app.preprocessing import decode, decode_sized
+from app.preprocessing import VIEW_SIDE, decode, decode_sized, thumbnail
 from app.query import CompoundQuery
 from app.references import VisualHint
 from app.searchers import Space
@@ -179,6 +179,26 @@ class SearchService:
     def thumbnail_path(self, record: ImageRecord) -> Path:
         """The file of an indexed image's thumbnail."""
         return self.index.thumbnail_path(record)
+
+    def view(self, record: ImageRecord) -> bytes:
+        """A JPEG of the original that any browser shows, at most VIEW_SIDE px on its longest side."""
+        path = self.original_path(record)
+        try:
+            picture = decode_sized(path.read_bytes(), COLLECTION_PIXELS, VIEW_SIDE // 2, name=path.name)[0]
+        except OSError as exc:
+            raise ImageNotFound(f"the original of image {record.id} is no longer available") from exc
+        except ImgSearchError as exc:
+            raise Conflict(f"image {record.id} cannot be shown here: {exc}") from exc
+        return thumbnail(picture, VIEW_SIDE, quality=90)
+
+    def alternates(self, record: ImageRecord) -> list[Path]:
+        """Other originals of the same shot: the camera RAW files beside an indexed picture."""
+        if self.index.meta.collection_root is None:  # a dataset's images have no folder
+            return []
+        try:
+            return sources.alternates(self.original_path(record))
+        except ImageNotFound:
+            return []
 
     def _hits(self, ranked: list[ranking.Ranked]) -> list[Hit]:
         """Attach manifest records to ranked results and ids to their folded near-duplicates."""
@@ -369,7 +389,7 @@ class SearchService:
             data = self.original_path(record).read_bytes()
             if hashlib.sha256(data).hexdigest() != record.sha256:
                 return None
-            return decode_sized(data, COLLECTION_PIXELS)[0]
+            return decode_sized(data, COLLECTION_PIXELS, name=record.source)[0]
         except (OSError, ImgSearchError):
             return None
 

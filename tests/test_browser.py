@@ -253,6 +253,10 @@ def test_search_open_describe_and_more_like_this(live_server: str, tmp_path: Pat
         expect(viewer).to_be_visible()
         expect(page.locator("#viewer-title")).to_have_text(first_name)
         page.wait_for_function("() => document.querySelector('#viewer-image').naturalWidth > 0")
+        # "Open original" shows what a browser can show (/view); the file itself is a download.
+        expect(page.locator("#original-link")).to_have_attribute("href", re.compile(r"^images/\w+/view$"))
+        expect(page.locator("#download-link")).to_have_attribute("href", re.compile(r"^images/\w+$"))
+        expect(page.locator("#download-link")).to_have_attribute("download", first_name.rsplit("/", 1)[-1])
 
         # Describe: a sentence appears, with the labels it came from.
         page.locator("#describe-button").click()

@@ -155,6 +155,15 @@ class FoldersResponse(BaseModel):
     folders: list[FolderCount]
 
 
+class Alternate(BaseModel):
+    """Another original of the same shot, served as it is."""
+
+    name: str = Field(description="its file name")
+    format: str = Field(description="its format (CR2, NEF, DNG…)")
+    media_type: str
+    url: str
+
+
 class ImageMetadataResponse(BaseModel):
     """What an indexed image's file says about itself, as stored at build time."""
 
@@ -174,6 +183,11 @@ class ImageMetadataResponse(BaseModel):
     title: str | None
     description: str | None
     keywords: list[str]
+    view_url: str = Field(description="a JPEG of it any browser shows (the original itself when it can)")
+    alternates: list[Alternate] = Field(
+        default_factory=list,
+        description="other originals of the same shot: the camera RAW beside a JPEG (same folder and stem)",
+    )
 
 
 class DescribeRequest(BaseModel):

@@ -179,6 +179,9 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
     except KeyboardInterrupt:
         return interrupted(f"the build stopped; nothing half-written was left in {args.index_dir}")
     for skipped in report.skipped:
-        print(f"skipped {skipped['source']}: {skipped['reason']}", file=sys.stderr)
+        if "missing" not in skipped:  # those of a format whose plugin is missing: one note per format
+            print(f"skipped {skipped['source']}: {skipped['reason']}", file=sys.stderr)
+    for note in report.notes:
+        print(note, file=sys.stderr)
     print(f"indexed {report.indexed} images into {args.index_dir} ({len(report.skipped)} skipped)")
     return 0

@@ -31,6 +31,8 @@
     describe: $("describe-button"),
     similar: $("similar-button"),
     original: $("original-link"),
+    download: $("download-link"),
+    alternates: $("alternate-links"),
     description: $("description"),
     descriptionText: $("description-text"),
     descriptionLabels: $("description-labels"),
@@ -74,6 +76,9 @@
   const why = (item) => (item.matched || []).map((signal) => SIGNALS[signal] || signal).join(" · ");
 
   const imageUrl = (id) => `images/${encodeURIComponent(id)}`;
+  // what a browser shows: the original, or a JPEG of it where the browser cannot (HEIC, JPEG XL, RAW)
+  const viewUrl = (id) => `${imageUrl(id)}/view`;
+  const fileName = (source) => source.split(/[\\/#]/).pop() || "";
   const thumbnailUrl = (id) => `images/${encodeURIComponent(id)}/thumbnail`;
   const baseName = (path) => path.split("/").pop() || path;
   const formatScore = (score) => score.toFixed(3);
@@ -407,7 +412,7 @@
     const item = state.items[index];
     if (!item) return;
     state.current = index;
-    el.viewerImage.src = imageUrl(item.id);
+    el.viewerImage.src = viewUrl(item.id);
     el.viewerImage.alt = item.source;
     el.viewerTitle.textContent = item.source;
     el.viewerTitle.title = item.source;
@@ -418,7 +423,10 @@
     el.viewerMatched.textContent = why(item) || "—";
     el.viewerDuplicates.textContent = item.duplicates > 0 ? String(item.duplicates) : "none";
     el.viewerId.textContent = item.id;
-    el.original.href = imageUrl(item.id);
+    el.original.href = viewUrl(item.id);
+    el.download.href = imageUrl(item.id);
+    el.download.setAttribute("download", fileName(item.source));
+    showAlternates(item, index);
     el.description.hidden = true;
     el.descriptionText.textContent = "";
     el.descriptionLabels.replaceChildren();
@@ -428,6 +436,28 @@
     el.prev.disabled = index === 0;
     el.next.disabled = index >= state.items.length - 1 && state.done;
     if (!el.viewer.open) el.viewer.showModal();
+  }
+
+  // The other originals of the shot (the camera RAW beside a JPEG), each offered as a download.
+  async function showAlternates(item, index) {
+    el.alternates.replaceChildren();
+    let meta;
+    try {
+      meta = await api(`${imageUrl(item.id)}/metadata`);
+    } catch (error) {
+      return; // an index without metadata has no alternates to offer
+    }
+    if (state.current !== index || !meta || !Array.isArray(meta.alternates)) return;
+    el.alternates.replaceChildren(
+      ...meta.alternates.map((alternate, number) => {
+        const link = document.createElement("a");
+        link.className = "button-link";
+        link.href = `${imageUrl(item.id)}/alternates/${number}`;
+        link.setAttribute("download", alternate.name);
+        link.textContent = `Download ${alternate.format} (${alternate.name})`;
+        return link;
+      }),
+    );
   }
 
   async function describeCurrent() {
