@@ -15,13 +15,17 @@ nothing — never a city the photo was not taken in.
 
 `place_words` lists the names a place can be searched by; `PlaceMatcher` finds, in a user's text, a
 place that a collection holds ("florence", "photos from Italy", "in New York"), ignoring case and
-accents. Wiring: the build stores `place_of(latitude, longitude).to_dict()` per image; the service
-builds one `PlaceMatcher` per opened index from its places and hands it to `app.understand`.
+accents. Wiring: nothing is stored at build time; `place_at` names the place of a stored position
+(rounded to ~11 m, remembered per process) wherever a place is needed — the `place` filter and search
+words (app/filters.py, app/catalog.py), `/images/{id}/metadata` and `/describe` — so an index built
+before places gets them without a rebuild. The catalog builds one `PlaceMatcher` per opened index from
+its places and the service hands it to `app.understand`.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import json
 import math
@@ -209,6 +213,23 @@ def place_of(latitude: float, longitude: float) -> Place | None:
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
         return None
     return gazetteer().place(latitude, longitude)
+
+
+POSITION_DECIMALS = 4  # positions are looked up rounded to ~11 m: one lookup per spot, not per photo
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _place_at(latitude: float, longitude: float) -> Place | None:
+    """`place_of` of a rounded position, remembered (a collection repeats its spots)."""
+    return place_of(latitude, longitude)
+
+
+def place_at(latitude: float | None, longitude: float | None) -> Place | None:
+    """The place of a photo's stored position (None without one): every interface names it this way,
+    so the metadata, the filter, the search words and the descriptions agree."""
+    if latitude is None or longitude is None:
+        return None
+    return _place_at(round(float(latitude), POSITION_DECIMALS), round(float(longitude), POSITION_DECIMALS))
 
 
 def place_words(place: Place) -> tuple[str, ...]:
