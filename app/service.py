@@ -152,6 +152,7 @@ class SearchService:
         self.max_pixels = max_pixels
         self.dedup_threshold = dedup_threshold  # visual cosine at which results fold; 0: never
         self.today: Callable[[], date] = date.today  # what "last summer" counts from (tests set it)
+        self._lexical.submit(self.catalog.warm)  # places named from GPS while the first queries come
 
     @property
     def models(self) -> Models:
