@@ -33,7 +33,7 @@ from app.filters import Columns, Filters
 from app.index import ImageRecord, Index, original_name
 from app.lexical import LexicalDoc, LexicalHit
 from app.metadata import COLUMNS, ImageMetadata, read_bytes_metadata, read_file_metadata, table_sql
-from app.places import PlaceMatcher, place_at
+from app.places import PlaceMatcher, places_at
 from app.sources import Source
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ class Catalog:
                     sql = f"SELECT DISTINCT latitude, longitude FROM {TABLE} WHERE latitude IS NOT NULL"
                     with self.index.manifest() as connection:
                         positions = connection.execute(sql).fetchall()
-                found = {place for lat, lon in positions if (place := place_at(lat, lon)) is not None}
+                found = {place for place in places_at(positions) if place is not None}
                 self._places = PlaceMatcher(sorted(found, key=lambda place: place.label))
                 if positions:
                     log.info("%d places named from %d GPS positions", len(found), len(positions))

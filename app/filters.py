@@ -18,6 +18,7 @@ the catalog is read (no rebuild).
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from abc import ABC, abstractmethod
@@ -82,8 +83,12 @@ def place_names(position: str) -> str:
         place = places.place_at(float(latitude), float(longitude))
     except ValueError:
         return ""
-    if place is None:
-        return ""
+    return "" if place is None else _barred_names(place)
+
+
+@functools.lru_cache(maxsize=4096)
+def _barred_names(place: places.Place) -> str:
+    """A place's folded names between bars (once per place: a collection holds few)."""
     names = [places.fold(name) for name in (*places.place_words(place), place.country_code)]
     return "|" + "|".join(names) + "|"
 
