@@ -167,6 +167,7 @@ class Catalog:
     def columns(self) -> Columns:
         """The filter columns, read from the catalog on first use."""
         self.require("filtering")
+        self.places()  # the `place` column's names, looked up together first (app/filters.py PLACE)
         with self._lock:
             if self._columns is None:
                 started = time.perf_counter()
@@ -242,7 +243,7 @@ class Catalog:
         the gazetteer loads in seconds, and each distinct position costs ~0.3 ms once."""
         try:
             if self.present and len(self.places()):
-                self.columns()
+                self.columns()  # the `place` filter's column
         except Exception as exc:  # a closed or broken index: the search that needs it will say so
             log.debug("catalog warm-up skipped: %r", exc)
 
