@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from PIL import Image, TiffImagePlugin
 from app import cli
 from app.assembly import ServiceFactory
 from app.build import BuildConfig, build_index
+from app.index import MANIFEST, live_path
 from app.main import create_app
 from app.pipeline import Models, Pipeline
 from app.settings import Settings
@@ -290,3 +292,33 @@ def test_place_of_a_photo_upload_is_read_from_its_exif() -> None:
     Image.new("RGB", (8, 8)).save(out, format="JPEG", exif=exif_of("2019:07:14 10:00:00", LISBON))
     meta = read_bytes_metadata(out.getvalue(), "x.jpg")
     assert meta.place is not None and meta.place.city == "Lisbon"
+
+
+def test_in_semantic_mode_a_preferred_place_stays_in_the_words(client: TestClient) -> None:
+    body = post(client, query="green thing in Florence", mode="semantic")
+    assert body["understood"]["place"] is None and body["understood"]["text"] == "green thing in Florence"
+    alone = post(client, query="photos from italy", mode="semantic")  # a place alone still filters
+    assert set(sources(alone)) == IN_FLORENCE
+
+
+def test_an_index_built_before_the_catalog_reads_nothing_and_still_searches(
+    pipeline: Pipeline, models: Models, tmp_path: Path
+) -> None:
+    build_index(
+        FolderSource(make_roll(tmp_path / "roll")),
+        tmp_path / "index",
+        pipeline,
+        BuildConfig(pca_dim=0, workers=0),
+        progress=False,
+    )
+    with sqlite3.connect(live_path(tmp_path / "index") / MANIFEST) as db:
+        db.executescript("DROP TABLE metadata; DROP TABLE lexical_words; DROP TABLE lexical_grams;")
+    db.close()
+    settings = Settings(
+        index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", device="cpu", dedup_threshold=0
+    )
+    with TestClient(create_app(settings, factory=service_factory(models, tmp_path / "cache"))) as old:
+        assert old.app.state.runtime.wait(30)  # type: ignore[attr-defined]
+        for query in ("a dog in 2018", "photos from italy"):
+            body = post(old, query=query)
+            assert body["understood"] is None and body["total"] == len(ROLL)
