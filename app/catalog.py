@@ -33,6 +33,7 @@ from app.filters import Columns, Filters
 from app.index import ImageRecord, Index, original_name
 from app.lexical import LexicalDoc, LexicalHit
 from app.metadata import COLUMNS, ImageMetadata, read_bytes_metadata, read_file_metadata, table_sql
+from app.places import PlaceMatcher, places_at
 from app.sources import Source
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def write(manifest: Path, records: Sequence[ImageRecord], source: Source, genera
 # -- the service side --------------------------------------------------------------------------------
 
 
+PREFERENCE = 0.71  # coverage of a place read as a preference: it gains half what a full name match gains
 SELECTIONS_KEPT = 8  # filters whose passing rows an opened index keeps (pages and new words under one filter)
 BESIDE_THREADS = 4  # a hybrid search's second table query runs in a pool of this many threads
 
@@ -135,6 +137,8 @@ class Catalog:
         self._present: bool | None = None
         self._columns: Columns | None = None
         self._selections: OrderedDict[Filters, Selection] = OrderedDict()
+        self._places: PlaceMatcher | None = None
+        self._places_lock = threading.Lock()  # one naming of the places; a search needing them waits
         self._beside = ThreadPoolExecutor(max_workers=BESIDE_THREADS, thread_name_prefix="lexical-grams")
 
     def close(self) -> None:
@@ -163,6 +167,7 @@ class Catalog:
     def columns(self) -> Columns:
         """The filter columns, read from the catalog on first use."""
         self.require("filtering")
+        self.places()  # the `place` column's names, looked up together first (app/filters.py PLACE)
         with self._lock:
             if self._columns is None:
                 started = time.perf_counter()
@@ -216,6 +221,57 @@ class Catalog:
         sql = f"SELECT folder, count(*) FROM {TABLE} GROUP BY folder ORDER BY folder"
         with self.index.manifest() as connection:
             return [(str(folder), int(count)) for folder, count in connection.execute(sql)]
+
+    def places(self) -> PlaceMatcher:
+        """The places this index's photos were taken in, to find in a query (named once, from the
+        distinct GPS positions; empty without GPS or without a catalog)."""
+        with self._places_lock:
+            if self._places is None:
+                positions: list[tuple[float, float]] = []
+                if self.present:
+                    sql = f"SELECT DISTINCT latitude, longitude FROM {TABLE} WHERE latitude IS NOT NULL"
+                    with self.index.manifest() as connection:
+                        positions = connection.execute(sql).fetchall()
+                found = {place for place in places_at(positions) if place is not None}
+                self._places = PlaceMatcher(sorted(found, key=lambda place: place.label))
+                if positions:
+                    log.info("%d places named from %d GPS positions", len(found), len(positions))
+            return self._places
+
+    def warm(self) -> None:
+        """Name the places (and read the filter columns) ahead of the first search that needs them:
+        the gazetteer loads in seconds, and each distinct position costs ~0.3 ms once."""
+        try:
+            if self.present and len(self.places()):
+                self.columns()  # the `place` filter's column
+        except Exception as exc:  # a closed or broken index: the search that needs it will say so
+            log.debug("catalog warm-up skipped: %r", exc)
+
+    def with_places(
+        self,
+        hits: list[LexicalHit],
+        text: str,
+        allowed: np.ndarray | None,
+        first: Sequence[int],
+        limit: int,
+        prefer: tuple[str, float] | None = None,
+    ) -> list[LexicalHit]:
+        """Lexical hits plus the `place` field: rows taken in a place `text` names, or in `prefer`
+        (a place read from the query, with its coverage); rows of `first` (the vector head) first."""
+        if not self.present or not len(self.places()):
+            return hits
+        named = [(m.name, lexical.share_of(text, text[m.start : m.end])) for m in self.places().find(text)]
+        for name, coverage in [*named, *([prefer] if prefer else [])]:
+            passing = self.selection(Filters.parse(place=name))
+            mask = passing.mask if passing is not None else None
+            if mask is None or not mask.any():
+                continue
+            mask = mask if allowed is None else mask & allowed
+            head = [row for row in first if mask[row]]
+            seen = set(head)
+            rows = [*head, *(row for row in np.flatnonzero(mask)[:limit].tolist() if row not in seen)]
+            hits = lexical.with_place(hits, rows, coverage, limit)
+        return hits
 
     def search_text(self, text: str, limit: int, allowed: np.ndarray | None) -> list[LexicalHit]:
         """Rows whose name, folder or embedded text match `text`, best first (among `allowed`: a row mask)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from importlib import resources
 
@@ -26,6 +27,7 @@ from app.concepts import Hierarchy, Seen, below, class_names, scenes, takes_no_a
 from app.encoders.base import LanguageModel
 from app.labels import imagenet_labels, words
 from app.looks import Look
+from app.places import Place
 
 UNSURE = "An image the models cannot name with confidence."
 # Words a sentence may use besides the evidence: articles, prepositions, conjunctions, hedges.
@@ -353,3 +355,17 @@ def checked_tail(text: str, query: str) -> str:
     if len(kept) < 2 or len(set(kept)) < len(kept):
         return ""
     return " " + " ".join(kept)
+
+
+def when_and_where(sentence: Sentence, place: Place | None, taken: datetime | None) -> Sentence:
+    """The sentence with where and when the index says the picture was taken (its GPS position named,
+    its camera's date): "A dog on a beach, taken in Florence, Italy, in July 2019." Nothing else is added."""
+    where = ", ".join(name for name in (place.city, place.country) if name) if place is not None else ""
+    when = taken.strftime("%B %Y") if taken is not None else ""
+    if not where and not when:
+        return sentence
+    clause = "taken" + (f" in {where}" if where else "") + ("," if where and when else "")
+    clause += f" in {when}" if when else ""
+    text = f"{sentence.text.rstrip(' .')}, {clause}."
+    known = [Evidence(phrase, "index", (), 1.0) for phrase in (where, when) if phrase]
+    return Sentence(text, sentence.confidence, [*sentence.evidence, *known])

@@ -8,6 +8,11 @@ table, so that `citedecarcassonne.webp` is found by "Cité de Carcassonne" and `
 "carcassonne". Scores are BM25 (larger is better), summed over both tables. User text never reaches
 FTS5's query syntax: it is cut into words and each word is quoted.
 
+A fourth field, `place`, is no table column: the place a photo was taken in is named from its GPS
+position when the catalog is opened (app/places.py), and app/catalog.py adds the rows taken in a place
+the query names to these hits with `with_place` (each scores as the query's best word match, scaled
+in the fusion by how much of the query the place's name covers: `share_of`).
+
 Wiring: app/catalog.py calls `create_tables` and `insert` on the generation's `manifest.sqlite`
 with one `LexicalDoc.of(row, metadata)` per image row; the service calls `search` (with the rows a
 filter allows) and fuses its hits with the vector ranking (`app.ranking.FusedCandidates`, the
@@ -30,7 +35,7 @@ from typing import Literal
 
 from app.metadata import ImageMetadata
 
-Field = Literal["name", "folder", "metadata"]
+Field = Literal["name", "folder", "metadata", "place"]  # place: derived from GPS, not an FTS5 column
 # Runs a read on another connection to the same database, concurrently (app/catalog.py gives one).
 # None: no other connection is free, and the read runs after the first one instead.
 Beside = Callable[
@@ -401,3 +406,26 @@ def coverages(
         query_share = _query_share(patterns, glued, fields) if content else 0.0
         found[row] = (query_share, _name_share([*content, *glued], fields[0]))
     return found
+
+
+def share_of(query: str, phrase: str) -> float:
+    """The share of the query's content words a phrase of it holds ("italy" of "photos from italy": ½)."""
+    content = content_terms(query)
+    held = set(words(phrase))
+    return sum(term in held for term in content) / len(content) if content else 1.0
+
+
+def with_place(hits: list[LexicalHit], rows: Iterable[int], coverage: float, limit: int) -> list[LexicalHit]:
+    """The hits with rows taken in a place the query names: each such row scores the best word match's
+    score (1 without one) more, gains the field `place` and at least `coverage`; best first (rows in
+    the order given after equal scores), at most `limit`."""
+    best = max((hit.score for hit in hits), default=1.0)
+    found = {hit.row: hit for hit in hits}
+    for row in rows:
+        hit = found.get(row)
+        if hit is None:
+            found[row] = LexicalHit(row, best, ("place",), coverage)
+        elif "place" not in hit.matched:
+            fields: tuple[Field, ...] = (*hit.matched, "place")
+            found[row] = LexicalHit(row, hit.score + best, fields, max(hit.coverage, coverage))
+    return sorted(found.values(), key=lambda hit: -hit.score)[:limit]

@@ -31,6 +31,7 @@ from PIL import Image, ImageFile, IptcImagePlugin
 from app import formats
 from app.camera_raw import raw_exif, raw_size
 from app.formats import stored_name
+from app.places import Place, place_at
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,6 +109,11 @@ class ImageMetadata:
     def has_gps(self) -> bool:
         """True when the file carries a position."""
         return self.latitude is not None and self.longitude is not None
+
+    @property
+    def place(self) -> Place | None:
+        """Where it was taken, named from its GPS position (app/places.py); None without a position."""
+        return place_at(self.latitude, self.longitude)
 
     @property
     def text(self) -> str:

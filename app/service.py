@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from app import looks, ranking, sources
-from app.catalog import Catalog
-from app.describer import Describer, Evidence, Sentence, Sight
+from app.catalog import PREFERENCE, Catalog
+from app.describer import Describer, Evidence, Sentence, Sight, when_and_where
 from app.errors import BadQuery, Conflict, ImageNotFound, ImgSearchError, ModelLoading, NotReady
 from app.filters import Filters
 from app.index import ImageRecord, Index
@@ -24,7 +27,7 @@ from app.metadata import ImageMetadata
 from app.options import Mode
 from app.pipeline import Models, Pipeline
 from app.preprocessing import VIEW_SIDE, decode, decode_sized, thumbnail
-from app.query import CompoundQuery
+from app.query import CompoundQuery, Reading, read
 from app.references import VisualHint
 from app.searchers import Space
 from app.settings import COLLECTION_PIXELS
@@ -71,6 +74,7 @@ class SearchRequest:
     mode: Mode = "hybrid"
     top_k: int = 10
     offset: int = 0
+    understand: bool = True  # read the dates and places typed in the query (app/query.py `read`)
 
 
 @dataclass
@@ -79,6 +83,7 @@ class Found:
 
     hits: list[Hit]
     total: int
+    understood: dict[str, Any] | None = None  # what was read from the query (None: reading off)
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ class SearchService:
         self.describer = Describer(models.lm, max_new_tokens, labels=pipeline.bridge.labels)
         self.max_pixels = max_pixels
         self.dedup_threshold = dedup_threshold  # visual cosine at which results fold; 0: never
+        self.today: Callable[[], date] = date.today  # what "last summer" counts from (tests set it)
+        self._lexical.submit(self.catalog.warm)  # places named from GPS while the first queries come
 
     @property
     def models(self) -> Models:
@@ -211,8 +218,27 @@ class SearchService:
             for record, result in zip(records[: len(rows)], ranked, strict=True)
         ]
 
+    def read(self, request: SearchRequest) -> Reading | None:
+        """The dates and places typed in the query (None: reading is off, nothing is typed, or the
+        index has no catalog to filter by)."""
+        if not request.understand or not request.query.positive or not self.catalog.present:
+            return None
+        places = self.catalog.places()
+        return read(request.query, request.filters, self.today(), places, request.mode == "semantic")
+
     def search(self, request: SearchRequest) -> Found:
-        """Images for a compound query among the rows the filters allow, ranked as the mode says."""
+        """Images for a compound query among the rows the filters allow, ranked as the mode says;
+        the dates and places typed in it read first (`read`)."""
+        reading = self.read(request)
+        if reading is None:
+            return self._search(request, None)
+        prefer = (reading.place, PREFERENCE if reading.preferred else 1.0) if reading.place else None
+        found = self._search(replace(request, query=reading.query, filters=reading.filters), prefer)
+        found.understood = reading.to_json()
+        return found
+
+    def _search(self, request: SearchRequest, prefer: tuple[str, float] | None) -> Found:
+        """`search` once read: `prefer` is a place whose rows gain in the fusion, with its coverage."""
         allowed = self.catalog.selection(request.filters)
         mask, rows = (None, None) if allowed is None else (allowed.mask, allowed.rows)
         total = self.index.count if rows is None else len(rows)
@@ -223,7 +249,9 @@ class SearchService:
             for image_id in request.query.like_ids:  # unused by words, but an unknown id is still a 404
                 self._like(image_id)
             depth = max(LEXICAL_DEPTH, 4 * (request.offset + request.top_k))
-            lexical = self.catalog.search_text(text, depth, mask)
+            lexical = self.catalog.with_places(
+                self.catalog.search_text(text, depth, mask), text, mask, [], depth, prefer
+            )
             ranked: ranking.Ranking = ranking.LexicalCandidates([(hit.row, hit.score) for hit in lexical])
             return Found(self._page(request, ranked, lexical, set()), total)
         words = None  # hybrid: the lexical search runs beside the query's encoding and vector search
@@ -241,8 +269,8 @@ class SearchService:
         lexical = []
         if words is not None:
             with one_thread():  # the vector search, on one core while the lexical one has the other
-                found.head(FUSION_WINDOW)
-            lexical = words.result()
+                head = [row for row, _ in found.head(FUSION_WINDOW)]
+            lexical = self.catalog.with_places(words.result(), text, mask, head, LEXICAL_DEPTH, prefer)
         if not request.query.positive and not request.query.exclude:  # more like these: they lead
             liked = np.asarray(vector.liked, dtype=np.int64)
             liked = liked if rows is None else liked[np.isin(liked, rows)]
@@ -418,7 +446,12 @@ class SearchService:
         describer = self._ready_describer()
         image = self._original(record)
         sight = self._sight(image) if image is not None else self._stored_sight(record)
-        return self._description(describer.describe(sight), sight.labels[:LABEL_K])
+        sentence = describer.describe(sight)
+        known = self.catalog.metadata([record.row]).get(record.row)
+        if known is not None:  # where and when, from the index only (an EXIF date, a GPS position)
+            taken = known.taken_at if (known.taken_at_source or "").startswith("exif") else None
+            sentence = when_and_where(sentence, known.place, taken)
+        return self._description(sentence, sight.labels[:LABEL_K])
 
     def describe_query(self, query: str) -> Description:
         """Text mode: one sentence about a picture matching the query (it describes no image)."""

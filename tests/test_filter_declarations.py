@@ -50,6 +50,7 @@ EXAMPLES: dict[str, tuple[object, set[str]]] = {
     "min_height": (250, {OLD, PHONE}),
     "has_gps": (True, {COLOSSEUM, PHONE}),
     "camera": ("eos 80", {COLOSSEUM}),
+    "place": ("ile-de-france", {COLOSSEUM, PHONE}),  # Paris's region: any case, accents optional
 }
 
 
@@ -203,7 +204,7 @@ def test_the_page_learns_every_filter(client: TestClient) -> None:
     assert [(item["name"], item["param"], item["flag"]) for item in described] == [
         (spec.name, spec.param, spec.flag) for spec in FILTERS
     ]
-    camera = described[-1]
+    camera = next(item for item in described if item["name"] == "camera")
     assert camera["control"] == "text" and camera["label"] == "Camera" and camera["help"]
     assert next(item for item in described if item["name"] == "formats")["repeatable"] is True
 

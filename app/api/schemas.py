@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -14,6 +14,11 @@ QUERY_HELP = "what to look for, in words (at most 1000 characters, not blank)"
 TOP_K_HELP = "how many results to return (1 to 100)"
 OFFSET_HELP = "how many of the best results to skip, for paging (0 to 10000)"
 IMAGE_ID_HELP = "an indexed image's id (16 hex digits, as returned by /search)"
+UNDERSTAND_HELP = (
+    "read the dates and places typed in the query (default true): 'a dog in 2018' searches 'a dog' taken in "
+    "2018, 'photos from Italy' those taken in Italy; what was read is in the response's `understood`; "
+    "filters given explicitly win over it"
+)
 MODE_HELP = (
     "hybrid (default): meaning fused with matches of file names, folders and the text files carry; "
     "semantic: meaning only; lexical: names, folders and text only"
@@ -83,6 +88,7 @@ class SearchRequest(BaseModel):
         max_length=MAX_PARTS,
         description="indexed images to look like (alone: more like these, the images themselves first)",
     )
+    understand: bool = Field(True, description=UNDERSTAND_HELP)
 
 
 class SearchResult(BaseModel):
@@ -109,7 +115,40 @@ class SearchResult(BaseModel):
     folder: str = Field("", description="its folder inside the collection, '/'-separated ('' at the root)")
     matched: list[str] = Field(
         default_factory=list,
-        description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries)",
+        description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries), "
+        "place (taken in a place the query names)",
+    )
+
+
+class PlaceRead(BaseModel):
+    """A place of the collection named in the query."""
+
+    name: str = Field(description="the value of the `place` filter it stands for, e.g. 'Italy'")
+    fields: list[str] = Field(description="which of city, region, country carry that name")
+    use: Literal["filter", "preference"] = Field(
+        description="filter: only photos taken there (the query names nothing else); preference: photos "
+        "taken there rank higher, others still show"
+    )
+    why: str
+
+
+class PhraseRead(BaseModel):
+    """A phrase read from the query, as typed: what the page shows as a chip."""
+
+    kind: Literal["date", "place"]
+    phrase: str
+
+
+class Understood(BaseModel):
+    """What was read from the query: the words searched, the dates and the place (app/understand.py)."""
+
+    text: str = Field(description="the words searched for meaning, without the phrases read")
+    taken_after: str | None = Field(None, description="the first day read (inclusive), ISO")
+    taken_before: str | None = Field(None, description="the last day read (inclusive), ISO")
+    place: PlaceRead | None = None
+    read: list[PhraseRead] = Field(default_factory=list, description="the phrases read, in query order")
+    notes: list[str] = Field(
+        default_factory=list, description="how a phrase was read, or why a reading was not applied"
     )
 
 
@@ -120,6 +159,9 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     total: int
     took_ms: float
+    understood: Understood | None = Field(
+        None, description="what was read from the query; null when reading is off or there are no words"
+    )
 
 
 class FilterInfo(BaseModel):
@@ -164,6 +206,16 @@ class Alternate(BaseModel):
     url: str
 
 
+class PlaceInfo(BaseModel):
+    """The place a GPS position names (GeoNames' cities of 1,000 people or more, ISO country names)."""
+
+    city: str | None = Field(description="the city or town a person would name; null far from any")
+    region: str | None = Field(description="its first-level region (state, province)")
+    country: str
+    country_code: str = Field(description="ISO 3166-1 alpha-2")
+    local_city: str | None = Field(None, description="the city's own name, when the gazetteer has one")
+
+
 class ImageMetadataResponse(BaseModel):
     """What an indexed image's file says about itself, as stored at build time."""
 
@@ -183,6 +235,9 @@ class ImageMetadataResponse(BaseModel):
     title: str | None
     description: str | None
     keywords: list[str]
+    place: PlaceInfo | None = Field(
+        None, description="where it was taken, named from its GPS position offline; null without GPS"
+    )
     view_url: str = Field(description="a JPEG of it any browser shows (the original itself when it can)")
     alternates: list[Alternate] = Field(
         default_factory=list,

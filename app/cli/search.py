@@ -61,6 +61,13 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="an indexed image's id to look like (repeatable; without words: more like it)",
     )
+    parser.add_argument(
+        "--no-understand",
+        dest="understand",
+        action="store_false",
+        help="search the words as typed: do not read dates and places from them ('a dog in 2018' is "
+        "otherwise 'a dog' taken in 2018)",
+    )
     group = parser.add_argument_group("filters", "which images may be results (as in GET /search)")
     for spec in FILTERS:
         group.add_argument(spec.flag, dest=spec.name, default=None, help=spec.help, **_option(spec))
@@ -193,7 +200,21 @@ def request_of(args: argparse.Namespace) -> tuple[Filters, SearchRequest | None]
     if args.image is not None:
         return filters, None
     compound = CompoundQuery.build(args.query, args.exclude, args.like)
-    return filters, SearchRequest(compound, filters, args.mode, args.top_k, args.offset)
+    return filters, SearchRequest(compound, filters, args.mode, args.top_k, args.offset, args.understand)
+
+
+def say_understood(understood: dict[str, Any] | None) -> None:
+    """One line on stderr saying what was read from the query, when anything was."""
+    if not understood or not understood["read"]:
+        return
+    said = [f"searching '{understood['text']}'"]
+    if understood["taken_after"] or understood["taken_before"]:
+        said.append(f"taken {understood['taken_after'] or '…'} to {understood['taken_before'] or '…'}")
+    if understood["place"]:
+        place = understood["place"]
+        said.append(f"place {place['name']} ({place['use']})")
+    notes = "".join(f"; {note}" for note in understood["notes"])
+    print(f"read: {', '.join(said)}{notes} (--no-understand: as typed)", file=sys.stderr)
 
 
 def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
@@ -208,7 +229,9 @@ def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
             if request is None:
                 hits = service.search_image(image or b"", args.top_k, args.offset, filters)
             else:
-                hits = service.search(request).hits
+                found = service.search(request)
+                hits = found.hits
+                say_understood(found.understood)
             _report(service, args, hits)
         finally:
             service.close()

@@ -19,6 +19,7 @@ from app.api.schemas import (
     OFFSET_HELP,
     QUERY_HELP,
     TOP_K_HELP,
+    UNDERSTAND_HELP,
     ErrorBody,
     FilterInfo,
     FiltersResponse,
@@ -27,6 +28,7 @@ from app.api.schemas import (
     SearchRequest,
     SearchResponse,
     SearchResult,
+    Understood,
     filter_type,
 )
 from app.errors import BadQuery, UnsupportedMedia
@@ -162,12 +164,15 @@ def _search(body: SearchRequest, settings: Settings, filters: Filters) -> Search
     if body.query is not None and not body.query.strip() and not body.like_ids:
         raise BadQuery("query must contain at least one non-space character")
     compound = CompoundQuery.build(body.query, body.exclude, body.like_ids)
-    return Search(compound, filters, body.mode, body.top_k, body.offset)
+    return Search(compound, filters, body.mode, body.top_k, body.offset, body.understand)
 
 
 def _found(body: SearchRequest, found: Found, start: float) -> SearchResponse:
-    """The response to a text search."""
-    return _response(body.query or "", found.hits, found.total, start)
+    """The response to a text search, with what was read from its words."""
+    response = _response(body.query or "", found.hits, found.total, start)
+    if found.understood is not None:
+        response.understood = Understood.model_validate(found.understood)
+    return response
 
 
 @router.post(
@@ -215,6 +220,7 @@ def search_get(
         list[ImageId] | None,
         Query(max_length=MAX_PARTS, description="an indexed image's id to look like (repeatable)"),
     ] = None,
+    understand: Annotated[bool, Query(description=UNDERSTAND_HELP)] = True,
 ) -> SearchResponse:
     """Same as POST /search, as a GET for curl and links: each filter is a parameter of its own."""
     start = time.perf_counter()
@@ -226,6 +232,7 @@ def search_get(
             mode=mode,
             exclude=exclude or [],
             like_ids=like or [],
+            understand=understand,
         )
     except ValidationError as exc:  # a blank or overlong `not` or `like`
         error = exc.errors()[0]
