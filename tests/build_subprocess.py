@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cli", choices=["build", "watch"], default=None, help="run this imgsearch command")
     parser.add_argument("--fill-after", type=int, default=0, help="fill the disk after this batch (0: never)")
     parser.add_argument("--leave", type=int, default=0, help="bytes --fill-after leaves free")
+    parser.add_argument("--ocr", action="store_true", help="with --cli: read the text in pictures too")
     return parser.parse_args(argv)
 
 
@@ -91,6 +92,7 @@ def run_command(args: argparse.Namespace, pipeline: Pipeline) -> int:
     app.build_ray.ProfilePipeline = lambda *_, **__: lambda: pipeline  # type: ignore[assignment,misc]
     paths = ["--images", str(args.images), "--index-dir", str(args.index_dir)]
     options = ["--workers", str(args.workers), "--pca-dim", str(args.pca_dim)]
+    options += [] if args.ocr else ["--no-ocr"]  # the text stage has tests of its own
     if args.cli == "build":
         options += ["--batch-size", str(args.batch_size), *(["--update"] if args.update else [])]
     return cli.main([args.cli, *paths, *options])

@@ -109,7 +109,8 @@ class SearchResult(BaseModel):
     folder: str = Field("", description="its folder inside the collection, '/'-separated ('' at the root)")
     matched: list[str] = Field(
         default_factory=list,
-        description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries)",
+        description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries), "
+        "text (the text read in the picture)",
     )
 
 
@@ -174,6 +175,11 @@ class ImageMetadataResponse(BaseModel):
     title: str | None
     description: str | None
     keywords: list[str]
+    text_in_image: str | None = Field(
+        None,
+        description="the text read in the picture (OCR), a line per row of text; '' when none was found, "
+        "null when it was not read (built with --no-ocr, or the build's text stage has not reached it)",
+    )
 
 
 class DescribeRequest(BaseModel):

@@ -80,8 +80,10 @@ def thumbnail(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch
     summary="Stored metadata",
 )
 def metadata(image_id: ImageId, service: ServiceDep) -> ImageMetadataResponse:
-    """Folder, name, size, date, camera, position and the text the file carries, as read at build time."""
+    """Folder, name, size, date, camera, position, the text the file carries and the text read in the
+    picture, as stored at build time."""
     record, meta = service.metadata(image_id)
     fields = dataclasses.asdict(meta)  # the response names the stored fields one to one
     fields["taken_at"] = meta.taken_at.isoformat(timespec="seconds") if meta.taken_at else None
+    fields["text_in_image"] = service.text_in_image(record)
     return ImageMetadataResponse(id=record.id, source=record.source, **fields)
