@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,8 @@ from app.cli import build as cli_build
 from app.index import ImageRecord, Index, live_path
 from app.main import create_app
 from app.ocr import ImageText, TextLine, TextReader
-from app.pipeline import Models, Pipeline
+from app.pipeline import Encoded, Models, Pipeline
+from app.preprocessing import Pixels
 from app.settings import Settings
 from app.sources import FolderSource
 from app.watch import Watcher
@@ -224,9 +226,12 @@ def test_an_index_built_without_ocr_gets_its_text_by_update_without_encoding_any
     stored = records(target)
     encoded: list[int] = []
     encode = pipeline.encode_pixels
-    monkeypatch.setattr(
-        pipeline, "encode_pixels", lambda pixels, *a, **k: encoded.append(1) or encode(pixels, *a, **k)
-    )
+
+    def counted(pixels: Pixels, *args: Any, **kwargs: Any) -> Encoded:
+        encoded.append(1)
+        return encode(pixels, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "encode_pixels", counted)
     report = build_index(
         FolderSource(pictures), target, pipeline, config, progress=False, update=True, reader=reader
     )
