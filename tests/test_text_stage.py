@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import app.build_ray
-from app import cli, text_stage
+from app import cli, lexical, text_stage
 from app.build import BuildConfig, TextStageInterrupted, build_index
 from app.cli import build as cli_build
 from app.index import ImageRecord, Index, live_path
@@ -29,12 +29,13 @@ from app.preprocessing import Pixels
 from app.settings import Settings
 from app.sources import FolderSource
 from app.watch import Watcher
-from bench.ocr_set import receipt, sign
+from bench.ocr_set import font, receipt, sign
 from tests.conftest import coloured_pictures, make_gallery, service_factory, wait_ready
 
 CONFIG = BuildConfig(pca_dim=0, workers=0)
 SHOP = "sub/shop.jpg"  # a shop sign: "Golden Dragon"
 DOCUMENT = "scan.png"  # a receipt headed "RECEIPT", from "Fresh Market"
+LETTER = "letter.png"  # one large letter "K" and a small "x": noise, not indexed
 
 
 class CountingReader:
@@ -65,6 +66,11 @@ def pictures(tmp_path_factory: pytest.TempPathFactory) -> Path:
     image, lines = receipt(random.Random("y"), 0)
     assert lines[:2] == ["RECEIPT", "Fresh Market"]
     image.save(folder / DOCUMENT)
+    letter = Image.new("RGB", (400, 300), (240, 240, 240))
+    draw = ImageDraw.Draw(letter)
+    draw.text((150, 80), "K", font=font("DejaVuSans-Bold", 120), fill=(10, 10, 10))
+    draw.text((20, 250), "x", font=font("DejaVuSans", 24), fill=(10, 10, 10))
+    letter.save(folder / LETTER)
     return folder
 
 
@@ -83,7 +89,7 @@ def read_index(
     """An index of the pictures built with their text read."""
     target = tmp_path_factory.mktemp("read") / "index"
     report = build_index(FolderSource(pictures), target, pipeline, CONFIG, progress=False, reader=reader)
-    assert (report.indexed, report.text_read, report.text_found) == (5, 5, 2)
+    assert (report.indexed, report.text_read, report.text_found) == (6, 6, 2)
     return target
 
 
@@ -143,6 +149,7 @@ def test_the_metadata_shows_the_text_read_in_the_picture(client: TestClient, rea
     document = metadata(client, read_index, DOCUMENT)["text_in_image"]
     assert isinstance(document, str) and document.splitlines()[:2] == ["RECEIPT", "Fresh Market"]
     assert metadata(client, read_index, "red.png")["text_in_image"] == ""  # read: no text in it
+    assert metadata(client, read_index, LETTER)["text_in_image"] == ""  # single letters are noise
 
 
 @pytest.mark.real_weights
@@ -212,7 +219,7 @@ def test_ocr_off_in_the_settings_stores_no_text(
     assert fake_profile == [] and texts_table(target) == []
     monkeypatch.setenv("IMGSEARCH_OCR", "true")
     assert cli.main([*argv, "--update"]) == 0
-    assert len(fake_profile[0].sizes) == 5 and len(texts_table(target)) == 5
+    assert len(fake_profile[0].sizes) == 6 and len(texts_table(target)) == 6
 
 
 def test_an_index_built_without_ocr_gets_its_text_by_update_without_encoding_anything(
@@ -235,7 +242,7 @@ def test_an_index_built_without_ocr_gets_its_text_by_update_without_encoding_any
     report = build_index(
         FolderSource(pictures), target, pipeline, config, progress=False, update=True, reader=reader
     )
-    assert (report.encoded, report.reused, report.text_read, report.text_found) == (0, 5, 5, 2)
+    assert (report.encoded, report.reused, report.text_read, report.text_found) == (0, 6, 6, 2)
     assert encoded == []
     after = Index(target)
     assert np.array_equal(np.array(after.vectors), vectors) and records(target) == stored
@@ -322,4 +329,27 @@ def test_ctrl_c_in_the_text_stage_says_search_by_meaning_is_served(
     (line,) = [line for line in err.splitlines() if line.startswith("interrupted:")]
     assert "Traceback" not in err
     assert line.startswith("interrupted: the text stage stopped; search by meaning is served from")
-    assert Index(target).count == 5 and texts_table(target) == []
+    assert Index(target).count == 6 and texts_table(target) == []
+
+
+def test_an_index_whose_lexical_tables_predate_the_text_field_still_matches_names() -> None:
+    """An older index's FTS5 tables have three columns (no `text`): names still match, no text field."""
+    with closing(sqlite3.connect(":memory:")) as db:
+        for table, tokenizer in (
+            (lexical.WORDS, "unicode61 remove_diacritics 2"),
+            (lexical.GRAMS, "trigram"),
+        ):
+            db.execute(
+                f"CREATE VIRTUAL TABLE {table} USING fts5(name, folder, metadata, tokenize='{tokenizer}')"
+            )
+            db.execute(
+                f"INSERT INTO {table}(rowid, name, folder, metadata) VALUES (0, 'golden dragon', '', '')"
+            )
+        assert not lexical.has_text_column(db)
+        (hit,) = lexical.search(db, "dragon", 5)
+        assert (hit.row, hit.matched) == (0, ("name",))
+
+
+def test_the_noise_filter_keeps_single_letters_out_of_the_index(client: TestClient, read_index: Path) -> None:
+    response = client.post("/search", json={"query": "k", "mode": "lexical"}).json()
+    assert all(result["source"] != LETTER for result in response["results"])
