@@ -70,7 +70,7 @@
     noCatalog: false, // an index built before metadata: it takes no filter (409)
   };
   // Why a result is here, in words: `matched` of the API.
-  const SIGNALS = { semantic: "meaning", name: "name", folder: "folder", metadata: "tags" };
+  const SIGNALS = { semantic: "meaning", name: "name", folder: "folder", metadata: "tags", text: "text in picture" };
   const why = (item) => (item.matched || []).map((signal) => SIGNALS[signal] || signal).join(" · ");
 
   const imageUrl = (id) => `images/${encodeURIComponent(id)}`;
