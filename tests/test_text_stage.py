@@ -23,37 +23,20 @@ from app.build import BuildConfig, TextStageInterrupted, build_index
 from app.cli import build as cli_build
 from app.index import ImageRecord, Index, live_path
 from app.main import create_app
-from app.ocr import ImageText, TextLine, TextReader
+from app.ocr import TextReader
 from app.pipeline import Encoded, Models, Pipeline
 from app.preprocessing import Pixels
 from app.settings import Settings
-from app.sources import FolderSource
+from app.sources import FolderSource, HFDatasetSource
 from app.watch import Watcher
 from bench.ocr_set import font, receipt, sign
 from tests.conftest import coloured_pictures, make_gallery, service_factory, wait_ready
+from tests.fakes import COLOURS, CountingReader
 
 CONFIG = BuildConfig(pca_dim=0, workers=0)
 SHOP = "sub/shop.jpg"  # a shop sign: "Golden Dragon"
 DOCUMENT = "scan.png"  # a receipt headed "RECEIPT", from "Fresh Market"
 LETTER = "letter.png"  # one large letter "K" and a small "x": noise, not indexed
-
-
-class CountingReader:
-    """A fake reader: counts the pictures it reads, finds "Lantern" in each, and (when asked) is
-    interrupted (Ctrl-C) as it starts its `stop_at`-th picture."""
-
-    model_id = "counting"
-
-    def __init__(self, stop_at: int = 0) -> None:
-        self.sizes: list[tuple[int, int]] = []
-        self.stop_at = stop_at
-
-    def read(self, image: Image.Image) -> ImageText:
-        """One line, "Lantern", over the whole picture."""
-        if len(self.sizes) + 1 == self.stop_at:
-            raise KeyboardInterrupt
-        self.sizes.append(image.size)
-        return ImageText((TextLine("Lantern", 0.99, ((0, 0), (1, 0), (1, 1), (0, 1))),), gated=True)
 
 
 @pytest.fixture(scope="module")
@@ -353,3 +336,26 @@ def test_an_index_whose_lexical_tables_predate_the_text_field_still_matches_name
 def test_the_noise_filter_keeps_single_letters_out_of_the_index(client: TestClient, read_index: Path) -> None:
     response = client.post("/search", json={"query": "k", "mode": "lexical"}).json()
     assert all(result["source"] != LETTER for result in response["results"])
+
+
+def test_a_datasets_pictures_are_read_from_the_originals_the_index_keeps(
+    pipeline: Pipeline, models: Models, tmp_path: Path
+) -> None:
+    from datasets import Dataset, Image as ImageFeature
+
+    pictures = [Image.new("RGB", (40 + i, 30), COLOURS[name]) for i, name in enumerate(COLOURS)]
+    dataset = Dataset.from_dict({"image": pictures}).cast_column("image", ImageFeature())
+    reader = CountingReader()
+    target = tmp_path / "index"
+    report = build_index(
+        HFDatasetSource(dataset, "image", name="memory"),
+        target,
+        pipeline,
+        CONFIG,
+        progress=False,
+        reader=reader,
+    )
+    assert sorted(reader.sizes) == [(40, 30), (41, 30), (42, 30)] and report.text_found == 3
+    for client in client_over(target, models, tmp_path):
+        results = client.post("/search", json={"query": "lantern", "mode": "lexical"}).json()["results"]
+        assert len(results) == 3 and all(result["matched"] == ["text"] for result in results)
