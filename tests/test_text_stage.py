@@ -32,6 +32,7 @@ from app.watch import Watcher
 from bench.ocr_set import font, receipt, sign
 from tests.conftest import coloured_pictures, make_gallery, service_factory, wait_ready
 from tests.fakes import COLOURS, CountingReader
+from tests.test_reliability import generations, start_build, wait_for_pause
 
 CONFIG = BuildConfig(pca_dim=0, workers=0)
 SHOP = "sub/shop.jpg"  # a shop sign: "Golden Dragon"
@@ -359,3 +360,25 @@ def test_a_datasets_pictures_are_read_from_the_originals_the_index_keeps(
     for client in client_over(target, models, tmp_path):
         results = client.post("/search", json={"query": "lantern", "mode": "lexical"}).json()["results"]
         assert len(results) == 3 and all(result["matched"] == ["text"] for result in results)
+
+
+def test_a_build_killed_in_its_text_stage_serves_search_by_meaning_and_the_next_update_reads_the_text(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    folder, target = coloured_pictures(tmp_path / "photos", 8, seed=5), tmp_path / "index"
+    options = ("--cli", "build", "--ocr", "--text-pause-after", "3")
+    build = start_build(folder, target, tmp_path / "cache", *options)
+    try:
+        wait_for_pause(build)  # in the text stage, three pictures read, nothing of it published yet
+        build.kill()
+        build.wait()
+    finally:
+        build.kill()
+    assert Index(target).count == 8 and texts_table(target) == []  # search by meaning was served
+    resumed = CountingReader()
+    report = build_index(
+        FolderSource(folder), target, pipeline, CONFIG, progress=False, update=True, reader=resumed
+    )
+    assert (report.encoded, report.reused, len(resumed.sizes)) == (0, 8, 8)
+    assert len(texts_table(target)) == 8
+    assert generations(target) == [live_path(target).name]  # the killed stage's generation is gone
