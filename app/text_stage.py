@@ -115,7 +115,12 @@ def read_one(pending: Pending, reader: TextReading, max_pixels: int) -> TextRead
     except ImgSearchError as exc:
         return TextRead(pending.row, pending.id, None, str(exc))
     decoded = time.perf_counter()
-    text = reader.read(image)
+    try:
+        text = reader.read(image)
+    except ImgSearchError:  # the networks are missing: the stage cannot go on
+        raise
+    except Exception as exc:  # one picture the reader fails on costs its text, not the stage
+        return TextRead(pending.row, pending.id, None, f"the reader failed on it: {exc!r}")
     return TextRead(pending.row, pending.id, text, seconds=(decoded - started, time.perf_counter() - decoded))
 
 
@@ -162,7 +167,7 @@ def _write(connection: sqlite3.Connection, reads: list[TextRead], report: TextRe
     done = [read for read in reads if read.text is not None]
     for read in reads:
         if read.text is None:
-            log.info("text of row %d not read: %s (the next --update tries again)", read.row, read.reason)
+            log.warning("text of image %s not read: %s (the next --update tries again)", read.id, read.reason)
     connection.executemany(
         f"INSERT OR REPLACE INTO {catalog.TEXTS} VALUES (?, ?, ?)",
         [(read.id, read.text.text, _lines(read.text)) for read in done if read.text is not None],

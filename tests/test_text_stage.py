@@ -23,7 +23,7 @@ from app.build import BuildConfig, TextStageInterrupted, build_index
 from app.cli import build as cli_build
 from app.index import ImageRecord, Index, live_path
 from app.main import create_app
-from app.ocr import TextReader
+from app.ocr import ImageText, TextReader
 from app.pipeline import Encoded, Models, Pipeline
 from app.preprocessing import Pixels
 from app.settings import Settings
@@ -382,3 +382,26 @@ def test_a_build_killed_in_its_text_stage_serves_search_by_meaning_and_the_next_
     assert (report.encoded, report.reused, len(resumed.sizes)) == (0, 8, 8)
     assert len(texts_table(target)) == 8
     assert generations(target) == [live_path(target).name]  # the killed stage's generation is gone
+
+
+class FailingOnce(CountingReader):
+    """Fails on the first picture it is given, reads the others."""
+
+    def read(self, image: Image.Image) -> ImageText:
+        """A RuntimeError the first time, then the counting reader's text."""
+        if not getattr(self, "failed", False):
+            self.failed = True
+            raise RuntimeError("the networks choked")
+        return super().read(image)
+
+
+def test_a_picture_the_reader_fails_on_costs_its_text_only_and_is_read_again_by_the_next_update(
+    pipeline: Pipeline, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder, target = coloured_pictures(tmp_path / "photos", 4, seed=6), tmp_path / "index"
+    report = build_index(FolderSource(folder), target, pipeline, CONFIG, progress=False, reader=FailingOnce())
+    assert (report.text_read, len(texts_table(target))) == (3, 3)
+    assert "not read: the reader failed on it: RuntimeError('the networks choked')" in caplog.text
+    again = CountingReader()
+    build_index(FolderSource(folder), target, pipeline, CONFIG, progress=False, update=True, reader=again)
+    assert len(again.sizes) == 1 and len(texts_table(target)) == 4
