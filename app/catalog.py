@@ -1,7 +1,9 @@
 """Stage 5c: the index's catalog — per-image metadata and the lexical tables, in the generation's manifest.
 
-Build side: `write` adds a `metadata` table (app/metadata.py `COLUMNS`) and the two FTS5 tables of
-app/lexical.py to a finished manifest, one row per indexed image. A folder's files are read from
+Build side: `write` adds a `metadata` table (app/metadata.py `COLUMNS`), the two FTS5 tables of
+app/lexical.py and the `texts` table to a finished manifest, one row per indexed image (`texts`: one
+per image whose text was read, carried over from the previous generation on an update and filled by
+the text stage, app/text_stage.py). A folder's files are read from
 their headers only (`read_file_metadata`: no pixel decode); a dataset's images from the originals
 the generation stores, plus the text of its `--text-column`s. A file that cannot be read again
 keeps what the manifest knows (folder, name, size, format).
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 TABLE = "metadata"
+TEXTS = "texts"  # the text read in each picture: a row once the text stage has read it (maybe "")
+TEXTS_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {TEXTS} (id TEXT PRIMARY KEY, text TEXT NOT NULL, lines TEXT NOT NULL)"
+)
 CHUNK = 500  # rows per SELECT … IN (…) (SQLite caps the number of parameters)
 UPGRADE = (
     "this index was built before metadata and file names were indexed; upgrade it (vectors are reused): "
@@ -68,12 +74,22 @@ def read_record(record: ImageRecord, source: Source, generation: Path) -> ImageM
     return found.with_text(descriptions, keywords) if descriptions or keywords else found
 
 
-def write(manifest: Path, records: Sequence[ImageRecord], source: Source, generation: Path) -> None:
-    """Add the metadata and lexical tables for `records` to the manifest at `manifest`."""
+def write(
+    manifest: Path,
+    records: Sequence[ImageRecord],
+    source: Source,
+    generation: Path,
+    previous: Path | None = None,
+) -> None:
+    """Add the metadata, lexical and texts tables for `records` to the manifest at `manifest`; the
+    text already read in the pictures the `previous` manifest holds is carried over."""
     names = ", ".join(["id", *(name for name, _ in COLUMNS)])
     marks = ", ".join("?" * (len(COLUMNS) + 1))
     connection = sqlite3.connect(manifest)
     try:
+        connection.execute(TEXTS_SQL)
+        if previous is not None:
+            carry_texts(connection, previous)
         with connection:
             connection.execute(table_sql(TABLE))
             lexical.create_tables(connection)
@@ -84,9 +100,44 @@ def write(manifest: Path, records: Sequence[ImageRecord], source: Source, genera
                     f"INSERT INTO {TABLE} ({names}) VALUES ({marks})",
                     [(record.id, *meta.to_row()) for record, meta in found],
                 )
-                lexical.insert(connection, (LexicalDoc.of(record.row, meta) for record, meta in found))
+                read = texts_of(connection, [record.id for record in chunk])
+                lexical.insert(
+                    connection,
+                    (LexicalDoc.of(record.row, meta, read.get(record.id, "")) for record, meta in found),
+                )
     finally:
         connection.close()
+
+
+def has_texts(connection: sqlite3.Connection, schema: str = "main") -> bool:
+    """True when the database holds the texts table (an index built before the text stage does not)."""
+    sql = f"SELECT count(*) FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?"
+    return bool(connection.execute(sql, (TEXTS,)).fetchone()[0])
+
+
+def carry_texts(connection: sqlite3.Connection, previous: Path) -> None:
+    """Copy the texts the `previous` manifest read for images this manifest holds (same id, same bytes)."""
+    connection.execute("ATTACH DATABASE ? AS previous", (str(previous),))
+    try:
+        if has_texts(connection, "previous"):
+            with connection:
+                connection.execute(
+                    f"INSERT OR IGNORE INTO {TEXTS} SELECT t.id, t.text, t.lines FROM previous.{TEXTS} t "
+                    "JOIN images i ON i.id = t.id"
+                )
+    finally:
+        connection.execute("DETACH DATABASE previous")
+
+
+def texts_of(connection: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:
+    """The text read in each of these images, for those whose text was read (maybe "")."""
+    found: dict[str, str] = {}
+    for first in range(0, len(ids), CHUNK):
+        chunk = list(ids[first : first + CHUNK])
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT id, text FROM {TEXTS} WHERE id IN ({marks})"
+        found.update((str(image), str(text)) for image, text in connection.execute(sql, chunk))
+    return found
 
 
 # -- the service side --------------------------------------------------------------------------------
@@ -135,6 +186,7 @@ class Catalog:
         self.index = index
         self._lock = threading.Lock()
         self._present: bool | None = None
+        self._texts: bool | None = None
         self._columns: Columns | None = None
         self._selections: OrderedDict[Filters, Selection] = OrderedDict()
         self._places: PlaceMatcher | None = None
@@ -214,6 +266,14 @@ class Catalog:
                 for row, *values in connection.execute(f"{select} ({marks})", chunk):
                     found[int(row)] = ImageMetadata.from_row(values)
         return found
+
+    def text_in_image(self, image_id: str) -> str | None:
+        """The text read in one picture ("" for none found); None when it was not read (the index was
+        built with OCR off, or its text stage has not reached this picture yet)."""
+        with self.index.manifest() as connection:
+            if self._texts is None:
+                self._texts = has_texts(connection)
+            return texts_of(connection, [image_id]).get(image_id) if self._texts else None
 
     def folders(self) -> list[tuple[str, int]]:
         """Every folder that directly holds indexed images, with its image count, by name."""

@@ -49,7 +49,7 @@ class Hit:
     score: float
     duplicate_ids: list[str] = field(default_factory=list)  # near-duplicates folded into it (app/ranking.py)
     metadata: ImageMetadata | None = None  # None for an index built before the catalog
-    matched: list[str] = field(default_factory=list)  # "semantic", "name", "folder", "metadata"
+    matched: list[str] = field(default_factory=list)  # "semantic", "name", "folder", "metadata", "text"
 
     @property
     def folder(self) -> str:
@@ -379,6 +379,11 @@ class SearchService:
         record = self.index.get(image_id)
         self.catalog.require("image metadata")
         return record, self.catalog.metadata([record.row])[record.row]
+
+    def text_in_image(self, record: ImageRecord) -> str | None:
+        """The text read in an indexed picture ("" for none); None when it was not read (OCR off, or
+        the build's text stage has not reached it yet)."""
+        return self.catalog.text_in_image(record.id)
 
     def _ready_describer(self) -> Describer:
         """The describer once its language model has loaded; ModelLoading (503 + Retry-After) until then."""

@@ -70,6 +70,8 @@ class BuildReport:
     reused: int = 0
     encoded: int = 0
     removed: int = 0
+    text_read: int = 0  # pictures whose text the text stage read (app/text_stage.py)
+    text_found: int = 0  # of those, pictures holding text
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -320,7 +322,8 @@ def _write_arrays(
         timings["ann"] = build_ann(stored, run.generation / ANN_FILE)
     save_array(run.generation / FEATURES, np.stack(collected.features).astype(np.float16))
     write_manifest(run.generation / MANIFEST, collected.records)
-    catalog.write(run.generation / MANIFEST, collected.records, run.source, run.generation)
+    previous = run.previous.index.path / MANIFEST if run.previous is not None else None
+    catalog.write(run.generation / MANIFEST, collected.records, run.source, run.generation, previous)
     timings["write"] += time.perf_counter() - started - timings["pca"] - timings.get("ann", 0.0)
     return matrix, pca
 

@@ -116,7 +116,7 @@ class SearchResult(BaseModel):
     matched: list[str] = Field(
         default_factory=list,
         description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries), "
-        "place (taken in a place the query names)",
+        "place (taken in a place the query names), text (the text read in the picture)",
     )
 
 
@@ -242,6 +242,11 @@ class ImageMetadataResponse(BaseModel):
     alternates: list[Alternate] = Field(
         default_factory=list,
         description="other originals of the same shot: the camera RAW beside a JPEG (same folder and stem)",
+    )
+    text_in_image: str | None = Field(
+        None,
+        description="the text read in the picture (OCR), a line per row of text; '' when none was found, "
+        "null when it was not read (built with --no-ocr, or the build's text stage has not reached it)",
     )
 
 

@@ -75,7 +75,9 @@
     understood: null, // what the last text search read (its `understood`)
   };
   // Why a result is here, in words: `matched` of the API.
-  const SIGNALS = { semantic: "meaning", name: "name", folder: "folder", metadata: "tags", place: "place" };
+  const SIGNALS = {
+    semantic: "meaning", name: "name", folder: "folder", metadata: "tags", text: "text in picture", place: "place",
+  };
   const why = (item) => (item.matched || []).map((signal) => SIGNALS[signal] || signal).join(" · ");
 
   const imageUrl = (id) => `images/${encodeURIComponent(id)}`;

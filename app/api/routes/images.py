@@ -136,13 +136,14 @@ def thumbnail(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch
     summary="Stored metadata",
 )
 def metadata(image_id: ImageId, service: ServiceDep) -> ImageMetadataResponse:
-    """Folder, name, size, date, camera, position and the text the file carries, as read at build time,
-    and the place its position names."""
+    """Folder, name, size, date, camera, position, the text the file carries and the text read in the
+    picture, as stored at build time, and the place its position names."""
     record, meta = service.metadata(image_id)
     fields = dataclasses.asdict(meta)  # the response names the stored fields one to one
     fields["taken_at"] = meta.taken_at.isoformat(timespec="seconds") if meta.taken_at else None
     place = meta.place
     fields["place"] = place.to_dict() if place is not None else None
+    fields["text_in_image"] = service.text_in_image(record)
     return ImageMetadataResponse(
         id=record.id,
         source=record.source,
