@@ -68,8 +68,7 @@ def saturating_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 def exact_int8(options: Any) -> Any:
     """ONNX Runtime session options, with int8 weights run as uint8 where u8×s8 would saturate."""
-    if saturating_cpu():
-        options.add_session_config_entry("session.x64quantprecision", "1")
+    options.add_session_config_entry("session.x64quantprecision", "1" if saturating_cpu() else "0")
     return options
 
 
