@@ -357,6 +357,29 @@ def checked_tail(text: str, query: str) -> str:
     return " " + " ".join(kept)
 
 
+DOCUMENT_WORDS = 12  # text of this many words or more makes the picture a document ("A document headed …")
+HEADING_WORDS = 6  # the words of its first line quoted at most
+
+
+def with_text(sentence: Sentence, text: str | None) -> Sentence:
+    """The sentence with the text read in the picture, quoted from its first line, never paraphrased:
+    "A document headed 'RECEIPT'." (a page of text), "A photo of a shop, with the words 'Golden Dragon'."."""
+    lines = [" ".join(line.split()) for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return sentence
+    heading = " ".join(lines[0].split()[:HEADING_WORDS])
+    quoted = Evidence(heading, "index", (), 1.0)
+    if sum(len(line.split()) for line in lines) >= DOCUMENT_WORDS:
+        return Sentence(
+            f"A document headed '{heading}'.", 1.0, [Evidence("document", "index", (), 1.0), quoted]
+        )
+    return Sentence(
+        f"{sentence.text.rstrip(' .')}, with the words '{heading}'.",
+        sentence.confidence,
+        [*sentence.evidence, quoted],
+    )
+
+
 def when_and_where(sentence: Sentence, place: Place | None, taken: datetime | None) -> Sentence:
     """The sentence with where and when the index says the picture was taken (its GPS position named,
     its camera's date): "A dog on a beach, taken in Florence, Italy, in July 2019." Nothing else is added."""

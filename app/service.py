@@ -17,7 +17,7 @@ from PIL import Image
 
 from app import looks, ranking, sources
 from app.catalog import PREFERENCE, Catalog
-from app.describer import Describer, Evidence, Sentence, Sight, when_and_where
+from app.describer import Describer, Evidence, Sentence, Sight, when_and_where, with_text
 from app.errors import BadQuery, Conflict, ImageNotFound, ImgSearchError, ModelLoading, NotReady
 from app.filters import Filters
 from app.index import ImageRecord, Index
@@ -451,7 +451,7 @@ class SearchService:
         describer = self._ready_describer()
         image = self._original(record)
         sight = self._sight(image) if image is not None else self._stored_sight(record)
-        sentence = describer.describe(sight)
+        sentence = with_text(describer.describe(sight), self.text_in_image(record))  # read at build time
         known = self.catalog.metadata([record.row]).get(record.row)
         if known is not None:  # where and when, from the index only (an EXIF date, a GPS position)
             taken = known.taken_at if (known.taken_at_source or "").startswith("exif") else None

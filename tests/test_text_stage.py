@@ -136,6 +136,26 @@ def test_the_metadata_shows_the_text_read_in_the_picture(client: TestClient, rea
     assert metadata(client, read_index, LETTER)["text_in_image"] == ""  # single letters are noise
 
 
+def described(client: TestClient, index_dir: Path, source: str) -> dict[str, object]:
+    """POST /describe {"image_id"} of the indexed file `source`."""
+    image = next(record for record in records(index_dir) if record.source == source)
+    response = client.post("/describe", json={"image_id": image.id})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+@pytest.mark.real_weights
+def test_describe_quotes_the_text_read_in_the_picture_and_nothing_else(
+    client: TestClient, read_index: Path
+) -> None:
+    document = described(client, read_index, DOCUMENT)
+    assert document["description"] == "A document headed 'RECEIPT'."
+    assert {"phrase": "RECEIPT", "source": "index", "labels": [], "probability": 1.0} in document["evidence"]  # type: ignore[operator]
+    shop = str(described(client, read_index, SHOP)["description"])
+    assert shop.endswith(", with the words 'Golden Dragon'.") and not shop.startswith("A document")
+    assert "'" not in str(described(client, read_index, "red.png")["description"])  # no text: none quoted
+
+
 @pytest.mark.real_weights
 def test_the_cli_finds_a_picture_by_a_word_on_it(
     read_index: Path, models: Models, tmp_path: Path, capsys: pytest.CaptureFixture[str]

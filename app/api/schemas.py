@@ -275,7 +275,8 @@ class EvidenceItem(BaseModel):
         description="'label': a classifier (or CLIP zero-shot) label; 'kind': a WordNet kind whose labels "
         "share the probability ('cat' for five cat breeds); 'scene': a place label; 'reference': captions "
         "of the nearest reference pictures that name the concept; 'pixels': the picture's own pixels "
-        "(medium, colour); 'index': what the index knows of the image"
+        "(medium, colour); 'index': what the index knows of the image (the text read in it, its place, "
+        "its date)"
     )
     labels: list[str] = Field(description="the labels behind the phrase")
     probability: float = Field(description="their total probability (plus agreeing reference weight)")
