@@ -1,10 +1,14 @@
-"""Offline build: read (parallel decode) → encode (batched) → write a new generation → publish it.
+"""Offline build: read (parallel decode) → encode (batched) → write a new generation → publish it →
+read the text in the pictures that lack it (app/text_stage.py) → publish that as a derived generation.
 
 The stages, each in its own module: `decoding` (one item → bytes, sha256, tensors, thumbnail),
 `engines` (where reading and encoding run: `LocalEngine`'s DataLoader workers here, or
 `app.build_ray.RayEngine`'s Ray actors), `writing` (the generation's files, meta.json last) and
 `generations` (the index folder's ownership, build lock, generations, publishing and cleanup). This
-module runs them in order with the lock held and says in one line what happened.
+module runs them in order with the lock held and says in one line what happened. Search by meaning
+is served once the first generation is published, as early as without the text stage; the text
+stage runs when `config.ocr` is on and a reader is given (the CLI and the watcher give app/ocr.py's
+`TextReader`), on this machine for either engine, and says in its own line what it did.
 
 A failed or interrupted build leaves the served index as it was and removes what it wrote; a disk
 that fills up is NoSpace, one line naming the index folder, however the write failed.
@@ -15,7 +19,10 @@ longer in the source drop out, new ones are encoded. Only an index built with th
 models, bridge parameters, flip, label count and PCA settings is reused; otherwise the build falls
 back to a full one and says why in one log line. With PCA, the index also keeps the unprojected
 text-space vectors (`text_vectors.npy`) so that an update refits PCA on the union of old and new
-vectors: an updated index equals a full rebuild up to float16 rounding.
+vectors: an updated index equals a full rebuild up to float16 rounding. The text read in a reused
+picture is carried over; OCR on or off is not a build setting: an index built without it gets the text
+of its pictures from `--update` with OCR on, every vector reused. An interrupted text stage keeps the
+text it published (it publishes every few minutes) and the next `--update` reads the rest.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from app.layout import META, TEXT_VECTORS, THUMBNAILS, generation_of, live_path
 from app.meta import BuildConfig, BuildSettings
 from app.pipeline import Pipeline
 from app.sources import Source
+from app.text_stage import TextReading, read_texts
 from app.writing import BuildReport, Previous, Run, out_of_space, write_generation
 
 __all__ = ["BuildConfig", "BuildReport", "build_index"]  # the build's interface; the stages are their own
@@ -41,6 +49,10 @@ __all__ = ["BuildConfig", "BuildReport", "build_index"]  # the build's interface
 log = logging.getLogger(__name__)
 
 RECORD_CHUNK = 10_000  # manifest rows read per query (SQLite caps the number of parameters)
+
+
+class TextStageInterrupted(KeyboardInterrupt):
+    """Ctrl-C during the text stage: search by meaning is served, and the text is read by the next update."""
 
 
 def build_index(
@@ -51,13 +63,16 @@ def build_index(
     progress: bool = True,
     update: bool = False,
     engine: Engine | None = None,
+    reader: TextReading | None = None,
 ) -> BuildReport:
-    """Encode every image of `source` into a new generation of the index at `index_dir`, then serve it.
+    """Encode every image of `source` into a new generation of the index at `index_dir`, serve it, then
+    read the text in its pictures with `reader` (when given and `config.ocr`) and serve that too.
 
     IndexDirRefused when `index_dir` is not ours to write (check_index_dir), BuildLocked when
-    another build runs, NoSpace when the disk fills up. `engine` runs reading and encoding (default:
-    LocalEngine); writing is the same for every engine. `update` reuses what the current generation
-    holds, by sha256. Generations nothing reads any more are removed before and after.
+    another build runs, NoSpace when the disk fills up, TextStageInterrupted on Ctrl-C once search by
+    meaning is served. `engine` runs reading and encoding (default: LocalEngine); writing is the same
+    for every engine. `update` reuses what the current generation holds, by sha256. Generations
+    nothing reads any more are removed before and after.
     """
     check_index_dir(index_dir, source.root)
     index_dir, config = index_dir.resolve(), config or BuildConfig()
@@ -73,6 +88,8 @@ def build_index(
                 if previous is not None:
                     previous.close()
             remove_stale(index_dir)  # the generation served before, unless a service still reads it
+            if config.ocr and reader is not None:
+                _text_stage(source, index_dir, reader, config, progress, report)
             return report
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         if out_of_space(exc):
@@ -96,6 +113,26 @@ def _build(
         publish(generation, index_dir)
     _log_report(report)
     return report
+
+
+def _text_stage(
+    source: Source,
+    index_dir: Path,
+    reader: TextReading,
+    config: BuildConfig,
+    progress: bool,
+    report: BuildReport,
+) -> None:
+    """Read the text of the pictures that lack it and serve it; its figures go to `report`."""
+    try:
+        texts = read_texts(index_dir, source, reader, config, progress)
+    except KeyboardInterrupt as exc:
+        raise TextStageInterrupted(
+            f"the text stage stopped; search by meaning is served from {index_dir}, and the text not yet "
+            "read in pictures is read by the next build with --update"
+        ) from exc
+    report.text_read, report.text_found = texts.read, texts.with_text
+    report.seconds["text"] = texts.seconds["total"]
 
 
 def _no_space(index_dir: Path) -> NoSpace:

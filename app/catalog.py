@@ -1,7 +1,9 @@
 """Stage 5c: the index's catalog — per-image metadata and the lexical tables, in the generation's manifest.
 
-Build side: `write` adds a `metadata` table (app/metadata.py `COLUMNS`) and the two FTS5 tables of
-app/lexical.py to a finished manifest, one row per indexed image. A folder's files are read from
+Build side: `write` adds a `metadata` table (app/metadata.py `COLUMNS`), the two FTS5 tables of
+app/lexical.py and the `texts` table to a finished manifest, one row per indexed image (`texts`: one
+per image whose text was read, carried over from the previous generation on an update and filled by
+the text stage, app/text_stage.py). A folder's files are read from
 their headers only (`read_file_metadata`: no pixel decode); a dataset's images from the originals
 the generation stores, plus the text of its `--text-column`s. A file that cannot be read again
 keeps what the manifest knows (folder, name, size, format).
@@ -33,12 +35,17 @@ from app.filters import Columns, Filters
 from app.index import ImageRecord, Index, original_name
 from app.lexical import LexicalDoc, LexicalHit
 from app.metadata import COLUMNS, ImageMetadata, read_bytes_metadata, read_file_metadata, table_sql
+from app.places import PlaceMatcher, places_at
 from app.sources import Source
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 TABLE = "metadata"
+TEXTS = "texts"  # the text read in each picture: a row once the text stage has read it (maybe "")
+TEXTS_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {TEXTS} (id TEXT PRIMARY KEY, text TEXT NOT NULL, lines TEXT NOT NULL)"
+)
 CHUNK = 500  # rows per SELECT … IN (…) (SQLite caps the number of parameters)
 UPGRADE = (
     "this index was built before metadata and file names were indexed; upgrade it (vectors are reused): "
@@ -67,12 +74,22 @@ def read_record(record: ImageRecord, source: Source, generation: Path) -> ImageM
     return found.with_text(descriptions, keywords) if descriptions or keywords else found
 
 
-def write(manifest: Path, records: Sequence[ImageRecord], source: Source, generation: Path) -> None:
-    """Add the metadata and lexical tables for `records` to the manifest at `manifest`."""
+def write(
+    manifest: Path,
+    records: Sequence[ImageRecord],
+    source: Source,
+    generation: Path,
+    previous: Path | None = None,
+) -> None:
+    """Add the metadata, lexical and texts tables for `records` to the manifest at `manifest`; the
+    text already read in the pictures the `previous` manifest holds is carried over."""
     names = ", ".join(["id", *(name for name, _ in COLUMNS)])
     marks = ", ".join("?" * (len(COLUMNS) + 1))
     connection = sqlite3.connect(manifest)
     try:
+        connection.execute(TEXTS_SQL)
+        if previous is not None:
+            carry_texts(connection, previous)
         with connection:
             connection.execute(table_sql(TABLE))
             lexical.create_tables(connection)
@@ -83,14 +100,50 @@ def write(manifest: Path, records: Sequence[ImageRecord], source: Source, genera
                     f"INSERT INTO {TABLE} ({names}) VALUES ({marks})",
                     [(record.id, *meta.to_row()) for record, meta in found],
                 )
-                lexical.insert(connection, (LexicalDoc.of(record.row, meta) for record, meta in found))
+                read = texts_of(connection, [record.id for record in chunk])
+                lexical.insert(
+                    connection,
+                    (LexicalDoc.of(record.row, meta, read.get(record.id, "")) for record, meta in found),
+                )
     finally:
         connection.close()
+
+
+def has_texts(connection: sqlite3.Connection, schema: str = "main") -> bool:
+    """True when the database holds the texts table (an index built before the text stage does not)."""
+    sql = f"SELECT count(*) FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?"
+    return bool(connection.execute(sql, (TEXTS,)).fetchone()[0])
+
+
+def carry_texts(connection: sqlite3.Connection, previous: Path) -> None:
+    """Copy the texts the `previous` manifest read for images this manifest holds (same id, same bytes)."""
+    connection.execute("ATTACH DATABASE ? AS previous", (str(previous),))
+    try:
+        if has_texts(connection, "previous"):
+            with connection:
+                connection.execute(
+                    f"INSERT OR IGNORE INTO {TEXTS} SELECT t.id, t.text, t.lines FROM previous.{TEXTS} t "
+                    "JOIN images i ON i.id = t.id"
+                )
+    finally:
+        connection.execute("DETACH DATABASE previous")
+
+
+def texts_of(connection: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:
+    """The text read in each of these images, for those whose text was read (maybe "")."""
+    found: dict[str, str] = {}
+    for first in range(0, len(ids), CHUNK):
+        chunk = list(ids[first : first + CHUNK])
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT id, text FROM {TEXTS} WHERE id IN ({marks})"
+        found.update((str(image), str(text)) for image, text in connection.execute(sql, chunk))
+    return found
 
 
 # -- the service side --------------------------------------------------------------------------------
 
 
+PREFERENCE = 0.71  # coverage of a place read as a preference: it gains half what a full name match gains
 SELECTIONS_KEPT = 8  # filters whose passing rows an opened index keeps (pages and new words under one filter)
 BESIDE_THREADS = 4  # a hybrid search's second table query runs in a pool of this many threads
 
@@ -133,8 +186,11 @@ class Catalog:
         self.index = index
         self._lock = threading.Lock()
         self._present: bool | None = None
+        self._texts: bool | None = None
         self._columns: Columns | None = None
         self._selections: OrderedDict[Filters, Selection] = OrderedDict()
+        self._places: PlaceMatcher | None = None
+        self._places_lock = threading.Lock()  # one naming of the places; a search needing them waits
         self._beside = ThreadPoolExecutor(max_workers=BESIDE_THREADS, thread_name_prefix="lexical-grams")
 
     def close(self) -> None:
@@ -163,6 +219,7 @@ class Catalog:
     def columns(self) -> Columns:
         """The filter columns, read from the catalog on first use."""
         self.require("filtering")
+        self.places()  # the `place` column's names, looked up together first (app/filters.py PLACE)
         with self._lock:
             if self._columns is None:
                 started = time.perf_counter()
@@ -210,12 +267,71 @@ class Catalog:
                     found[int(row)] = ImageMetadata.from_row(values)
         return found
 
+    def text_in_image(self, image_id: str) -> str | None:
+        """The text read in one picture ("" for none found); None when it was not read (the index was
+        built with OCR off, or its text stage has not reached this picture yet)."""
+        with self.index.manifest() as connection:
+            if self._texts is None:
+                self._texts = has_texts(connection)
+            return texts_of(connection, [image_id]).get(image_id) if self._texts else None
+
     def folders(self) -> list[tuple[str, int]]:
         """Every folder that directly holds indexed images, with its image count, by name."""
         self.require("the folder list")
         sql = f"SELECT folder, count(*) FROM {TABLE} GROUP BY folder ORDER BY folder"
         with self.index.manifest() as connection:
             return [(str(folder), int(count)) for folder, count in connection.execute(sql)]
+
+    def places(self) -> PlaceMatcher:
+        """The places this index's photos were taken in, to find in a query (named once, from the
+        distinct GPS positions; empty without GPS or without a catalog)."""
+        with self._places_lock:
+            if self._places is None:
+                positions: list[tuple[float, float]] = []
+                if self.present:
+                    sql = f"SELECT DISTINCT latitude, longitude FROM {TABLE} WHERE latitude IS NOT NULL"
+                    with self.index.manifest() as connection:
+                        positions = connection.execute(sql).fetchall()
+                found = {place for place in places_at(positions) if place is not None}
+                self._places = PlaceMatcher(sorted(found, key=lambda place: place.label))
+                if positions:
+                    log.info("%d places named from %d GPS positions", len(found), len(positions))
+            return self._places
+
+    def warm(self) -> None:
+        """Name the places (and read the filter columns) ahead of the first search that needs them:
+        the gazetteer loads in seconds, and each distinct position costs ~0.3 ms once."""
+        try:
+            if self.present and len(self.places()):
+                self.columns()  # the `place` filter's column
+        except Exception as exc:  # a closed or broken index: the search that needs it will say so
+            log.debug("catalog warm-up skipped: %r", exc)
+
+    def with_places(
+        self,
+        hits: list[LexicalHit],
+        text: str,
+        allowed: np.ndarray | None,
+        first: Sequence[int],
+        limit: int,
+        prefer: tuple[str, float] | None = None,
+    ) -> list[LexicalHit]:
+        """Lexical hits plus the `place` field: rows taken in a place `text` names, or in `prefer`
+        (a place read from the query, with its coverage); rows of `first` (the vector head) first."""
+        if not self.present or not len(self.places()):
+            return hits
+        named = [(m.name, lexical.share_of(text, text[m.start : m.end])) for m in self.places().find(text)]
+        for name, coverage in [*named, *([prefer] if prefer else [])]:
+            passing = self.selection(Filters.parse(place=name))
+            mask = passing.mask if passing is not None else None
+            if mask is None or not mask.any():
+                continue
+            mask = mask if allowed is None else mask & allowed
+            head = [row for row in first if mask[row]]
+            seen = set(head)
+            rows = [*head, *(row for row in np.flatnonzero(mask)[:limit].tolist() if row not in seen)]
+            hits = lexical.with_place(hits, rows, coverage, limit)
+        return hits
 
     def search_text(self, text: str, limit: int, allowed: np.ndarray | None) -> list[LexicalHit]:
         """Rows whose name, folder or embedded text match `text`, best first (among `allowed`: a row mask)."""

@@ -80,6 +80,13 @@ def takes_no_article(name: str) -> bool:
     return bool(single) and single != head and not head.endswith(("ss", "us", "is"))
 
 
+def warm() -> None:
+    """Read the word tables and import inflect now (seconds: typeguard instruments inflect as it is
+    imported), so that the first description is as fast as the next."""
+    with_article("owl")
+    class_names()
+
+
 def with_article(name: str) -> str:
     """The name as a noun phrase: 'an owl', 'a unicorn', 'food', 'jeans'."""
     return name if takes_no_article(name) else str(_engine().a(name))

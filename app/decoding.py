@@ -64,14 +64,15 @@ def decode_item(
     if sha256 in known:
         return Reused(item.source, sha256, original)
     try:
-        image, (width, height) = decode_sized(raw, max_pixels)  # large photos decode reduced
+        # large photos decode reduced; the name says which files are camera RAW
+        image, (width, height) = decode_sized(raw, max_pixels, name=item.source)
         return Fresh(
             source=item.source,
             sha256=sha256,
             original=original,
             width=width,
             height=height,
-            format=image_format(raw),
+            format=image_format(raw, item.source),
             thumbnail=thumbnail(image),
             pixels=preprocess(image),
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from importlib import resources
 
@@ -26,6 +27,7 @@ from app.concepts import Hierarchy, Seen, below, class_names, scenes, takes_no_a
 from app.encoders.base import LanguageModel
 from app.labels import imagenet_labels, words
 from app.looks import Look
+from app.places import Place
 
 UNSURE = "An image the models cannot name with confidence."
 # Words a sentence may use besides the evidence: articles, prepositions, conjunctions, hedges.
@@ -353,3 +355,40 @@ def checked_tail(text: str, query: str) -> str:
     if len(kept) < 2 or len(set(kept)) < len(kept):
         return ""
     return " " + " ".join(kept)
+
+
+DOCUMENT_WORDS = 12  # text of this many words or more makes the picture a document ("A document headed …")
+HEADING_WORDS = 6  # the words of its first line quoted at most
+
+
+def with_text(sentence: Sentence, text: str | None) -> Sentence:
+    """The sentence with the text read in the picture, quoted from its first line, never paraphrased:
+    "A document headed 'RECEIPT'." (a page of text), "A photo of a shop, with the words 'Golden Dragon'."."""
+    lines = [" ".join(line.split()) for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return sentence
+    heading = " ".join(lines[0].split()[:HEADING_WORDS])
+    quoted = Evidence(heading, "index", (), 1.0)
+    if sum(len(line.split()) for line in lines) >= DOCUMENT_WORDS:
+        return Sentence(
+            f"A document headed '{heading}'.", 1.0, [Evidence("document", "index", (), 1.0), quoted]
+        )
+    return Sentence(
+        f"{sentence.text.rstrip(' .')}, with the words '{heading}'.",
+        sentence.confidence,
+        [*sentence.evidence, quoted],
+    )
+
+
+def when_and_where(sentence: Sentence, place: Place | None, taken: datetime | None) -> Sentence:
+    """The sentence with where and when the index says the picture was taken (its GPS position named,
+    its camera's date): "A dog on a beach, taken in Florence, Italy, in July 2019." Nothing else is added."""
+    where = ", ".join(name for name in (place.city, place.country) if name) if place is not None else ""
+    when = taken.strftime("%B %Y") if taken is not None else ""
+    if not where and not when:
+        return sentence
+    clause = "taken" + (f" in {where}" if where else "") + ("," if where and when else "")
+    clause += f" in {when}" if when else ""
+    text = f"{sentence.text.rstrip(' .')}, {clause}."
+    known = [Evidence(phrase, "index", (), 1.0) for phrase in (where, when) if phrase]
+    return Sentence(text, sentence.confidence, [*sentence.evidence, *known])

@@ -11,11 +11,14 @@ app/cli/search.py its flags, and the page its controls (`GET /search/filters`).
 
 Dates are ISO 8601 and inclusive: `taken_before=2019-12-31` keeps the whole last day. Photo times are
 the camera's local time without a zone, so a bound with a zone is refused rather than guessed. Text
-filters (folder, camera) ignore case; a folder is itself and everything below it.
+filters (folder, camera) ignore case; a folder is itself and everything below it. A place is a whole
+name of the city, region or country app/places.py names for the photo's GPS position, derived when
+the catalog is read (no rebuild).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from abc import ABC, abstractmethod
@@ -26,7 +29,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar, get_origin
 
 import numpy as np
 
-from app import formats
+from app import formats, places
 from app.errors import BadQuery, Conflict
 
 V = TypeVar("V")
@@ -48,12 +51,14 @@ class Column:
     """A value the catalog keeps for every row: `sql` reads it from the `metadata` table `m`.
 
     kind "text": distinct values and each row's code into them (a test runs once per distinct value,
-    case-folded); "int", "time" (datetime64[s], NaT when unknown) and "bool": one array entry per row.
+    case-folded; `derive` turns a stored value into the text tested, once per distinct value); "int",
+    "time" (datetime64[s], NaT when unknown) and "bool": one array entry per row.
     """
 
     name: str
     sql: str
     kind: Literal["text", "int", "time", "bool"]
+    derive: Callable[[str], str] | None = None  # text: what is tested, made from each distinct stored value
 
     @property
     def reads(self) -> frozenset[str]:
@@ -68,6 +73,28 @@ HEIGHT = Column("height", "m.height", "int")
 TAKEN_AT = Column("taken_at", "m.taken_at", "time")
 HAS_GPS = Column("has_gps", "m.latitude IS NOT NULL AND m.longitude IS NOT NULL", "bool")
 CAMERA = Column("camera", "trim(coalesce(m.camera_make, '') || ' ' || coalesce(m.camera_model, ''))", "text")
+
+
+def place_names(position: str) -> str:
+    """Every name of the place at a stored "latitude,longitude", folded, each between bars: what the
+    `place` filter looks for a whole name in ("|florence|tuscany|italy|it|…|"); '' without a place."""
+    latitude, _, longitude = position.partition(",")
+    try:
+        place = places.place_at(float(latitude), float(longitude))
+    except ValueError:
+        return ""
+    return "" if place is None else _barred_names(place)
+
+
+@functools.lru_cache(maxsize=4096)
+def _barred_names(place: places.Place) -> str:
+    """A place's folded names between bars (once per place: a collection holds few)."""
+    names = [places.fold(name) for name in (*places.place_words(place), place.country_code)]
+    return "|" + "|".join(names) + "|"
+
+
+# Derived when the catalog is opened (app/places.py): nothing is stored, an older index has places too.
+PLACE = Column("place", "m.latitude || ',' || m.longitude", "text", derive=place_names)
 
 
 class Columns:
@@ -100,7 +127,7 @@ class Columns:
         for place, column in enumerate(wanted, start=1):
             values = [row[place] for row in found]
             if column.kind == "text":
-                texts[column.name], present = _codes(values)
+                texts[column.name], present = _codes(values, column.derive)
                 arrays[column.name] = np.zeros(count, dtype=np.int32)
             elif column.kind == "time":
                 present = np.asarray(values, dtype="datetime64[s]")  # None → NaT
@@ -129,13 +156,16 @@ class Columns:
         return passing
 
 
-def _codes(values: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct values, case-folded ('' for none), and each value's index into them."""
+def _codes(
+    values: Sequence[str | None], derive: Callable[[str], str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values (`derive`d when given), case-folded ('' for none), and each value's index."""
     distinct: dict[str | None, int] = {}
     codes = np.fromiter(
         (distinct.setdefault(value, len(distinct)) for value in values), dtype=np.int32, count=len(values)
     )
-    folded = [(value or "").casefold().encode() for value in distinct]  # bytes: fast and compact
+    derived = (value if value is None or derive is None else derive(value) for value in distinct)
+    folded = [(value or "").casefold().encode() for value in derived]  # bytes: fast and compact
     return np.asarray(folded, dtype=bytes), codes
 
 
@@ -344,6 +374,21 @@ class Contains(Filter[str]):
         return columns.matching(self.column, lambda texts: np.strings.find(texts, needle) >= 0)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Named(Contains):
+    """A place's whole name — its city, region or country, or another name of one ("USA", "NYC") — in
+    any case, accents optional ("sao paulo" finds "São Paulo"); "nice" does not find Venice."""
+
+    def parse(self, raw: object, called: str) -> str | None:
+        """The name folded as app/places.py folds names (no case, accents or punctuation); blank: none."""
+        return (places.fold(str(raw)) if raw is not None else "") or None
+
+    def select(self, columns: Columns, value: str) -> np.ndarray:
+        """Rows taken in a place that has this name."""
+        needle = f"|{value}|".encode()
+        return columns.matching(self.column, lambda names: np.strings.find(names, needle) >= 0)
+
+
 FILTERS: tuple[Filter[Any], ...] = (
     Folder(
         name="path_prefix",
@@ -404,6 +449,15 @@ FILTERS: tuple[Filter[Any], ...] = (
         help="the camera's make or model contains this text, in any case (canon, eos 80d)",
         column=CAMERA,
         example="canon",
+    ),
+    Named(
+        name="place",
+        param="place",
+        label="Place",
+        help="taken in this city, region or country, named in full, in any case (florence, tuscany, italy); "
+        "from the photo's GPS position",
+        column=PLACE,
+        example="Italy",
     ),
 )
 BY_NAME: dict[str, Filter[Any]] = {spec.name: spec for spec in FILTERS}

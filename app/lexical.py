@@ -1,6 +1,7 @@
 """Lexical index: file names, folders and embedded text in SQLite FTS5, tokenised as people name files.
 
-Two FTS5 tables hold the same three columns (`name`, `folder`, `metadata`) for each image row:
+Two FTS5 tables hold the same four columns (`name`, `folder`, `metadata`, and `text`: the text read in
+the picture, app/ocr.py) for each image row:
 `lexical_words` holds words — camelCase, snake_case, kebab-case and digit runs split
 (`eiffelTower_2019.jpg` → `eiffel tower 2019`), case and accents folded (`Cité` = `cite`) — and is
 queried with word prefixes; `lexical_grams` holds each name glued without separators in a trigram
@@ -8,8 +9,14 @@ table, so that `citedecarcassonne.webp` is found by "Cité de Carcassonne" and `
 "carcassonne". Scores are BM25 (larger is better), summed over both tables. User text never reaches
 FTS5's query syntax: it is cut into words and each word is quoted.
 
+A fourth field, `place`, is no table column: the place a photo was taken in is named from its GPS
+position when the catalog is opened (app/places.py), and app/catalog.py adds the rows taken in a place
+the query names to these hits with `with_place` (each scores as the query's best word match, scaled
+in the fusion by how much of the query the place's name covers: `share_of`).
+
 Wiring: app/catalog.py calls `create_tables` and `insert` on the generation's `manifest.sqlite`
-with one `LexicalDoc.of(row, metadata)` per image row; the service calls `search` (with the rows a
+with one `LexicalDoc.of(row, metadata, text)` per image row, and the text stage (app/text_stage.py)
+fills `text` later with `set_texts`; the service calls `search` (with the rows a
 filter allows) and fuses its hits with the vector ranking (`app.ranking.FusedCandidates`, the
 weighted sum of `app.fusion`, which scales each hit by its `coverage`), reporting each hit's `matched`
 fields.
@@ -30,15 +37,15 @@ from typing import Literal
 
 from app.metadata import ImageMetadata
 
-Field = Literal["name", "folder", "metadata"]
+Field = Literal["name", "folder", "metadata", "text", "place"]  # place: derived from GPS, not an FTS5 column
 # Runs a read on another connection to the same database, concurrently (app/catalog.py gives one).
 # None: no other connection is free, and the read runs after the first one instead.
 Beside = Callable[
     [Callable[[sqlite3.Connection], list[tuple[int, float]]]], Future[list[tuple[int, float]]] | None
 ]
-FIELDS: tuple[Field, ...] = ("name", "folder", "metadata")
+FIELDS: tuple[Field, ...] = ("name", "folder", "metadata", "text")  # an older index's tables lack `text`
 WORDS, GRAMS = "lexical_words", "lexical_grams"
-FIELD_WEIGHTS = (2.0, 1.0, 1.0)  # BM25 weight of a hit in name, folder, metadata
+FIELD_WEIGHTS = (2.0, 1.0, 1.0, 1.0)  # BM25 weight of a hit in name, folder, metadata, text
 GRAM_WEIGHT = 0.5  # a substring hit counts half a word hit
 GLUED_MIN = 5  # shorter strings are not looked up inside glued names ("cat" is in "education")
 PREFIX_MIN = 4  # shorter words match whole or plural: as prefixes "cat" finds "cathedral", "a" everything
@@ -60,11 +67,12 @@ class LexicalDoc:
     name: str  # file name; its extension is not indexed
     folder: str  # relative folder, "/"-separated
     text: str  # embedded text (titles, descriptions, keywords), one item per line
+    image_text: str = ""  # the text read in the picture (app/ocr.py), one row of it per line
 
     @classmethod
-    def of(cls, row: int, metadata: ImageMetadata) -> LexicalDoc:
-        """The document of an image from its stored metadata."""
-        return cls(row, metadata.name, metadata.folder, metadata.text)
+    def of(cls, row: int, metadata: ImageMetadata, image_text: str = "") -> LexicalDoc:
+        """The document of an image from its stored metadata and the text read in it."""
+        return cls(row, metadata.name, metadata.folder, metadata.text, image_text)
 
 
 @dataclass(frozen=True)
@@ -121,13 +129,23 @@ def _glued(parts: Iterable[str]) -> str:
     return " ".join(glued for part in parts if (glued := "".join(words(part))))
 
 
-def _columns(doc: LexicalDoc) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+Values = tuple[str, ...]  # one table's values of a row, in FIELDS order
+
+
+def _columns(doc: LexicalDoc) -> tuple[Values, Values]:
     """(words table values, grams table values) for one document."""
     stem = PurePosixPath(doc.name).stem if "." in doc.name else doc.name
     folders = doc.folder.replace("\\", "/").split("/")
     lines = doc.text.splitlines()
     spaced = (" ".join(words(stem)), " ".join(words(doc.folder)), " ".join(words(doc.text)))
-    return spaced, (_glued([stem]), _glued(folders), _glued(lines))
+    glued = (_glued([stem]), _glued(folders), _glued(lines))
+    text_words, text_glued = _text_columns(doc.image_text)
+    return (*spaced, text_words), (*glued, text_glued)
+
+
+def _text_columns(text: str) -> tuple[str, str]:
+    """The words and glued rows of the text read in a picture (the `text` column of each table)."""
+    return " ".join(words(text)), _glued(text.splitlines())
 
 
 def create_tables(connection: sqlite3.Connection) -> None:
@@ -149,15 +167,30 @@ def has_tables(connection: sqlite3.Connection) -> bool:
 
 def insert(connection: sqlite3.Connection, docs: Iterable[LexicalDoc]) -> None:
     """Index documents (each row id once), a chunk at a time."""
-    names = ", ".join(FIELDS)
+    names, marks = ", ".join(FIELDS), ", ".join("?" * len(FIELDS))
     pending = iter(docs)
     while chunk := list(islice(pending, INSERT_CHUNK)):
         columns = [(doc.row, _columns(doc)) for doc in chunk]
         for i, table in enumerate((WORDS, GRAMS)):
             connection.executemany(
-                f"INSERT INTO {table}(rowid, {names}) VALUES (?, ?, ?, ?)",
+                f"INSERT INTO {table}(rowid, {names}) VALUES (?, {marks})",
                 [(row, *values[i]) for row, values in columns],
             )
+
+
+def has_text_column(connection: sqlite3.Connection) -> bool:
+    """True when the lexical tables have the `text` column (an index built before it: False)."""
+    columns = connection.execute(f"SELECT * FROM {WORDS} LIMIT 0").description
+    return any(column[0] == "text" for column in columns)
+
+
+def set_texts(connection: sqlite3.Connection, texts: Iterable[tuple[int, str]]) -> None:
+    """Put the text read in pictures, (row, text) pairs, into the `text` column of both tables."""
+    values = [(row, *_text_columns(text)) for row, text in texts]
+    for i, table in enumerate((WORDS, GRAMS)):
+        connection.executemany(
+            f"UPDATE {table} SET text = ? WHERE rowid = ?", [(value[1 + i], value[0]) for value in values]
+        )
 
 
 def _quoted(term: str) -> str:
@@ -268,15 +301,16 @@ def _ranked(
 
 
 def _stored(connection: sqlite3.Connection, table: str, rows: Sequence[int]) -> dict[int, tuple[str, ...]]:
-    """The texts a table holds for each row (name, folder, metadata), read by rowid."""
+    """The texts a table holds for each row in FIELDS order, read by rowid ("" for a column an older
+    index's table lacks)."""
     stored: dict[int, tuple[str, ...]] = {}
-    columns = ", ".join(FIELDS)
     for start in range(0, len(rows), MATCHED_CHUNK):
         chunk = list(rows[start : start + MATCHED_CHUNK])
         marks = ", ".join("?" * len(chunk))
-        sql = f"SELECT rowid, {columns} FROM {table} WHERE rowid IN ({marks})"
+        sql = f"SELECT rowid, * FROM {table} WHERE rowid IN ({marks})"
         for row, *fields in connection.execute(sql, chunk):
-            stored[int(row)] = tuple(str(field) for field in fields)
+            padded = [*fields, *[""] * (len(FIELDS) - len(fields))]
+            stored[int(row)] = tuple(str(field or "") for field in padded)
     return stored
 
 
@@ -339,7 +373,7 @@ def search(
     # field re-ran the whole match six times (seconds at 1,000,000 images).
     spaced, glued = _stored(connection, WORDS, best), _stored(connection, GRAMS, best)
     shares = coverages(connection, query, best, spaced)
-    empty = ("", "", "")
+    empty = ("",) * len(FIELDS)
     return [
         LexicalHit(
             row,
@@ -404,7 +438,30 @@ def coverages(
         stored = _stored(connection, WORDS, rows)
     found: dict[int, tuple[float, float]] = {}
     for row in rows:
-        fields = stored.get(row, ("", "", ""))
+        fields = stored.get(row, ("",) * len(FIELDS))
         query_share = _query_share(patterns, glued, fields) if content else 0.0
         found[row] = (query_share, _name_share([*content, *glued], fields[0]))
     return found
+
+
+def share_of(query: str, phrase: str) -> float:
+    """The share of the query's content words a phrase of it holds ("italy" of "photos from italy": ½)."""
+    content = content_terms(query)
+    held = set(words(phrase))
+    return sum(term in held for term in content) / len(content) if content else 1.0
+
+
+def with_place(hits: list[LexicalHit], rows: Iterable[int], coverage: float, limit: int) -> list[LexicalHit]:
+    """The hits with rows taken in a place the query names: each such row scores the best word match's
+    score (1 without one) more, gains the field `place` and at least `coverage`; best first (rows in
+    the order given after equal scores), at most `limit`."""
+    best = max((hit.score for hit in hits), default=1.0)
+    found = {hit.row: hit for hit in hits}
+    for row in rows:
+        hit = found.get(row)
+        if hit is None:
+            found[row] = LexicalHit(row, best, ("place",), coverage)
+        elif "place" not in hit.matched:
+            fields: tuple[Field, ...] = (*hit.matched, "place")
+            found[row] = LexicalHit(row, hit.score + best, fields, max(hit.coverage, coverage))
+    return sorted(found.values(), key=lambda hit: -hit.score)[:limit]

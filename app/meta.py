@@ -85,6 +85,7 @@ class BuildConfig:
     max_pixels: int = COLLECTION_PIXELS  # the collection's own files (uploads: Settings.max_image_pixels)
     ann: AnnMode = "auto"  # ANN file: always, never, or auto (from ann_min vectors on)
     ann_min: int = 100_000
+    ocr: bool = True  # read the text in pictures after publishing (app/text_stage.py); not a build setting
 
 
 @dataclass(frozen=True)

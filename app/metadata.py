@@ -28,17 +28,21 @@ from typing import Any, Literal, TypeVar, get_args
 
 from PIL import Image, ImageFile, IptcImagePlugin
 
+from app import formats
+from app.camera_raw import raw_exif, raw_size
 from app.formats import stored_name
+from app.places import Place, place_at
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+formats.load_plugins()  # HEIC/HEIF and JPEG XL headers open through Pillow once their plugins are registered
 
 TakenAtSource = Literal["exif_original", "exif", "mtime"]
 SQLValue = str | int | float | None
 
 IFD_EXIF, IFD_GPS = 0x8769, 0x8825
 TAG_DESCRIPTION, TAG_MAKE, TAG_MODEL, TAG_ORIENTATION, TAG_DATETIME = 0x010E, 0x010F, 0x0110, 0x0112, 0x0132
-TAG_DATETIME_ORIGINAL = 0x9003
+TAG_DATETIME_ORIGINAL, TAG_XMP = 0x9003, 0x02BC
 XP_TITLE, XP_COMMENT, XP_KEYWORDS, XP_SUBJECT = 0x9C9B, 0x9C9C, 0x9C9E, 0x9C9F
 IPTC_OBJECT_NAME, IPTC_KEYWORDS, IPTC_HEADLINE, IPTC_CAPTION = (2, 5), (2, 25), (2, 105), (2, 120)
 NS_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
@@ -105,6 +109,11 @@ class ImageMetadata:
     def has_gps(self) -> bool:
         """True when the file carries a position."""
         return self.latitude is not None and self.longitude is not None
+
+    @property
+    def place(self) -> Place | None:
+        """Where it was taken, named from its GPS position (app/places.py); None without a position."""
+        return place_at(self.latitude, self.longitude)
 
     @property
     def text(self) -> str:
@@ -176,26 +185,42 @@ def read_metadata(image: Image.Image, source: str, mtime: float | None = None) -
 
     `mtime` (seconds since the epoch) is the date used when the file has no EXIF date.
     """
-    path = PurePosixPath(source.replace("\\", "/"))
-    folder = "" if str(path.parent) == "." else str(path.parent)
     exif = _guarded(lambda: _exif(image), Image.Exif())
     width, height = image.size
     turned = _guarded(lambda: int(exif.get(TAG_ORIENTATION, 1)), 1) in {5, 6, 7, 8}
     if turned and image.format != "TIFF":  # Pillow already reports a TIFF's size upright
         width, height = height, width
-    taken_at, taken_source = _taken_at(exif, mtime)
-    gps = _guarded(lambda: _gps(exif.get_ifd(IFD_GPS)), None)
     texts = _Texts()
     _guarded(lambda: texts.add_xmp(_xmp_packet(image)), None)
     _guarded(lambda: texts.add_iptc(image), None)
+    # a phone's multi-picture MPO is a JPEG to its owner
+    return _described(exif, texts, source, mtime, (width, height, stored_name(image.format)))
+
+
+def read_raw_metadata(data: bytes, source: str, mtime: float | None, fmt: str) -> ImageMetadata:
+    """Metadata of a camera RAW file's bytes: its TIFF structure's EXIF and XMP, rawpy's size."""
+    exif = _guarded(lambda: raw_exif(data), Image.Exif())
+    width, height = raw_size(data)
+    texts = _Texts()
+    _guarded(lambda: texts.add_xmp(_as_bytes(exif.get(TAG_XMP))), None)
+    return _described(exif, texts, source, mtime, (width, height, fmt))
+
+
+def _described(
+    exif: Image.Exif, texts: _Texts, source: str, mtime: float | None, shape: tuple[int, int, str | None]
+) -> ImageMetadata:
+    """The metadata from a file's EXIF, the texts gathered so far and its (width, height, format)."""
+    path = PurePosixPath(source.replace("\\", "/"))
+    folder = "" if str(path.parent) == "." else str(path.parent)
+    taken_at, taken_source = _taken_at(exif, mtime)
+    gps = _guarded(lambda: _gps(exif.get_ifd(IFD_GPS)), None)
     _guarded(lambda: texts.add_exif(exif), None)
-    fmt = image.format
     return ImageMetadata(
         folder=folder,
         name=path.name,
-        format=stored_name(fmt),  # a phone's multi-picture MPO is a JPEG to its owner
-        width=width,
-        height=height,
+        format=shape[2],
+        width=shape[0],
+        height=shape[1],
         taken_at=taken_at,
         taken_at_source=taken_source,
         camera_make=_guarded(lambda: _clean(exif.get(TAG_MAKE)), None),
@@ -211,8 +236,12 @@ def read_metadata(image: Image.Image, source: str, mtime: float | None = None) -
 def read_file_metadata(path: Path, root: Path) -> ImageMetadata:
     """Metadata of the image file `path` inside the collection folder `root` (headers only, no decode)."""
     mtime = path.stat().st_mtime
+    source = path.relative_to(root).as_posix()
+    raw = formats.raw_format(path.name)
+    if raw is not None:
+        return read_raw_metadata(path.read_bytes(), source, mtime, raw.name)
     with Image.open(path) as image:
-        return read_metadata(image, path.relative_to(root).as_posix(), mtime)
+        return read_metadata(image, source, mtime)
 
 
 def read_bytes_metadata(data: bytes, source: str, mtime: float | None = None) -> ImageMetadata:
@@ -320,6 +349,13 @@ def _xmp_packet(image: Image.Image) -> bytes | None:
     if isinstance(packet, str):
         packet = packet.encode("utf-8")
     return packet if isinstance(packet, bytes) and packet else None
+
+
+def _as_bytes(value: object) -> bytes | None:
+    """A TIFF XMLPacket tag's bytes (Pillow gives them as bytes or a tuple of ints)."""
+    if isinstance(value, bytes | str):
+        return value.encode("utf-8") if isinstance(value, str) else value
+    return bytes(value) if isinstance(value, tuple) else None
 
 
 def _parse_xmp(packet: bytes) -> ET.Element | None:

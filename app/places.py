@@ -15,8 +15,11 @@ nothing — never a city the photo was not taken in.
 
 `place_words` lists the names a place can be searched by; `PlaceMatcher` finds, in a user's text, a
 place that a collection holds ("florence", "photos from Italy", "in New York"), ignoring case and
-accents. Wiring: the build stores `place_of(latitude, longitude).to_dict()` per image; the service
-builds one `PlaceMatcher` per opened index from its places and hands it to `app.understand`.
+accents. Wiring: nothing is stored at build time; `place_at` names the place of a stored position
+(rounded to ~110 m, remembered per process) wherever a place is needed — the `place` filter and search
+words (app/filters.py, app/catalog.py), `/images/{id}/metadata` and `/describe` — so an index built
+before places gets them without a rebuild. The catalog builds one `PlaceMatcher` per opened index from
+its places and the service hands it to `app.understand`.
 """
 
 from __future__ import annotations
@@ -128,21 +131,44 @@ class Gazetteer:
             countries = {code: country_name(code, name) for code, name in csv.reader(handle)}
         return cls(points, countries)
 
-    def near(self, latitude: float, longitude: float) -> tuple[np.ndarray, np.ndarray]:
-        """(points, km) around a position: the nearest few and every large place within reach."""
-        lat, lon = math.radians(latitude), math.radians(longitude)
-        xyz = (math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon), math.sin(lat))
+    @staticmethod
+    def _unit(latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
+        """Positions in degrees as unit vectors, one row each."""
+        lat, lon = np.radians(latitude), np.radians(longitude)
+        return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
+
+    def near_many(self, xyz: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(points, km) around each position (unit vectors): the nearest few and every large place within
+        reach. The k-d trees are asked once for all (most of the cost of a lookup asked on its own)."""
         chord = 2 * math.sin(COUNTRY_KM / EARTH_KM / 2)
         distances, indices = self._tree.query(xyz, k=NEIGHBOURS, distance_upper_bound=chord)
-        found = np.isfinite(distances)
-        large = self._large[self._large_tree.query_ball_point(xyz, 2 * math.sin(MAX_CITY_KM / EARTH_KM / 2))]
-        points = np.concatenate([indices[found], large]).astype(np.int64)
-        chords = np.linalg.norm(np.take(self._xyz, points, axis=0) - np.asarray(xyz), axis=1)
-        return points, 2 * EARTH_KM * np.arcsin(np.minimum(1.0, chords / 2))
+        balls = self._large_tree.query_ball_point(xyz, 2 * math.sin(MAX_CITY_KM / EARTH_KM / 2))
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        for i in range(len(xyz)):
+            large = self._large[np.asarray(balls[i], dtype=np.int64)]
+            points = np.concatenate([indices[i][np.isfinite(distances[i])], large]).astype(np.int64)
+            chords = np.linalg.norm(np.take(self._xyz, points, axis=0) - xyz[i], axis=1)
+            found.append((points, 2 * EARTH_KM * np.arcsin(np.minimum(1.0, chords / 2))))
+        return found
+
+    def near(self, latitude: float, longitude: float) -> tuple[np.ndarray, np.ndarray]:
+        """(points, km) around a position: the nearest few and every large place within reach."""
+        return self.near_many(self._unit(np.array([latitude]), np.array([longitude])))[0]
 
     def place(self, latitude: float, longitude: float) -> Place | None:
         """The place a person would name for a position (see the module docstring)."""
-        points, km = self.near(latitude, longitude)
+        return self._chosen(*self.near(latitude, longitude))
+
+    def places(self, latitude: np.ndarray, longitude: np.ndarray) -> list[Place | None]:
+        """`place` of many positions (valid ones, in degrees), the trees asked once per 4,096."""
+        found: list[Place | None] = []
+        for start in range(0, len(latitude), 4096):
+            xyz = self._unit(latitude[start : start + 4096], longitude[start : start + 4096])
+            found += [self._chosen(points, km) for points, km in self.near_many(xyz)]
+        return found
+
+    def _chosen(self, points: np.ndarray, km: np.ndarray) -> Place | None:
+        """The place a person would name among the points around a position, at these distances."""
         if not len(points):
             return None
         code = str(self.codes[points[np.argmin(km)]])
@@ -209,6 +235,51 @@ def place_of(latitude: float, longitude: float) -> Place | None:
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
         return None
     return gazetteer().place(latitude, longitude)
+
+
+# Positions are looked up rounded to 0.001° (~110 m): one lookup per spot, not per photo. On the dev
+# positions jittered by up to 500 m (350 points), no place differs from the unrounded lookup's.
+POSITION_DECIMALS = 3
+
+
+_named: dict[tuple[float, float], Place | None] = {}  # rounded position → its place, per process
+_named_lock = threading.Lock()
+NAMED_KEPT = 1 << 20  # positions remembered (~100 MB at most); past it, the memory starts afresh
+
+
+def _key(latitude: float | None, longitude: float | None) -> tuple[float, float] | None:
+    """The rounded position a place is looked up for; None for no position or an invalid one."""
+    if latitude is None or longitude is None:
+        return None
+    lat, lon = float(latitude), float(longitude)
+    if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    return round(lat, POSITION_DECIMALS), round(lon, POSITION_DECIMALS)
+
+
+def places_at(positions: Iterable[tuple[float | None, float | None]]) -> list[Place | None]:
+    """The place of each stored position (None without one): every interface names places this way,
+    so the metadata, the filter, the search words and the descriptions agree. The positions not yet
+    named are looked up together (`Gazetteer.places`) and remembered."""
+    keys = [_key(latitude, longitude) for latitude, longitude in positions]
+    wanted = {key for key in keys if key is not None}
+    with _named_lock:
+        known = {key: _named[key] for key in wanted if key in _named}
+    missing = sorted(wanted - set(known))
+    if missing:
+        found = np.asarray(missing, dtype=np.float64)
+        named = dict(zip(missing, gazetteer().places(found[:, 0], found[:, 1]), strict=True))
+        known.update(named)
+        with _named_lock:
+            if len(_named) + len(named) > NAMED_KEPT:
+                _named.clear()
+            _named.update(named)
+    return [None if key is None else known[key] for key in keys]
+
+
+def place_at(latitude: float | None, longitude: float | None) -> Place | None:
+    """The place of one stored position (None without one); see `places_at`."""
+    return places_at([(latitude, longitude)])[0]
 
 
 def place_words(place: Place) -> tuple[str, ...]:

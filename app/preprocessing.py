@@ -14,13 +14,19 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from app import formats
+from app.camera_raw import decode_raw
 from app.errors import BadImage, NotAnImage
 
+formats.load_plugins()  # HEIC/HEIF and JPEG XL open through Pillow once their plugins are registered
+
 WHITE = (255, 255, 255)
+_READABLE = ", ".join(fmt.name for fmt in formats.FORMATS if not fmt.raw and formats.unavailable(fmt) is None)
 THUMBNAIL_SIZE = 256
 # Pictures are decoded with a short side of at least this (when the file has it): twice the
 # thumbnail and more than any encoder input here (224–384 px), so large photos decode reduced.
 WORKING_SIDE = 2 * THUMBNAIL_SIZE
+VIEW_SIDE = 2048  # the longest side of the JPEG sent where a browser cannot show the original
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ def _open(data: bytes | Path, max_pixels: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     except UnidentifiedImageError as exc:
-        raise NotAnImage("not an image in a format we can read (JPEG, PNG, WebP, GIF, BMP, TIFF…)") from exc
+        raise NotAnImage(f"not an image in a format we can read ({_READABLE}…)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow's own guard, refused in our words
         pixels = f"{found.group(1)} pixels" if found else "too many pixels"
@@ -106,9 +112,18 @@ def check_image(data: bytes | Path, max_pixels: int = 50_000_000) -> None:
 
 
 def decode_sized(
-    data: bytes | Path, max_pixels: int = 50_000_000, min_side: int = WORKING_SIDE
+    data: bytes | Path, max_pixels: int = 50_000_000, min_side: int = WORKING_SIDE, name: str | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
-    """An upright RGB picture (short side ≥ `min_side` when the file has it) and the file's own size."""
+    """An upright RGB picture (short side ≥ `min_side` when the file has it) and the file's own size.
+
+    `name` is the file's name when known: a camera RAW one (`IMG_1.CR2`) is read through rawpy.
+    """
+    raw = formats.raw_format(name if name is not None else data.name if isinstance(data, Path) else None)
+    if raw is not None:
+        reason = formats.unavailable(raw)
+        if reason is not None:
+            raise BadImage(f"cannot read {raw.name} files: {reason}")
+        return decode_raw(data if isinstance(data, bytes) else data.read_bytes(), max_pixels, min_side)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         image = _open(data, max_pixels)
@@ -120,13 +135,18 @@ def decode_sized(
             raise BadImage(f"corrupt or truncated image: {exc}") from exc
 
 
-def decode(data: bytes | Path, max_pixels: int = 50_000_000, min_side: int = WORKING_SIDE) -> Image.Image:
+def decode(
+    data: bytes | Path, max_pixels: int = 50_000_000, min_side: int = WORKING_SIDE, name: str | None = None
+) -> Image.Image:
     """Decode bytes or a file into an upright RGB image; raise NotAnImage or BadImage."""
-    return decode_sized(data, max_pixels, min_side)[0]
+    return decode_sized(data, max_pixels, min_side, name)[0]
 
 
-def image_format(data: bytes | Path) -> str | None:
-    """Pillow's name for the file's format (JPEG, PNG…), or None."""
+def image_format(data: bytes | Path, name: str | None = None) -> str | None:
+    """Pillow's name for the file's format (JPEG, PNG…; ours for camera RAW: DNG…), or None."""
+    raw = formats.raw_format(name if name is not None else data.name if isinstance(data, Path) else None)
+    if raw is not None:
+        return raw.name
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     try:
         with Image.open(source) as image:
@@ -197,12 +217,12 @@ class Inputs:
         return joined([preprocess(image) for preprocess in self._each])
 
 
-def thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE) -> bytes:
+def thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = 85) -> bytes:
     """JPEG bytes of the picture with its longest side at most `size` pixels."""
     copy = image.copy()
     copy.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    copy.save(out, format="JPEG", quality=85, optimize=True)
+    copy.save(out, format="JPEG", quality=quality, optimize=True)
     return out.getvalue()
 
 

@@ -13,17 +13,30 @@ one-part queries. A weight needs a letter (or a quote) right after its colon, so
 is text too.
 
 Wiring: routes and the CLI call `CompoundQuery.build` (and app/filters.py for the filters); the
-service (`SearchService.vector_of`) encodes the parts (weighted sum of positive directions minus
-excluded ones), adds the stored vectors of `like_ids`, and ranks only the rows the filters let through.
+service reads each positive part's dates and places (`read`, app/understand.py), encodes the parts
+(`SearchService.vector_of`: weighted sum of positive directions minus excluded ones), adds the stored
+vectors of `like_ids`, and ranks only the rows the filters let through.
+
+Reading (`read`): each positive part is read on its own; what is left of it is embedded (the part as
+typed when nothing is left: "florence", "2018"). The dates read become `taken_after`/`taken_before`
+(several parts: the overlap of their periods); the first place read becomes the `place` filter when the
+part names nothing else ("photos from Italy"), else a preference (rows taken there gain in the fusion).
+A filter the request gives explicitly wins over what was read (the date or the place read is then not
+applied, and a note says so). Excluded parts are not read: "- 2019" subtracts the words.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
 
 from app.errors import BadQuery
+from app.filters import BY_NAME, FILTERS, Filters
+from app.places import PlaceMatcher
+from app.understand import Understood, understand
 
 MAX_PARTS = 16
 _OPERATOR = re.compile(r"(?<!\S)([+\-−–])(?!\S)")  # a sign standing alone between blanks (or at an end)
@@ -113,3 +126,69 @@ def parse_query(text: str) -> CompoundQuery:
         positive=tuple(part for sign, part in parts if sign == "+"),
         exclude=tuple(part for sign, part in parts if sign == "-"),
     )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A query as read: parts to embed, filters to apply, a place to favour, and what was read."""
+
+    query: CompoundQuery
+    filters: Filters
+    understood: Understood
+    place: str | None = None  # rows taken there gain in the fusion (and say `place` in `matched`)
+    preferred: bool = False  # the place is a preference, not a filter
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """The response's `understood`: what was read, and notes on what was not applied."""
+        found = self.understood.to_json()
+        found["notes"] = [*found["notes"], *self.notes]
+        return found
+
+
+def read(
+    query: CompoundQuery, filters: Filters, today: date, places: PlaceMatcher | None, keep_place: bool = False
+) -> Reading:
+    """The query's dates and places read from each positive part (see the module docstring).
+
+    `keep_place`: a place that is a preference stays in the words (semantic mode has no fusion)."""
+    parts: list[Part] = []
+    first: list[date] = []
+    last: list[date] = []
+    place, spans, notes = None, [], []
+    for part in query.positive:
+        got = understand(part.text, today, places if place is None else None)
+        if keep_place and got.place is not None and got.place.use == "preference":
+            got = understand(part.text, today, None)
+        place = place or got.place
+        first += [got.taken_after] if got.taken_after else []
+        last += [got.taken_before] if got.taken_before else []
+        spans += list(got.spans)
+        notes += list(got.notes)
+        parts.append(replace(part, text=got.text or part.text))
+    after, before = max(first, default=None), min(last, default=None)
+    if after is not None and before is not None and after > before:
+        raise BadQuery("the dates read from the query's parts do not overlap; give one date or none")
+    texts = [part.text for part in parts]
+    left = " + ".join(texts) + "".join(f" - {part.text}" for part in query.exclude)
+    understood = Understood(
+        query=left, text=left, taken_after=after, taken_before=before, place=place, spans=tuple(spans),
+        notes=tuple(notes),
+    )  # fmt: skip
+    given, kept = dict(filters.given), []
+    applied: dict[str, object] = {}
+    if (after or before) and ("taken_after" in given or "taken_before" in given):
+        kept.append("the date read is not applied: the request gives taken_after or taken_before")
+    elif after or before:
+        applied |= {"taken_after": after, "taken_before": before}
+    if place is not None and "place" in given:
+        kept.append("the place read is not applied: the request gives a place filter")
+        place = None
+    elif place is not None and place.use == "filter":
+        applied["place"] = place.name
+    values = given | {name: BY_NAME[name].parse(value, name) for name, value in applied.items() if value}
+    merged = Filters(tuple((spec.name, values[spec.name]) for spec in FILTERS if spec.name in values))
+    rebuilt = CompoundQuery(tuple(parts), query.exclude, query.like_ids)
+    name = place.name if place is not None else None
+    preferred = place is not None and place.use == "preference"
+    return Reading(rebuilt, merged, understood, name, preferred, tuple(kept))

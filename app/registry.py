@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import torch
 
+from app import concepts
 from app.bridge import Bridge, BridgeParams, build_bridge
 from app.device import resolve_device
 from app.encoders.base import ImageEncoder, LanguageModel, Model, TextEncoder
@@ -172,6 +173,8 @@ def load_models(models: Models, device: torch.device, dtype: torch.dtype, settin
             model.load(device, dtype)
         except LOAD_FAILURES as exc:
             raise unavailable(models.profile, role, settings, exc) from exc
+    if models.lm is not None:
+        concepts.warm()  # the describer's words, before its first sentence
 
 
 def make_bridge(models: Models, params: BridgeParams, cache_dir: Path | None) -> Bridge:
@@ -188,6 +191,8 @@ def load_in_background(model: Model, device: torch.device, dtype: torch.dtype) -
 
     def run() -> None:
         try:
+            if isinstance(model, LanguageModel):
+                concepts.warm()  # before the LM counts as loaded: /describe answers 503 until then
             model.load(device, dtype)
         except Exception as exc:
             model.error = " ".join(str(exc).split()) or type(exc).__name__

@@ -6,17 +6,19 @@ import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from app import looks, ranking
-from app.catalog import Catalog
-from app.describer import Describer, Evidence, Sentence, Sight
-from app.errors import BadQuery, ImageNotFound, ImgSearchError, ModelLoading, NotReady
+from app import looks, ranking, sources
+from app.catalog import PREFERENCE, Catalog
+from app.describer import Describer, Evidence, Sentence, Sight, when_and_where, with_text
+from app.errors import BadQuery, Conflict, ImageNotFound, ImgSearchError, ModelLoading, NotReady
 from app.filters import TAKEN_AT, Filters
 from app.index import ImageRecord, Index
 from app.labels import ClassHint
@@ -24,8 +26,8 @@ from app.lexical import LexicalHit
 from app.metadata import ImageMetadata
 from app.options import DATE_SORT_MIN_SCORE, Mode, Sort
 from app.pipeline import Models, Pipeline
-from app.preprocessing import decode, decode_sized
-from app.query import CompoundQuery
+from app.preprocessing import VIEW_SIDE, decode, decode_sized, thumbnail
+from app.query import CompoundQuery, Reading, read
 from app.references import VisualHint
 from app.searchers import Space
 from app.settings import COLLECTION_PIXELS
@@ -48,7 +50,7 @@ class Hit:
     score: float
     duplicate_ids: list[str] = field(default_factory=list)  # near-duplicates folded into it (app/ranking.py)
     metadata: ImageMetadata | None = None  # None for an index built before the catalog
-    matched: list[str] = field(default_factory=list)  # "semantic", "name", "folder", "metadata"
+    matched: list[str] = field(default_factory=list)  # "semantic", "name", "folder", "metadata", "text"
     scores: dict[str, float] = field(default_factory=dict)  # the parts of `score`: "semantic", "lexical"
 
     @property
@@ -99,6 +101,7 @@ class SearchRequest:
     mode: Mode = "hybrid"
     top_k: int = 10
     offset: int = 0
+    understand: bool = True  # read the dates and places typed in the query (app/query.py `read`)
     order: Order = field(default_factory=Order)
 
 
@@ -108,6 +111,7 @@ class Found:
 
     hits: list[Hit]
     total: int
+    understood: dict[str, Any] | None = None  # what was read from the query (None: reading off)
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,8 @@ class SearchService:
         self.describer = Describer(models.lm, max_new_tokens, labels=pipeline.bridge.labels)
         self.max_pixels = max_pixels
         self.dedup_threshold = dedup_threshold  # visual cosine at which results fold; 0: never
+        self.today: Callable[[], date] = date.today  # what "last summer" counts from (tests set it)
+        self._lexical.submit(self.catalog.warm)  # places named from GPS while the first queries come
 
     @property
     def models(self) -> Models:
@@ -209,6 +215,26 @@ class SearchService:
         """The file of an indexed image's thumbnail."""
         return self.index.thumbnail_path(record)
 
+    def view(self, record: ImageRecord) -> bytes:
+        """A JPEG of the original that any browser shows, at most VIEW_SIDE px on its longest side."""
+        path = self.original_path(record)
+        try:
+            picture = decode_sized(path.read_bytes(), COLLECTION_PIXELS, VIEW_SIDE // 2, name=path.name)[0]
+        except OSError as exc:
+            raise ImageNotFound(f"the original of image {record.id} is no longer available") from exc
+        except ImgSearchError as exc:
+            raise Conflict(f"image {record.id} cannot be shown here: {exc}") from exc
+        return thumbnail(picture, VIEW_SIDE, quality=90)
+
+    def alternates(self, record: ImageRecord) -> list[Path]:
+        """Other originals of the same shot: the camera RAW files beside an indexed picture."""
+        if self.index.meta.collection_root is None:  # a dataset's images have no folder
+            return []
+        try:
+            return sources.alternates(self.original_path(record))
+        except ImageNotFound:
+            return []
+
     def _hits(self, ranked: list[ranking.Ranked]) -> list[Hit]:
         """Attach manifest records to ranked results and ids to their folded near-duplicates."""
         rows = [result.row for result in ranked]
@@ -220,8 +246,27 @@ class SearchService:
             for record, result in zip(records[: len(rows)], ranked, strict=True)
         ]
 
+    def read(self, request: SearchRequest) -> Reading | None:
+        """The dates and places typed in the query (None: reading is off, nothing is typed, or the
+        index has no catalog to filter by)."""
+        if not request.understand or not request.query.positive or not self.catalog.present:
+            return None
+        places = self.catalog.places()
+        return read(request.query, request.filters, self.today(), places, request.mode == "semantic")
+
     def search(self, request: SearchRequest) -> Found:
-        """Images for a compound query among the rows the filters allow, ranked as the mode says."""
+        """Images for a compound query among the rows the filters allow, ranked as the mode says;
+        the dates and places typed in it read first (`read`)."""
+        reading = self.read(request)
+        if reading is None:
+            return self._search(request, None)
+        prefer = (reading.place, PREFERENCE if reading.preferred else 1.0) if reading.place else None
+        found = self._search(replace(request, query=reading.query, filters=reading.filters), prefer)
+        found.understood = reading.to_json()
+        return found
+
+    def _search(self, request: SearchRequest, prefer: tuple[str, float] | None) -> Found:
+        """`search` once read: `prefer` is a place whose rows gain in the fusion, with its coverage."""
         allowed = self.catalog.selection(request.filters)
         mask, rows = (None, None) if allowed is None else (allowed.mask, allowed.rows)
         total = self.index.count if rows is None else len(rows)
@@ -233,7 +278,9 @@ class SearchService:
                 self._like(image_id)
             cut = DATE_SORT_DEPTH if request.order.floor is not None else 0
             depth = max(LEXICAL_DEPTH, 4 * (request.offset + request.top_k), cut)
-            lexical = self.catalog.search_text(text, depth, mask)
+            lexical = self.catalog.with_places(
+                self.catalog.search_text(text, depth, mask), text, mask, [], depth, prefer
+            )
             ranked: ranking.Ranking = ranking.LexicalCandidates([(hit.row, hit.score) for hit in lexical])
             return self._found(request, ranked, total, lexical, set(), lambda _, score: {"lexical": score})
         words = None  # hybrid: the lexical search runs beside the query's encoding and vector search
@@ -251,8 +298,8 @@ class SearchService:
         lexical = []
         if words is not None:
             with one_thread():  # the vector search, on one core while the lexical one has the other
-                found.head(FUSION_WINDOW)
-            lexical = words.result()
+                head = [row for row, _ in found.head(FUSION_WINDOW)]
+            lexical = self.catalog.with_places(words.result(), text, mask, head, LEXICAL_DEPTH, prefer)
         if not request.query.positive and not request.query.exclude:  # more like these: they lead
             liked = np.asarray(vector.liked, dtype=np.int64)
             liked = liked if rows is None else liked[np.isin(liked, rows)]
@@ -390,7 +437,7 @@ class SearchService:
         found = ranking.candidates(self.index, features[0], space="visual", rows=rows)
         scored = ranking.FusedCandidates(found, [], FUSION_WINDOW)
         total = self.index.count if rows is None else len(rows)
-        request = SearchRequest(CompoundQuery(), filters, "semantic", top_k, offset, order or Order())
+        request = SearchRequest(CompoundQuery(), filters, "semantic", top_k, offset, order=order or Order())
         return self._found(request, scored, total, [], None, _semantic_parts)
 
     def passing(self, filters: Filters) -> int:
@@ -403,6 +450,11 @@ class SearchService:
         record = self.index.get(image_id)
         self.catalog.require("image metadata")
         return record, self.catalog.metadata([record.row])[record.row]
+
+    def text_in_image(self, record: ImageRecord) -> str | None:
+        """The text read in an indexed picture ("" for none); None when it was not read (OCR off, or
+        the build's text stage has not reached it yet)."""
+        return self.catalog.text_in_image(record.id)
 
     def _ready_describer(self) -> Describer:
         """The describer once its language model has loaded; ModelLoading (503 + Retry-After) until then."""
@@ -441,7 +493,7 @@ class SearchService:
             data = self.original_path(record).read_bytes()
             if hashlib.sha256(data).hexdigest() != record.sha256:
                 return None
-            return decode_sized(data, COLLECTION_PIXELS)[0]
+            return decode_sized(data, COLLECTION_PIXELS, name=record.source)[0]
         except (OSError, ImgSearchError):
             return None
 
@@ -470,7 +522,12 @@ class SearchService:
         describer = self._ready_describer()
         image = self._original(record)
         sight = self._sight(image) if image is not None else self._stored_sight(record)
-        return self._description(describer.describe(sight), sight.labels[:LABEL_K])
+        sentence = with_text(describer.describe(sight), self.text_in_image(record))  # read at build time
+        known = self.catalog.metadata([record.row]).get(record.row)
+        if known is not None:  # where and when, from the index only (an EXIF date, a GPS position)
+            taken = known.taken_at if (known.taken_at_source or "").startswith("exif") else None
+            sentence = when_and_where(sentence, known.place, taken)
+        return self._description(sentence, sight.labels[:LABEL_K])
 
     def describe_query(self, query: str) -> Description:
         """Text mode: one sentence about a picture matching the query (it describes no image)."""

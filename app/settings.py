@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         default="int8",
         description="CPU image encoder: int8 (quantized once, cached) or fp32; accelerators keep float16.",
     )
+    ocr: bool = Field(
+        default=True,
+        description="Builds and the watcher read the text in pictures (PP-OCRv4, app/ocr.py) after "
+        "publishing search by meaning; false (or `imgsearch build --no-ocr`) turns it off.",
+    )
     labeller: Labeller = Field(
         default="lite0+lite2",
         description="packaged profile: class probabilities of EfficientNet-Lite0 (its 224 px input) and "

@@ -9,10 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app import formats
 from app.formats import SUFFIXES
 from app.layout import looks_like_index
 
 IMAGE_SUFFIXES = SUFFIXES  # what the folder walk takes: the suffixes of app.formats
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A file the build cannot read in this process: its format's plugin is not installed."""
+
+    source: str
+    format: str
+    reason: str  # "pillow-heif not installed"
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,7 @@ class Source(Sequence[Item]):
 
     stores_originals: bool = False
     root: Path | None = None
+    unreadable: Sequence[Unreadable] = ()  # files set aside, reported once per build (app/writing.py)
 
     def texts(self, source: str) -> tuple[list[str], list[str]]:
         """(descriptions, keywords) the source itself gives the item named `source` (none by default)."""
@@ -35,7 +46,12 @@ class Source(Sequence[Item]):
 
 
 class FolderSource(Source):
-    """Every file with an image suffix under a folder, recursively, in sorted order; skips our indexes."""
+    """Every file with an image suffix under a folder, recursively, in sorted order; skips our indexes.
+
+    A camera RAW file beside a picture of the same shot (same folder and stem: IMG_1.CR2 and IMG_1.JPG)
+    is not an item of its own: it is that picture's alternate original (`alternates`). A file whose
+    format's plugin is not installed is `unreadable`, not an item.
+    """
 
     def __init__(self, root: Path) -> None:
         if root.is_file():
@@ -51,7 +67,23 @@ class FolderSource(Source):
             for name in sorted(files):
                 if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
                     found.append(Path(folder) / name)
-        self.paths = found
+        self.paths, self.unreadable = self._sorted_out(found)
+
+    def _sorted_out(self, found: list[Path]) -> tuple[list[Path], list[Unreadable]]:
+        """The files to read: without the RAW files that have a picture beside them, nor unreadable ones."""
+        shots = {(path.parent, path.stem.lower()) for path in found if not _is_raw(path) and _readable(path)}
+        kept: list[Path] = []
+        unreadable: list[Unreadable] = []
+        for path in found:
+            if _is_raw(path) and (path.parent, path.stem.lower()) in shots:
+                continue  # served as an alternate of its picture
+            fmt = formats.format_of_file(path.name)
+            reason = formats.unavailable(fmt) if fmt is not None else None
+            if fmt is not None and reason is not None:
+                unreadable.append(Unreadable(path.relative_to(self.folder).as_posix(), fmt.name, reason))
+            else:
+                kept.append(path)
+        return kept, unreadable
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -59,6 +91,36 @@ class FolderSource(Source):
     def __getitem__(self, i: int) -> Item:  # type: ignore[override]
         path = self.paths[i]
         return Item(source=path.relative_to(self.folder).as_posix(), data=path)
+
+
+def _is_raw(path: Path) -> bool:
+    """True for a camera RAW file."""
+    return formats.raw_format(path.name) is not None
+
+
+def _readable(path: Path) -> bool:
+    """True when this process has what reads the file's format."""
+    fmt = formats.format_of_file(path.name)
+    return fmt is not None and formats.unavailable(fmt) is None
+
+
+def alternates(path: Path) -> list[Path]:
+    """The camera RAW files of the same shot as the picture `path` (its folder, its stem), sorted."""
+    if _is_raw(path):
+        return []
+    stem = path.stem.lower()
+    try:
+        beside = sorted(path.parent.iterdir())
+    except OSError:
+        return []
+    return [
+        other
+        for other in beside
+        if other.stem.lower() == stem
+        and not other.name.startswith(".")
+        and _is_raw(other)
+        and other.is_file()
+    ]
 
 
 class HFDatasetSource(Source):

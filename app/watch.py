@@ -3,7 +3,9 @@
 watchfiles reports the folder's changes (inotify where the kernel offers it); changes that arrive
 within `DEBOUNCE_MS` of each other are grouped, and each group runs one incremental build
 (`build_index(update=True)`): files already indexed are reused by sha256, so one new photo costs
-one encode, and a moved file costs nothing. Each build publishes a new generation in one rename;
+one encode, and a moved file costs nothing. With a text reader, each build then reads the text of
+the pictures that lack it (app/text_stage.py), a text stage a previous build left unfinished included.
+Each build publishes a new generation in one rename;
 a running service switches to it by itself at its next request (app/api/runtime.py `follow`),
 without a restart and without dropping a request. While another build holds the index's lock (one
 the user started, or a watcher's build killed a moment ago, whose lock is free once it is gone) the
@@ -26,6 +28,7 @@ from app.build import BuildConfig, BuildReport, build_index
 from app.errors import BuildLocked, ImgSearchError
 from app.pipeline import Pipeline
 from app.sources import IMAGE_SUFFIXES, FolderSource
+from app.text_stage import TextReading
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +40,15 @@ class Watcher:
     """One folder, one index, one pipeline: an incremental build after each group of changes."""
 
     def __init__(
-        self, images: Path, index_dir: Path, pipeline: Pipeline, config: BuildConfig | None = None
+        self,
+        images: Path,
+        index_dir: Path,
+        pipeline: Pipeline,
+        config: BuildConfig | None = None,
+        reader: TextReading | None = None,
     ) -> None:
         self.images, self.index_dir = images.resolve(), index_dir.resolve()
-        self.pipeline, self.config = pipeline, config or BuildConfig()
+        self.pipeline, self.config, self.reader = pipeline, config or BuildConfig(), reader
 
     def concerns(self, change: watchfiles.Change, path: str) -> bool:
         """True for an image file of the folder (not a hidden one, not the index's own files)."""
@@ -62,6 +70,7 @@ class Watcher:
                     self.config,
                     progress=False,
                     update=True,
+                    reader=self.reader,
                 )
             except BuildLocked as exc:
                 if not waiting:

@@ -64,11 +64,14 @@ class BuildReport:
 
     indexed: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # one line per format skipped for want of its plugin
     duplicates: list[dict[str, str]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     reused: int = 0
     encoded: int = 0
     removed: int = 0
+    text_read: int = 0  # pictures whose text the text stage read (app/text_stage.py)
+    text_found: int = 0  # of those, pictures holding text
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -78,6 +81,7 @@ class BuildReport:
             "encoded": self.encoded,
             "removed": self.removed,
             "skipped": self.skipped,
+            "notes": self.notes,
             "duplicates": self.duplicates,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -234,6 +238,7 @@ def _collect(run: Run, report: BuildReport, timings: dict[str, float], progress:
     previous = run.previous
     known = frozenset(previous.records) if previous is not None else frozenset()
     collected = _Collected()
+    _report_unreadable(run.source, report)
     with (
         tqdm(
             total=len(run.source), desc=f"indexing ({run.engine.name})", unit="img", disable=not progress
@@ -250,6 +255,17 @@ def _collect(run: Run, report: BuildReport, timings: dict[str, float], progress:
     if previous is not None:
         report.removed = len(set(previous.records) - {r.sha256 for r in collected.records})
     return collected
+
+
+def _report_unreadable(source: Source, report: BuildReport) -> None:
+    """Each file whose format's plugin is missing as a skip, and one line per format, logged once."""
+    counts: dict[tuple[str, str], int] = {}
+    for file in source.unreadable:
+        report.skipped.append({"source": file.source, "reason": file.reason, "missing": file.format})
+        counts[(file.format, file.reason)] = counts.get((file.format, file.reason), 0) + 1
+    for (fmt, reason), count in counts.items():
+        report.notes.append(f"{_plural(count, fmt + ' file')} skipped: {reason}")
+        log.warning("%s", report.notes[-1])
 
 
 def _plural(count: int, noun: str) -> str:
@@ -306,7 +322,8 @@ def _write_arrays(
         timings["ann"] = build_ann(stored, run.generation / ANN_FILE)
     save_array(run.generation / FEATURES, np.stack(collected.features).astype(np.float16))
     write_manifest(run.generation / MANIFEST, collected.records)
-    catalog.write(run.generation / MANIFEST, collected.records, run.source, run.generation)
+    previous = run.previous.index.path / MANIFEST if run.previous is not None else None
+    catalog.write(run.generation / MANIFEST, collected.records, run.source, run.generation, previous)
     timings["write"] += time.perf_counter() - started - timings["pca"] - timings.get("ann", 0.0)
     return matrix, pca
 

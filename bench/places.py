@@ -9,6 +9,7 @@ that matters most.
 
     .venv/bin/python -m bench.places            # prints each miss, then a RESULT line
     .venv/bin/python -m bench.places --nearest  # the baseline: the nearest GeoNames point within 25 km
+    .venv/bin/python -m bench.places --batch 20000  # what naming an index's places costs when it opens
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.places import MAX_CITY_KM, Place, fold, gazetteer, place_of
+from app.places import MAX_CITY_KM, Place, fold, gazetteer, place_of, places_at
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,38 @@ def nearest(latitude: float, longitude: float) -> Place | None:
     return Place(g.names[point], g.regions[point], g.countries.get(code, code), code)
 
 
+def batch_cost(count: int) -> None:
+    """Naming `count` distinct positions (photos around 40 European towns, ~3 km apart) as the catalog
+    does when an index opens (`places_at`: together, rounded), against one lookup at a time."""
+    rng = np.random.default_rng(1)
+    centres = np.c_[rng.uniform(36, 55, 40), rng.uniform(-9, 25, 40)]
+    positions = centres[rng.integers(0, 40, count)] + rng.normal(0, 0.03, (count, 2))
+    start = time.perf_counter()
+    gazetteer()
+    load_s = time.perf_counter() - start
+    start = time.perf_counter()
+    together = places_at([(float(lat), float(lon)) for lat, lon in positions])
+    batch_ms = (time.perf_counter() - start) / count * 1000
+    sample = positions[: min(count, 2000)]
+    start = time.perf_counter()
+    alone = [place_of(round(float(lat), 3), round(float(lon), 3)) for lat, lon in sample]
+    single_ms = (time.perf_counter() - start) / len(sample) * 1000
+    same = sum(a == b for a, b in zip(alone, together, strict=False)) / len(sample)
+    print(
+        f"RESULT places_batch n={count} load_s={load_s:.2f} ms_per_position={batch_ms:.3f} "
+        f"ms_one_by_one={single_ms:.3f} same={same:.3f}"
+    )
+
+
 def main() -> None:
     """Read every dev position; print the misses, the accuracy and the cost."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nearest", action="store_true", help="the baseline: the nearest point within 25 km")
+    parser.add_argument("--batch", type=int, default=0, metavar="N", help="time naming N positions together")
     args = parser.parse_args()
+    if args.batch:
+        batch_cost(args.batch)
+        return
     read = nearest if args.nearest else place_of
     start = time.perf_counter()
     gazetteer()

@@ -16,14 +16,17 @@ import sys
 import time
 from pathlib import Path
 
+from PIL import Image
+
 from app.bridge import BridgeParams
 from app.build import BuildConfig, build_index
 from app.errors import ImgSearchError
+from app.ocr import ImageText
 from app.pipeline import Encoded, Pipeline
 from app.preprocessing import Pixels
 from app.registry import make_bridge
 from app.sources import FolderSource
-from tests.fakes import fake_models
+from tests.fakes import CountingReader, fake_models
 
 FILLER = ".filler"  # beside the index folder, on its disk
 
@@ -46,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cli", choices=["build", "watch"], default=None, help="run this imgsearch command")
     parser.add_argument("--fill-after", type=int, default=0, help="fill the disk after this batch (0: never)")
     parser.add_argument("--leave", type=int, default=0, help="bytes --fill-after leaves free")
+    parser.add_argument("--ocr", action="store_true", help="with --cli: read the text in pictures too")
+    parser.add_argument(
+        "--text-pause-after",
+        type=int,
+        default=0,
+        help="with --ocr: a fake reader that waits for stdin after this many pictures (0: the real one)",
+    )
     return parser.parse_args(argv)
 
 
@@ -83,14 +93,36 @@ def observed(pipeline: Pipeline, args: argparse.Namespace) -> None:
     pipeline.encode_pixels = observed_encode  # type: ignore[method-assign]
 
 
+class PausingReader(CountingReader):
+    """The counting fake reader, which prints `paused` after reading `pause_after` pictures and waits
+    for a line on stdin."""
+
+    def __init__(self, pause_after: int) -> None:
+        super().__init__()
+        self.pause_after = pause_after
+
+    def read(self, image: Image.Image) -> ImageText:
+        """Read, then pause when it is time."""
+        text = super().read(image)
+        if len(self.sizes) == self.pause_after:
+            print("paused", flush=True)
+            sys.stdin.readline()
+        return text
+
+
 def run_command(args: argparse.Namespace, pipeline: Pipeline) -> int:
     """`imgsearch build` or `imgsearch watch` with the fake pipeline in place of the profile's."""
     import app.build_ray
     from app import cli
 
     app.build_ray.ProfilePipeline = lambda *_, **__: lambda: pipeline  # type: ignore[assignment,misc]
+    if args.text_pause_after:
+        from app.cli import build as cli_build
+
+        cli_build.text_reader = lambda *_: PausingReader(args.text_pause_after)  # type: ignore[assignment]
     paths = ["--images", str(args.images), "--index-dir", str(args.index_dir)]
     options = ["--workers", str(args.workers), "--pca-dim", str(args.pca_dim)]
+    options += [] if args.ocr else ["--no-ocr"]  # the text stage has tests of its own
     if args.cli == "build":
         options += ["--batch-size", str(args.batch_size), *(["--update"] if args.update else [])]
     return cli.main([args.cli, *paths, *options])

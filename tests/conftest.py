@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
+from app import concepts
 from app.assembly import ServiceFactory, service_over
 from app.bridge import BridgeParams
 from app.build import BuildConfig, BuildReport, build_index
@@ -125,6 +126,8 @@ def service_factory(models: Models, cache: Path) -> ServiceFactory:
     """A factory the app calls in its lifespan instead of loading real models."""
 
     def factory(settings: Settings) -> SearchService:
+        if models.lm is not None:
+            concepts.warm()  # as app.registry does with a real language model
         index = Index(settings.index_dir, settings.search_options())
         return service_over(
             index,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import zlib
 
 import torch
+from PIL import Image
 
 from app.encoders.base import ImageEncoder, ImageOutput, LanguageModel, TextEncoder
+from app.ocr import ImageText, TextLine
 from app.pipeline import Models
 from app.preprocessing import ImageSpec, Pixels, tensors_of
 
@@ -127,3 +129,21 @@ class InventiveLanguageModel(FakeLanguageModel):
     def _score(self, texts: list[str]) -> list[float]:
         """Longer is better (the riskiest pick a ranking model could make)."""
         return [float(len(text)) for text in texts]
+
+
+class CountingReader:
+    """A fake reader: counts the pictures it reads, finds "Lantern" in each, and (when asked) is
+    interrupted (Ctrl-C) as it starts its `stop_at`-th picture."""
+
+    model_id = "counting"
+
+    def __init__(self, stop_at: int = 0) -> None:
+        self.sizes: list[tuple[int, int]] = []
+        self.stop_at = stop_at
+
+    def read(self, image: Image.Image) -> ImageText:
+        """One line, "Lantern", over the whole picture."""
+        if len(self.sizes) + 1 == self.stop_at:
+            raise KeyboardInterrupt
+        self.sizes.append(image.size)
+        return ImageText((TextLine("Lantern", 0.99, ((0, 0), (1, 0), (1, 1), (0, 1))),), gated=True)

@@ -253,6 +253,10 @@ def test_search_open_describe_and_more_like_this(live_server: str, tmp_path: Pat
         expect(viewer).to_be_visible()
         expect(page.locator("#viewer-title")).to_have_text(first_name)
         page.wait_for_function("() => document.querySelector('#viewer-image').naturalWidth > 0")
+        # "Open original" shows what a browser can show (/view); the file itself is a download.
+        expect(page.locator("#original-link")).to_have_attribute("href", re.compile(r"^images/\w+/view$"))
+        expect(page.locator("#download-link")).to_have_attribute("href", re.compile(r"^images/\w+$"))
+        expect(page.locator("#download-link")).to_have_attribute("download", first_name.rsplit("/", 1)[-1])
 
         # Describe: a sentence appears, with the labels it came from.
         page.locator("#describe-button").click()
@@ -414,6 +418,10 @@ def collection_server(models: Models, tmp_path_factory: pytest.TempPathFactory) 
         FolderSource(make_collection(root / "photos")), root / "index", pipeline, config, progress=False
     )
     with serving(app_over(PhotoIndex(root / "index", models, root / "cache"), dedup_threshold=0)) as base:
+        # One search first: it waits for the places of the GPS photo to be named (the gazetteer loads
+        # in seconds), which a page's first search would otherwise wait for within its timeout.
+        with urllib.request.urlopen(f"{base}/search?q=thing", timeout=60) as warmed:
+            assert warmed.status == 200
         yield base
 
 
@@ -527,4 +535,47 @@ def test_every_filter_has_a_control_and_the_url_keeps_them(collection_server: st
         page.locator("#min_width").press("Enter")  # the same image, searched again in place
         expect(summary).to_have_text("2 results from 2 images that look like green.png")
         expect(names).to_have_text([re.compile(r"^(louvre|red-car)\.png$")] * 2)
+        assert errors == [] and blocked == []
+
+
+def test_dates_and_places_read_from_the_words_show_as_removable_chips(collection_server: str) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(collection_server) as (page, errors, blocked):
+        page.goto(f"{collection_server}/")
+        cards, chips = page.locator("#results .card"), page.locator("#understood .read-chip")
+        names = cards.locator(".card-name")
+        page.locator("#query").fill("thing in 2019")
+        page.locator("#query").press("Enter")
+        expect(names).to_have_text(["eiffel-tower.jpg"])  # the one photo taken in 2019
+        expect(chips).to_have_text(["“in 2019”: 2019-01-01 – 2019-12-31×"])
+
+        # Removing the chip searches the words as typed; a chip offers to read them again.
+        chips.first.locator("button").click()
+        expect(cards).to_have_count(6)
+        expect(page).to_have_url(re.compile(r"/\?q=thing\+in\+2019&understand=false$"))
+        expect(chips).to_have_text(["Words searched as typed read them"])
+        chips.first.locator("button").click()
+        expect(names).to_have_text(["eiffel-tower.jpg"])
+
+        # A place alone filters (the photo's GPS is in Paris); removing it keeps the date as filters.
+        page.locator("#query").fill("photos from Paris in 2019")
+        page.locator("#query").press("Enter")
+        expect(chips).to_have_count(2)
+        expect(chips.first).to_have_text("“from Paris”: Paris×")  # in the order typed
+        expect(cards.first.locator(".card-why")).to_have_text("meaning · place")
+        chips.first.locator("button").click()
+        expect(page.locator("#after")).to_have_value("2019-01-01")
+        expect(page.locator("#before")).to_have_value("2019-12-31")
+        expect(names).to_have_text(["eiffel-tower.jpg"])
+
+        # The place filter's own control: whole names, any case, accents optional.
+        page.locator("#after").fill("")
+        page.locator("#before").fill("")
+        page.locator("#query").fill("thing")
+        page.locator("#query").press("Enter")
+        expect(cards).to_have_count(6)
+        page.locator("#place").fill("ile de france")
+        page.locator("#place").press("Enter")
+        expect(names).to_have_text(["eiffel-tower.jpg"])
         assert errors == [] and blocked == []

@@ -10,7 +10,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from app import registry
+from app import concepts, registry
 from app.build import BuildConfig, build_index
 from app.describer import FUNCTION_WORDS, UNSURE, Describer, Sentence, Sight, dictionary
 from app.labels import words
@@ -213,7 +213,7 @@ def test_a_language_model_that_fails_in_the_background_says_why(
     settings: Settings, models: Models, tmp_path: Path
 ) -> None:
     broken = BrokenLanguageModel()
-    load_in_background(broken, torch.device("cpu"), torch.float32).join(10)
+    load_in_background(broken, torch.device("cpu"), torch.float32).join(60)
     assert not broken.loaded and broken.error == "no weights at /nowhere"
     failed = Models(models.profile, models.image, models.text, broken)
     with TestClient(create_app(settings, factory=service_factory(failed, tmp_path / "cache"))) as client:
@@ -250,3 +250,20 @@ def test_the_background_load_starts_once_the_encoders_have_loaded(
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert lm.saw_loaded == [True, True]
+
+
+class WordsWatchingLanguageModel(FakeLanguageModel):
+    """Records whether inflect's engine was ready when its own load began."""
+
+    def _load(self) -> None:
+        """Note what the describer's first sentence would still have to import."""
+        self.words_ready: bool = concepts._engine.cache_info().currsize == 1
+        super()._load()
+
+
+def test_the_describers_words_are_ready_before_the_language_model_counts_as_loaded() -> None:
+    """The first /describe after start-up does not wait seconds for inflect's import (typeguard)."""
+    concepts._engine.cache_clear()
+    model = WordsWatchingLanguageModel()
+    load_in_background(model, torch.device("cpu"), torch.float32).join(60)
+    assert model.loaded and model.words_ready

@@ -133,6 +133,80 @@ def test_a_shipped_table_replaces_calibration(tmp_path: Path, monkeypatch: pytes
     assert read == [True]
 
 
+class OneSigned(torch.nn.Module):
+    """A 1×1 convolution over 64 channels whose weights share a sign for each output, fed positive
+    values: the products that ONNX Runtime's x86 u8×s8 kernels add in pairs overflow 16 bits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(64, 16, 1)
+        with torch.no_grad():
+            self.conv.weight.uniform_(0.5, 1.0)
+            self.conv.weight[8:] *= -1
+        self.head = torch.nn.Linear(16, 5)
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.conv(pixels.reshape(-1, 64, 6, 8)).mean(dim=(2, 3))
+        return features, self.head(features)
+
+
+def positive_photos() -> np.ndarray:
+    """Calibration pixels in [0, 1] for OneSigned."""
+    return np.random.default_rng(0).uniform(0, 1, (16, 3, SIZE, SIZE)).astype(np.float32)
+
+
+def test_int8_features_agree_where_the_cpus_int8_kernels_would_saturate(tmp_path: Path) -> None:
+    """On x86 without VNNI the u8×s8 pair sums saturate (features 8 % off here); the int8 model runs
+    within 2 % of float32 on every CPU."""
+    float_path = export(OneSigned().eval(), SIZE, tmp_path / "one-signed-torch-opset17.onnx")
+    path = int8_model(float_path, "one-signed", "w0", positive_photos)
+    pixels = torch.from_numpy(positive_photos())
+    exact, _ = OnnxRunner(float_path, 1)(pixels)
+    fast, _ = OnnxRunner(path, 1)(pixels)
+    assert (fast - exact).abs().max() <= 0.02 * exact.abs().max()
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "saturating"),
+    [
+        ("x86_64", "fpu sse4_1 avx2 fma", True),
+        ("x86_64", "fpu avx2 avx512f avx512_vnni", False),
+        ("x86_64", "fpu avx2 avx_vnni", False),
+        ("aarch64", "fp asimd asimddp", False),
+    ],
+)
+def test_the_cpu_decides_whether_int8_runs_exact_kernels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine: str, flags: str, saturating: bool
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr("platform.machine", lambda: machine)
+    assert quantize.saturating_cpu(cpuinfo) is saturating
+    monkeypatch.setattr(quantize, "saturating_cpu", lambda: saturating)
+    runner = OnnxRunner(exported(tmp_path, 0), 1)
+    entry = runner.session.get_session_options().get_session_config_entry("session.x64quantprecision")
+    assert (entry == "1") is saturating
+
+
+def test_a_new_int8_model_that_disagrees_with_float32_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Checked on pictures like the calibration's it agrees; on pictures far outside the ranges it
+    was calibrated for, its features clip and a warning says so."""
+    with caplog.at_level(logging.INFO, logger="app.encoders.quantize"):
+        int8_model(exported(tmp_path, 0), "tiny", "w0", photos, check=photos)
+    assert "feature cosine to float32 ≥" in caplog.text and "disagrees" not in caplog.text
+
+    def far() -> np.ndarray:
+        signs = np.array([-1.0, 0.0, 1.0], dtype=np.float32).reshape(1, 3, 1, 1)
+        return 50 * signs * np.random.default_rng(1).uniform(-1, 1, (6, 3, SIZE, SIZE)).astype(np.float32)
+
+    with caplog.at_level(logging.WARNING, logger="app.encoders.quantize"):
+        int8_model(exported(tmp_path / "again", 0), "tiny", "w0", photos, check=far)
+    assert "disagrees with float32: feature cosine 0.9" in caplog.text
+
+
 @pytest.mark.parametrize(("given", "expected"), [("INT8", "int8"), (" fp32 ", "fp32")])
 def test_precision_setting_accepts_int8_and_fp32(given: str, expected: str) -> None:
     assert Settings(precision=given).precision == expected

@@ -31,7 +31,7 @@ from app.settings import Settings
 from app.sources import FolderSource, HFDatasetSource
 from scripts import build_index as build_script
 from tests.conftest import coloured_pictures, service_factory, wait_ready
-from tests.fakes import COLOURS, fake_models
+from tests.fakes import COLOURS, CountingReader, fake_models
 
 # Ray Data reads a few deprecated settings of its own context when it starts a dataset.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
@@ -265,3 +265,14 @@ def test_export_moves_the_alias_and_keeps_the_previous_build(
         assert client.describe_alias("images")["collection_name"] == collection_name("images", stamps[2])
     finally:
         disconnect(client, uri)
+
+
+def test_a_ray_build_reads_the_text_in_pictures_on_this_machine_after_its_encode(
+    cluster: None, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    folder = coloured_pictures(tmp_path / "photos", 4, seed=9)
+    reader = CountingReader()  # the text stage runs here: this process's reader reads every picture
+    engine = RayEngine(FakePipeline(tmp_path / "cache"), workers=1)
+    source, config = FolderSource(folder), BuildConfig(workers=0)
+    report = build_index(source, tmp_path / "index", pipeline, config, False, engine=engine, reader=reader)
+    assert (report.encoded, report.text_read, len(reader.sizes)) == (4, 4, 4)

@@ -9,8 +9,12 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from app.api.runtime import Runtime
 from app.errors import BadQuery, PayloadTooLarge
+from app.formats import FORMATS
 from app.service import SearchService
 from app.settings import Settings
+
+# What an upload may be: every format of app/formats.py but camera RAW (LibRaw is not given strangers' bytes)
+UPLOAD_HELP = f"an image file ({', '.join(fmt.name for fmt in FORMATS if not fmt.raw)}; not camera RAW)"
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -59,7 +63,7 @@ async def read_upload(upload: StarletteUpload, settings: Settings) -> bytes:
 
 
 async def upload_bytes(
-    image: Annotated[UploadFile, File(description="an image file (JPEG, PNG, WebP, GIF, BMP, TIFF)")],
+    image: Annotated[UploadFile, File(description=UPLOAD_HELP)],
     settings: SettingsDep,
 ) -> bytes:
     """The multipart field `image`, read within the size limit."""

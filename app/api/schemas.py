@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -14,6 +14,11 @@ QUERY_HELP = "what to look for, in words (at most 1000 characters, not blank)"
 TOP_K_HELP = "how many results to return (1 to 100)"
 OFFSET_HELP = "how many of the best results to skip, for paging (0 to 10000)"
 IMAGE_ID_HELP = "an indexed image's id (16 hex digits, as returned by /search)"
+UNDERSTAND_HELP = (
+    "read the dates and places typed in the query (default true): 'a dog in 2018' searches 'a dog' taken in "
+    "2018, 'photos from Italy' those taken in Italy; what was read is in the response's `understood`; "
+    "filters given explicitly win over it"
+)
 MODE_HELP = (
     "hybrid (default): meaning fused with matches of file names, folders and the text files carry; "
     "semantic: meaning only; lexical: names, folders and text only"
@@ -104,6 +109,7 @@ class SearchRequest(BaseModel):
         max_length=MAX_PARTS,
         description="indexed images to look like (alone: more like these, the images themselves first)",
     )
+    understand: bool = Field(True, description=UNDERSTAND_HELP)
 
 
 class SearchResult(BaseModel):
@@ -127,7 +133,40 @@ class SearchResult(BaseModel):
     folder: str = Field("", description="its folder inside the collection, '/'-separated ('' at the root)")
     matched: list[str] = Field(
         default_factory=list,
-        description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries)",
+        description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries), "
+        "place (taken in a place the query names), text (the text read in the picture)",
+    )
+
+
+class PlaceRead(BaseModel):
+    """A place of the collection named in the query."""
+
+    name: str = Field(description="the value of the `place` filter it stands for, e.g. 'Italy'")
+    fields: list[str] = Field(description="which of city, region, country carry that name")
+    use: Literal["filter", "preference"] = Field(
+        description="filter: only photos taken there (the query names nothing else); preference: photos "
+        "taken there rank higher, others still show"
+    )
+    why: str
+
+
+class PhraseRead(BaseModel):
+    """A phrase read from the query, as typed: what the page shows as a chip."""
+
+    kind: Literal["date", "place"]
+    phrase: str
+
+
+class Understood(BaseModel):
+    """What was read from the query: the words searched, the dates and the place (app/understand.py)."""
+
+    text: str = Field(description="the words searched for meaning, without the phrases read")
+    taken_after: str | None = Field(None, description="the first day read (inclusive), ISO")
+    taken_before: str | None = Field(None, description="the last day read (inclusive), ISO")
+    place: PlaceRead | None = None
+    read: list[PhraseRead] = Field(default_factory=list, description="the phrases read, in query order")
+    notes: list[str] = Field(
+        default_factory=list, description="how a phrase was read, or why a reading was not applied"
     )
 
 
@@ -141,6 +180,9 @@ class SearchResponse(BaseModel):
         "cutoff (`min_score`, or a date sort's default), those scoring at least it (counted up to 1,000)"
     )
     took_ms: float
+    understood: Understood | None = Field(
+        None, description="what was read from the query; null when reading is off or there are no words"
+    )
 
 
 class FilterInfo(BaseModel):
@@ -176,6 +218,25 @@ class FoldersResponse(BaseModel):
     folders: list[FolderCount]
 
 
+class Alternate(BaseModel):
+    """Another original of the same shot, served as it is."""
+
+    name: str = Field(description="its file name")
+    format: str = Field(description="its format (CR2, NEF, DNG…)")
+    media_type: str
+    url: str
+
+
+class PlaceInfo(BaseModel):
+    """The place a GPS position names (GeoNames' cities of 1,000 people or more, ISO country names)."""
+
+    city: str | None = Field(description="the city or town a person would name; null far from any")
+    region: str | None = Field(description="its first-level region (state, province)")
+    country: str
+    country_code: str = Field(description="ISO 3166-1 alpha-2")
+    local_city: str | None = Field(None, description="the city's own name, when the gazetteer has one")
+
+
 class ImageMetadataResponse(BaseModel):
     """What an indexed image's file says about itself, as stored at build time."""
 
@@ -195,6 +256,19 @@ class ImageMetadataResponse(BaseModel):
     title: str | None
     description: str | None
     keywords: list[str]
+    place: PlaceInfo | None = Field(
+        None, description="where it was taken, named from its GPS position offline; null without GPS"
+    )
+    view_url: str = Field(description="a JPEG of it any browser shows (the original itself when it can)")
+    alternates: list[Alternate] = Field(
+        default_factory=list,
+        description="other originals of the same shot: the camera RAW beside a JPEG (same folder and stem)",
+    )
+    text_in_image: str | None = Field(
+        None,
+        description="the text read in the picture (OCR), a line per row of text; '' when none was found, "
+        "null when it was not read (built with --no-ocr, or the build's text stage has not reached it)",
+    )
 
 
 class DescribeRequest(BaseModel):
@@ -222,7 +296,8 @@ class EvidenceItem(BaseModel):
         description="'label': a classifier (or CLIP zero-shot) label; 'kind': a WordNet kind whose labels "
         "share the probability ('cat' for five cat breeds); 'scene': a place label; 'reference': captions "
         "of the nearest reference pictures that name the concept; 'pixels': the picture's own pixels "
-        "(medium, colour); 'index': what the index knows of the image"
+        "(medium, colour); 'index': what the index knows of the image (the text read in it, its place, "
+        "its date)"
     )
     labels: list[str] = Field(description="the labels behind the phrase")
     probability: float = Field(description="their total probability (plus agreeing reference weight)")

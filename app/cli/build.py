@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
 from app.cli.common import fail, interrupted, models_loaded
-from app.errors import ImgSearchError
+from app.errors import ImgSearchError, ModelUnavailable
 from app.milvus import INDEX_TYPES as MILVUS_INDEX_TYPES
 from app.pca import DEFAULT_DIM
 from app.settings import Profile, Settings, load_settings
 
 if TYPE_CHECKING:
+    from app.ocr import TextReader
     from app.sources import Source
 
 
@@ -79,6 +80,31 @@ def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
         help="reuse the vectors of files already in the index (by sha256), encode new ones, drop deleted "
         "ones; falls back to a full build when the index was built with other settings",
     )
+    add_ocr_argument(parser)
+
+
+def add_ocr_argument(parser: argparse.ArgumentParser) -> None:
+    """--no-ocr (shared by `imgsearch build` and `imgsearch watch`)."""
+    parser.add_argument(
+        "--no-ocr",
+        action="store_true",
+        help="do not read the text in pictures (default: read it after search by meaning is served; "
+        "IMGSEARCH_OCR=false does the same); a later --update without it reads what is missing",
+    )
+
+
+def text_reader(args: argparse.Namespace, settings: Settings) -> TextReader | None:
+    """The reader of the text in pictures, or None when OCR is off (--no-ocr, IMGSEARCH_OCR=false);
+    ModelUnavailable at once, before any work, when its networks are not installed."""
+    if args.no_ocr or not settings.ocr:
+        return None
+    from app.ocr import TextReader, model_dir
+
+    try:
+        model_dir()
+    except ModelUnavailable as exc:
+        raise ModelUnavailable(f"{exc}; or build without it: --no-ocr") from None
+    return TextReader(threads=1)
 
 
 def _add_scale_arguments(parser: argparse.ArgumentParser) -> None:
@@ -152,6 +178,7 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
         settings = settings or load_settings()
         source = open_source(args)
         check_index_dir(args.index_dir, source.root)  # before any model loads
+        reader = text_reader(args, settings)
         params = BridgeParams(templates=tuple(args.templates or DEFAULT_TEMPLATES), top_t=args.top_t)
         factory = ProfilePipeline(args.profile, settings, params, flip=not args.no_flip)
         pipeline = factory()
@@ -163,22 +190,33 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
             max_pixels=settings.max_collection_pixels,
             ann=args.ann,
             ann_min=args.ann_min,
+            ocr=reader is not None,
         )
         if args.workers is not None:
             config.workers = args.workers
         engine: Engine = (
             RayEngine(factory, args.ray_address, args.ray_workers) if args.engine == "ray" else LocalEngine()
         )
-        report = build_index(source, args.index_dir, pipeline, config, update=args.update, engine=engine)
+        report = build_index(
+            source, args.index_dir, pipeline, config, update=args.update, engine=engine, reader=reader
+        )
         if args.milvus_uri:
             from app.milvus import export_index
 
             export_index(args.index_dir, args.milvus_uri, args.milvus_collection, args.milvus_index)
     except (ImgSearchError, OSError, ValueError) as exc:
         return fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from app.build import TextStageInterrupted
+
+        if isinstance(exc, TextStageInterrupted):
+            return interrupted(str(exc))
         return interrupted(f"the build stopped; nothing half-written was left in {args.index_dir}")
     for skipped in report.skipped:
-        print(f"skipped {skipped['source']}: {skipped['reason']}", file=sys.stderr)
-    print(f"indexed {report.indexed} images into {args.index_dir} ({len(report.skipped)} skipped)")
+        if "missing" not in skipped:  # those of a format whose plugin is missing: one note per format
+            print(f"skipped {skipped['source']}: {skipped['reason']}", file=sys.stderr)
+    for note in report.notes:
+        print(note, file=sys.stderr)
+    read = f"; read the text of {report.text_read}, {report.text_found} with text" if report.text_read else ""
+    print(f"indexed {report.indexed} images into {args.index_dir} ({len(report.skipped)} skipped{read})")
     return 0

@@ -76,6 +76,13 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="an indexed image's id to look like (repeatable; without words: more like it)",
     )
+    parser.add_argument(
+        "--no-understand",
+        dest="understand",
+        action="store_false",
+        help="search the words as typed: do not read dates and places from them ('a dog in 2018' is "
+        "otherwise 'a dog' taken in 2018)",
+    )
     group = parser.add_argument_group("filters", "which images may be results (as in GET /search)")
     for spec in FILTERS:
         group.add_argument(spec.flag, dest=spec.name, default=None, help=spec.help, **_option(spec))
@@ -223,7 +230,22 @@ def request_of(args: argparse.Namespace) -> tuple[Filters, Order, SearchRequest 
     if args.image is not None:
         return filters, order, None
     compound = CompoundQuery.build(args.query, args.exclude, args.like)
-    return filters, order, SearchRequest(compound, filters, args.mode, args.top_k, args.offset, order)
+    request = SearchRequest(compound, filters, args.mode, args.top_k, args.offset, args.understand, order)
+    return filters, order, request
+
+
+def say_understood(understood: dict[str, Any] | None) -> None:
+    """One line on stderr saying what was read from the query, when anything was."""
+    if not understood or not understood["read"]:
+        return
+    said = [f"searching '{understood['text']}'"]
+    if understood["taken_after"] or understood["taken_before"]:
+        said.append(f"taken {understood['taken_after'] or '…'} to {understood['taken_before'] or '…'}")
+    if understood["place"]:
+        place = understood["place"]
+        said.append(f"place {place['name']} ({place['use']})")
+    notes = "".join(f"; {note}" for note in understood["notes"])
+    print(f"read: {', '.join(said)}{notes} (--no-understand: as typed)", file=sys.stderr)
 
 
 def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
@@ -238,7 +260,9 @@ def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
             if request is None:
                 hits = service.find_by_image(image or b"", args.top_k, args.offset, filters, order).hits
             else:
-                hits = service.search(request).hits
+                found = service.search(request)
+                hits = found.hits
+                say_understood(found.understood)
             _report(service, args, hits)
         finally:
             service.close()

@@ -18,7 +18,7 @@ import torch
 
 from app.encoders.base import ImageEncoder, ImageOutput
 from app.encoders.onnx import OnnxRunner, onnx_runner
-from app.encoders.quantize import scikit_image_photos
+from app.encoders.quantize import check_photos, scikit_image_photos
 from app.labels import imagenet_labels
 from app.preprocessing import ImageSpec, Pixels, tensors_of
 
@@ -161,6 +161,7 @@ class EfficientNetLiteEncoder(ImageEncoder):
                 self.export_name,
                 self.cache_dir,
                 int8=lambda: scikit_image_photos(self.preprocess),
+                int8_check=lambda: check_photos(self.preprocess),
             )
         except (ImportError, RuntimeError, OSError, ValueError) as exc:
             log.warning("no int8 model (%s): float32 instead", exc)

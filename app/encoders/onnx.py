@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from app.encoders.base import file_digest
-from app.encoders.quantize import Photos, int8_model
+from app.encoders.quantize import Photos, exact_int8, int8_model
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -63,7 +63,7 @@ class OnnxRunner:
     def __init__(self, path: Path, threads: int) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
+        options = exact_int8(ort.SessionOptions())  # int8 without saturation (app/encoders/quantize.py)
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -105,12 +105,14 @@ def onnx_runner(
     name: str,
     cache_dir: Path | None,
     int8: Photos | None = None,
+    int8_check: Photos | None = None,
 ) -> OnnxRunner:
     """ONNX Runtime session for the module `module()` builds, exported once per weights file under
     `cache_dir` (a start that finds the export does not build the PyTorch module at all).
 
     With `int8` (the calibration photos, read only if no shipped table fits), the session runs the
-    statically quantized model made once beside the float32 export (app/encoders/quantize.py).
+    statically quantized model made once beside the float32 export (app/encoders/quantize.py); a new
+    one is compared with float32 on `int8_check()`'s pictures, and reported if they disagree.
     """
     import onnxruntime as ort
 
@@ -120,6 +122,6 @@ def onnx_runner(
         log.info("preparing %s once: exporting it to ONNX (%s)", name, target)
         export(module(), size, target)
     if int8 is not None:
-        target = int8_model(target, name, digest, int8)
+        target = int8_model(target, name, digest, int8, check=int8_check)
     log.debug("ONNX Runtime %s on %s", ort.__version__, target)
     return OnnxRunner(target, torch.get_num_threads())

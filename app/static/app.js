@@ -31,6 +31,8 @@
     describe: $("describe-button"),
     similar: $("similar-button"),
     original: $("original-link"),
+    download: $("download-link"),
+    alternates: $("alternate-links"),
     description: $("description"),
     descriptionText: $("description-text"),
     descriptionLabels: $("description-labels"),
@@ -50,6 +52,7 @@
     viewerFolder: $("viewer-folder"),
     viewerTaken: $("viewer-taken"),
     viewerMatched: $("viewer-matched"),
+    understood: $("understood"),
   };
 
   // One search at a time; `generation` discards answers to searches that were replaced.
@@ -68,9 +71,13 @@
     filters: [], // one control per filter the service takes: {spec, element, values(), set(values)}
     folders: null, // [{folder, count}] from GET folders
     noCatalog: false, // an index built before metadata: it takes no filter (409)
+    understand: true, // read dates and places from the words (off: `understand=false`, searched as typed)
+    understood: null, // what the last text search read (its `understood`)
   };
   // Why a result is here, in words: `matched` of the API.
-  const SIGNALS = { semantic: "meaning", name: "name", folder: "folder", metadata: "tags" };
+  const SIGNALS = {
+    semantic: "meaning", name: "name", folder: "folder", metadata: "tags", text: "text in picture", place: "place",
+  };
   const why = (item) => (item.matched || []).map((signal) => SIGNALS[signal] || signal).join(" · ");
   // The parts of a score, in words: `scores` of the API ("meaning 0.81 · names 0.00").
   const PARTS = { semantic: "meaning", lexical: "names, folders, tags" };
@@ -80,6 +87,9 @@
       .join(" · ");
 
   const imageUrl = (id) => `images/${encodeURIComponent(id)}`;
+  // what a browser shows: the original, or a JPEG of it where the browser cannot (HEIC, JPEG XL, RAW)
+  const viewUrl = (id) => `${imageUrl(id)}/view`;
+  const fileName = (source) => source.split(/[\\/#]/).pop() || "";
   const thumbnailUrl = (id) => `images/${encodeURIComponent(id)}/thumbnail`;
   const baseName = (path) => path.split("/").pop() || path;
   const formatScore = (score) => score.toFixed(3);
@@ -190,6 +200,7 @@
     const params = new URLSearchParams({ top_k: String(PAGE_SIZE), offset: String(state.offset) });
     if (state.query) params.set("q", state.query);
     if (state.like) params.set("like", state.like.id);
+    if (!state.understand) params.set("understand", "false");
     for (const [name, value] of [...filterParams(), ...orderParams()]) params.append(name, value);
     return params;
   }
@@ -199,6 +210,7 @@
     const url = new URL(window.location.href);
     const params = new URLSearchParams();
     if (state.mode === "text" && state.query) params.set("q", state.query);
+    if (state.mode === "text" && state.query && !state.understand) params.set("understand", "false");
     for (const [name, value] of [...filterParams(), ...orderParams()]) params.append(name, value);
     url.search = params.toString();
     history.replaceState(null, "", url);
@@ -207,11 +219,13 @@
   async function loadMore() {
     if (state.loading || state.done || !state.mode) return;
     const generation = state.generation;
+    const firstPage = state.offset === 0;
     setLoading(true);
     try {
       let body;
       if (state.mode === "text") {
         body = await api(`search?${searchParams()}`);
+        if (generation === state.generation && firstPage) showUnderstood(body.understood);
       } else {
         const form = new FormData();
         form.append("image", state.blob, state.blob.name || "query-image");
@@ -261,6 +275,7 @@
   function startSearch(mode, { query = "", blob = null, preview = null } = {}) {
     state.generation += 1;
     Object.assign(state, { mode, query, blob, offset: 0, done: false, items: [], current: -1 });
+    el.understood.hidden = true;
     if (state.previewUrl && state.previewUrl !== preview) URL.revokeObjectURL(state.previewUrl);
     state.previewUrl = preview && preview.startsWith("blob:") ? preview : null;
     el.results.replaceChildren();
@@ -307,6 +322,70 @@
       const name = state.blob && state.blob.name ? state.blob.name : "the image";
       el.summaryText.textContent = `${of} that look like ${name}`;
     }
+  }
+
+  // ---- what was read from the words: one removable chip per date or place -----------------------
+
+  const controlOf = (name) => state.filters.find((control) => control.spec.name === name);
+
+  function readChip(text, title, buttonLabel, onClick, off = false) {
+    const span = document.createElement("span");
+    span.className = off ? "read-chip off" : "read-chip";
+    span.title = title;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "ghost";
+    button.textContent = off ? "read them" : "×";
+    button.setAttribute("aria-label", buttonLabel);
+    button.addEventListener("click", onClick);
+    span.append(text, button);
+    return span;
+  }
+
+  function showUnderstood(understood) {
+    state.understood = understood || null;
+    const read = understood ? understood.read : [];
+    const chips = read.map((item) => {
+      const notes = (understood.notes || []).join("\n");
+      if (item.kind === "date") {
+        const range = `${understood.taken_after || "…"} – ${understood.taken_before || "…"}`;
+        const label = `Do not read “${item.phrase}” as a date`;
+        return readChip(`“${item.phrase}”: ${range}`, notes, label, () => unread("date"));
+      }
+      const place = understood.place || { name: item.phrase, use: "filter", why: "" };
+      const how = place.use === "preference" ? " (preferred)" : "";
+      const title = [place.why, notes].filter(Boolean).join("\n");
+      const label = `Do not read “${item.phrase}” as a place`;
+      return readChip(`“${item.phrase}”: ${place.name}${how}`, title, label, () => unread("place"));
+    });
+    if (!state.understand && state.mode === "text" && state.query) {
+      const again = () => {
+        state.understand = true;
+        searchText(state.query);
+      };
+      const title = "Dates and places in the words are not read";
+      chips.push(readChip("Words searched as typed ", title, "Read dates and places", again, true));
+    }
+    el.understood.replaceChildren(...chips);
+    el.understood.hidden = chips.length === 0;
+  }
+
+  // Removing a chip searches the words as typed, the other readings kept as explicit filters.
+  function unread(kind) {
+    const understood = state.understood;
+    if (!understood) return;
+    const keep = (name, value) => {
+      const control = controlOf(name);
+      if (control && value) control.set([value]);
+    };
+    if (kind !== "date") {
+      keep("taken_after", understood.taken_after);
+      keep("taken_before", understood.taken_before);
+    }
+    const place = understood.place;
+    if (kind !== "place" && place && place.use === "filter") keep("place", place.name);
+    state.understand = false;
+    searchText(state.query);
   }
 
   function searchText(query) {
@@ -400,6 +479,7 @@
     $("sort").value = ["newest", "oldest"].includes(params.get("sort")) ? params.get("sort") : "relevance";
     $("min-score").value = params.get("min_score") || "";
     const wanted = params.get("q");
+    state.understand = params.get("understand") !== "false";
     if (wanted) searchText(wanted);
     else el.query.focus();
   }
@@ -408,6 +488,7 @@
     setLike(null);
     state.generation += 1;
     Object.assign(state, { mode: null, query: "", blob: null, offset: 0, done: true, items: [] });
+    state.understand = true;
     el.results.replaceChildren();
     el.summary.hidden = true;
     el.intro.hidden = !el.signin.hidden;
@@ -425,7 +506,7 @@
     const item = state.items[index];
     if (!item) return;
     state.current = index;
-    el.viewerImage.src = imageUrl(item.id);
+    el.viewerImage.src = viewUrl(item.id);
     el.viewerImage.alt = item.source;
     el.viewerTitle.textContent = item.source;
     el.viewerTitle.title = item.source;
@@ -436,7 +517,10 @@
     el.viewerMatched.textContent = why(item) || "—";
     el.viewerDuplicates.textContent = item.duplicates > 0 ? String(item.duplicates) : "none";
     el.viewerId.textContent = item.id;
-    el.original.href = imageUrl(item.id);
+    el.original.href = viewUrl(item.id);
+    el.download.href = imageUrl(item.id);
+    el.download.setAttribute("download", fileName(item.source));
+    showAlternates(item, index);
     el.description.hidden = true;
     el.descriptionText.textContent = "";
     el.descriptionLabels.replaceChildren();
@@ -446,6 +530,28 @@
     el.prev.disabled = index === 0;
     el.next.disabled = index >= state.items.length - 1 && state.done;
     if (!el.viewer.open) el.viewer.showModal();
+  }
+
+  // The other originals of the shot (the camera RAW beside a JPEG), each offered as a download.
+  async function showAlternates(item, index) {
+    el.alternates.replaceChildren();
+    let meta;
+    try {
+      meta = await api(`${imageUrl(item.id)}/metadata`);
+    } catch (error) {
+      return; // an index without metadata has no alternates to offer
+    }
+    if (state.current !== index || !meta || !Array.isArray(meta.alternates)) return;
+    el.alternates.replaceChildren(
+      ...meta.alternates.map((alternate, number) => {
+        const link = document.createElement("a");
+        link.className = "button-link";
+        link.href = `${imageUrl(item.id)}/alternates/${number}`;
+        link.setAttribute("download", alternate.name);
+        link.textContent = `Download ${alternate.format} (${alternate.name})`;
+        return link;
+      }),
+    );
   }
 
   async function describeCurrent() {
@@ -608,6 +714,7 @@
 
   el.form.addEventListener("submit", (event) => {
     event.preventDefault();
+    state.understand = true; // new words are read afresh
     searchText(el.query.value);
   });
   el.file.addEventListener("change", () => {
@@ -616,7 +723,10 @@
     el.file.value = "";
   });
   for (const chip of document.querySelectorAll("#examples .chip")) {
-    chip.addEventListener("click", () => searchText(chip.dataset.query || ""));
+    chip.addEventListener("click", () => {
+      state.understand = true;
+      searchText(chip.dataset.query || "");
+    });
   }
   el.clear.addEventListener("click", clearSearch);
   $("sort").addEventListener("change", refilter);

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from app.api.deps import ServiceDep, SettingsDep, read_upload, within_query_limit
+from app.api.deps import UPLOAD_HELP, ServiceDep, SettingsDep, read_upload, within_query_limit
 from app.api.schemas import (
     IMAGE_ID_HELP,
     NON_BLANK,
@@ -66,7 +66,7 @@ OPENAPI_BODY: dict[str, Any] = {
                         "image": {
                             "type": "string",
                             "format": "binary",
-                            "description": "an image file (JPEG, PNG, WebP, GIF, BMP, TIFF)",
+                            "description": UPLOAD_HELP,
                         }
                     },
                     "required": ["image"],

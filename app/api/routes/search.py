@@ -21,6 +21,7 @@ from app.api.schemas import (
     QUERY_HELP,
     SORT_HELP,
     TOP_K_HELP,
+    UNDERSTAND_HELP,
     ErrorBody,
     FilterInfo,
     FiltersResponse,
@@ -29,6 +30,7 @@ from app.api.schemas import (
     SearchRequest,
     SearchResponse,
     SearchResult,
+    Understood,
     filter_type,
 )
 from app.errors import BadQuery, UnsupportedMedia
@@ -167,12 +169,15 @@ def _search(body: SearchRequest, settings: Settings, filters: Filters) -> Search
         raise BadQuery("query must contain at least one non-space character")
     compound = CompoundQuery.build(body.query, body.exclude, body.like_ids)
     order = Order(body.sort, body.min_score)
-    return Search(compound, filters, body.mode, body.top_k, body.offset, order)
+    return Search(compound, filters, body.mode, body.top_k, body.offset, body.understand, order)
 
 
 def _found(body: SearchRequest, found: Found, start: float) -> SearchResponse:
-    """The response to a text search."""
-    return _response(body.query or "", found.hits, found.total, start)
+    """The response to a text search, with what was read from its words."""
+    response = _response(body.query or "", found.hits, found.total, start)
+    if found.understood is not None:
+        response.understood = Understood.model_validate(found.understood)
+    return response
 
 
 @router.post(
@@ -222,6 +227,7 @@ def search_get(
         list[ImageId] | None,
         Query(max_length=MAX_PARTS, description="an indexed image's id to look like (repeatable)"),
     ] = None,
+    understand: Annotated[bool, Query(description=UNDERSTAND_HELP)] = True,
 ) -> SearchResponse:
     """Same as POST /search, as a GET for curl and links: each filter is a parameter of its own."""
     start = time.perf_counter()
@@ -235,6 +241,7 @@ def search_get(
             min_score=min_score,
             exclude=exclude or [],
             like_ids=like or [],
+            understand=understand,
         )
     except ValidationError as exc:  # a blank or overlong `not` or `like`
         error = exc.errors()[0]
