@@ -1,7 +1,21 @@
-"""Fusion of the vector and lexical rankings: a coverage-aware weighted sum of scaled scores.
+"""Fusion of the vector and lexical rankings: a coverage-aware weighted sum, guarded, on a 0–1 scale.
 
-score = (cosine − worst cosine) / (best − worst cosine), over the vector window (0 outside it),
-      + LEXICAL_WEIGHT × coverage^COVERAGE_POWER × BM25 / best BM25 of the query (0 without a match).
+semantic part s = (cosine − worst cosine) / (best − worst cosine), over the vector window (0 outside it);
+lexical part  ℓ = coverage^COVERAGE_POWER × BM25 / best BM25 of the query (0 without a match);
+total = s + LEXICAL_WEIGHT × ℓ, and the score = total / the best total of the query ∈ [0, 1]: the
+value the fused list is sorted by (1 = the query's best result), with s and ℓ as its parts.
+
+Clear-look guard: when the best look leads the second by L = (c₁ − c₂) / (c₁ − c_last) ≥ GUARD_LEAD
+of the window's range, a weak lexical match (no file-name match, or a name that covers only part of
+the query: a folder `cats/` for "a cat", `red-apple.jpg` for "a red car") gains at most
+LEXICAL_WEIGHT × ℓ × (1 − L), and never enough to reach the best look (its total stays below 1). A
+full name match still rises over it: naming is stronger evidence than one clear look. Simulated in
+bench/propagation.py (`Fusion(lead=…)`, docs/relevance.md "Propagation (phase 1)") and measured
+through `SearchService` (`bench.relevance --names mixed|real --split tune`, docs/relevance.md "Sort
+and cutoff"): lead 0.7 keeps real and named queries exactly as before and lifts the unnamed ones'
+R@1 (+1.6); lead 0.5, or also guarding names that the query covers only in part (`seahorse.jpg` for
+"a horse"), lifts them more (+2.5) but costs a named query and a real one. The nine-photo "a cat"
+case (lead 0.91) puts the cat first (7th before).
 
 Coverage (`app.lexical.coverages`: the larger of the share of the query's content words a row matches
 and the share of its file name's letters the query matches) says how fully a name explains the query:
@@ -37,42 +51,101 @@ variant and R@5/R@10: docs/relevance.md.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 LEXICAL_WEIGHT = 2.0  # a full-coverage best lexical match gains twice the whole cosine range
 COVERAGE_POWER = 2  # a match of half the query's words gains a quarter of that
+GUARD_LEAD = 0.7  # the best look's lead over the second, as a share of the window's range, that guards it
+EPSILON = 1e-6
+
+# A lexical hit: (id, BM25, coverage) or (id, BM25, coverage, weak); weak: not a full file-name match.
+LexicalInput = tuple[K, float, float] | tuple[K, float, float, bool]
+
+
+class Fused(NamedTuple, Generic[K]):
+    """One fused result: its score on [0, 1] (what the list is sorted by) and its parts, each on [0, 1]."""
+
+    key: K
+    score: float
+    semantic: float
+    lexical: float
 
 
 def fuse(
     vector: Sequence[tuple[K, float]],
-    lexical: Sequence[tuple[K, float, float]],
+    lexical: Sequence[LexicalInput[K]],
     weight: float = LEXICAL_WEIGHT,
     power: float = COVERAGE_POWER,
+    lead: float | None = GUARD_LEAD,
 ) -> list[tuple[K, float]]:
-    """(id, fused score) best first, from (id, cosine) best first and (id, BM25, coverage) best first.
+    """(id, score ∈ [0, 1]) best first (`fuse_parts` without the parts)."""
+    return [(found.key, found.score) for found in fuse_parts(vector, lexical, weight, power, lead)]
+
+
+def fuse_parts(
+    vector: Sequence[tuple[K, float]],
+    lexical: Sequence[LexicalInput[K]],
+    weight: float = LEXICAL_WEIGHT,
+    power: float = COVERAGE_POWER,
+    lead: float | None = GUARD_LEAD,
+) -> list[Fused[K]]:
+    """The fused list best first, from (id, cosine) best first and lexical hits best first.
 
     Cosines are min-max scaled to [0, 1] over the vector list (all 1 when equal); BM25 is divided by
-    the best one, times coverage^power ∈ [0, 1], times `weight`. A repeated id keeps its first entry.
+    the best one, times coverage^power; the total s + weight × ℓ (guarded: module docstring) is
+    divided by the best total. A repeated id keeps its first entry; `lead` None turns the guard off.
     """
     if weight < 0:
         raise ValueError(f"the lexical weight must be non-negative, got {weight}")
-    scores: dict[K, float] = {}
+    semantic = _scaled(vector)
+    parts = _lexical_parts(lexical, power)
+    leading = _lead(vector)
+    guarded = lead is not None and leading >= lead
+    top = vector[0][0] if vector else None
+    totals: dict[K, float] = {}
+    for key in dict.fromkeys([k for k, _ in vector] + list(parts)):
+        base, (part, weak) = semantic.get(key, 0.0), parts.get(key, (0.0, False))
+        gain = weight * part
+        if guarded and weak and key != top:
+            gain = min(gain * (1.0 - leading), max(1.0 - base - EPSILON, 0.0))
+        totals[key] = base + gain
+    order = {key: i for i, key in enumerate(totals)}
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], order[item[0]]))
+    best = ranked[0][1] if ranked and ranked[0][1] > 0 else 1.0
+    return [
+        Fused(key, total / best, semantic.get(key, 0.0), parts.get(key, (0.0, False))[0])
+        for key, total in ranked
+    ]
+
+
+def _scaled(vector: Sequence[tuple[K, float]]) -> dict[K, float]:
+    """Each id's cosine min-max scaled over the list (all 1 when equal); a repeated id keeps its first."""
+    scaled: dict[K, float] = {}
     if vector:
         cosines = [score for _, score in vector]
         low, span = min(cosines), max(cosines) - min(cosines)
         for key, score in vector:
-            scores.setdefault(key, (score - low) / span if span > 0 else 1.0)
-    best = max((score for _, score, _ in lexical), default=0.0)
-    seen: set[K] = set()
-    for key, score, coverage in lexical:
-        if key in seen:
-            continue
-        seen.add(key)
+            scaled.setdefault(key, (score - low) / span if span > 0 else 1.0)
+    return scaled
+
+
+def _lexical_parts(lexical: Sequence[LexicalInput[K]], power: float) -> dict[K, tuple[float, bool]]:
+    """Each id's lexical part coverage^power × BM25 / best BM25, and whether its match is weak."""
+    best = max((hit[1] for hit in lexical), default=0.0)
+    parts: dict[K, tuple[float, bool]] = {}
+    for hit in lexical:
+        key, score, coverage = hit[0], hit[1], hit[2]
+        weak = bool(hit[3]) if len(hit) > 3 else False
         scaled = score / best if best > 0 else 0.0
-        scores[key] = scores.get(key, 0.0) + weight * coverage**power * max(scaled, 0.0)
-    order = {
-        key: i for i, key in enumerate(dict.fromkeys([k for k, _ in vector] + [k for k, _, _ in lexical]))
-    }
-    return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
+        parts.setdefault(key, (coverage**power * max(scaled, 0.0), weak))
+    return parts
+
+
+def _lead(vector: Sequence[tuple[K, float]]) -> float:
+    """How far the best cosine leads the second, as a share of the list's range (0 with < 2 entries)."""
+    if len(vector) < 2:
+        return 0.0
+    span = vector[0][1] - min(score for _, score in vector)
+    return (vector[0][1] - vector[1][1]) / span if span > 0 else 0.0

@@ -87,6 +87,12 @@ class LexicalHit:
     score: float
     matched: tuple[Field, ...]
     coverage: float = 1.0
+    shares: tuple[float, float] = (1.0, 1.0)  # (query share, name share): `coverages`
+
+    @property
+    def weak(self) -> bool:
+        """Not a file-name match of the whole query: no name matched, or only part of the query's words."""
+        return "name" not in self.matched or self.shares[0] < 1.0
 
 
 def fold(text: str) -> str:
@@ -374,6 +380,7 @@ def search(
             scores[row],
             plan.fields(spaced.get(row, empty), glued.get(row, empty)),
             max(shares[row]),
+            shares[row],
         )
         for row in best
     ]

@@ -7,6 +7,11 @@ from typing import Literal
 
 Backend = Literal["matrix", "milvus"]
 Mode = Literal["hybrid", "semantic", "lexical"]  # how a text search ranks (app/service.py)
+Sort = Literal["relevance", "newest", "oldest"]  # the order of a search's results (app/service.py)
+# A date sort keeps the results scoring at least this (the 0–1 relevance scale of app/fusion.py):
+# the cut with the best mean F1 of what it keeps for the generic class-word queries, tune half,
+# semantic and hybrid over mixed and real names (docs/relevance.md, "Sort and cutoff").
+DATE_SORT_MIN_SCORE = 0.3
 MAX_QUERY_CHARS = 1000  # the API's ceiling on a query's length; IMGSEARCH_MAX_QUERY_CHARS may lower it
 # Visual cosine at which results fold into one; measured and explained in app/ranking.py.
 DEFAULT_DEDUP_THRESHOLD = 0.97

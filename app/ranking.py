@@ -5,9 +5,9 @@ The request path: `rank` takes the searcher of a space from the index and opens 
 once by their look when a text query has a visual hint, and lets later reads go deeper without
 searching or re-ranking again; `page` folds near-duplicates as it reads and cuts the page.
 `page` takes any `Ranking`: a filtered one (`rank(..., rows=…)`: the searcher ranks only a filter's
-rows, inside the search), a fused one (`FusedCandidates`: hybrid mode, the vector ranking and the
-lexical one merged by the coverage-aware weighted sum of app/fusion.py), a lexical one, or one with
-pinned rows first.
+rows, inside the search), a scored one (`FusedCandidates`: the vector ranking on the 0–1 relevance
+scale, in hybrid mode merged with the lexical one by the guarded, coverage-aware weighted sum of
+app/fusion.py), a lexical one, one with pinned rows first, or one cut at a score (`AtLeast`).
 
 Visual re-rank: for a text query with a `VisualHint` (what its words look like, app/references.py),
 its best `RERANK_POOL` matches are re-scored by (cosine + weight·look) / (1 + weight), look =
@@ -64,12 +64,12 @@ from typing import Protocol
 import numpy as np
 
 from app.errors import IndexMismatch
-from app.fusion import fuse
+from app.fusion import LexicalInput, fuse_parts
 from app.index import Index
 from app.labels import ClassHint
 from app.references import VisualHint
 from app.searchers import Space
-from app.vectors import Hits, Scan, rank_exact, read_rows
+from app.vectors import Hits, Scan, read_rows
 
 RERANK_POOL = 200  # best text matches of a query re-scored with its VisualHint
 MIN_WINDOW = 64
@@ -329,46 +329,62 @@ def rank(
 
 
 class FusedCandidates:
-    """Hybrid ranking: the best `window` vector candidates fused with the lexical hits (`app.fusion.fuse`).
+    """A vector ranking on the 0–1 relevance scale, fused with lexical hits (`app.fusion.fuse_parts`).
 
-    `lexical` holds (row, BM25, coverage) best first. Past the fused head, the vector ranking
-    continues in its own order, so deeper pages never reorder what was read. Every row keeps its
-    cosine to the query as its score (a lexical match outside the vector window is scored against
-    `matrix`); with no lexical rows the ranking is exactly the vector one.
+    The best `window` vector candidates are min-max scaled (semantic part) and fused with `lexical`
+    ((row, BM25, coverage, weak) best first); each row's score is its fused total over the best one,
+    the value the list is sorted by, and `parts` keeps its (semantic, lexical) parts. With no lexical
+    rows the order is exactly the vector one, scored (c − c_last) / (c₁ − c_last). Past the fused head
+    the vector ranking continues in its own order with score 0, so deeper pages never reorder what
+    was read.
     """
 
-    def __init__(
-        self,
-        vector: Candidates,
-        lexical: list[tuple[int, float, float]],
-        query: np.ndarray,
-        matrix: np.ndarray,
-        window: int,
-    ) -> None:
+    def __init__(self, vector: Ranking, lexical: Sequence[LexicalInput[int]], window: int) -> None:
         self.count = vector.count
         self._vector = vector
         head = vector.head(window)
         self._depth = len(head)
         self.from_vector = {row for row, _ in head}  # rows the vector search ranked
-        cosine = dict(head)
-        missing = np.asarray([row for row, _, _ in lexical if row not in cosine], dtype=np.int64)
-        cosine.update(rank_exact(matrix, query, missing, len(missing)) if len(missing) else [])
-        self._read: Hits = [(row, cosine[row]) for row, _ in fuse(head, lexical)]
-        self._seen = {row for row, _ in self._read}
+        fused = fuse_parts(head, lexical)
+        self.parts = {found.key: (found.semantic, found.lexical) for found in fused}
+        self._read: Hits = [(found.key, found.score) for found in fused]
+        self._seen = set(self.parts)
 
     def head(self, depth: int) -> Hits:
-        """The best `depth` rows: the fused head, then the vector ranking past its window."""
+        """The best `depth` rows: the fused head, then the vector ranking past its window (score 0)."""
         depth = min(depth, self.count)
         while len(self._read) < depth:
             more = self._vector.head(self._depth + depth - len(self._read))
             if len(more) <= self._depth:
                 break
-            fresh = [(row, score) for row, score in more[self._depth :] if row not in self._seen]
+            fresh = [(row, 0.0) for row, _ in more[self._depth :] if row not in self._seen]
             self._depth = len(more)
             self._read.extend(fresh)
             self._seen.update(row for row, _ in fresh)
             self.from_vector.update(row for row, _ in fresh)
         return self._read[:depth]
+
+
+class AtLeast:
+    """A ranking cut where its score falls below `floor` (a relevance cutoff, `min_score`)."""
+
+    def __init__(self, ranking: Ranking, floor: float) -> None:
+        self._ranking, self._floor = ranking, floor
+        self.count = ranking.count
+
+    def head(self, depth: int) -> Hits:
+        """The best `depth` rows scoring at least the floor (read deeper only until the cut is seen)."""
+        depth = min(depth, self.count)
+        read = min(depth, MIN_WINDOW)
+        while True:
+            found = self._ranking.head(read)
+            kept = [pair for pair in found if pair[1] >= self._floor]
+            if len(kept) < len(found):
+                self.count = len(kept)  # the cut is reached: no deeper read finds more
+                return kept
+            if read >= depth or len(found) < read:
+                return kept
+            read = min(2 * read, depth)
 
 
 class Pinned:

@@ -19,19 +19,19 @@ from app import looks, ranking, sources
 from app.catalog import PREFERENCE, Catalog
 from app.describer import Describer, Evidence, Sentence, Sight, when_and_where, with_text
 from app.errors import BadQuery, Conflict, ImageNotFound, ImgSearchError, ModelLoading, NotReady
-from app.filters import Filters
+from app.filters import TAKEN_AT, Filters
 from app.index import ImageRecord, Index
 from app.labels import ClassHint
 from app.lexical import LexicalHit
 from app.metadata import ImageMetadata
-from app.options import Mode
+from app.options import DATE_SORT_MIN_SCORE, Mode, Sort
 from app.pipeline import Models, Pipeline
 from app.preprocessing import VIEW_SIDE, decode, decode_sized, thumbnail
 from app.query import CompoundQuery, Reading, read
 from app.references import VisualHint
 from app.searchers import Space
 from app.settings import COLLECTION_PIXELS
-from app.vectors import one_thread, rank_exact
+from app.vectors import one_thread
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ FUSION_WINDOW = 200  # vector candidates fused with the lexical ranking in hybri
 LABEL_K = 5  # labels a description response lists
 LEXICAL_DEPTH = 200  # lexical matches fused in hybrid mode (lexical mode reads deeper for deep pages)
 LEXICAL_THREADS = 4  # hybrid searches run their lexical side in a pool of this many threads
+DATE_SORT_DEPTH = 1000  # a date sort orders at most this many of the best results above its cutoff
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Hit:
     duplicate_ids: list[str] = field(default_factory=list)  # near-duplicates folded into it (app/ranking.py)
     metadata: ImageMetadata | None = None  # None for an index built before the catalog
     matched: list[str] = field(default_factory=list)  # "semantic", "name", "folder", "metadata", "text"
+    scores: dict[str, float] = field(default_factory=dict)  # the parts of `score`: "semantic", "lexical"
 
     @property
     def folder(self) -> str:
@@ -66,6 +68,31 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Order:
+    """How results are ordered: by relevance or by date (`taken_at`), and the relevance cutoff.
+
+    `min_score` keeps the results scoring at least that on the 0–1 scale; a date sort without one
+    keeps those scoring at least DATE_SORT_MIN_SCORE (a date order of everything is no answer).
+    """
+
+    sort: Sort = "relevance"
+    min_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise BadQuery(f"min_score must be between 0 and 1 (the relevance scale), got {self.min_score}")
+        if self.sort not in ("relevance", "newest", "oldest"):
+            raise BadQuery(f"sort must be relevance, newest or oldest, got {self.sort!r}")
+
+    @property
+    def floor(self) -> float | None:
+        """The cutoff in force (None: none)."""
+        if self.min_score is not None:
+            return self.min_score
+        return None if self.sort == "relevance" else DATE_SORT_MIN_SCORE
+
+
+@dataclass(frozen=True)
 class SearchRequest:
     """One search: what to look for, which images may be results, how to rank and which page."""
 
@@ -75,6 +102,7 @@ class SearchRequest:
     top_k: int = 10
     offset: int = 0
     understand: bool = True  # read the dates and places typed in the query (app/query.py `read`)
+    order: Order = field(default_factory=Order)
 
 
 @dataclass
@@ -248,12 +276,13 @@ class SearchService:
                 raise BadQuery("mode lexical needs a query text (like_ids alone search by meaning)")
             for image_id in request.query.like_ids:  # unused by words, but an unknown id is still a 404
                 self._like(image_id)
-            depth = max(LEXICAL_DEPTH, 4 * (request.offset + request.top_k))
+            cut = DATE_SORT_DEPTH if request.order.floor is not None else 0
+            depth = max(LEXICAL_DEPTH, 4 * (request.offset + request.top_k), cut)
             lexical = self.catalog.with_places(
                 self.catalog.search_text(text, depth, mask), text, mask, [], depth, prefer
             )
             ranked: ranking.Ranking = ranking.LexicalCandidates([(hit.row, hit.score) for hit in lexical])
-            return Found(self._page(request, ranked, lexical, set()), total)
+            return self._found(request, ranked, total, lexical, set(), lambda _, score: {"lexical": score})
         words = None  # hybrid: the lexical search runs beside the query's encoding and vector search
         if request.mode == "hybrid" and text and self.catalog.present:
             words = self._lexical.submit(self.catalog.search_text, text, LEXICAL_DEPTH, mask)
@@ -274,25 +303,58 @@ class SearchService:
         if not request.query.positive and not request.query.exclude:  # more like these: they lead
             liked = np.asarray(vector.liked, dtype=np.int64)
             liked = liked if rows is None else liked[np.isin(liked, rows)]
-            first = rank_exact(self.index.features, vector.vector, liked, len(liked)) if len(liked) else []
-            return Found(self._page(request, ranking.Pinned(first, found), [], None), total)
-        if not lexical:
-            return Found(self._page(request, found, [], None), total)
-        scored = [(hit.row, hit.score, hit.coverage) for hit in lexical]
-        fused = ranking.FusedCandidates(found, scored, vector.vector, self.index.vectors, FUSION_WINDOW)
-        return Found(self._page(request, fused, lexical, fused.from_vector), total)
+            first = [(int(row), 1.0) for row in dict.fromkeys(liked.tolist())]
+            scored = ranking.FusedCandidates(found, [], FUSION_WINDOW)
+            pinned = ranking.Pinned(first, scored)
+            return self._found(request, pinned, total, [], None, _semantic_parts)
+        fused = ranking.FusedCandidates(
+            found, [(hit.row, hit.score, hit.coverage, hit.weak) for hit in lexical], FUSION_WINDOW
+        )
+        parts = _fused_parts(fused) if request.mode == "hybrid" else _semantic_parts
+        return self._found(request, fused, total, lexical, fused.from_vector if lexical else None, parts)
 
-    def _page(
+    def _found(
         self,
         request: SearchRequest,
         ranked: ranking.Ranking,
+        total: int,
         lexical: list[LexicalHit],
         semantic: set[int] | None,
+        parts: Parts,
+    ) -> Found:
+        """The requested page (cut and ordered as `request.order` says) and how many could be results."""
+        results, cut = self._ordered(ranked, request.top_k, request.offset, request.order)
+        hits = self._page(results, lexical, semantic, parts)
+        return Found(hits, total if cut is None else cut)
+
+    def _ordered(
+        self, ranked: ranking.Ranking, top_k: int, offset: int, order: Order
+    ) -> tuple[list[ranking.Ranked], int | None]:
+        """The page of a ranking in relevance or date order, and how many pass the cutoff (None: none)."""
+        floor, threshold, features = order.floor, self.dedup_threshold, self.index.features
+        cut = None
+        if floor is not None and floor > 0:
+            ranked = ranking.AtLeast(ranked, floor)
+            cut = len(ranked.head(DATE_SORT_DEPTH))
+        if order.sort == "relevance":
+            return ranking.page(ranked, top_k, offset, threshold, features), cut
+        taken = self.catalog.columns().values(TAKEN_AT)  # Conflict (409) for an index without a catalog
+        everything = ranking.page(ranked, DATE_SORT_DEPTH, 0, threshold, features)
+        moments = taken[[result.row for result in everything]]
+        dated, when = ~np.isnat(moments), moments.astype(np.int64)
+        key = when if order.sort == "oldest" else -when
+        # Undated images last; equal dates keep the relevance order (a stable sort).
+        placed = np.lexsort((np.arange(len(everything)), key, ~dated))
+        return [everything[int(i)] for i in placed][offset : offset + top_k], cut
+
+    def _page(
+        self,
+        results: list[ranking.Ranked],
+        lexical: list[LexicalHit],
+        semantic: set[int] | None,
+        parts: Parts,
     ) -> list[Hit]:
-        """The requested page with each result's metadata and the signals that matched it."""
-        results = ranking.page(
-            ranked, request.top_k, request.offset, self.dedup_threshold, self.index.features
-        )
+        """Each result's record, metadata, the signals that matched it and the parts of its score."""
         hits = self._hits(results)
         fields = {hit.row: hit.matched for hit in lexical}
         stored = self.catalog.metadata([result.row for result in results])
@@ -300,6 +362,7 @@ class SearchService:
             hit.metadata = stored.get(result.row)
             signals = ["semantic"] if semantic is None or result.row in semantic else []
             hit.matched = signals + list(fields.get(result.row, ()))
+            hit.scores = {name: round(value, 6) for name, value in parts(result.row, result.score).items()}
         return hits
 
     def vector_of(self, query: CompoundQuery) -> _Vector:
@@ -333,7 +396,8 @@ class SearchService:
             raise ImageNotFound(f"like_ids: {exc}") from exc
 
     def search_text(self, query: str, top_k: int, offset: int = 0) -> list[Hit]:
-        """Images ranked by similarity to a text query; near-duplicates folded (dedup_threshold > 0)."""
+        """The vector ranking of a text query itself, scored by the re-ranked cosine (benches, tests);
+        near-duplicates folded (dedup_threshold > 0). The API's 0–1 scale is `search`'s."""
         query = " ".join(query.split())
         if not query:
             raise BadQuery("query must contain at least one non-space character")
@@ -353,21 +417,28 @@ class SearchService:
     def search_image(
         self, data: bytes, top_k: int, offset: int = 0, filters: Filters | None = None
     ) -> list[Hit]:
-        """Indexed images that look like the uploaded one, among those `filters` allow (duplicates folded)."""
-        rows = self.catalog.allowed_rows(filters or Filters())
+        """The results of `find_by_image` in relevance order."""
+        return self.find_by_image(data, top_k, offset, filters).hits
+
+    def find_by_image(
+        self,
+        data: bytes,
+        top_k: int,
+        offset: int = 0,
+        filters: Filters | None = None,
+        order: Order | None = None,
+    ) -> Found:
+        """Indexed images that look like the uploaded one, among those `filters` allow (duplicates folded),
+        on the 0–1 scale, ordered as `order` says."""
+        filters = filters or Filters()
+        rows = self.catalog.allowed_rows(filters)
         image = decode(data, self.max_pixels)
         features = self.pipeline.image_features([image])
-        return self._hits(
-            ranking.rank(
-                self.index,
-                features[0],
-                top_k,
-                offset,
-                space="visual",
-                threshold=self.dedup_threshold,
-                rows=rows,
-            )
-        )
+        found = ranking.candidates(self.index, features[0], space="visual", rows=rows)
+        scored = ranking.FusedCandidates(found, [], FUSION_WINDOW)
+        total = self.index.count if rows is None else len(rows)
+        request = SearchRequest(CompoundQuery(), filters, "semantic", top_k, offset, order=order or Order())
+        return self._found(request, scored, total, [], None, _semantic_parts)
 
     def passing(self, filters: Filters) -> int:
         """How many images `filters` let through (all of them when none is given)."""
@@ -469,6 +540,24 @@ class SearchService:
     def _description(sentence: Sentence, labels: list[tuple[str, float]]) -> Description:
         """A Description of a composed sentence."""
         return Description(sentence.text, labels, round(sentence.confidence, 4), sentence.evidence)
+
+
+Parts = Callable[[int, float], dict[str, float]]  # a result's row and score → the parts of its score
+
+
+def _fused_parts(fused: ranking.FusedCandidates) -> Parts:
+    """Hybrid: each result's semantic and lexical parts (0 past the fused head)."""
+
+    def parts(row: int, _: float) -> dict[str, float]:
+        semantic, lexical = fused.parts.get(row, (0.0, 0.0))
+        return {"semantic": semantic, "lexical": lexical}
+
+    return parts
+
+
+def _semantic_parts(_: int, score: float) -> dict[str, float]:
+    """Meaning alone: the semantic part is the score."""
+    return {"semantic": score}
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -145,6 +145,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-fp32", action="store_true", help="skip the float32 image encoder's index (one build less)"
     )
+    parser.add_argument(
+        "--cutoffs",
+        action="store_true",
+        help="also sweep the relevance cutoff (min_score) over the 0–1 score: what a date sort keeps of "
+        "each generic query's relevant pictures (precision, recall, F1) and of each caption's picture",
+    )
     args = parser.parse_args(argv)
     if args.pca_dim < 0 or (args.limit is not None and args.limit < 1):
         parser.error("--pca-dim must be ≥ 0 and --limit ≥ 1")
@@ -571,6 +577,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.queries in ("generic", "both"):
             found, generic = generic_rows(run, args.split)
             rows, result = rows + found, result | generic
+        if args.cutoffs:
+            from bench.cutoff import cutoff_rows  # it reads this module's dev sets
+
+            result |= cutoff_rows(run, args.split, queries)
     elapsed = time.perf_counter() - started
     print(
         f"data: {PACKAGE}, {len(staged)} images ({len(report.duplicates)} byte-identical, "

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from app.filters import FILTERS, Control, Filter
-from app.options import MAX_QUERY_CHARS, Mode
+from app.options import DATE_SORT_MIN_SCORE, MAX_QUERY_CHARS, Mode, Sort
 from app.query import MAX_PARTS
 
 QUERY_HELP = "what to look for, in words (at most 1000 characters, not blank)"
@@ -22,6 +22,25 @@ UNDERSTAND_HELP = (
 MODE_HELP = (
     "hybrid (default): meaning fused with matches of file names, folders and the text files carry; "
     "semantic: meaning only; lexical: names, folders and text only"
+)
+SORT_HELP = (
+    "relevance (default): the best match first; newest / oldest: by when the picture was taken "
+    "(`taken_at`; undated pictures last), among the results scoring at least `min_score`"
+)
+MIN_SCORE_HELP = (
+    "keep only results scoring at least this on the 0–1 relevance scale (see `score`); default: none "
+    f"in relevance order, {DATE_SORT_MIN_SCORE} with a date sort; 0 keeps every result"
+)
+SCORE_HELP = (
+    "relevance on a 0–1 scale, the value the results are ranked by in relevance order: 1 = this query's "
+    "best match. Meaning alone (semantic part): (c − c_last) / (c_best − c_last) over the best 200 by "
+    "meaning (c: the cosine to the query, re-ranked by look and class), 0 past them; hybrid: that "
+    "part + 2 × the lexical part (coverage² × BM25 / the best BM25), a folder-only or partial name match "
+    "capped below a clear best look, divided by the best such total; lexical mode: BM25 / the best BM25"
+)
+SCORES_HELP = (
+    "the parts of `score`, each on [0, 1]: semantic (meaning; its share of the way from the 200th match "
+    "to the best), lexical (names, folders, text; coverage² × BM25 / the best) — those the mode computes"
 )
 
 # The service's rule in the schema: a query needs a character that is not whitespace to str.split();
@@ -76,6 +95,8 @@ class SearchRequest(BaseModel):
     top_k: int = Field(10, ge=1, le=100, description=TOP_K_HELP)
     offset: int = Field(0, ge=0, le=10_000, description=OFFSET_HELP)
     mode: Mode = Field("hybrid", description=MODE_HELP)
+    sort: Sort = Field("relevance", description=SORT_HELP)
+    min_score: float | None = Field(None, ge=0.0, le=1.0, description=MIN_SCORE_HELP)
     filters: SearchFilters = Field(
         default_factory=SearchFilters,
         description="which images may be results: " + ", ".join(spec.name for spec in FILTERS),
@@ -95,11 +116,8 @@ class SearchResult(BaseModel):
     """One ranked image."""
 
     id: str
-    score: float = Field(
-        description="similarity to the query, higher first: a cosine in [-1, 1]; for a text query with a "
-        "reference set, the best 200 matches mix it with how much they look like the query's reference "
-        "pictures"
-    )
+    score: float = Field(ge=0.0, le=1.0, description=SCORE_HELP)
+    scores: dict[str, float] = Field(default_factory=dict, description=SCORES_HELP)
     source: str
     width: int
     height: int
@@ -157,7 +175,10 @@ class SearchResponse(BaseModel):
 
     query: str
     results: list[SearchResult]
-    total: int
+    total: int = Field(
+        description="how many images could be results: those the filters let through; with a relevance "
+        "cutoff (`min_score`, or a date sort's default), those scoring at least it (counted up to 1,000)"
+    )
     took_ms: float
     understood: Understood | None = Field(
         None, description="what was read from the query; null when reading is off or there are no words"

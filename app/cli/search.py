@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any, get_args
 from app.cli.common import command_settings, fail, non_negative, positive
 from app.errors import ImgSearchError
 from app.filters import FILTERS, Filter, Filters
-from app.options import Mode
+from app.options import DATE_SORT_MIN_SCORE, Mode, Sort
 from app.settings import Settings
 from app.sources import IMAGE_SUFFIXES
 
 if TYPE_CHECKING:  # the model stack loads only when a command needs it: `--help` stays instant
     from app.assembly import ServiceFactory
-    from app.service import Hit, SearchRequest, SearchService
+    from app.service import Hit, Order, SearchRequest, SearchService
 
 PLOT_COLUMNS = 5
 INDEX_HELP = "index directory (default: IMGSEARCH_INDEX_DIR or data/index)"
@@ -47,6 +47,21 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         help="hybrid (default): meaning and file names, folders, embedded text; semantic; lexical",
     )
     parser.add_argument(
+        "--sort",
+        choices=get_args(Sort),
+        default="relevance",
+        help="relevance (default); newest / oldest: by when taken (undated last), among the results "
+        "scoring at least --min-score",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=unit_interval,
+        default=None,
+        metavar="SCORE",
+        help="keep only results scoring at least this on the 0–1 relevance scale (default: none; "
+        f"{DATE_SORT_MIN_SCORE} with a date sort; 0 keeps all)",
+    )
+    parser.add_argument(
         "--not",
         action="append",
         dest="exclude",
@@ -71,6 +86,17 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters", "which images may be results (as in GET /search)")
     for spec in FILTERS:
         group.add_argument(spec.flag, dest=spec.name, default=None, help=spec.help, **_option(spec))
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a number between 0 and 1 (a score on the relevance scale)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, not {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (the relevance scale), not {text}")
+    return value
 
 
 def _option(spec: Filter[Any]) -> dict[str, Any]:
@@ -142,10 +168,13 @@ def describe_service(settings: Settings) -> SearchService:
     return search_service(settings, with_lm=True)
 
 
-def print_hits(hits: list[Hit], first_rank: int = 1) -> None:
-    """One line per result: rank, score, id, source (and folded near-duplicates)."""
+def print_hits(hits: list[Hit], first_rank: int = 1, dated: bool = False) -> None:
+    """One line per result: rank, score, id, source (and folded near-duplicates; when `dated`, when taken)."""
     for rank, hit in enumerate(hits, first_rank):
         folded = f"  (+{hit.duplicates} near-duplicate{'s' * (hit.duplicates > 1)})" if hit.duplicates else ""
+        if dated:
+            taken = hit.metadata.taken_at if hit.metadata is not None else None
+            folded += f"  taken {taken.isoformat(timespec='seconds') if taken else 'unknown'}"
         print(f"{rank:3d}  {hit.score:.4f}  {hit.record.id}  {hit.record.source}{folded}")
 
 
@@ -177,7 +206,7 @@ def plot_hits(hits: list[Hit], service: SearchService, path: Path, title: str, f
 
 def _report(service: SearchService, args: argparse.Namespace, hits: list[Hit]) -> None:
     """Print the results, say when there are none, and plot them when asked."""
-    print_hits(hits, args.offset + 1)
+    print_hits(hits, args.offset + 1, dated=args.sort != "relevance")
     if not hits:
         where = f"past result {args.offset}" if args.offset else "for this query"
         print(f"no results {where}: the index holds {service.count} images", file=sys.stderr)
@@ -191,16 +220,18 @@ def _report(service: SearchService, args: argparse.Namespace, hits: list[Hit]) -
         print(f"saved {len(hits)} thumbnails to {args.plot.resolve()}", file=sys.stderr)
 
 
-def request_of(args: argparse.Namespace) -> tuple[Filters, SearchRequest | None]:
-    """The filters of the command line, and the text search it asks for (None: search by an image)."""
+def request_of(args: argparse.Namespace) -> tuple[Filters, Order, SearchRequest | None]:
+    """The filters and order of the command line, and the text search it asks for (None: by an image)."""
     from app.query import CompoundQuery
-    from app.service import SearchRequest
+    from app.service import Order, SearchRequest
 
     filters = Filters.of({spec.flag: getattr(args, spec.name) for spec in FILTERS}, naming="flag")
+    order = Order(args.sort, args.min_score)
     if args.image is not None:
-        return filters, None
+        return filters, order, None
     compound = CompoundQuery.build(args.query, args.exclude, args.like)
-    return filters, SearchRequest(compound, filters, args.mode, args.top_k, args.offset, args.understand)
+    request = SearchRequest(compound, filters, args.mode, args.top_k, args.offset, args.understand, order)
+    return filters, order, request
 
 
 def say_understood(understood: dict[str, Any] | None) -> None:
@@ -222,12 +253,12 @@ def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
     try:
         settings = command_settings(args.index_dir)
         settings = local_file_settings(settings)
-        filters, request = request_of(args)  # bad dates fail before models load
+        filters, order, request = request_of(args)  # bad dates fail before models load
         image = read_image(args.image, settings) if args.image is not None else None
         service = (factory or search_service)(settings)
         try:
             if request is None:
-                hits = service.search_image(image or b"", args.top_k, args.offset, filters)
+                hits = service.find_by_image(image or b"", args.top_k, args.offset, filters, order).hits
             else:
                 found = service.search(request)
                 hits = found.hits

@@ -79,6 +79,12 @@
     semantic: "meaning", name: "name", folder: "folder", metadata: "tags", text: "text in picture", place: "place",
   };
   const why = (item) => (item.matched || []).map((signal) => SIGNALS[signal] || signal).join(" · ");
+  // The parts of a score, in words: `scores` of the API ("meaning 0.81 · names 0.00").
+  const PARTS = { semantic: "meaning", lexical: "names, folders, tags" };
+  const parts = (item) =>
+    Object.entries(item.scores || {})
+      .map(([part, value]) => `${PARTS[part] || part} ${value.toFixed(2)}`)
+      .join(" · ");
 
   const imageUrl = (id) => `images/${encodeURIComponent(id)}`;
   // what a browser shows: the original, or a JPEG of it where the browser cannot (HEIC, JPEG XL, RAW)
@@ -158,7 +164,7 @@
     const score = document.createElement("span");
     score.className = "score";
     score.textContent = formatScore(item.score);
-    score.title = "cosine similarity";
+    score.title = `relevance, 0–1 (1: the best match)${parts(item) ? `: ${parts(item)}` : ""}`;
     meta.append(name, score);
     const reason = document.createElement("div");
     reason.className = "card-why";
@@ -179,13 +185,23 @@
   // The filters' parameters, as GET search and the form of search/image take them (and the URL keeps).
   const filterParams = () => state.filters.flatMap((c) => c.values().map((value) => [c.spec.param, value]));
 
-  // The text search's query string: words, the liked image and the filters.
+  // The order and the relevance cutoff: `sort` and `min_score`, as every search takes them.
+  function orderParams() {
+    const found = [];
+    const sort = $("sort").value;
+    if (sort && sort !== "relevance") found.push(["sort", sort]);
+    const floor = $("min-score").value.trim();
+    if (floor) found.push(["min_score", floor]);
+    return found;
+  }
+
+  // The text search's query string: words, the liked image, the filters and the order.
   function searchParams() {
     const params = new URLSearchParams({ top_k: String(PAGE_SIZE), offset: String(state.offset) });
     if (state.query) params.set("q", state.query);
     if (state.like) params.set("like", state.like.id);
     if (!state.understand) params.set("understand", "false");
-    for (const [name, value] of filterParams()) params.append(name, value);
+    for (const [name, value] of [...filterParams(), ...orderParams()]) params.append(name, value);
     return params;
   }
 
@@ -195,7 +211,7 @@
     const params = new URLSearchParams();
     if (state.mode === "text" && state.query) params.set("q", state.query);
     if (state.mode === "text" && state.query && !state.understand) params.set("understand", "false");
-    for (const [name, value] of filterParams()) params.append(name, value);
+    for (const [name, value] of [...filterParams(), ...orderParams()]) params.append(name, value);
     url.search = params.toString();
     history.replaceState(null, "", url);
   }
@@ -215,7 +231,7 @@
         form.append("image", state.blob, state.blob.name || "query-image");
         form.append("top_k", String(PAGE_SIZE));
         form.append("offset", String(state.offset));
-        for (const [name, value] of filterParams()) form.append(name, value);
+        for (const [name, value] of [...filterParams(), ...orderParams()]) form.append(name, value);
         body = await api("search/image", { method: "POST", body: form });
       }
       if (generation !== state.generation) return;
@@ -460,6 +476,8 @@
     }
     const params = new URLSearchParams(window.location.search);
     for (const control of state.filters) control.set(params.getAll(control.spec.param));
+    $("sort").value = ["newest", "oldest"].includes(params.get("sort")) ? params.get("sort") : "relevance";
+    $("min-score").value = params.get("min_score") || "";
     const wanted = params.get("q");
     state.understand = params.get("understand") !== "false";
     if (wanted) searchText(wanted);
@@ -492,7 +510,7 @@
     el.viewerImage.alt = item.source;
     el.viewerTitle.textContent = item.source;
     el.viewerTitle.title = item.source;
-    el.viewerScore.textContent = formatScore(item.score);
+    el.viewerScore.textContent = formatScore(item.score) + (parts(item) ? ` (${parts(item)})` : "");
     el.viewerSize.textContent = `${item.width} × ${item.height} px`;
     el.viewerFolder.textContent = item.folder || "(top folder)";
     el.viewerTaken.textContent = item.taken_at ? item.taken_at.replace("T", " ") : "unknown";
@@ -711,6 +729,8 @@
     });
   }
   el.clear.addEventListener("click", clearSearch);
+  $("sort").addEventListener("change", refilter);
+  $("min-score").addEventListener("change", refilter);
   el.likeClear.addEventListener("click", () => {
     setLike(null);
     searchText(el.query.value);

@@ -9,15 +9,17 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from pydantic import ConfigDict, ValidationError, field_validator
+from pydantic import ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from app.api.deps import ServiceDep, SettingsDep, UploadDep, within_query_limit
 from app.api.schemas import (
+    MIN_SCORE_HELP,
     MODE_HELP,
     NON_BLANK,
     OFFSET_HELP,
     QUERY_HELP,
+    SORT_HELP,
     TOP_K_HELP,
     UNDERSTAND_HELP,
     ErrorBody,
@@ -33,9 +35,9 @@ from app.api.schemas import (
 )
 from app.errors import BadQuery, UnsupportedMedia
 from app.filters import FILTERS, Filters
-from app.options import MAX_QUERY_CHARS, Mode
+from app.options import MAX_QUERY_CHARS, Mode, Sort
 from app.query import MAX_PARTS, CompoundQuery
-from app.service import Found, Hit, SearchRequest as Search
+from app.service import Found, Hit, Order, SearchRequest as Search
 from app.settings import Settings
 
 router = APIRouter(prefix="/search", tags=["search"])
@@ -57,12 +59,13 @@ class SearchRequestBody(SearchRequest):
 
     model_config = ConfigDict(json_schema_extra=_document_non_blank)
 
-    @field_validator("top_k", "offset", mode="before")
+    @field_validator("top_k", "offset", "min_score", mode="before")
     @classmethod
-    def _no_booleans(cls, value: object) -> object:
+    def _no_booleans(cls, value: object, info: ValidationInfo) -> object:
         """JSON true/false are not integers (pydantic's lax mode would read them as 1/0)."""
         if isinstance(value, bool):
-            raise PydanticCustomError("int_type", "Input should be a valid integer, not a boolean")
+            what = "a number" if info.field_name == "min_score" else "a valid integer"
+            raise PydanticCustomError("int_type", f"Input should be {what}, not a boolean")
         return value
 
 
@@ -133,7 +136,8 @@ def _result(hit: Hit) -> SearchResult:
     taken = hit.metadata.taken_at if hit.metadata is not None else None
     return SearchResult(
         id=hit.record.id,
-        score=round(hit.score, 6),
+        score=round(min(max(hit.score, 0.0), 1.0), 6),
+        scores=hit.scores,
         source=hit.record.source,
         width=hit.record.width,
         height=hit.record.height,
@@ -164,7 +168,8 @@ def _search(body: SearchRequest, settings: Settings, filters: Filters) -> Search
     if body.query is not None and not body.query.strip() and not body.like_ids:
         raise BadQuery("query must contain at least one non-space character")
     compound = CompoundQuery.build(body.query, body.exclude, body.like_ids)
-    return Search(compound, filters, body.mode, body.top_k, body.offset, body.understand)
+    order = Order(body.sort, body.min_score)
+    return Search(compound, filters, body.mode, body.top_k, body.offset, body.understand, order)
 
 
 def _found(body: SearchRequest, found: Found, start: float) -> SearchResponse:
@@ -212,6 +217,8 @@ def search_get(
     top_k: Annotated[int, Query(ge=1, le=100, description=TOP_K_HELP)] = 10,
     offset: Annotated[int, Query(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
     mode: Annotated[Mode, Query(description=MODE_HELP)] = "hybrid",
+    sort: Annotated[Sort, Query(description=SORT_HELP)] = "relevance",
+    min_score: Annotated[float | None, Query(ge=0.0, le=1.0, description=MIN_SCORE_HELP)] = None,
     exclude: Annotated[
         list[QueryText] | None,
         Query(alias="not", max_length=MAX_PARTS, description="a text to move away from (repeatable)"),
@@ -230,6 +237,8 @@ def search_get(
             top_k=top_k,
             offset=offset,
             mode=mode,
+            sort=sort,
+            min_score=min_score,
             exclude=exclude or [],
             like_ids=like or [],
             understand=understand,
@@ -254,11 +263,14 @@ def search_image(
     data: UploadDep,
     top_k: Annotated[int, Form(ge=1, le=100, description=TOP_K_HELP)] = 10,
     offset: Annotated[int, Form(ge=0, le=10_000, description=OFFSET_HELP)] = 0,
+    sort: Annotated[Sort, Form(description=SORT_HELP)] = "relevance",
+    # A form field is a number or absent (no null in a form), as the filters' fields are declared.
+    min_score: Annotated[float, Form(ge=0.0, le=1.0, description=MIN_SCORE_HELP)] = None,  # type: ignore[assignment]  # noqa: RUF013
 ) -> SearchResponse:
     """Indexed images that look like the uploaded one, among those the filters (form fields) allow."""
     start = time.perf_counter()
-    hits = service.search_image(data, top_k, offset, filters)
-    return _response("", hits, service.passing(filters), start)
+    found = service.find_by_image(data, top_k, offset, filters, Order(sort, min_score))
+    return _response("", found.hits, found.total, start)
 
 
 @router.get("/filters", response_model=FiltersResponse, summary="The filters a search takes")
