@@ -46,21 +46,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         default="hybrid",
         help="hybrid (default): meaning and file names, folders, embedded text; semantic; lexical",
     )
-    parser.add_argument(
-        "--sort",
-        choices=get_args(Sort),
-        default="relevance",
-        help="relevance (default); newest / oldest: by when taken (undated last), among the results "
-        "scoring at least --min-score",
-    )
-    parser.add_argument(
-        "--min-score",
-        type=unit_interval,
-        default=None,
-        metavar="SCORE",
-        help="keep only results scoring at least this on the 0–1 relevance scale (default: none; "
-        f"{DATE_SORT_MIN_SCORE} with a date sort; 0 keeps all)",
-    )
+    add_order_arguments(parser)
     parser.add_argument(
         "--not",
         action="append",
@@ -86,6 +72,25 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters", "which images may be results (as in GET /search)")
     for spec in FILTERS:
         group.add_argument(spec.flag, dest=spec.name, default=None, help=spec.help, **_option(spec))
+
+
+def add_order_arguments(parser: argparse.ArgumentParser) -> None:
+    """--sort and --min-score: the order of the results and the relevance they must reach."""
+    parser.add_argument(
+        "--sort",
+        choices=get_args(Sort),
+        default="relevance",
+        help="relevance (default); newest / oldest: by when taken (undated last), among the results "
+        "scoring at least --min-score",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=unit_interval,
+        default=None,
+        metavar="SCORE",
+        help="keep only results scoring at least this on the 0–1 relevance scale (default: none; "
+        f"{DATE_SORT_MIN_SCORE} with a date sort; 0 keeps all)",
+    )
 
 
 def unit_interval(text: str) -> float:
