@@ -203,12 +203,9 @@ def test_no_ocr_stores_no_text(
         assert all("text" not in result["matched"] for result in response["results"])
 
 
-def test_ocr_off_in_the_settings_stores_no_text(
-    pictures: Path, fake_profile: list[CountingReader], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("IMGSEARCH_OCR", "false")
-    target = tmp_path / "index"
-    argv = [
+def build_argv(pictures: Path, target: Path) -> list[str]:
+    """`imgsearch build` of the pictures into `target`, in-process and without PCA."""
+    return [
         "build",
         "--images",
         str(pictures),
@@ -219,6 +216,14 @@ def test_ocr_off_in_the_settings_stores_no_text(
         "--pca-dim",
         "0",
     ]
+
+
+def test_ocr_off_in_the_settings_stores_no_text(
+    pictures: Path, fake_profile: list[CountingReader], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IMGSEARCH_OCR", "false")
+    target = tmp_path / "index"
+    argv = build_argv(pictures, target)
     assert cli.main(argv) == 0
     assert fake_profile == [] and texts_table(target) == []
     monkeypatch.setenv("IMGSEARCH_OCR", "true")
@@ -317,17 +322,7 @@ def test_ctrl_c_in_the_text_stage_says_search_by_meaning_is_served(
     monkeypatch.setattr(app.build_ray, "ProfilePipeline", lambda *args, **kwargs: lambda: pipeline)
     monkeypatch.setattr(cli_build, "text_reader", lambda args, settings: CountingReader(stop_at=1))
     target = tmp_path / "index"
-    argv = [
-        "build",
-        "--images",
-        str(pictures),
-        "--index-dir",
-        str(target),
-        "--workers",
-        "0",
-        "--pca-dim",
-        "0",
-    ]
+    argv = build_argv(pictures, target)
     assert cli.main(argv) == 130
     err = capsys.readouterr().err
     (line,) = [line for line in err.splitlines() if line.startswith("interrupted:")]
