@@ -37,7 +37,7 @@ from app.index import ImageRecord, Index, original_name
 from app.lexical import LexicalDoc, LexicalHit
 from app.metadata import COLUMNS, ImageMetadata, read_bytes_metadata, read_file_metadata, table_sql
 from app.places import PlaceMatcher, places_at
-from app.propagation import Lent, Words, borrowed_parts, lendable, propagate
+from app.propagation import Lending, Words, lendable, propagate
 from app.sources import Source
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class Catalog:
         self._selections: OrderedDict[Filters, Selection] = OrderedDict()
         self._places: PlaceMatcher | None = None
         self._places_lock = threading.Lock()  # one naming of the places; a search needing them waits
-        self._borrowed: dict[int, Lent] | None = None
+        self._borrowed: Lending | None = None
         self._borrowed_lock = threading.Lock()  # one propagation; a search needing it waits
         self._beside = ThreadPoolExecutor(max_workers=BESIDE_THREADS, thread_name_prefix="lexical-grams")
 
@@ -315,17 +315,17 @@ class Catalog:
         except Exception as exc:  # a closed or broken index: the search that needs it will say so
             log.debug("catalog warm-up skipped: %r", exc)
 
-    def borrowed(self) -> dict[int, Lent]:
+    def borrowed(self) -> Lending:
         """The rows that borrow words from their named look-alikes, and what they borrow (app/propagation.py;
         computed once, from the unit features and each row's file stem, folder, title, description and
         keywords; empty without a catalog or past PROPAGATION_MAX_ROWS rows)."""
         with self._borrowed_lock:
             if self._borrowed is None:
-                self._borrowed = {}
+                self._borrowed = Lending({})
                 if self.present and 2 < self.index.count <= PROPAGATION_MAX_ROWS:
                     started = time.perf_counter()
                     features = np.asarray(self.index.features, dtype=np.float32)
-                    self._borrowed = propagate(features, self._lendable_words())
+                    self._borrowed = Lending(propagate(features, self._lendable_words()))
                     took = time.perf_counter() - started
                     log.info(
                         "%d unnamed images borrow words from named look-alikes (%.2fs)",
@@ -350,8 +350,8 @@ class Catalog:
 
     def borrowed_parts(self, text: str, allowed: np.ndarray | None) -> dict[int, float]:
         """Each row whose borrowed words match `text` (among `allowed`, a row mask), with its propagated
-        part ω × coverage (app/propagation.py `borrowed_parts`)."""
-        return dict(borrowed_parts(text, self.borrowed(), allowed))
+        part ω × coverage (app/propagation.py `Lending.parts`)."""
+        return dict(self.borrowed().parts(text, allowed))
 
     def with_places(
         self,

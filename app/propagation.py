@@ -13,7 +13,7 @@ variant, exactly"); bench/propagation.py imports the build side from here.
 - **Borrowing** (`propagate`): a picture with no lendable word of its own takes its 3 nearest lenders
   by feature cosine, ω_j = clip((cos_j − 0.5) / 0.25, 0, 1), and borrows a word when the lenders
   carrying it hold ≥ half of their summed ω; it keeps ω = max ω_j and the lenders (`Lent`).
-- **Query side** (`borrowed_parts`): the propagated part b = ω × coverage, coverage = the share of the
+- **Query side** (`Lending.parts`): the propagated part b = ω × coverage, coverage = the share of the
   query's content words (`app.lexical.content_terms`) found among the borrowed words (a prefix from 4
   letters on, else the word or its plural, as the lexical tables match). The phase-1 design also
   multiplies by BM25 / best BM25 over a borrowed-words FTS table; this coverage-only form needs no
@@ -208,21 +208,36 @@ def _term_pattern(term: str) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(term)}s?$")
 
 
-def borrowed_parts(
-    query: str, borrowed: Mapping[int, Lent], allowed: np.ndarray | None = None, depth: int = DEPTH
-) -> list[tuple[int, float]]:
-    """(row, b = ω × coverage) of the rows whose borrowed words match the query, best first (among
-    `allowed`, a row mask); coverage: the share of the query's content words they hold."""
-    terms = [_term_pattern(term) for term in lexical.content_terms(query)]
-    if not terms or not borrowed:
-        return []
-    found = []
-    for row, lent in borrowed.items():
-        if allowed is not None and not (row < len(allowed) and allowed[row]):
-            continue
-        held = lent.words | lent.other
-        covered = sum(any(term.match(word) for word in held) for term in terms)
-        if covered:
-            found.append((row, lent.omega * covered / len(terms)))
-    found.sort(key=lambda pair: (-pair[1], pair[0]))
-    return found[:depth]
+class Lending:
+    """What an index's rows borrowed (`propagate`), with each borrowed word's rows, for the query side."""
+
+    def __init__(self, lent: Mapping[int, Lent]) -> None:
+        self.lent = dict(lent)
+        self.rows_of: dict[str, list[int]] = {}
+        for row, borrowed in self.lent.items():
+            for word in borrowed.words | borrowed.other:
+                self.rows_of.setdefault(word, []).append(row)
+
+    def __len__(self) -> int:
+        return len(self.lent)
+
+    def parts(
+        self, query: str, allowed: np.ndarray | None = None, depth: int = DEPTH
+    ) -> list[tuple[int, float]]:
+        """(row, b = ω × coverage) of the rows whose borrowed words match the query, best first (among
+        `allowed`, a row mask); coverage: the share of the query's content words they hold."""
+        terms = [_term_pattern(term) for term in lexical.content_terms(query)]
+        if not terms or not self.lent:
+            return []
+        covered: dict[int, int] = {}
+        for term in terms:
+            rows = {row for word, held in self.rows_of.items() if term.match(word) for row in held}
+            for row in rows:
+                covered[row] = covered.get(row, 0) + 1
+        found = [
+            (row, self.lent[row].omega * count / len(terms))
+            for row, count in covered.items()
+            if allowed is None or (row < len(allowed) and allowed[row])
+        ]
+        found.sort(key=lambda pair: (-pair[1], pair[0]))
+        return found[:depth]

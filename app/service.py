@@ -314,7 +314,7 @@ class SearchService:
         )
         parts = _fused_parts(fused) if request.mode == "hybrid" else _semantic_parts
         semantic = fused.from_vector if lexical or borrowed else None
-        lent = {row: self.catalog.borrowed()[row].lenders for row in borrowed}
+        lent = {row: self.catalog.borrowed().lent[row].lenders for row in borrowed}
         return self._found(request, fused, total, lexical, semantic, parts, lent)
 
     def _found(

@@ -120,7 +120,7 @@ def test_folder_years_and_words_spread_over_unrelated_pictures_are_not_lent(gate
     assert "similar_named" in twin.matched and twin.borrowed_from == [
         by_name(boat, "blue-boat.png").record.id
     ]
-    lent = gated.catalog.borrowed()
+    lent = gated.catalog.borrowed().lent
     words = {word for borrowed in lent.values() for word in borrowed.words | borrowed.other}
     assert words == {"blue", "boat"}  # not "2019", not "holiday"
 
