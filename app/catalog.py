@@ -16,6 +16,7 @@ upgrade it: `imgsearch build … --update` rebuilds the catalog and reuses every
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -36,6 +37,7 @@ from app.index import ImageRecord, Index, original_name
 from app.lexical import LexicalDoc, LexicalHit
 from app.metadata import COLUMNS, ImageMetadata, read_bytes_metadata, read_file_metadata, table_sql
 from app.places import PlaceMatcher, places_at
+from app.propagation import Lending, Words, lendable, propagate
 from app.sources import Source
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,8 @@ def texts_of(connection: sqlite3.Connection, ids: Sequence[str]) -> dict[str, st
 PREFERENCE = 0.71  # coverage of a place read as a preference: it gains half what a full name match gains
 SELECTIONS_KEPT = 8  # filters whose passing rows an opened index keeps (pages and new words under one filter)
 BESIDE_THREADS = 4  # a hybrid search's second table query runs in a pool of this many threads
+# Propagation compares every picture with every lender (rows² × dimensions): larger indexes skip it.
+PROPAGATION_MAX_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,8 @@ class Catalog:
         self._selections: OrderedDict[Filters, Selection] = OrderedDict()
         self._places: PlaceMatcher | None = None
         self._places_lock = threading.Lock()  # one naming of the places; a search needing them waits
+        self._borrowed: Lending | None = None
+        self._borrowed_lock = threading.Lock()  # one propagation; a search needing it waits
         self._beside = ThreadPoolExecutor(max_workers=BESIDE_THREADS, thread_name_prefix="lexical-grams")
 
     def close(self) -> None:
@@ -299,13 +305,53 @@ class Catalog:
             return self._places
 
     def warm(self) -> None:
-        """Name the places (and read the filter columns) ahead of the first search that needs them:
-        the gazetteer loads in seconds, and each distinct position costs ~0.3 ms once."""
+        """Name the places (and read the filter columns), then propagate the names, ahead of the first
+        search that needs them: the gazetteer loads in seconds, and each distinct position costs
+        ~0.3 ms once."""
         try:
             if self.present and len(self.places()):
                 self.columns()  # the `place` filter's column
+            self.borrowed()
         except Exception as exc:  # a closed or broken index: the search that needs it will say so
             log.debug("catalog warm-up skipped: %r", exc)
+
+    def borrowed(self) -> Lending:
+        """The rows that borrow words from their named look-alikes, and what they borrow (app/propagation.py;
+        computed once, from the unit features and each row's file stem, folder, title, description and
+        keywords; empty without a catalog or past PROPAGATION_MAX_ROWS rows)."""
+        with self._borrowed_lock:
+            if self._borrowed is None:
+                self._borrowed = Lending({})
+                if self.present and 2 < self.index.count <= PROPAGATION_MAX_ROWS:
+                    started = time.perf_counter()
+                    features = np.asarray(self.index.features, dtype=np.float32)
+                    self._borrowed = Lending(propagate(features, self._lendable_words()))
+                    took = time.perf_counter() - started
+                    log.info(
+                        "%d unnamed images borrow words from named look-alikes (%.2fs)",
+                        len(self._borrowed),
+                        took,
+                    )
+            return self._borrowed
+
+    def _lendable_words(self) -> list[Words]:
+        """Each row's lendable words: of its file stem, and of its folder, title, description, keywords."""
+        found: list[Words] = [(set(), set()) for _ in range(self.index.count)]
+        sql = (
+            "SELECT i.row, m.folder, m.name, m.title, m.description, m.keywords "
+            f"FROM images i JOIN {TABLE} m ON m.id = i.id"
+        )
+        with self.index.manifest() as connection:
+            for row, folder, name, title, description, keywords in connection.execute(sql):
+                if 0 <= int(row) < len(found):
+                    rest = [folder or "", title or "", description or "", *json.loads(keywords or "[]")]
+                    found[int(row)] = (lendable([PurePosixPath(name or "").stem]), lendable(rest))
+        return found
+
+    def borrowed_parts(self, text: str, allowed: np.ndarray | None) -> dict[int, float]:
+        """Each row whose borrowed words match `text` (among `allowed`, a row mask), with its propagated
+        part ω × coverage (app/propagation.py `Lending.parts`)."""
+        return dict(self.borrowed().parts(text, allowed))
 
     def with_places(
         self,

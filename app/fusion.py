@@ -2,13 +2,16 @@
 
 semantic part s = (cosine − worst cosine) / (best − worst cosine), over the vector window (0 outside it);
 lexical part  ℓ = coverage^COVERAGE_POWER × BM25 / best BM25 of the query (0 without a match);
-total = s + LEXICAL_WEIGHT × ℓ, and the score = total / the best total of the query ∈ [0, 1]: the
-value the fused list is sorted by (1 = the query's best result), with s and ℓ as its parts.
+propagated part b = ω × coverage of the words the picture borrowed from named look-alikes
+(app/propagation.py; 0 without), total = s + LEXICAL_WEIGHT × ℓ + PROPAGATED_WEIGHT × b, and the
+score = total / the best total of the query ∈ [0, 1]: the value the fused list is sorted by (1 = the
+query's best result), with s, ℓ and b as its parts.
 
 Clear-look guard: when the best look leads the second by L = (c₁ − c₂) / (c₁ − c_last) ≥ GUARD_LEAD
 of the window's range, a weak lexical match (no file-name match, or a name that covers only part of
-the query: a folder `cats/` for "a cat", `red-apple.jpg` for "a red car") gains at most
-LEXICAL_WEIGHT × ℓ × (1 − L), and never enough to reach the best look (its total stays below 1). A
+the query: a folder `cats/` for "a cat", `red-apple.jpg` for "a red car"), and every borrowed
+gain, gains at most (LEXICAL_WEIGHT × ℓ + PROPAGATED_WEIGHT × b) × (1 − L), and never enough to reach
+the best look (its total stays below 1). A
 full name match still rises over it: naming is stronger evidence than one clear look. Simulated in
 bench/propagation.py (`Fusion(lead=…)`, docs/relevance.md "Propagation (phase 1)") and measured
 through `SearchService` (`bench.relevance --names mixed|real --split tune`, docs/relevance.md "Sort
@@ -50,13 +53,14 @@ variant and R@5/R@10: docs/relevance.md.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Generic, NamedTuple, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 LEXICAL_WEIGHT = 2.0  # a full-coverage best lexical match gains twice the whole cosine range
 COVERAGE_POWER = 2  # a match of half the query's words gains a quarter of that
+PROPAGATED_WEIGHT = 2.0  # a full borrowed match of the closest look-alike gains as much as a full name
 GUARD_LEAD = 0.7  # the best look's lead over the second, as a share of the window's range, that guards it
 EPSILON = 1e-6
 
@@ -71,6 +75,7 @@ class Fused(NamedTuple, Generic[K]):
     score: float
     semantic: float
     lexical: float
+    propagated: float = 0.0
 
 
 def fuse(
@@ -90,12 +95,15 @@ def fuse_parts(
     weight: float = LEXICAL_WEIGHT,
     power: float = COVERAGE_POWER,
     lead: float | None = GUARD_LEAD,
+    borrowed: Mapping[K, float] | None = None,
 ) -> list[Fused[K]]:
-    """The fused list best first, from (id, cosine) best first and lexical hits best first.
+    """The fused list best first, from (id, cosine) best first, lexical hits best first and the
+    propagated parts b of the rows whose borrowed words match (`borrowed`, each on [0, 1]).
 
     Cosines are min-max scaled to [0, 1] over the vector list (all 1 when equal); BM25 is divided by
-    the best one, times coverage^power; the total s + weight × ℓ (guarded: module docstring) is
-    divided by the best total. A repeated id keeps its first entry; `lead` None turns the guard off.
+    the best one, times coverage^power; the total s + weight × ℓ + PROPAGATED_WEIGHT × b (guarded:
+    module docstring) is divided by the best total. A repeated id keeps its first entry; `lead` None
+    turns the guard off.
     """
     if weight < 0:
         raise ValueError(f"the lexical weight must be non-negative, got {weight}")
@@ -104,18 +112,19 @@ def fuse_parts(
     leading = _lead(vector)
     guarded = lead is not None and leading >= lead
     top = vector[0][0] if vector else None
+    lent = borrowed or {}
     totals: dict[K, float] = {}
-    for key in dict.fromkeys([k for k, _ in vector] + list(parts)):
+    for key in dict.fromkeys([k for k, _ in vector] + list(parts) + list(lent)):
         base, (part, weak) = semantic.get(key, 0.0), parts.get(key, (0.0, False))
-        gain = weight * part
-        if guarded and weak and key != top:
+        gain = weight * part + PROPAGATED_WEIGHT * lent.get(key, 0.0)
+        if guarded and (weak or lent.get(key, 0.0) > 0) and key != top:
             gain = min(gain * (1.0 - leading), max(1.0 - base - EPSILON, 0.0))
         totals[key] = base + gain
     order = {key: i for i, key in enumerate(totals)}
     ranked = sorted(totals.items(), key=lambda item: (-item[1], order[item[0]]))
     best = ranked[0][1] if ranked and ranked[0][1] > 0 else 1.0
     return [
-        Fused(key, total / best, semantic.get(key, 0.0), parts.get(key, (0.0, False))[0])
+        Fused(key, total / best, semantic.get(key, 0.0), parts.get(key, (0.0, False))[0], lent.get(key, 0.0))
         for key, total in ranked
     ]
 

@@ -57,7 +57,7 @@ copies stay separate, the safe side of the error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -332,21 +332,28 @@ class FusedCandidates:
     """A vector ranking on the 0–1 relevance scale, fused with lexical hits (`app.fusion.fuse_parts`).
 
     The best `window` vector candidates are min-max scaled (semantic part) and fused with `lexical`
-    ((row, BM25, coverage, weak) best first); each row's score is its fused total over the best one,
-    the value the list is sorted by, and `parts` keeps its (semantic, lexical) parts. With no lexical
+    ((row, BM25, coverage, weak) best first) and `borrowed` (row → propagated part, app/propagation.py);
+    each row's score is its fused total over the best one, the value the list is sorted by, and
+    `parts` keeps its (semantic, lexical, propagated) parts. With no lexical
     rows the order is exactly the vector one, scored (c − c_last) / (c₁ − c_last). Past the fused head
     the vector ranking continues in its own order with score 0, so deeper pages never reorder what
     was read.
     """
 
-    def __init__(self, vector: Ranking, lexical: Sequence[LexicalInput[int]], window: int) -> None:
+    def __init__(
+        self,
+        vector: Ranking,
+        lexical: Sequence[LexicalInput[int]],
+        window: int,
+        borrowed: Mapping[int, float] | None = None,
+    ) -> None:
         self.count = vector.count
         self._vector = vector
         head = vector.head(window)
         self._depth = len(head)
         self.from_vector = {row for row, _ in head}  # rows the vector search ranked
-        fused = fuse_parts(head, lexical)
-        self.parts = {found.key: (found.semantic, found.lexical) for found in fused}
+        fused = fuse_parts(head, lexical, borrowed=borrowed)
+        self.parts = {found.key: (found.semantic, found.lexical, found.propagated) for found in fused}
         self._read: Hits = [(found.key, found.score) for found in fused]
         self._seen = set(self.parts)
 

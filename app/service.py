@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -50,8 +50,9 @@ class Hit:
     score: float
     duplicate_ids: list[str] = field(default_factory=list)  # near-duplicates folded into it (app/ranking.py)
     metadata: ImageMetadata | None = None  # None for an index built before the catalog
-    matched: list[str] = field(default_factory=list)  # "semantic", "name", "folder", "metadata", "text"
-    scores: dict[str, float] = field(default_factory=dict)  # the parts of `score`: "semantic", "lexical"
+    matched: list[str] = field(default_factory=list)  # "semantic", "name", "folder", "metadata", "text"…
+    scores: dict[str, float] = field(default_factory=dict)  # the parts of `score`: "semantic", "lexical"…
+    borrowed_from: list[str] = field(default_factory=list)  # ids of the named look-alikes it borrowed from
 
     @property
     def folder(self) -> str:
@@ -295,11 +296,12 @@ class SearchService:
             rows=rows,
             classes=vector.classes,
         )
-        lexical = []
+        lexical, borrowed = [], {}
         if words is not None:
             with one_thread():  # the vector search, on one core while the lexical one has the other
                 head = [row for row, _ in found.head(FUSION_WINDOW)]
             lexical = self.catalog.with_places(words.result(), text, mask, head, LEXICAL_DEPTH, prefer)
+            borrowed = self.catalog.borrowed_parts(text, mask)  # words lent by named look-alikes
         if not request.query.positive and not request.query.exclude:  # more like these: they lead
             liked = np.asarray(vector.liked, dtype=np.int64)
             liked = liked if rows is None else liked[np.isin(liked, rows)]
@@ -308,10 +310,12 @@ class SearchService:
             pinned = ranking.Pinned(first, scored)
             return self._found(request, pinned, total, [], None, _semantic_parts)
         fused = ranking.FusedCandidates(
-            found, [(hit.row, hit.score, hit.coverage, hit.weak) for hit in lexical], FUSION_WINDOW
+            found, [(hit.row, hit.score, hit.coverage, hit.weak) for hit in lexical], FUSION_WINDOW, borrowed
         )
         parts = _fused_parts(fused) if request.mode == "hybrid" else _semantic_parts
-        return self._found(request, fused, total, lexical, fused.from_vector if lexical else None, parts)
+        semantic = fused.from_vector if lexical or borrowed else None
+        lent = {row: self.catalog.borrowed().lent[row].lenders for row in borrowed}
+        return self._found(request, fused, total, lexical, semantic, parts, lent)
 
     def _found(
         self,
@@ -321,10 +325,16 @@ class SearchService:
         lexical: list[LexicalHit],
         semantic: set[int] | None,
         parts: Parts,
+        lent: Mapping[int, tuple[int, ...]] | None = None,
     ) -> Found:
-        """The requested page (cut and ordered as `request.order` says) and how many could be results."""
+        """The requested page (cut and ordered as `request.order` says) and how many could be results;
+        `lent`: the rows raised by borrowed words, with the rows they borrowed from."""
         results, cut = self._ordered(ranked, request.top_k, request.offset, request.order)
         hits = self._page(results, lexical, semantic, parts)
+        for hit, result in zip(hits, results, strict=True):
+            if lent and result.row in lent:
+                hit.matched.append("similar_named")
+                hit.borrowed_from = [record.id for record in self.index.records(list(lent[result.row]))]
         return Found(hits, total if cut is None else cut)
 
     def _ordered(
@@ -546,11 +556,11 @@ Parts = Callable[[int, float], dict[str, float]]  # a result's row and score →
 
 
 def _fused_parts(fused: ranking.FusedCandidates) -> Parts:
-    """Hybrid: each result's semantic and lexical parts (0 past the fused head)."""
+    """Hybrid: each result's semantic, lexical and propagated parts (0 past the fused head)."""
 
     def parts(row: int, _: float) -> dict[str, float]:
-        semantic, lexical = fused.parts.get(row, (0.0, 0.0))
-        return {"semantic": semantic, "lexical": lexical}
+        semantic, lexical, propagated = fused.parts.get(row, (0.0, 0.0, 0.0))
+        return {"semantic": semantic, "lexical": lexical, "propagated": propagated}
 
     return parts
 

@@ -2,7 +2,9 @@
 
 Pure functions over one index's unit features (`features.npy`), its text-space vectors and the
 words each row's name, folder and embedded text carry; the service's own rankings are their input
-(bench/propagate.py computes them once per query). Phase 2 ports the winner into app/.
+(bench/propagate.py computes them once per query). The build side (`lendable`, `lift`, `Spread`,
+`Lent`, `propagate`) lives in app/propagation.py, which the service runs; this module adds the
+bench's other gate (`coherence`) and the query-side variants.
 
 - **Words a picture can lend** (`lendable`): the words of its file name, folder and titles, keywords or
   captions (`app.lexical.words`), without digits, words under three letters, stopwords and the names
@@ -25,38 +27,18 @@ words each row's name, folder and embedded text carry; the service's own ranking
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from app import lexical
+from app import propagation as app_propagation
+from app.propagation import NOISE, Lent, Spread, closeness, lendable, lift
 
-_NOISE = (
-    "img image images dsc dscn dscf dcim pxl mvimg vid pano burst photo photos pic pics picture pictures "
-    "camera roll misc miscellaneous new folder copy untitled screenshot screenshots screen shot edit edited "
-    "final export exported download downloads desktop documents whatsapp wa snapchat instagram upload "
-    "uploads backup unsorted various other stuff"
-)
-NOISE = frozenset(_NOISE.split())
-MIN_LETTERS = 3
+__all__ = ["NOISE", "Lent", "Spread", "closeness", "coherence", "lendable", "lift", "propagate"]
 EPSILON = 1e-6
 
-
-Words = tuple[set[str], set[str]]  # a row's lendable words: of its file name, of its folder and text
-
-
-def lendable(texts: Iterable[str]) -> set[str]:
-    """The words of a name, folder or title that may say what a picture shows."""
-    return {
-        word
-        for text in texts
-        for word in lexical.words(text)
-        if len(word) >= MIN_LETTERS
-        and not any(char.isdigit() for char in word)
-        and word not in lexical.STOPWORDS
-        and word not in NOISE
-    }
+Words = app_propagation.Words
 
 
 def coherence(features: np.ndarray, words_of: Sequence[set[str]]) -> dict[str, float]:
@@ -79,120 +61,12 @@ def coherence(features: np.ndarray, words_of: Sequence[set[str]]) -> dict[str, f
     return found
 
 
-def lift(features: np.ndarray, words_of: Sequence[set[str]], k: int = 10) -> dict[str, float]:
-    """Per word: how much likelier a carrier's k nearest rows (named or not) carry it than a random row does.
-
-    About 1 for a word spread with no regard to looks ("Holiday" over a year's photos, a folder of
-    unrelated pictures), more for a word whose pictures look alike; a word on one row has nothing
-    against it (infinity).
-    """
-    rows_of: dict[str, list[int]] = {}
-    for row, words in enumerate(words_of):
-        for word in words:
-            rows_of.setdefault(word, []).append(row)
-    n = len(features)
-    found = {word: float("inf") for word, rows in rows_of.items() if len(rows) < 2 or n < 3}
-    carriers = sorted({row for rows in rows_of.values() for row in rows})
-    if len(found) == len(rows_of):
-        return found
-    k = min(k, n - 1)
-    similar = features[np.asarray(carriers, dtype=np.int64)] @ features.T
-    similar[np.arange(len(carriers)), carriers] = -np.inf
-    nearest = np.argpartition(-similar, k - 1, axis=1)[:, :k]
-    position = {row: i for i, row in enumerate(carriers)}
-    for word, rows in rows_of.items():
-        if word in found:
-            continue
-        holds = np.zeros(n, dtype=bool)
-        holds[rows] = True
-        share = float(holds[nearest[[position[row] for row in rows]]].mean())
-        found[word] = share / ((len(rows) - 1) / (n - 1))
-    return found
-
-
-def closeness(similar: np.ndarray | float, low: float, high: float) -> np.ndarray:
-    """ω = clip((cos − low) / (high − low), 0, 1): 0 for pictures no closer than unrelated ones, 1: twins."""
-    omega: np.ndarray = np.clip((np.asarray(similar, dtype=np.float32) - low) / (high - low), 0.0, 1.0)
-    return omega
-
-
-@dataclass(frozen=True)
-class Spread:
-    """Build-time propagation constants."""
-
-    k: int = 3  # nearest lending rows consulted
-    low: float = 0.5  # feature cosine at which a neighbour starts to count (ω = 0)
-    high: float = 0.75  # … and counts fully (ω = 1)
-    agree: float = 0.5  # a word is borrowed when its lenders hold this share of the neighbours' ω
-    coherent: float | None = 0.1  # smallest coherence of a word that spreads (None: no gate)
-    statistic: str = "pairwise"  # coherence: "pairwise" (`coherence`) or "lift" (`lift`)
-    everyone: bool = False  # rows with words of their own borrow too (else only rows without any)
-
-    def label(self) -> str:
-        """How the tables name it."""
-        gate = "no gate" if self.coherent is None else f"{self.statistic}≥{self.coherent:g}"
-        who = "all" if self.everyone else "unnamed"
-        return f"k={self.k} ω {self.low:g}→{self.high:g} agree={self.agree:g} {gate} {who}"
-
-
-@dataclass(frozen=True)
-class Lent:
-    """What one row borrowed: name words, other words (folders, titles), its closest lender's ω, lenders."""
-
-    words: frozenset[str]  # from the lenders' file names
-    other: frozenset[str]  # from their folders, titles, keywords
-    omega: float
-    lenders: tuple[int, ...]
-    omegas: tuple[float, ...] = ()  # each lender's ω
+GATES: app_propagation.Gates = {"lift": lift, "pairwise": coherence}
 
 
 def propagate(features: np.ndarray, words_of: Sequence[Words], spread: Spread) -> dict[int, Lent]:
-    """The rows that borrow words, and what they borrow."""
-    everything = [names | rest for names, rest in words_of]
-    statistic = lift if spread.statistic == "lift" else coherence
-    gate = statistic(features, everything) if spread.coherent is not None else {}
-    lending = [
-        {word for word in words if spread.coherent is None or gate[word] >= spread.coherent}
-        for words in everything
-    ]
-    lenders = np.asarray([row for row, words in enumerate(lending) if words], dtype=np.int64)
-    borrowed: dict[int, Lent] = {}
-    if not len(lenders):
-        return borrowed
-    similar = features @ features[lenders].T
-    similar[lenders, np.arange(len(lenders))] = -np.inf  # never one's own neighbour
-    k = min(spread.k, len(lenders))
-    nearest = np.argsort(-similar, axis=1)[:, :k]
-    omegas = closeness(np.take_along_axis(similar, nearest, axis=1), spread.low, spread.high)
-    for row, own in enumerate(everything):
-        if own and not spread.everyone:
-            continue
-        near = [int(lenders[p]) for p in nearest[row]]
-        lent = _borrowed(own, near, omegas[row].tolist(), lending, spread)
-        if lent is not None:
-            named = {word for lender in lent.lenders for word in words_of[lender][0]}
-            borrowed[row] = Lent(
-                lent.words & named, lent.words - named, lent.omega, lent.lenders, lent.omegas
-            )
-    return borrowed
-
-
-def _borrowed(
-    own: set[str], near: list[int], omegas: list[float], lending: Sequence[set[str]], spread: Spread
-) -> Lent | None:
-    """What one row borrows from its nearest lenders: the words holding `agree` of their ω."""
-    mass: dict[str, float] = {}
-    for lender, omega in zip(near, omegas, strict=True):
-        for word in lending[lender] - own if omega > 0 else ():
-            mass[word] = mass.get(word, 0.0) + omega
-    total = sum(omegas)
-    words = frozenset(word for word, held in mass.items() if held >= spread.agree * total)
-    if not words:
-        return None
-    chosen = [(lender, omega) for lender, omega in zip(near, omegas, strict=True) if omega > 0]
-    return Lent(
-        words, frozenset(), max(omegas), tuple(lender for lender, _ in chosen), tuple(o for _, o in chosen)
-    )
+    """The rows that borrow words, and what they borrow (app/propagation.py, with the bench's gates)."""
+    return app_propagation.propagate(features, words_of, spread, GATES)
 
 
 @dataclass(frozen=True)

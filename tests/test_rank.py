@@ -124,7 +124,7 @@ def test_a_folder_named_after_the_query_does_not_bury_the_picture_that_clearly_s
 ) -> None:
     hits = search(clear_look, "red")
     assert hits[0].record.source == "misc/IMG_0001.jpg"  # on main: 7th, behind the six red/ pictures
-    assert hits[0].score == 1.0 and hits[0].scores == {"semantic": 1.0, "lexical": 0.0}
+    assert hits[0].score == 1.0 and hits[0].scores == {"semantic": 1.0, "lexical": 0.0, "propagated": 0.0}
     assert "folder" in hits[1].matched and hits[1].scores["lexical"] > 0  # the folder still counts
     scores = [hit.score for hit in hits]
     assert scores == sorted(scores, reverse=True) and all(0.0 <= score <= 1.0 for score in scores)
@@ -148,7 +148,11 @@ def test_every_mode_scores_on_zero_to_one_in_the_order_of_the_ranking(
     hits = search(clear_look, "red", mode)
     scores = [hit.score for hit in hits]
     assert hits and scores == sorted(scores, reverse=True) and scores[0] == 1.0 and min(scores) >= 0.0
-    expected = {"hybrid": {"semantic", "lexical"}, "semantic": {"semantic"}, "lexical": {"lexical"}}[mode]
+    expected = {
+        "hybrid": {"semantic", "lexical", "propagated"},
+        "semantic": {"semantic"},
+        "lexical": {"lexical"},
+    }[mode]
     assert all(set(hit.scores) == expected for hit in hits)
 
 
@@ -180,7 +184,7 @@ def test_post_search_sorts_by_date_above_the_cutoff(client: TestClient) -> None:
     dates = [result["taken_at"] for result in body["results"]]
     assert dates[:3] == sorted(dates[:3], reverse=True) and dates[3] is None
     first = body["results"][0]
-    assert 0.0 <= first["score"] <= 1.0 and set(first["scores"]) == {"semantic", "lexical"}
+    assert 0.0 <= first["score"] <= 1.0 and set(first["scores"]) == {"semantic", "lexical", "propagated"}
     response = client.post("/search", json={"query": "red thing", "sort": "oldest", "min_score": 0.9})
     assert names(response.json()["results"])[:3] == NEWEST_REDS[::-1]
 

@@ -40,7 +40,9 @@ SCORE_HELP = (
 )
 SCORES_HELP = (
     "the parts of `score`, each on [0, 1]: semantic (meaning; its share of the way from the 200th match "
-    "to the best), lexical (names, folders, text; coverage² × BM25 / the best) — those the mode computes"
+    "to the best), lexical (names, folders, text; coverage² × BM25 / the best), propagated (hybrid: the "
+    "words it borrowed from named look-alikes; ω × the share of the query's words among them) — those the "
+    "mode computes"
 )
 
 # The service's rule in the schema: a query needs a character that is not whitespace to str.split();
@@ -134,7 +136,13 @@ class SearchResult(BaseModel):
     matched: list[str] = Field(
         default_factory=list,
         description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries), "
-        "place (taken in a place the query names), text (the text read in the picture)",
+        "place (taken in a place the query names), text (the text read in the picture), similar_named "
+        "(hybrid: it looks like named images whose words match the query: `borrowed_from`)",
+    )
+    borrowed_from: list[str] = Field(
+        default_factory=list,
+        description="ids of the named images it looks like and borrowed the matching words from "
+        "(with `similar_named`)",
     )
 
 

@@ -78,9 +78,19 @@
   const SIGNALS = {
     semantic: "meaning", name: "name", folder: "folder", metadata: "tags", text: "text in picture", place: "place",
   };
-  const why = (item) => (item.matched || []).map((signal) => SIGNALS[signal] || signal).join(" · ");
+  // A lender's file name when it is among the results shown, else what it is.
+  const lenderName = (id) => {
+    const found = state.items.find((other) => other.id === id);
+    return found ? baseName(found.source) : "a named image";
+  };
+  // similar_named: "looks like red-car.jpg" (the named images whose words it borrowed, `borrowed_from`)
+  const signal = (item, name) =>
+    name === "similar_named"
+      ? `looks like ${(item.borrowed_from || []).map(lenderName).join(", ") || "a named image"}`
+      : SIGNALS[name] || name;
+  const why = (item) => (item.matched || []).map((name) => signal(item, name)).join(" · ");
   // The parts of a score, in words: `scores` of the API ("meaning 0.81 · names 0.00").
-  const PARTS = { semantic: "meaning", lexical: "names, folders, tags" };
+  const PARTS = { semantic: "meaning", lexical: "names, folders, tags", propagated: "names of look-alikes" };
   const parts = (item) =>
     Object.entries(item.scores || {})
       .map(([part, value]) => `${PARTS[part] || part} ${value.toFixed(2)}`)

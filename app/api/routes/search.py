@@ -148,6 +148,7 @@ def _result(hit: Hit) -> SearchResult:
         taken_at=taken.isoformat(timespec="seconds") if taken is not None else None,
         folder=hit.folder,
         matched=hit.matched,
+        borrowed_from=hit.borrowed_from,
     )
 
 
