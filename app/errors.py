@@ -85,3 +85,11 @@ class BadSetting(ImgSearchError):
 
 class ModelUnavailable(NotReady):
     """A model's weights cannot be loaded (not installed, not in the model folder, no network)."""
+
+
+class PersonNotFound(ImgSearchError):
+    """No person of the index has this id (or name)."""
+
+
+class BadPersonChange(ImgSearchError):
+    """A naming or merging of people that cannot be carried out (an empty name, a merge into itself)."""
