@@ -284,6 +284,15 @@ def test_cli_reads_places_and_dates_and_takes_place(
     assert set(found) == IN_FLORENCE
 
 
+def test_cli_says_which_reading_kept_nothing(
+    roll_index: Path, factory: ServiceFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found, said = cli_search(["blue thing in 1990"], roll_index, factory, capsys)
+    assert found == [] and "hint: the dates read from the query kept no image" in said
+    found, said = cli_search(["blue thing in 1990", "--no-understand"], roll_index, factory, capsys)
+    assert found and "hint:" not in said
+
+
 def test_place_of_a_photo_upload_is_read_from_its_exif() -> None:
     """The EXIF this module writes carries the position it was given (what the index reads)."""
     from app.metadata import read_bytes_metadata

@@ -253,6 +253,24 @@ def say_understood(understood: dict[str, Any] | None) -> None:
     print(f"read: {', '.join(said)}{notes} (--no-understand: as typed)", file=sys.stderr)
 
 
+def say_what_filtered(understood: dict[str, Any] | None) -> None:
+    """When a search found nothing, say which reading of the query filtered everything out."""
+    if not understood or not understood["read"]:
+        return
+    readings = []
+    if understood["taken_after"] or understood["taken_before"]:
+        readings.append("the dates")
+    place = understood["place"]
+    if place and place["use"] == "filter":
+        readings.append(f"the place {place['name']}")
+    if readings:
+        print(
+            f"hint: {' and '.join(readings)} read from the query kept no image; "
+            "--no-understand searches the words as typed",
+            file=sys.stderr,
+        )
+
+
 def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
     """`imgsearch search`: print the ranked results of words or an image, optionally plot them."""
     try:
@@ -269,6 +287,8 @@ def cmd_search(args: argparse.Namespace, factory: ServiceFactory | None) -> int:
                 hits = found.hits
                 say_understood(found.understood)
             _report(service, args, hits)
+            if not hits and not args.offset:
+                say_what_filtered(found.understood if request is not None else None)
         finally:
             service.close()
     except ImgSearchError as exc:
