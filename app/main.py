@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from app import __version__
 from app.api import access, errors
 from app.api.middleware import BodyLimit, Metrics
-from app.api.routes import admin, describe, docs, folders, health, images, page, search, session
+from app.api.routes import admin, describe, docs, folders, health, images, page, people, search, session
 from app.api.runtime import Runtime
 from app.assembly import ServiceFactory, serve_service
 from app.errors import BadSetting
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None, factory: ServiceFactory | None 
         search.router,
         describe.router,
         images.router,
+        people.router,
         folders.router,
         admin.router,
         docs.router,
