@@ -43,7 +43,7 @@ def _info(person: Person) -> PersonInfo:
     )
 
 
-@router.get("/people", response_model=PeopleResponse, responses=ERRORS, summary="People")
+@router.get("/people", response_model=PeopleResponse, responses=ERRORS, summary="The people of the index")
 def people(served: PeopleDep) -> PeopleResponse:
     """Every person of the index, the one found in most images first (empty, with a hint, without faces)."""
     return PeopleResponse(
@@ -63,7 +63,9 @@ def thumbnail(person_id: PersonId, served: PeopleDep) -> Response:
     return Response(served.thumbnail(person_id), media_type="image/jpeg", headers=headers)
 
 
-@router.get("/images/{image_id}/faces", response_model=FacesResponse, responses=ERRORS, summary="Faces")
+@router.get(
+    "/images/{image_id}/faces", response_model=FacesResponse, responses=ERRORS, summary="Faces of an image"
+)
 def faces(image_id: ImageId, service: ServiceDep, served: PeopleDep) -> FacesResponse:
     """The faces found in an indexed image: box, person and the detector's confidence."""
     record = service.image(image_id)  # an unknown image is a 404
