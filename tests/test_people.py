@@ -12,13 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import cli
+from app import cli, people_search
+from app.index import Index
 from app.main import create_app
 from app.pipeline import Models
 from app.settings import Settings
 from tests.conftest import png_bytes, service_factory
 from tests.fakes import COLOURS
-from tests.people_fakes import FaceSpec, FakePeople, serving_people
+from tests.people_fakes import FaceSpec, FakePeople, ids_of, serving_people
 
 ADMIN = {"X-API-Key": "admin-key-for-people"}
 RED, GREEN, BLUE = "red.png", "sub/green.jpg", "sub/blue.webp"
@@ -205,6 +206,45 @@ def test_the_command_line_filters_by_person(
     argv = ["search", "thing", "--person", "BOB", "--index-dir", str(index_dir)]
     assert cli.main(argv, factory=factory) == 0
     assert GREEN in capsys.readouterr().out
+    assert cli.main(["search", "bob on a boat", "--index-dir", str(index_dir)], factory=factory) == 0
+    said = capsys.readouterr()
+    assert "searching 'on a boat'" in said.err and "person Bob" in said.err
+    assert said.out.count("\n") == 1 and GREEN in said.out
+
+
+def test_the_service_serves_the_people_of_the_generation_it_serves(
+    index_dir: Path, models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[Path, Path]] = []
+
+    def open_people(root: Path, generation: Path) -> FakePeople:
+        asked.append((root, generation))
+        index = Index(root)
+        try:
+            return FakePeople(ids_of(index), FACES, NAMES)
+        finally:
+            index.close()
+
+    monkeypatch.setattr(people_search, "open_people", open_people)
+    with people_client(index_dir, models, tmp_path, False) as served:
+        assert served.app.state.runtime.wait(30)  # type: ignore[attr-defined]
+        assert [person["name"] for person in served.get("/people").json()["people"]] == ["Alice", "Bob", None]
+        generation = served.get("/readyz").json()["generation"]
+    assert asked == [(index_dir, index_dir / "generations" / generation)]
+
+
+@pytest.mark.parametrize("failure", [OSError("faces.db is unreadable"), NotImplementedError()])
+def test_people_that_cannot_be_read_leave_the_rest_of_the_index_served(
+    index_dir: Path, models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    def open_people(root: Path, generation: Path) -> None:
+        raise failure
+
+    monkeypatch.setattr(people_search, "open_people", open_people)
+    with people_client(index_dir, models, tmp_path, False) as served:
+        assert served.app.state.runtime.wait(30)  # type: ignore[attr-defined]
+        assert served.get("/people").json()["people"] == []
+        assert sources(served.get("/search", params={"q": "thing"}))
 
 
 def test_a_name_in_the_query_is_read_as_the_person(client: TestClient) -> None:
