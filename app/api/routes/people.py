@@ -29,7 +29,8 @@ PersonId = Annotated[
 HINT = NO_FACES + " (imgsearch build --images FOLDER --index-dir INDEX_DIR --faces)"
 Responses = dict[int | str, dict[str, Any]]
 ERRORS: Responses = {code: {"model": ErrorBody} for code in (404, 422, 503)}
-CHANGE_ERRORS: Responses = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 429, 503)}
+# 400: a body that is not JSON at all.
+CHANGE_ERRORS: Responses = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 422, 429, 503)}
 
 
 def _info(person: Person) -> PersonInfo:
