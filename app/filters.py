@@ -13,7 +13,8 @@ Dates are ISO 8601 and inclusive: `taken_before=2019-12-31` keeps the whole last
 the camera's local time without a zone, so a bound with a zone is refused rather than guessed. Text
 filters (folder, camera) ignore case; a folder is itself and everything below it. A place is a whole
 name of the city, region or country app/places.py names for the photo's GPS position, derived when
-the catalog is read (no rebuild).
+the catalog is read (no rebuild). A person is an id or a name of the people of an index built with
+`--faces` (app/people.py); its rows come from the people served (`Columns.person`), not from SQL.
 """
 
 from __future__ import annotations

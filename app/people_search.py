@@ -195,6 +195,8 @@ class ServedPeople:
             picture, size = decode_sized(data, COLLECTION_PIXELS, 1 << 16, name=record.source)
         except OSError as exc:
             raise ImageNotFound(f"the original of image {record.id} is no longer available") from exc
+        except ImgSearchError as exc:
+            raise Conflict(f"the face cannot be cut from image {record.id} here: {exc}") from exc
         found = crop(picture, face.box, size)
         with self._lock:
             self._crops[face.face_id] = found

@@ -635,6 +635,16 @@ def test_the_people_strip_filters_names_and_merges(people_server: str) -> None:
         expect(page).to_have_url(re.compile(r"person=p1"))
         expect(people.first).to_have_attribute("aria-pressed", "true")
         expect(page.locator("#results .card .card-why").first).to_contain_text("person")
+        people.first.click()  # pressed again: the filter goes
+        expect(page.locator("#person")).to_have_value("")
+        expect(page.locator("#results .card")).to_have_count(6)
+
+        # A named person's name in the words is read as that person, shown as a chip.
+        page.locator("#query").fill("alice")
+        page.locator("#query").press("Enter")
+        expect(page.locator("#understood .read-chip")).to_have_text(["“alice”: Alice×"])
+        expect(names).to_have_text([re.compile(r"^(eiffel-tower\.jpg|louvre\.png)$")] * 2)
+        expect(people.first).to_have_attribute("aria-pressed", "false")  # read, not the filter's control
 
         # With the admin key: name the unnamed person, then merge them into Alice.
         page.locator("#people-key").fill(PEOPLE_ADMIN_KEY)
