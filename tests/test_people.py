@@ -13,8 +13,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import cli, people_search
+from app.errors import ImageNotFound
 from app.index import Index
 from app.main import create_app
+from app.people_search import crop
 from app.pipeline import Models
 from app.settings import Settings
 from tests.conftest import png_bytes, service_factory
@@ -92,6 +94,15 @@ def test_a_thumbnail_is_the_face_cut_from_the_original_with_a_margin(client: Tes
     red, green, blue = face.convert("RGB").getpixel((72, 88))  # type: ignore[misc]
     assert green > 150 and red < 80 and blue < 80
     assert client.get("/people/nobody/thumbnail").status_code == 404
+
+
+def test_a_face_at_an_edge_is_cut_at_the_edge_and_boxes_follow_a_reduced_picture(client: TestClient) -> None:
+    face = Image.open(io.BytesIO(client.get("/people/p1/thumbnail").content))
+    assert face.size == (32, 31)  # Alice's 20 px face, 5 px from red.png's top edge
+    half = crop(Image.new("RGB", (150, 200)), (40, 60, 100, 120), (300, 400))  # decoded at half size
+    assert Image.open(io.BytesIO(half)).size == (80, 96)
+    with pytest.raises(ImageNotFound, match="outside"):
+        crop(Image.new("RGB", (60, 40)), (100, 100, 10, 10), (60, 40))
 
 
 def test_the_faces_of_an_image(client: TestClient) -> None:
