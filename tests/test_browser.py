@@ -645,6 +645,9 @@ def test_the_people_strip_filters_names_and_merges(people_server: str) -> None:
         expect(page.locator("#understood .read-chip")).to_have_text(["“alice”: Alice×"])
         expect(names).to_have_text([re.compile(r"^(eiffel-tower\.jpg|louvre\.png)$")] * 2)
         expect(people.first).to_have_attribute("aria-pressed", "false")  # read, not the filter's control
+        page.locator("#results .card").first.locator("button").click()
+        expect(page.locator("#viewer-people")).to_have_text("Alice")  # the named people in the photo
+        page.locator("#viewer-close").click()
 
         # With the admin key: name the unnamed person, then merge them into Alice.
         page.locator("#people-key").fill(PEOPLE_ADMIN_KEY)

@@ -539,6 +539,7 @@
     el.original.href = viewUrl(item.id);
     el.download.href = imageUrl(item.id);
     el.download.setAttribute("download", fileName(item.source));
+    $("viewer-people-row").hidden = true;
     showAlternates(item, index);
     el.description.hidden = true;
     el.descriptionText.textContent = "";
@@ -551,7 +552,8 @@
     if (!el.viewer.open) el.viewer.showModal();
   }
 
-  // The other originals of the shot (the camera RAW beside a JPEG), each offered as a download.
+  // The other originals of the shot (the camera RAW beside a JPEG), each offered as a download, and
+  // the named people in it.
   async function showAlternates(item, index) {
     el.alternates.replaceChildren();
     let meta;
@@ -560,7 +562,11 @@
     } catch (error) {
       return; // an index without metadata has no alternates to offer
     }
-    if (state.current !== index || !meta || !Array.isArray(meta.alternates)) return;
+    if (state.current !== index || !meta) return;
+    const named = Array.isArray(meta.people) ? meta.people.map((person) => person.name).filter(Boolean) : [];
+    $("viewer-people").textContent = named.join(", "); // the named people whose faces are in it
+    $("viewer-people-row").hidden = named.length === 0;
+    if (!Array.isArray(meta.alternates)) return;
     el.alternates.replaceChildren(
       ...meta.alternates.map((alternate, number) => {
         const link = document.createElement("a");
