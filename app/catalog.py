@@ -32,7 +32,7 @@ import numpy as np
 
 from app import lexical
 from app.errors import Conflict
-from app.filters import Columns, Filters
+from app.filters import Columns, Filters, PersonRows
 from app.index import ImageRecord, Index, original_name
 from app.lexical import LexicalDoc, LexicalHit
 from app.metadata import COLUMNS, ImageMetadata, read_bytes_metadata, read_file_metadata, table_sql
@@ -198,6 +198,7 @@ class Catalog:
         self._borrowed: Lending | None = None
         self._borrowed_lock = threading.Lock()  # one propagation; a search needing it waits
         self._beside = ThreadPoolExecutor(max_workers=BESIDE_THREADS, thread_name_prefix="lexical-grams")
+        self.person_rows: PersonRows | None = None  # the `person` filter's rows (the service's people)
 
     def close(self) -> None:
         """Stop its threads (after the reads under way) and drop what it kept."""
@@ -233,7 +234,13 @@ class Catalog:
                     self._columns = Columns.load(connection, TABLE)
                 took = time.perf_counter() - started
                 log.info("filter columns of %d images read in %.2fs", self.index.count, took)
+            self._columns.people = self.person_rows
             return self._columns
+
+    def forget(self) -> None:
+        """Drop the kept selections (people were named or merged: a person filter selects anew)."""
+        with self._lock:
+            self._selections.clear()
 
     def selection(self, filters: Filters) -> Selection | None:
         """The rows that pass `filters` (None: no filter given, every row passes); the last

@@ -380,6 +380,19 @@ def with_text(sentence: Sentence, text: str | None) -> Sentence:
     )
 
 
+def with_people(sentence: Sentence, names: list[str]) -> Sentence:
+    """The sentence with the people a user named whose faces the index found in the picture, never a
+    guess: "A photo of two people on a beach, with Alice and Bob." Nothing is added for no name."""
+    names = [name for name in names if name]
+    if not names:
+        return sentence
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    known = [Evidence(name, "index", (), 1.0) for name in names]
+    return Sentence(
+        f"{sentence.text.rstrip(' .')}, with {listed}.", sentence.confidence, [*sentence.evidence, *known]
+    )
+
+
 def when_and_where(sentence: Sentence, place: Place | None, taken: datetime | None) -> Sentence:
     """The sentence with where and when the index says the picture was taken (its GPS position named,
     its camera's date): "A dog on a beach, taken in Florence, Italy, in July 2019." Nothing else is added."""

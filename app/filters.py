@@ -13,7 +13,8 @@ Dates are ISO 8601 and inclusive: `taken_before=2019-12-31` keeps the whole last
 the camera's local time without a zone, so a bound with a zone is refused rather than guessed. Text
 filters (folder, camera) ignore case; a folder is itself and everything below it. A place is a whole
 name of the city, region or country app/places.py names for the photo's GPS position, derived when
-the catalog is read (no rebuild).
+the catalog is read (no rebuild). A person is an id or a name of the people of an index built with
+`--faces` (app/people.py); its rows come from the people served (`Columns.person`), not from SQL.
 """
 
 from __future__ import annotations
@@ -52,12 +53,13 @@ class Column:
 
     kind "text": distinct values and each row's code into them (a test runs once per distinct value,
     case-folded; `derive` turns a stored value into the text tested, once per distinct value); "int",
-    "time" (datetime64[s], NaT when unknown) and "bool": one array entry per row.
+    "time" (datetime64[s], NaT when unknown) and "bool": one array entry per row; "people": nothing
+    stored, the rows come from the people of the index (`Columns.person`).
     """
 
     name: str
     sql: str
-    kind: Literal["text", "int", "time", "bool"]
+    kind: Literal["text", "int", "time", "bool", "people"]
     derive: Callable[[str], str] | None = None  # text: what is tested, made from each distinct stored value
 
     @property
@@ -95,6 +97,13 @@ def _barred_names(place: places.Place) -> str:
 
 # Derived when the catalog is opened (app/places.py): nothing is stored, an older index has places too.
 PLACE = Column("place", "m.latitude || ',' || m.longitude", "text", derive=place_names)
+# The images a person's faces were found in (app/people.py), asked of the people served.
+PERSON = Column("person", "", "people")
+PersonRows = Callable[[str], np.ndarray]  # a person's id or name → True for each row showing them
+NO_PEOPLE = (
+    "filtering by person needs an index whose faces were found: build it with --faces "
+    "(imgsearch build --images FOLDER --index-dir INDEX_DIR --faces)"
+)
 
 
 class Columns:
@@ -109,13 +118,14 @@ class Columns:
         self.known = known  # bool: the row has metadata (every row of a catalog built whole)
         self._arrays = dict(arrays)  # per column: one entry per row (codes into `texts` for text columns)
         self._texts = dict(texts)  # text columns: the distinct values, case-folded, as UTF-8 bytes
+        self.people: PersonRows | None = None  # set by the catalog of an index with people
 
     @classmethod
     def load(cls, connection: sqlite3.Connection, table: str = "metadata") -> Columns:
         """Every declared column of a manifest's catalog, read in one pass."""
         count = int(connection.execute("SELECT count(*) FROM images").fetchone()[0])
         stored = {str(row[1]) for row in connection.execute(f"PRAGMA table_info({table})")}
-        wanted = [column for column in columns() if column.reads <= stored]
+        wanted = [column for column in columns() if column.kind != "people" and column.reads <= stored]
         picked = ", ".join(column.sql for column in wanted)
         sql = f"SELECT i.row, {picked} FROM images i JOIN {table} m ON m.id = i.id"
         found = connection.execute(sql).fetchall()
@@ -147,6 +157,12 @@ class Columns:
                 "reused): imgsearch build --images FOLDER --index-dir INDEX_DIR --update"
             )
         return self._arrays[column.name]
+
+    def person(self, key: str) -> np.ndarray:
+        """True for each row in which the person with this id or name was found (Conflict without people)."""
+        if self.people is None:
+            raise Conflict(NO_PEOPLE)
+        return self.people(key)
 
     def matching(self, column: Column, test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """True for each row whose case-folded text passes `test`: a vectorised test (`np.strings`) of
@@ -389,6 +405,23 @@ class Named(Contains):
         return columns.matching(self.column, lambda names: np.strings.find(names, needle) >= 0)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Someone(Filter[str]):
+    """A person of the index, by id or name in any case: the images their faces were found in."""
+
+    column: Column = PERSON
+    limits: ClassVar[Mapping[str, Any]] = {"max_length": 200}
+    metavar: ClassVar[str] = "PERSON"
+
+    def parse(self, raw: object, called: str) -> str | None:
+        """The id or name, blanks collapsed (the people served find it in any case); blank is no filter."""
+        return " ".join(str(raw).split()) or None if raw is not None else None
+
+    def select(self, columns: Columns, value: str) -> np.ndarray:
+        """Rows showing that person."""
+        return columns.person(value)
+
+
 FILTERS: tuple[Filter[Any], ...] = (
     Folder(
         name="path_prefix",
@@ -458,6 +491,14 @@ FILTERS: tuple[Filter[Any], ...] = (
         "from the photo's GPS position",
         column=PLACE,
         example="Italy",
+    ),
+    Someone(
+        name="person",
+        param="person",
+        label="Person",
+        help="shows this person: a person's id or name, in any case (GET /people lists them); "
+        "needs an index built with --faces",
+        example="Alice",
     ),
 )
 BY_NAME: dict[str, Filter[Any]] = {spec.name: spec for spec in FILTERS}

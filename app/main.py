@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from app import __version__
 from app.api import access, errors
 from app.api.middleware import BodyLimit, Metrics
-from app.api.routes import admin, describe, docs, folders, health, images, page, search, session
+from app.api.routes import admin, describe, docs, folders, health, images, page, people, search, session
 from app.api.runtime import Runtime
 from app.assembly import ServiceFactory, serve_service
 from app.errors import BadSetting
@@ -78,16 +78,8 @@ def create_app(settings: Settings | None = None, factory: ServiceFactory | None 
     app.include_router(health.router)  # /healthz: open to all
     read_gate = access.read_dependencies(settings)  # empty while no IMGSEARCH_READ_KEY is set
     read_errors = access.read_responses(settings)  # and the 401/429 it may answer, in the OpenAPI document
-    routers = (
-        health.probes,
-        search.router,
-        describe.router,
-        images.router,
-        folders.router,
-        admin.router,
-        docs.router,
-    )
-    for router in routers:
+    routers = (health.probes, search.router, describe.router, images.router, people.router, folders.router)
+    for router in (*routers, admin.router, docs.router):
         app.include_router(router, dependencies=read_gate, responses=read_errors)
     if settings.read_key is not None:
         app.include_router(session.router)  # sign in with the read key: the page's session cookie

@@ -21,8 +21,9 @@ Reading (`read`): each positive part is read on its own; what is left of it is e
 typed when nothing is left: "florence", "2018"). The dates read become `taken_after`/`taken_before`
 (several parts: the overlap of their periods); the first place read becomes the `place` filter when the
 part names nothing else ("photos from Italy"), else a preference (rows taken there gain in the fusion).
-A filter the request gives explicitly wins over what was read (the date or the place read is then not
-applied, and a note says so). Excluded parts are not read: "- 2019" subtracts the words.
+The first person the user named that a part names becomes the `person` filter ("Alice at the beach").
+A filter the request gives explicitly wins over what was read (the date, the person or the place read
+is then not applied, and a note says so). Excluded parts are not read: "- 2019" subtracts the words.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 from app.errors import BadQuery
 from app.filters import BY_NAME, FILTERS, Filters
+from app.names import NameMatcher
 from app.places import PlaceMatcher
 from app.understand import Understood, understand
 
@@ -147,20 +149,26 @@ class Reading:
 
 
 def read(
-    query: CompoundQuery, filters: Filters, today: date, places: PlaceMatcher | None, keep_place: bool = False
+    query: CompoundQuery,
+    filters: Filters,
+    today: date,
+    places: PlaceMatcher | None,
+    keep_place: bool = False,
+    names: NameMatcher | None = None,
 ) -> Reading:
-    """The query's dates and places read from each positive part (see the module docstring).
+    """The query's dates, people and places read from each positive part (see the module docstring).
 
     `keep_place`: a place that is a preference stays in the words (semantic mode has no fusion)."""
     parts: list[Part] = []
     first: list[date] = []
     last: list[date] = []
-    place, spans, notes = None, [], []
+    place, person, spans, notes = None, None, [], []
     for part in query.positive:
-        got = understand(part.text, today, places if place is None else None)
+        who = names if person is None else None
+        got = understand(part.text, today, places if place is None else None, who)
         if keep_place and got.place is not None and got.place.use == "preference":
-            got = understand(part.text, today, None)
-        place = place or got.place
+            got = understand(part.text, today, None, who)
+        place, person = place or got.place, person or got.person
         first += [got.taken_after] if got.taken_after else []
         last += [got.taken_before] if got.taken_before else []
         spans += list(got.spans)
@@ -173,7 +181,7 @@ def read(
     left = " + ".join(texts) + "".join(f" - {part.text}" for part in query.exclude)
     understood = Understood(
         query=left, text=left, taken_after=after, taken_before=before, place=place, spans=tuple(spans),
-        notes=tuple(notes),
+        notes=tuple(notes), person=person,
     )  # fmt: skip
     given, kept = dict(filters.given), []
     applied: dict[str, object] = {}
@@ -186,6 +194,10 @@ def read(
         place = None
     elif place is not None and place.use == "filter":
         applied["place"] = place.name
+    if person is not None and "person" in given:
+        kept.append("the person read is not applied: the request gives a person filter")
+    elif person is not None:
+        applied["person"] = person.id
     values = given | {name: BY_NAME[name].parse(value, name) for name, value in applied.items() if value}
     merged = Filters(tuple((spec.name, values[spec.name]) for spec in FILTERS if spec.name in values))
     rebuilt = CompoundQuery(tuple(parts), query.exclude, query.like_ids)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from app import looks, ranking, sources
 from app.catalog import PREFERENCE, Catalog
-from app.describer import Describer, Evidence, Sentence, Sight, when_and_where, with_text
+from app.describer import Describer, Evidence, Sentence, Sight, when_and_where, with_people, with_text
 from app.errors import BadQuery, Conflict, ImageNotFound, ImgSearchError, ModelLoading, NotReady
 from app.filters import TAKEN_AT, Filters
 from app.index import ImageRecord, Index
@@ -25,6 +25,7 @@ from app.labels import ClassHint
 from app.lexical import LexicalHit
 from app.metadata import ImageMetadata
 from app.options import DATE_SORT_MIN_SCORE, Mode, Sort
+from app.people_search import ServedPeople
 from app.pipeline import Models, Pipeline
 from app.preprocessing import VIEW_SIDE, decode, decode_sized, thumbnail
 from app.query import CompoundQuery, Reading, read
@@ -173,6 +174,8 @@ class SearchService:
         _say_labels(index, models)
         self.index = index
         self.catalog = Catalog(index)
+        self.people = ServedPeople.open(index, on_change=self.catalog.forget)  # none without --faces
+        self.catalog.person_rows = self.people.rows
         # Hybrid requests run their lexical search here, beside the vector side (SQLite and faiss
         # let go of the GIL).
         self._lexical = ThreadPoolExecutor(max_workers=LEXICAL_THREADS, thread_name_prefix="lexical")
@@ -252,19 +255,19 @@ class SearchService:
         index has no catalog to filter by)."""
         if not request.understand or not request.query.positive or not self.catalog.present:
             return None
-        places = self.catalog.places()
-        return read(request.query, request.filters, self.today(), places, request.mode == "semantic")
+        places, names = self.catalog.places(), self.people.names()
+        return read(request.query, request.filters, self.today(), places, request.mode == "semantic", names)
 
     def search(self, request: SearchRequest) -> Found:
         """Images for a compound query among the rows the filters allow, ranked as the mode says;
         the dates and places typed in it read first (`read`)."""
         reading = self.read(request)
         if reading is None:
-            return self._search(request, None)
+            return _showing(self._search(request, None), request.filters)
         prefer = (reading.place, PREFERENCE if reading.preferred else 1.0) if reading.place else None
         found = self._search(replace(request, query=reading.query, filters=reading.filters), prefer)
         found.understood = reading.to_json()
-        return found
+        return _showing(found, reading.filters)
 
     def _search(self, request: SearchRequest, prefer: tuple[str, float] | None) -> Found:
         """`search` once read: `prefer` is a place whose rows gain in the fusion, with its coverage."""
@@ -448,7 +451,7 @@ class SearchService:
         scored = ranking.FusedCandidates(found, [], FUSION_WINDOW)
         total = self.index.count if rows is None else len(rows)
         request = SearchRequest(CompoundQuery(), filters, "semantic", top_k, offset, order=order or Order())
-        return self._found(request, scored, total, [], None, _semantic_parts)
+        return _showing(self._found(request, scored, total, [], None, _semantic_parts), filters)
 
     def passing(self, filters: Filters) -> int:
         """How many images `filters` let through (all of them when none is given)."""
@@ -533,6 +536,7 @@ class SearchService:
         image = self._original(record)
         sight = self._sight(image) if image is not None else self._stored_sight(record)
         sentence = with_text(describer.describe(sight), self.text_in_image(record))  # read at build time
+        sentence = with_people(sentence, [person.name or "" for person in self.people.named_in(record.id)])
         known = self.catalog.metadata([record.row]).get(record.row)
         if known is not None:  # where and when, from the index only (an EXIF date, a GPS position)
             taken = known.taken_at if (known.taken_at_source or "").startswith("exif") else None
@@ -563,6 +567,14 @@ def _fused_parts(fused: ranking.FusedCandidates) -> Parts:
         return {"semantic": semantic, "lexical": lexical, "propagated": propagated}
 
     return parts
+
+
+def _showing(found: Found, filters: Filters) -> Found:
+    """The results, each matched by `person` when a person filter (given or read) selected them."""
+    if filters.get("person") is not None:
+        for hit in found.hits:
+            hit.matched.append("person")
+    return found
 
 
 def _semantic_parts(_: int, score: float) -> dict[str, float]:

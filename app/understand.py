@@ -20,6 +20,10 @@ A place is read only when the collection holds it (a `PlaceMatcher` built from i
 query names it after "in", "from", "at", "near" or "around", or as a capitalised name inside the
 query, or as all that is left. `Understood.place.use` is "filter" when nothing but filler words
 ("photos", "pictures of") remain, else "preference"; `why` says which and why.
+
+A person is read when the query names one the user named (app/names.py: whole words, in any case):
+"Alice at the beach" → Alice, and "at the beach" to embed. It is read before the place, so "Alice in
+Paris" reads both.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
+from app.names import NameMatcher
 from app.places import PlaceMatcher, PlaceMention
 
 PlaceUse = Literal["filter", "preference"]
@@ -158,7 +163,7 @@ class Period:
 class Span:
     """A phrase read from the query, as typed (with its preposition): what a chip shows."""
 
-    kind: Literal["date", "place"]
+    kind: Literal["date", "place", "person"]
     start: int
     end: int
     phrase: str
@@ -175,6 +180,14 @@ class PlaceReading:
 
 
 @dataclass(frozen=True)
+class PersonReading:
+    """A person the user named, named in the query: the `person` filter's value is the id."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Understood:
     """What a query says beside what it shows: the text left to embed, the dates and the place."""
 
@@ -184,6 +197,7 @@ class Understood:
     taken_before: date | None = None  # inclusive
     place: PlaceReading | None = None
     spans: tuple[Span, ...] = ()
+    person: PersonReading | None = None
     notes: tuple[str, ...] = ()
 
     @property
@@ -206,6 +220,7 @@ class Understood:
             "place": None
             if place is None
             else {"name": place.name, "fields": list(place.fields), "use": place.use, "why": place.why},
+            "person": None if self.person is None else {"id": self.person.id, "name": self.person.name},
             "read": [{"kind": span.kind, "phrase": span.phrase} for span in self.spans],
             "notes": list(self.notes),
         }
@@ -216,8 +231,10 @@ def has_content(text: str) -> bool:
     return any(word.casefold() not in FILLERS for word in _WORDS.findall(text))
 
 
-def understand(text: str, today: date, places: PlaceMatcher | None = None) -> Understood:
-    """Read the date and the place typed in `text` (see the module docstring); never raises."""
+def understand(
+    text: str, today: date, places: PlaceMatcher | None = None, names: NameMatcher | None = None
+) -> Understood:
+    """Read the date, the person and the place typed in `text` (see the module docstring); never raises."""
     today = today.date() if isinstance(today, datetime) else today
     date_read = _read_date(text, today)
     spans: list[Span] = []
@@ -226,6 +243,7 @@ def understand(text: str, today: date, places: PlaceMatcher | None = None) -> Un
     if date_read is not None:
         span, period, notes = date_read
         spans.append(span)
+    person = _read_person(text, names, spans) if names is not None else None
     place: PlaceReading | None = None
     if places is not None and len(places):
         place_read = _read_place(text, places, spans)
@@ -241,7 +259,17 @@ def understand(text: str, today: date, places: PlaceMatcher | None = None) -> Un
         place=place,
         spans=tuple(spans),
         notes=notes,
+        person=person,
     )
+
+
+def _read_person(text: str, names: NameMatcher, spans: list[Span]) -> PersonReading | None:
+    """The first person named in the text outside the phrases already read (its span added to `spans`)."""
+    for mention in names.find(text):
+        if not any(span.start < mention.end and mention.start < span.end for span in spans):
+            spans.append(Span("person", mention.start, mention.end, text[mention.start : mention.end]))
+            return PersonReading(mention.person, mention.name)
+    return None
 
 
 def _read_date(text: str, today: date) -> tuple[Span, Period, tuple[str, ...]] | None:

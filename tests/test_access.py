@@ -99,14 +99,33 @@ CALLS: dict[tuple[str, str], Call] = {
         f"/images/{i}/alternates/0", headers=h
     ),
     ("GET", "/folders"): lambda c, h, i: c.get("/folders", headers=h),
+    ("GET", "/people"): lambda c, h, i: c.get("/people", headers=h),
+    ("GET", "/people/{person_id}/thumbnail"): lambda c, h, i: c.get("/people/p1/thumbnail", headers=h),
+    ("GET", "/images/{image_id}/faces"): lambda c, h, i: c.get(f"/images/{i}/faces", headers=h),
+    ("PATCH", "/people/{person_id}"): lambda c, h, i: c.patch("/people/p1", json={"name": "A"}, headers=h),
+    ("POST", "/people/{person_id}/merge"): lambda c, h, i: c.post(
+        "/people/p1/merge", json={"into": "p2"}, headers=h
+    ),
     ("POST", "/admin/reload"): lambda c, h, i: c.post("/admin/reload", headers=h),
     ("GET", "/openapi.json"): lambda c, h, i: c.get("/openapi.json", headers=h),
     ("GET", "/docs"): lambda c, h, i: c.get("/docs", headers=h),
     ("GET", "/redoc"): lambda c, h, i: c.get("/redoc", headers=h),
 }
 # What a call with the right key answers where it is not 200: the gallery holds no camera RAW, so an
-# alternate is a 404 that names the image (past the key check), never a 401.
-ANSWERED = {("GET", "/images/{image_id}/alternates/{number}"): 404}
+# alternate is a 404 that names the image (past the key check), never a 401; it was built without
+# faces, so a person is a 404 too.
+ANSWERED = {
+    ("GET", "/images/{image_id}/alternates/{number}"): 404,
+    ("GET", "/people/{person_id}/thumbnail"): 404,
+    ("PATCH", "/people/{person_id}"): 404,
+    ("POST", "/people/{person_id}/merge"): 404,
+}
+# The mutations: they need the admin key (IMGSEARCH_API_KEY) beside the read key.
+ADMIN_ONLY = {
+    ("POST", "/admin/reload"),
+    ("PATCH", "/people/{person_id}"),
+    ("POST", "/people/{person_id}/merge"),
+}
 
 
 def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
@@ -145,7 +164,7 @@ def test_with_a_read_key_each_route_is_401_without_it_and_works_with_it(
     for wrong in ({}, {"X-API-Key": "guess"}, {"Authorization": "Bearer guess"}, {"Authorization": READ_KEY}):
         assert_401(call(keyed, wrong, image_id))
     assert_401(call(keyed, {"Cookie": f"{SESSION_COOKIE}=123.abc"}, image_id))
-    admin = {"X-API-Key": ADMIN_KEY} if operation[1].startswith("/admin") else {}
+    admin = {"X-API-Key": ADMIN_KEY} if operation in ADMIN_ONLY else {}
     ways = (
         {"X-API-Key": READ_KEY},
         {"Authorization": f"Bearer {READ_KEY}"},
@@ -160,11 +179,14 @@ def test_with_a_read_key_each_route_is_401_without_it_and_works_with_it(
     assert answered == ANSWERED.get(operation, 200)  # the admin key reads too
 
 
-def test_admin_still_needs_the_admin_key_with_a_read_key(keyed: TestClient) -> None:
-    response = keyed.post("/admin/reload", headers={"Authorization": f"Bearer {READ_KEY}"})
+@pytest.mark.parametrize("operation", sorted(ADMIN_ONLY))
+def test_mutations_still_need_the_admin_key_with_a_read_key(
+    keyed: TestClient, operation: tuple[str, str]
+) -> None:
+    call = CALLS[operation]
+    response = call(keyed, {"Authorization": f"Bearer {READ_KEY}"}, "0123456789abcdef")
     assert response.status_code == 401 and "IMGSEARCH_API_KEY" in response.json()["detail"]
-    response = keyed.post("/admin/reload", headers={"X-API-Key": READ_KEY})
-    assert response.status_code == 401
+    assert call(keyed, {"X-API-Key": READ_KEY}, "0123456789abcdef").status_code == 401
 
 
 def test_healthz_and_the_page_stay_open(keyed: TestClient) -> None:

@@ -579,3 +579,82 @@ def test_dates_and_places_read_from_the_words_show_as_removable_chips(collection
         page.locator("#place").press("Enter")
         expect(names).to_have_text(["eiffel-tower.jpg"])
         assert errors == [] and blocked == []
+
+
+PEOPLE_ADMIN_KEY = "browser-admin-key"
+
+
+@pytest.fixture(scope="module")
+def people_server(models: Models, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app over the photo collection, with people: Alice in the two Paris photos, someone unnamed on
+    the beach (a fake people view), and an admin key."""
+    from tests.conftest import make_collection
+    from tests.people_fakes import FaceSpec, FakePeople, serving_people
+
+    root = tmp_path_factory.mktemp("people")
+    pipeline = Pipeline(models, make_bridge(models, BridgeParams(), root / "cache"), flip=True)
+    photos = make_collection(root / "photos")
+    build_index(
+        FolderSource(photos), root / "index", pipeline, BuildConfig(pca_dim=0, workers=0), progress=False
+    )
+    faces: list[FaceSpec] = [
+        ("paris/eiffel-tower.jpg", (100, 50, 60, 60), 0.99, "p1"),
+        ("paris/louvre.png", (10, 10, 40, 40), 0.98, "p1"),
+        ("2020/beach/dog_on_beach.jpg", (50, 50, 80, 80), 0.9, "p2"),
+    ]
+    names: dict[str, str | None] = {"p1": "Alice", "p2": None}
+    config = Settings(
+        index_dir=root / "index",
+        cache_dir=root / "cache",
+        device="cpu",
+        api_key=PEOPLE_ADMIN_KEY,
+        dedup_threshold=0,
+    )
+    factory = serving_people(
+        service_factory(models, root / "cache"), lambda ids: FakePeople(ids, faces, names)
+    )
+    with serving(create_app(config, factory=factory)) as base:
+        yield base
+
+
+def test_the_people_strip_filters_names_and_merges(people_server: str) -> None:
+    from playwright.sync_api import expect
+
+    with browser_page(people_server) as (page, errors, blocked):
+        page.goto(f"{people_server}/")
+        people = page.locator("#people-list button.person")
+        expect(people.locator(".person-name")).to_have_text(["Alice", "Unnamed"])
+        expect(people.locator(".person-count")).to_have_text(["2", "1"])
+        expect(people.first.locator("img")).to_have_js_property("naturalWidth", 96)  # 60 px and 30 % around
+
+        # A click filters by that person; the filter's control and the URL hold the id.
+        people.first.click()
+        names = page.locator("#results .card .card-name")
+        expect(names).to_have_text([re.compile(r"^(eiffel-tower\.jpg|louvre\.png)$")] * 2)
+        expect(page.locator("#person")).to_have_value("p1")
+        expect(page).to_have_url(re.compile(r"person=p1"))
+        expect(people.first).to_have_attribute("aria-pressed", "true")
+        expect(page.locator("#results .card .card-why").first).to_contain_text("person")
+        people.first.click()  # pressed again: the filter goes
+        expect(page.locator("#person")).to_have_value("")
+        expect(page.locator("#results .card")).to_have_count(6)
+
+        # A named person's name in the words is read as that person, shown as a chip.
+        page.locator("#query").fill("alice")
+        page.locator("#query").press("Enter")
+        expect(page.locator("#understood .read-chip")).to_have_text(["“alice”: Alice×"])
+        expect(names).to_have_text([re.compile(r"^(eiffel-tower\.jpg|louvre\.png)$")] * 2)
+        expect(people.first).to_have_attribute("aria-pressed", "false")  # read, not the filter's control
+        page.locator("#results .card").first.locator("button").click()
+        expect(page.locator("#viewer-people")).to_have_text("Alice")  # the named people in the photo
+        page.locator("#viewer-close").click()
+
+        # With the admin key: name the unnamed person, then merge them into Alice.
+        page.locator("#people-key").fill(PEOPLE_ADMIN_KEY)
+        page.locator("#people-key").press("Enter")
+        page.get_by_label("Name of this person").fill("Bob")
+        page.get_by_label("Name of this person").press("Enter")
+        expect(people.locator(".person-name")).to_have_text(["Alice", "Bob"])
+        page.get_by_label("Merge Bob into").select_option("p1")
+        expect(people.locator(".person-count")).to_have_text(["3"])
+        assert errors == [] and blocked == []

@@ -14,11 +14,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import cli
+from app.assembly import ServiceFactory
 from app.build import BuildConfig, build_index
 from app.errors import BadQuery, Conflict
 from app.filters import BY_NAME, FILTERS, Columns, Filters
@@ -29,6 +31,7 @@ from app.settings import Settings
 from app.sources import FolderSource
 from tests.conftest import dated_exif, png_bytes, service_factory
 from tests.fakes import COLOURS
+from tests.people_fakes import FaceSpec, FakePeople, serving_people
 
 COLOSSEUM, FOUNTAIN = "2019/Holiday Rome/colosseum.jpg", "2019/Holiday Rome/day 2/fountain.png"
 CASTLE, OLD, PHONE = "2019/holiday romania/castle.webp", "scans/old.jpg", "phone/IMG_0001.jpg"
@@ -51,7 +54,19 @@ EXAMPLES: dict[str, tuple[object, set[str]]] = {
     "has_gps": (True, {COLOSSEUM, PHONE}),
     "camera": ("eos 80", {COLOSSEUM}),
     "place": ("ile-de-france", {COLOSSEUM, PHONE}),  # Paris's region: any case, accents optional
+    "person": ("alice", {COLOSSEUM, OLD}),  # a name in any case (or an id): PEOPLE's faces
 }
+# The faces the fake people view of PICTURES holds: Alice in two pictures, Bob in one.
+PEOPLE: list[FaceSpec] = [
+    (COLOSSEUM, (10, 10, 40, 40), 0.9, "p1"),
+    (OLD, (5, 5, 30, 30), 0.9, "p1"),
+    (PHONE, (20, 20, 50, 50), 0.8, "p2"),
+]
+
+
+def with_people(factory: ServiceFactory) -> ServiceFactory:
+    """`factory`, its services serving the people of PEOPLE."""
+    return serving_people(factory, lambda ids: FakePeople(ids, PEOPLE, {"p1": "Alice", "p2": "Bob"}))
 
 
 def make_pictures(root: Path) -> Path:
@@ -85,7 +100,7 @@ def client(
     """A client over the index of PICTURES (every result shown: nothing is folded)."""
     cache = tmp_path_factory.mktemp("cache")
     settings = Settings(index_dir=pictures_index, cache_dir=cache, device="cpu", dedup_threshold=0)
-    with TestClient(create_app(settings, factory=service_factory(models, cache))) as test_client:
+    with TestClient(create_app(settings, factory=with_people(service_factory(models, cache)))) as test_client:
         assert test_client.app.state.runtime.wait(30)  # type: ignore[attr-defined]
         yield test_client
 
@@ -147,7 +162,7 @@ def command_line(
 ) -> Callable[[list[str]], int]:
     """`imgsearch search` over the index of PICTURES with the fake models (nothing folded)."""
     monkeypatch.setenv("IMGSEARCH_DEDUP_THRESHOLD", "0")
-    factory = service_factory(models, tmp_path / "cache")
+    factory = with_people(service_factory(models, tmp_path / "cache"))
     return lambda argv: cli.main(["search", *argv, "--index-dir", str(pictures_index)], factory=factory)
 
 
@@ -324,6 +339,21 @@ def test_messages_name_the_field_as_each_interface_spells_it() -> None:
             Filters.of({key: "soon"}, naming=naming)  # type: ignore[arg-type]
     with pytest.raises(BadQuery, match=r"^--after \(2020-02-02\) is later than --before \(2020-02-01\)"):
         Filters.of({"--after": "2020-02-02", "--before": "2020-02-01"}, naming="flag")
+
+
+def test_the_person_filter_keeps_the_rows_the_people_served_name() -> None:
+    columns = Columns.load(catalog_of(dict(IMAGES)))
+    with pytest.raises(Conflict, match="filtering by person needs an index whose faces were found"):
+        Filters.parse(person="alice").mask(columns)  # an index built without --faces
+    asked: list[str] = []
+
+    def alice_first(key: str) -> np.ndarray:
+        asked.append(key)
+        return np.asarray([key == "Alice"] * 2 + [False] * 3)
+
+    columns.people = alice_first
+    assert Filters.parse(person="  Alice ").mask(columns).tolist() == [True, True, False, False, False]
+    assert asked == ["Alice"] and Filters.parse(person=" ").is_empty
 
 
 def test_a_column_an_older_catalog_lacks_is_a_409_for_its_filter_alone() -> None:

@@ -55,6 +55,12 @@ TAKES_INPUT = {
 }
 UPLOADS = {("POST", "/search/image"), ("POST", "/describe")}
 FILTER_PARAMS = {spec.param for spec in FILTERS}  # GET /search and the form of /search/image
+# The mutations, behind the admin key: fuzzed with it, so that they really run.
+ADMIN_ONLY = {
+    ("POST", "/admin/reload"),
+    ("PATCH", "/people/{person_id}"),
+    ("POST", "/people/{person_id}/merge"),
+}
 
 
 @st.composite
@@ -121,12 +127,26 @@ def run_cases(
     run()
 
 
-def expressible(case: Case[Any]) -> bool:
-    """False for a search the schema cannot rule out: dates out of order, a dangling `+`, `..`, and so on.
+def names_a_person(case: Case[Any]) -> bool:
+    """Whether a search filters by a person: the tiny index was built without faces, so that is a 409
+    (and a person the index does not hold a 422; tests/test_people.py), which no schema can say."""
+    body = case.body if isinstance(case.body, dict) else {}
+    filters = body.get("filters")
+    within = filters.get("person") if isinstance(filters, dict) else None
+    given = [body.get("person"), (case.query or {}).get("person"), within]
+    return any(isinstance(value, str) and value.strip() for value in given)
 
-    Those (and mode lexical without words) are refused with a 422 naming the problem
-    (tests/test_api_collections.py); fuzzing the rest of the request keeps every check strict.
+
+def expressible(case: Case[Any]) -> bool:
+    """False for a search the schema cannot rule out: dates out of order, a dangling `+`, `..`, a person
+    the index does not hold, and so on.
+
+    Those (and mode lexical without words) are refused with a 4xx naming the problem
+    (tests/test_api_collections.py, tests/test_people.py); fuzzing the rest of the request keeps every
+    check strict.
     """
+    if names_a_person(case):
+        return False
     body = case.body if isinstance(case.body, dict) else {}
     if case.path == "/search/image":  # only its filters can be out of order
         try:
@@ -161,7 +181,7 @@ def test_valid_requests_succeed_and_match_the_schema(
     api_schema: OpenApiSchema, method: str, path: str
 ) -> None:
     # The right key, so that reloads really happen; schemathesis also checks a wrong one is refused.
-    headers = {"X-API-Key": API_KEY} if path.startswith("/admin") else None
+    headers = {"X-API-Key": API_KEY} if (method, path) in ADMIN_ONLY else None
     strategy = api_schema[path][method].as_strategy(GenerationMode.POSITIVE).filter(expressible)
     if (method, path) in UPLOADS:
         strategy = st.builds(with_real_image, strategy, image_files())
@@ -225,7 +245,7 @@ def test_with_a_read_key_valid_requests_succeed_and_none_gets_in_without_it(
     keyed_schema: OpenApiSchema, method: str, path: str
 ) -> None:
     headers = {"Authorization": f"Bearer {READ_KEY}"}
-    if path.startswith("/admin"):
+    if (method, path) in ADMIN_ONLY:
         headers["X-API-Key"] = API_KEY
     strategy = keyed_schema[path][method].as_strategy(GenerationMode.POSITIVE).filter(expressible)
     if (method, path) in UPLOADS:

@@ -7,6 +7,7 @@ from datetime import date, datetime
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from app.names import NameMatcher
 from app.places import Place, PlaceMatcher
 from app.understand import understand
 
@@ -180,3 +181,46 @@ def test_any_text_is_read_without_error_and_ranges_are_ordered(text: str) -> Non
 def test_today_may_be_a_moment_its_day_counts() -> None:
     understood = understand("cat yesterday", datetime(2025, 10, 15, 0, 30))
     assert (understood.text, understood.taken_after) == ("cat", date(2025, 10, 14))
+
+
+NAMES = NameMatcher([("p1", "Alice"), ("p2", "Mary Ann"), ("p3", "Mary"), ("p4", "Florence")])
+
+
+@pytest.mark.parametrize(
+    ("query", "person", "text"),
+    [
+        ("Alice at the beach", "p1", "at the beach"),
+        ("alice at the beach", "p1", "at the beach"),  # in any case
+        ("photos of ALICE", "p1", "photos of"),
+        ("mary  ann skiing", "p2", "skiing"),  # the longest name first, blanks as typed
+        ("Mary skiing", "p3", "skiing"),
+        ("malice aforethought", None, "malice aforethought"),  # whole words only
+        ("alicea", None, "alicea"),
+    ],
+)
+def test_a_named_person_is_read_from_the_query(query: str, person: str | None, text: str) -> None:
+    understood = understand(query, TODAY, PLACES, NAMES)
+    assert (understood.person.id if understood.person else None, understood.text) == (person, text)
+    if person is not None:
+        shown = understood.to_json()
+        assert shown["person"]["id"] == person
+        assert [item["kind"] for item in shown["read"]] == ["person"]
+
+
+def test_a_person_and_a_place_and_a_date_are_read_together() -> None:
+    understood = understand("Alice in Lisbon in 2019", TODAY, PLACES, NAMES)
+    assert understood.person is not None and understood.person.name == "Alice"
+    assert understood.place is not None and understood.place.name == "Lisbon"
+    assert understood.place.use == "filter"  # nothing but the person and the place: a filter
+    assert (understood.taken_after, understood.text) == (date(2019, 1, 1), "")
+    assert [span.kind for span in understood.spans] == ["person", "place", "date"]
+
+
+def test_a_person_named_like_a_place_is_the_person() -> None:
+    understood = understand("Florence at the beach", TODAY, PLACES, NAMES)
+    assert understood.person is not None and understood.person.id == "p4" and understood.place is None
+
+
+def test_without_named_people_nothing_is_read_as_a_person() -> None:
+    assert understand("Alice at the beach", TODAY, PLACES, NameMatcher([("p1", "  ")])).person is None
+    assert understand("Alice at the beach", TODAY, PLACES).person is None

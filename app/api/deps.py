@@ -10,6 +10,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from app.api.runtime import Runtime
 from app.errors import BadQuery, PayloadTooLarge
 from app.formats import FORMATS
+from app.people_search import ServedPeople
 from app.service import SearchService
 from app.settings import Settings
 
@@ -34,9 +35,15 @@ def get_service(runtime: Annotated[Runtime, Depends(get_runtime)]) -> SearchServ
     return runtime.require()
 
 
+def get_people(service: Annotated[SearchService, Depends(get_service)]) -> ServedPeople:
+    """The people of the served generation (none for an index built without --faces)."""
+    return service.people
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[SearchService, Depends(get_service)]
+PeopleDep = Annotated[ServedPeople, Depends(get_people)]
 
 
 def within_query_limit(query: str, settings: Settings) -> str:

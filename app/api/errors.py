@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Match
 
 from app.errors import (
     BadImage,
+    BadPersonChange,
     BadQuery,
     Conflict,
     Forbidden,
@@ -26,6 +27,7 @@ from app.errors import (
     ModelLoading,
     NotReady,
     PayloadTooLarge,
+    PersonNotFound,
     TooManyAttempts,
     Unauthorized,
     UnsupportedMedia,
@@ -48,6 +50,8 @@ STATUS: dict[type[ImgSearchError], int] = {
     TooManyAttempts: 429,
     Forbidden: 403,
     Conflict: 409,
+    PersonNotFound: 404,
+    BadPersonChange: 422,
 }
 
 

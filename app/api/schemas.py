@@ -137,7 +137,8 @@ class SearchResult(BaseModel):
         default_factory=list,
         description="why it is here: semantic (its meaning), name, folder, metadata (the text it carries), "
         "place (taken in a place the query names), text (the text read in the picture), similar_named "
-        "(hybrid: it looks like named images whose words match the query: `borrowed_from`)",
+        "(hybrid: it looks like named images whose words match the query: `borrowed_from`), person (a person "
+        "filter, given or read from the query, selected it: that person's face was found in it)",
     )
     borrowed_from: list[str] = Field(
         default_factory=list,
@@ -161,8 +162,15 @@ class PlaceRead(BaseModel):
 class PhraseRead(BaseModel):
     """A phrase read from the query, as typed: what the page shows as a chip."""
 
-    kind: Literal["date", "place"]
+    kind: Literal["date", "place", "person"]
     phrase: str
+
+
+class PersonRef(BaseModel):
+    """A person by id and name."""
+
+    id: str
+    name: str | None = None
 
 
 class Understood(BaseModel):
@@ -172,6 +180,9 @@ class Understood(BaseModel):
     taken_after: str | None = Field(None, description="the first day read (inclusive), ISO")
     taken_before: str | None = Field(None, description="the last day read (inclusive), ISO")
     place: PlaceRead | None = None
+    person: PersonRef | None = Field(
+        None, description="a person the user named, named in the query: the `person` filter it became"
+    )
     read: list[PhraseRead] = Field(default_factory=list, description="the phrases read, in query order")
     notes: list[str] = Field(
         default_factory=list, description="how a phrase was read, or why a reading was not applied"
@@ -277,6 +288,55 @@ class ImageMetadataResponse(BaseModel):
         description="the text read in the picture (OCR), a line per row of text; '' when none was found, "
         "null when it was not read (built with --no-ocr, or the build's text stage has not reached it)",
     )
+    people: list[PersonRef] = Field(
+        default_factory=list, description="the named people whose faces were found in it (built with --faces)"
+    )
+
+
+class PersonInfo(BaseModel):
+    """One person: a group of faces, named once a user names it."""
+
+    id: str = Field(description="stable across rebuilds; the value of the `person` filter")
+    name: str | None = Field(None, description="the name a user gave; null while unnamed")
+    faces: int
+    images: int
+    thumbnail: str = Field(description="the URL of a JPEG of the face that stands for the person")
+
+
+class PeopleResponse(BaseModel):
+    """The people of the index, largest first."""
+
+    people: list[PersonInfo]
+    hint: str | None = Field(None, description="why the list is empty, when it is")
+
+
+class FaceInfo(BaseModel):
+    """One face found in an image."""
+
+    box: list[int] = Field(description="x, y, width, height in the original image's pixels (upright)")
+    person: str | None = Field(description="the id of the person it belongs to; null when in none")
+    score: float = Field(description="the detector's confidence")
+
+
+class FacesResponse(BaseModel):
+    """The faces found in one image."""
+
+    faces: list[FaceInfo]
+    hint: str | None = Field(None, description="why there are none, when the index has no people")
+
+
+class Rename(BaseModel):
+    """A person's new name."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, description="the name; not blank")
+
+
+class Merge(BaseModel):
+    """The person another one is folded into."""
+
+    model_config = ConfigDict(extra="forbid")
+    into: str = Field(min_length=1, max_length=200, description="the id or name of the person kept")
 
 
 class DescribeRequest(BaseModel):

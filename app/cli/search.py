@@ -66,8 +66,8 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-understand",
         dest="understand",
         action="store_false",
-        help="search the words as typed: do not read dates and places from them ('a dog in 2018' is "
-        "otherwise 'a dog' taken in 2018)",
+        help="search the words as typed: do not read dates, places and people from them ('a dog in 2018' "
+        "is otherwise 'a dog' taken in 2018)",
     )
     group = parser.add_argument_group("filters", "which images may be results (as in GET /search)")
     for spec in FILTERS:
@@ -249,6 +249,8 @@ def say_understood(understood: dict[str, Any] | None) -> None:
     if understood["place"]:
         place = understood["place"]
         said.append(f"place {place['name']} ({place['use']})")
+    if understood.get("person"):
+        said.append(f"person {understood['person']['name']}")
     notes = "".join(f"; {note}" for note in understood["notes"])
     print(f"read: {', '.join(said)}{notes} (--no-understand: as typed)", file=sys.stderr)
 

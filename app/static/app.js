@@ -77,7 +77,9 @@
   // Why a result is here, in words: `matched` of the API.
   const SIGNALS = {
     semantic: "meaning", name: "name", folder: "folder", metadata: "tags", text: "text in picture", place: "place",
+    person: "person",
   };
+  let strip = null; // the people strip (static/people.js), made once the page's functions exist
   // A lender's file name when it is among the results shown, else what it is.
   const lenderName = (id) => {
     const found = state.items.find((other) => other.id === id);
@@ -224,6 +226,7 @@
     for (const [name, value] of [...filterParams(), ...orderParams()]) params.append(name, value);
     url.search = params.toString();
     history.replaceState(null, "", url);
+    if (strip) strip.mark();
   }
 
   async function loadMore() {
@@ -362,6 +365,11 @@
         const label = `Do not read “${item.phrase}” as a date`;
         return readChip(`“${item.phrase}”: ${range}`, notes, label, () => unread("date"));
       }
+      if (item.kind === "person") {
+        const who = understood.person ? understood.person.name : item.phrase;
+        const label = `Do not read “${item.phrase}” as a person`;
+        return readChip(`“${item.phrase}”: ${who}`, notes, label, () => unread("person"));
+      }
       const place = understood.place || { name: item.phrase, use: "filter", why: "" };
       const how = place.use === "preference" ? " (preferred)" : "";
       const title = [place.why, notes].filter(Boolean).join("\n");
@@ -394,6 +402,7 @@
     }
     const place = understood.place;
     if (kind !== "place" && place && place.use === "filter") keep("place", place.name);
+    if (kind !== "person" && understood.person) keep("person", understood.person.id);
     state.understand = false;
     searchText(state.query);
   }
@@ -530,6 +539,7 @@
     el.original.href = viewUrl(item.id);
     el.download.href = imageUrl(item.id);
     el.download.setAttribute("download", fileName(item.source));
+    $("viewer-people-row").hidden = true;
     showAlternates(item, index);
     el.description.hidden = true;
     el.descriptionText.textContent = "";
@@ -542,7 +552,8 @@
     if (!el.viewer.open) el.viewer.showModal();
   }
 
-  // The other originals of the shot (the camera RAW beside a JPEG), each offered as a download.
+  // The other originals of the shot (the camera RAW beside a JPEG), each offered as a download, and
+  // the named people in it.
   async function showAlternates(item, index) {
     el.alternates.replaceChildren();
     let meta;
@@ -551,7 +562,11 @@
     } catch (error) {
       return; // an index without metadata has no alternates to offer
     }
-    if (state.current !== index || !meta || !Array.isArray(meta.alternates)) return;
+    if (state.current !== index || !meta) return;
+    const named = Array.isArray(meta.people) ? meta.people.map((person) => person.name).filter(Boolean) : [];
+    $("viewer-people").textContent = named.join(", "); // the named people whose faces are in it
+    $("viewer-people-row").hidden = named.length === 0;
+    if (!Array.isArray(meta.alternates)) return;
     el.alternates.replaceChildren(
       ...meta.alternates.map((alternate, number) => {
         const link = document.createElement("a");
@@ -651,6 +666,7 @@
         const warnings = Array.isArray(body.warnings) ? body.warnings : [];
         if (response.ok) {
           loadFolders();
+          strip.load();
           el.status.textContent = `${body.images.toLocaleString()} images · ${body.profile}`;
           el.status.title = warnings.join("\n");
           el.status.dataset.state = warnings.length ? "warning" : "ready";
@@ -719,6 +735,28 @@
     }
     showSignIn();
   }
+
+  // ---- people: the strip filters by a person (the `person` filter's control holds the id) --------
+
+  function pickPerson(id) {
+    const control = controlOf("person");
+    if (!control) return;
+    control.set(id ? [id] : []);
+    if (state.mode) refilter();
+    else if (id) searchText("photos");
+    else syncUrl();
+  }
+
+  strip = peopleStrip({
+    section: $("people"),
+    list: $("people-list"),
+    form: $("people-admin"),
+    key: $("people-key"),
+    api,
+    picked: () => (controlOf("person") ? controlOf("person").values()[0] || null : null),
+    pick: pickPerson,
+    fail: (text) => showMessage(text, "error"),
+  });
 
   // ---- events -------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from app.api.deps import RuntimeDep, ServiceDep
-from app.api.schemas import Alternate, ErrorBody, ImageMetadataResponse
+from app.api.schemas import Alternate, ErrorBody, ImageMetadataResponse, PersonRef
 from app.errors import ImageNotFound
 from app.formats import format_of_file, media_type, viewable
 from app.index import ImageRecord
@@ -137,13 +137,16 @@ def thumbnail(image_id: ImageId, runtime: RuntimeDep, if_none_match: IfNoneMatch
 )
 def metadata(image_id: ImageId, service: ServiceDep) -> ImageMetadataResponse:
     """Folder, name, size, date, camera, position, the text the file carries and the text read in the
-    picture, as stored at build time, and the place its position names."""
+    picture, as stored at build time, the place its position names and the named people in it."""
     record, meta = service.metadata(image_id)
     fields = dataclasses.asdict(meta)  # the response names the stored fields one to one
     fields["taken_at"] = meta.taken_at.isoformat(timespec="seconds") if meta.taken_at else None
     place = meta.place
     fields["place"] = place.to_dict() if place is not None else None
     fields["text_in_image"] = service.text_in_image(record)
+    fields["people"] = [
+        PersonRef(id=person.id, name=person.name) for person in service.people.named_in(record.id)
+    ]
     return ImageMetadataResponse(
         id=record.id,
         source=record.source,
