@@ -14,6 +14,7 @@ from app.pca import DEFAULT_DIM
 from app.settings import Profile, Settings, load_settings
 
 if TYPE_CHECKING:
+    from app.faces import FaceReader
     from app.ocr import TextReader
     from app.sources import Source
 
@@ -81,6 +82,40 @@ def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
         "ones; falls back to a full build when the index was built with other settings",
     )
     add_ocr_argument(parser)
+    add_faces_argument(parser, drop=True)
+
+
+def add_faces_argument(parser: argparse.ArgumentParser, drop: bool = False) -> None:
+    """--faces, and on a build --no-faces (shared by `imgsearch build` and `imgsearch watch`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--faces",
+        action="store_true",
+        help="find the faces in pictures and group them into people after search by meaning is served "
+        "(off by default: biometric data, kept inside the index; IMGSEARCH_FACES=true does the same; "
+        "docs/people.md)",
+    )
+    if drop:
+        group.add_argument(
+            "--no-faces",
+            action="store_true",
+            help="serve the index without the faces it stored and delete its people (names included)",
+        )
+
+
+def face_reader(args: argparse.Namespace, settings: Settings) -> FaceReader | None:
+    """The finder of faces, or None when faces are off (the default; --faces or IMGSEARCH_FACES=true
+    turn them on, --no-faces off); ModelUnavailable at once, before any work, when dlib's models are
+    not installed."""
+    if getattr(args, "no_faces", False) or not (args.faces or settings.faces):
+        return None
+    from app.faces import FaceReader, model_dir
+
+    try:
+        model_dir()
+    except ModelUnavailable as exc:
+        raise ModelUnavailable(f"{exc}; or build without --faces") from None
+    return FaceReader()
 
 
 def add_ocr_argument(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +213,7 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
         settings = settings or load_settings()
         source = open_source(args)
         check_index_dir(args.index_dir, source.root)  # before any model loads
-        reader = text_reader(args, settings)
+        reader, faces = text_reader(args, settings), face_reader(args, settings)
         params = BridgeParams(templates=tuple(args.templates or DEFAULT_TEMPLATES), top_t=args.top_t)
         factory = ProfilePipeline(args.profile, settings, params, flip=not args.no_flip)
         pipeline = factory()
@@ -191,6 +226,8 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
             ann=args.ann,
             ann_min=args.ann_min,
             ocr=reader is not None,
+            faces=faces is not None,
+            drop_faces=args.no_faces,
         )
         if args.workers is not None:
             config.workers = args.workers
@@ -198,7 +235,14 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
             RayEngine(factory, args.ray_address, args.ray_workers) if args.engine == "ray" else LocalEngine()
         )
         report = build_index(
-            source, args.index_dir, pipeline, config, update=args.update, engine=engine, reader=reader
+            source,
+            args.index_dir,
+            pipeline,
+            config,
+            update=args.update,
+            engine=engine,
+            reader=reader,
+            faces=faces,
         )
         if args.milvus_uri:
             from app.milvus import export_index
@@ -218,5 +262,6 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
     for note in report.notes:
         print(note, file=sys.stderr)
     read = f"; read the text of {report.text_read}, {report.text_found} with text" if report.text_read else ""
+    read += f"; {report.faces_found} faces in {report.faces_read} looked at" if report.faces_read else ""
     print(f"indexed {report.indexed} images into {args.index_dir} ({len(report.skipped)} skipped{read})")
     return 0
