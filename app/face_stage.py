@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_S = 300.0  # a running stage publishes what it has found at least this often
 REWRITE = (MANIFEST, REPORT)  # the files a derived generation of this stage changes
-DECODE_SIDE = 1024  # pictures are decoded with a short side of at least this (JPEGs at 1/2, 1/4, 1/8)
+DECODE_SIDE = (
+    720  # decoded with a short side of at least this (JPEGs at 1/2, 1/4, 1/8: a 12 MP photo at 1008 px)
+)
 
 
 @dataclass(frozen=True)
