@@ -32,7 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from app.catalog import FACES, has_table
-from app.errors import BadPersonChange, PersonNotFound
+from app.errors import BadPersonChange, Conflict, PersonNotFound
 from app.faces import DIMENSION, distances
 from app.layout import MANIFEST, PEOPLE
 
@@ -40,6 +40,7 @@ JOIN = 0.5  # a face joins a person whose representative lies this close (dlib's
 MIN_FACES = 2  # faces within JOIN of each other that make a new person (a face alone stays a candidate)
 REPRESENTATIVES = 8  # descriptors a person keeps to be found again by a rebuild
 MAX_NAME = 100  # characters in a person's name
+STORE_TIMEOUT_S = 30.0  # a change waits this long for another writer of the store (a build grouping faces)
 STORE_SQL = (
     "CREATE TABLE IF NOT EXISTS people (number INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, "
     "merged_into INTEGER)",
@@ -109,11 +110,19 @@ def number_of(person_id: str) -> int | None:
 
 @contextmanager
 def store(index_dir: Path) -> Iterator[sqlite3.Connection]:
-    """The people store of an index (created when missing), in one write transaction."""
-    with closing(sqlite3.connect(index_dir / PEOPLE, timeout=30.0, isolation_level=None)) as connection:
+    """The people store of an index (created when missing), in one write transaction; Conflict when it
+    cannot be written now (another writer past STORE_TIMEOUT_S, a read-only index folder)."""
+    connection: sqlite3.Connection | None = None
+    try:
+        connection = sqlite3.connect(index_dir / PEOPLE, timeout=STORE_TIMEOUT_S, isolation_level=None)
         for sql in STORE_SQL:
             connection.execute(sql)
         connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if connection is not None:
+            connection.close()
+        raise Conflict(f"the people of this index cannot be changed now ({exc}); try again") from None
+    with closing(connection):
         try:
             yield connection
         except BaseException:

@@ -4,14 +4,17 @@ faces gone from its person, and bad changes refused with clear errors."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from app import people
 from app.build import BuildConfig, build_index
-from app.errors import BadPersonChange, PersonNotFound
+from app.errors import BadPersonChange, Conflict, PersonNotFound
 from app.index import Index
-from app.layout import live_path
+from app.layout import PEOPLE, live_path
 from app.people import PeopleView, open_people
 from app.pipeline import Pipeline
 from app.sources import FolderSource
@@ -152,6 +155,22 @@ def test_bad_changes_are_refused_with_clear_errors(photos: Path, pipeline: Pipel
         view.rename(bob.id, "p7")
     assert view.images_of("nobody") == frozenset()
     assert view.person(bob.id).name is None
+
+
+def test_a_change_while_the_store_is_held_is_a_conflict_and_changes_nothing(
+    photos: Path, pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "index"
+    view = build(photos, target, pipeline)
+    [alice] = view.people()
+    monkeypatch.setattr(people, "STORE_TIMEOUT_S", 0.05)
+    with closing(sqlite3.connect(target / PEOPLE, isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")  # a build grouping faces holds it
+        with pytest.raises(Conflict, match="try again"):
+            view.rename(alice.id, "Alice")
+        other.execute("ROLLBACK")
+    assert view.person(alice.id).name is None
+    assert view.rename(alice.id, "Alice").name == "Alice"
 
 
 def test_an_index_without_faces_has_no_people(photos: Path, pipeline: Pipeline, tmp_path: Path) -> None:
