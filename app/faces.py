@@ -88,6 +88,16 @@ def model_dir() -> Path:
     )
 
 
+def check_installed() -> Path:
+    """dlib's model folder, once dlib itself and its models are known to be installed; ModelUnavailable
+    otherwise (a build checks this before any work)."""
+    if importlib.util.find_spec("dlib") is None:
+        raise ModelUnavailable(
+            "finding faces needs dlib: pip install dlib-bin (scripts/setup.sh installs it)"
+        )
+    return model_dir()
+
+
 def _dlib() -> Any:
     """The dlib module (imported on first use: it is only needed by a build that finds faces)."""
     try:

@@ -208,6 +208,24 @@ def test_faces_and_no_faces_together_are_refused(
     assert exited.value.code == 2 and "not allowed with" in capsys.readouterr().err
 
 
+def test_faces_without_dlib_fail_before_any_work(
+    photos: Path,
+    pipeline: Pipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import importlib.util
+
+    monkeypatch.setenv("IMGSEARCH_OCR", "false")
+    monkeypatch.setattr(app.build_ray, "ProfilePipeline", lambda *args, **kwargs: lambda: pipeline)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # neither dlib nor its models
+    target = tmp_path / "index"
+    assert cli.main(argv(photos, target, "--faces")) == 1
+    error = capsys.readouterr().err
+    assert "pip install" in error and "or build without --faces" in error and not target.exists()
+
+
 @pytest.fixture(scope="module")
 def dlib_reader() -> Any:
     """The product's face reader (dlib's real models), loaded once."""
@@ -240,3 +258,26 @@ def test_dlib_finds_no_face_in_a_cup_of_coffee(dlib_reader: Any) -> None:
     from skimage import data
 
     assert dlib_reader.read(Image.fromarray(data.coffee())) == []  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.real_weights
+def test_a_build_with_faces_stores_the_astronauts_face_in_her_photos_pixels(
+    dlib_reader: Any, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    import pickle
+
+    from skimage import data
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    astronaut = Image.fromarray(data.astronaut())  # type: ignore[no-untyped-call]
+    astronaut.resize((1536, 1536)).save(folder / "astronaut.jpg", quality=90)  # her face about 270 px
+    Image.fromarray(data.coffee()).save(folder / "coffee.jpg")  # type: ignore[no-untyped-call]
+    copy = pickle.loads(pickle.dumps(dlib_reader))  # what a worker gets: the settings, no model
+    assert copy.params == dlib_reader.params and copy._models is None
+    target = tmp_path / "index"
+    report = build(folder, target, pipeline, dlib_reader)
+    assert (report.faces_read, report.faces_found) == (2, 1)
+    [(image, x, y, width, height, person)] = faces_table(target)
+    assert image == ids_by_source(target)["astronaut.jpg"] and person is None  # one face: a candidate
+    assert 450 <= x <= 600 and 150 <= y <= 300 and 210 <= width <= 360 and 210 <= height <= 360

@@ -109,10 +109,10 @@ def face_reader(args: argparse.Namespace, settings: Settings) -> FaceReader | No
     not installed."""
     if getattr(args, "no_faces", False) or not (args.faces or settings.faces):
         return None
-    from app.faces import FaceReader, model_dir
+    from app.faces import FaceReader, check_installed
 
     try:
-        model_dir()
+        check_installed()
     except ModelUnavailable as exc:
         raise ModelUnavailable(f"{exc}; or build without --faces") from None
     return FaceReader()
