@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
@@ -14,6 +15,7 @@ from app.pca import DEFAULT_DIM
 from app.settings import Profile, Settings, load_settings
 
 if TYPE_CHECKING:
+    from app.build import BuildConfig
     from app.faces import FaceReader
     from app.ocr import TextReader
     from app.sources import Source
@@ -201,10 +203,30 @@ def open_source(args: argparse.Namespace) -> Source:
         ) from exc
 
 
+def build_config(args: argparse.Namespace, settings: Settings, ocr: bool, faces: bool) -> BuildConfig:
+    """The build's parameters from its options and settings."""
+    from app.build import BuildConfig
+
+    config = BuildConfig(
+        pca_dim=args.pca_dim,
+        pca_centred=args.pca_centred,
+        batch_size=args.batch_size,
+        max_pixels=settings.max_collection_pixels,
+        ann=args.ann,
+        ann_min=args.ann_min,
+        ocr=ocr,
+        faces=faces,
+        drop_faces=args.no_faces,
+    )
+    if args.workers is not None:
+        config.workers = args.workers
+    return config
+
+
 def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Run a build; exit status 1 with one clear line on failure."""
     from app.bridge import DEFAULT_TEMPLATES, BridgeParams
-    from app.build import BuildConfig, build_index
+    from app.build import build_index
     from app.build_ray import ProfilePipeline, RayEngine
     from app.engines import Engine, LocalEngine
     from app.generations import check_index_dir
@@ -218,32 +240,12 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
         factory = ProfilePipeline(args.profile, settings, params, flip=not args.no_flip)
         pipeline = factory()
         models_loaded()
-        config = BuildConfig(
-            pca_dim=args.pca_dim,
-            pca_centred=args.pca_centred,
-            batch_size=args.batch_size,
-            max_pixels=settings.max_collection_pixels,
-            ann=args.ann,
-            ann_min=args.ann_min,
-            ocr=reader is not None,
-            faces=faces is not None,
-            drop_faces=args.no_faces,
-        )
-        if args.workers is not None:
-            config.workers = args.workers
+        config = build_config(args, settings, reader is not None, faces is not None)
         engine: Engine = (
             RayEngine(factory, args.ray_address, args.ray_workers) if args.engine == "ray" else LocalEngine()
         )
-        report = build_index(
-            source,
-            args.index_dir,
-            pipeline,
-            config,
-            update=args.update,
-            engine=engine,
-            reader=reader,
-            faces=faces,
-        )
+        run = partial(build_index, update=args.update, engine=engine, reader=reader, faces=faces)
+        report = run(source, args.index_dir, pipeline, config)
         if args.milvus_uri:
             from app.milvus import export_index
 
