@@ -39,6 +39,7 @@ from app.layout import MANIFEST, PEOPLE
 JOIN = 0.5  # a face joins a person whose representative lies this close (dlib's threshold: 0.6)
 MIN_FACES = 2  # faces within JOIN of each other that make a new person (a face alone stays a candidate)
 REPRESENTATIVES = 8  # descriptors a person keeps to be found again by a rebuild
+JOIN_CHUNK = 1024  # faces compared with every representative at once
 MAX_NAME = 100  # characters in a person's name
 STORE_TIMEOUT_S = 30.0  # a change waits this long for another writer of the store (a build grouping faces)
 STORE_SQL = (
@@ -187,10 +188,10 @@ def _join(people: sqlite3.Connection, vectors: np.ndarray) -> dict[int, int]:
     the first few of them become representatives too."""
     known, owners = _representatives(people, Directory.read(people))
     given: dict[int, int] = {}
-    if len(known):
-        near = distances(vectors, known)
+    for first in range(0, len(vectors) if len(known) else 0, JOIN_CHUNK):  # bounded memory
+        near = distances(vectors[first : first + JOIN_CHUNK], known)
         for found in np.flatnonzero(near.min(1) <= JOIN):
-            given[int(found)] = owners[int(near[found].argmin())]
+            given[first + int(found)] = owners[int(near[found].argmin())]
     counts: dict[int, int] = defaultdict(int)
     for owner in owners:
         counts[owner] += 1

@@ -68,7 +68,10 @@ def test_two_faces_alike_make_a_person_and_a_lone_face_stays_a_candidate(
     assert {face.person for face in view.faces_of(image["alice1.png"])} == {alice.id}
 
 
-def test_adding_photos_keeps_every_persons_id(photos: Path, pipeline: Pipeline, tmp_path: Path) -> None:
+def test_adding_photos_keeps_every_persons_id(
+    photos: Path, pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(people, "JOIN_CHUNK", 1)  # new faces compared one at a time: the same people
     target = tmp_path / "index"
     alice = build(photos, target, pipeline).people()[0]
     portrait(photos / "later" / "alice3.png", ALICE, (140, 100))
