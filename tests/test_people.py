@@ -77,9 +77,9 @@ def test_adding_photos_keeps_every_persons_id(
     portrait(photos / "later" / "alice3.png", ALICE, (140, 100))
     portrait(photos / "later" / "bob2.png", BOB, (100, 100))
     view = build(photos, target, pipeline)
-    people = {person.id: person for person in view.people()}
-    assert people[alice.id].images == 3
-    [bob] = [person for person in people.values() if person.id != alice.id]
+    found = {person.id: person for person in view.people()}
+    assert found[alice.id].images == 3
+    [bob] = [person for person in found.values() if person.id != alice.id]
     assert bob.images == 2  # the lone face became a person once a second one came
     portrait(photos / "later" / "alice4.png", ALICE_AGAIN, (160, 100))
     again = build(photos, target, pipeline)
