@@ -281,3 +281,15 @@ def test_a_build_with_faces_stores_the_astronauts_face_in_her_photos_pixels(
     [(image, x, y, width, height, person)] = faces_table(target)
     assert image == ids_by_source(target)["astronaut.jpg"] and person is None  # one face: a candidate
     assert 450 <= x <= 600 and 150 <= y <= 300 and 210 <= width <= 360 and 210 <= height <= 360
+
+
+def test_a_box_is_stored_upright_for_a_photo_taken_sideways(pipeline: Pipeline, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    path = portrait(folder / "sideways.jpg", ALICE, (160, 80))  # stored 160 × 80, shown 80 × 160
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to show
+    Image.open(path).save(path, exif=exif.tobytes(), quality=95)
+    target = tmp_path / "index"
+    build(folder, target, pipeline, ColourFaces())
+    [(_, x, y, width, height, _)] = faces_table(target)
+    assert (x, y, width, height) == (20, 40, 40, 80)
