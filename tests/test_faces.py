@@ -27,7 +27,7 @@ from app.preprocessing import Pixels
 from app.settings import Settings
 from app.sources import FolderSource
 from app.watch import Watcher
-from tests.face_fakes import ALICE, BOB, ColourFaces, portrait
+from tests.face_fakes import ALICE, BOB, ColourFaces, descriptor, portrait
 
 CONFIG = BuildConfig(pca_dim=0, workers=0, ocr=False, faces=True)
 
@@ -184,9 +184,13 @@ def test_build_faces_finds_them_and_no_faces_drops_them_and_the_people(
     assert cli.main(argv(photos, target, "--update", "--faces")) == 0
     assert "3 faces in 4 looked at" in capsys.readouterr().out
     assert len(faces_table(target)) == 3 and (target / PEOPLE).is_file()
+    alice = descriptor(ALICE).tobytes()
+    assert alice in (live_path(target) / "manifest.sqlite").read_bytes()
     assert cli.main(argv(photos, target, "--update", "--no-faces")) == 0
     assert faces_table(target) == [] and not (target / PEOPLE).exists()
     assert open_people(target, live_path(target)) is None
+    for manifest in (target / "generations").glob("*/manifest.sqlite"):  # no copy keeps a descriptor
+        assert alice not in manifest.read_bytes()
     with closing(sqlite3.connect(live_path(target) / "manifest.sqlite")) as db:
         assert db.execute("SELECT count(*) FROM images").fetchone()[0] == 4  # search by meaning kept
 
