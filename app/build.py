@@ -10,6 +10,10 @@ is served once the first generation is published, as early as without the text s
 stage runs when `config.ocr` is on and a reader is given (the CLI and the watcher give app/ocr.py's
 `TextReader`), on this machine for either engine, and says in its own line what it did.
 
+The faces stage (app/face_stage.py, opt-in: `config.faces` and a `FaceReading`) runs after the text
+stage the same way and groups the faces into people; `config.drop_faces` (`--no-faces`) serves the
+index without them instead.
+
 A failed or interrupted build leaves the served index as it was and removes what it wrote; a disk
 that fills up is NoSpace, one line naming the index folder, however the write failed.
 
@@ -35,6 +39,8 @@ import numpy as np
 
 from app.engines import Engine, LocalEngine
 from app.errors import ImgSearchError, NoSpace
+from app.face_stage import drop_faces, find_faces
+from app.faces import FaceReading
 from app.generations import check_index_dir, locked_index, new_generation, publish, remove_stale
 from app.index import ImageRecord, Index
 from app.layout import META, TEXT_VECTORS, THUMBNAILS, generation_of, live_path
@@ -64,9 +70,11 @@ def build_index(
     update: bool = False,
     engine: Engine | None = None,
     reader: TextReading | None = None,
+    faces: FaceReading | None = None,
 ) -> BuildReport:
     """Encode every image of `source` into a new generation of the index at `index_dir`, serve it, then
-    read the text in its pictures with `reader` (when given and `config.ocr`) and serve that too.
+    read the text in its pictures with `reader` (when given and `config.ocr`) and serve that too, then
+    find their faces with `faces` (when given and `config.faces`; `config.drop_faces` drops them).
 
     IndexDirRefused when `index_dir` is not ours to write (check_index_dir), BuildLocked when
     another build runs, NoSpace when the disk fills up, TextStageInterrupted on Ctrl-C once search by
@@ -90,6 +98,10 @@ def build_index(
             remove_stale(index_dir)  # the generation served before, unless a service still reads it
             if config.ocr and reader is not None:
                 _text_stage(source, index_dir, reader, config, progress, report)
+            if config.drop_faces:
+                drop_faces(index_dir)
+            elif config.faces and faces is not None:
+                _face_stage(source, index_dir, faces, config, progress, report)
             return report
     except (OSError, sqlite3.Error, RuntimeError) as exc:
         if out_of_space(exc):
@@ -133,6 +145,26 @@ def _text_stage(
         ) from exc
     report.text_read, report.text_found = texts.read, texts.with_text
     report.seconds["text"] = texts.seconds["total"]
+
+
+def _face_stage(
+    source: Source,
+    index_dir: Path,
+    reader: FaceReading,
+    config: BuildConfig,
+    progress: bool,
+    report: BuildReport,
+) -> None:
+    """Find the faces of the pictures not looked at yet and serve them; its figures go to `report`."""
+    try:
+        found = find_faces(index_dir, source, reader, config, progress)
+    except KeyboardInterrupt as exc:
+        raise TextStageInterrupted(
+            f"the faces stage stopped; search by meaning is served from {index_dir}, and the faces not yet "
+            "found are found by the next build with --update --faces"
+        ) from exc
+    report.faces_read, report.faces_found = found.read, found.faces
+    report.seconds["faces"] = found.seconds["total"]
 
 
 def _no_space(index_dir: Path) -> NoSpace:

@@ -3,7 +3,8 @@
 Build side: `write` adds a `metadata` table (app/metadata.py `COLUMNS`), the two FTS5 tables of
 app/lexical.py and the `texts` table to a finished manifest, one row per indexed image (`texts`: one
 per image whose text was read, carried over from the previous generation on an update and filled by
-the text stage, app/text_stage.py). A folder's files are read from
+the text stage, app/text_stage.py; `faces` and `faces_read` likewise, filled by the opt-in faces stage,
+app/face_stage.py). A folder's files are read from
 their headers only (`read_file_metadata`: no pixel decode); a dataset's images from the originals
 the generation stores, plus the text of its `--text-column`s. A file that cannot be read again
 keeps what the manifest knows (folder, name, size, format).
@@ -48,6 +49,14 @@ TEXTS = "texts"  # the text read in each picture: a row once the text stage has 
 TEXTS_SQL = (
     f"CREATE TABLE IF NOT EXISTS {TEXTS} (id TEXT PRIMARY KEY, text TEXT NOT NULL, lines TEXT NOT NULL)"
 )
+FACES = "faces"  # the faces found in each picture by the faces stage (app/face_stage.py), opt-in
+FACES_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {FACES} (face INTEGER PRIMARY KEY, id TEXT NOT NULL, x INTEGER NOT NULL, "
+    "y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL, score REAL NOT NULL, size INTEGER NOT NULL, "
+    "descriptor BLOB NOT NULL, person TEXT)"
+)
+FACES_READ = "faces_read"  # a row per picture whose faces were looked for, found or not
+FACES_READ_SQL = f"CREATE TABLE IF NOT EXISTS {FACES_READ} (id TEXT PRIMARY KEY, faces INTEGER NOT NULL)"
 CHUNK = 500  # rows per SELECT … IN (…) (SQLite caps the number of parameters)
 UPGRADE = (
     "this index was built before metadata and file names were indexed; upgrade it (vectors are reused): "
@@ -92,6 +101,7 @@ def write(
         connection.execute(TEXTS_SQL)
         if previous is not None:
             carry_texts(connection, previous)
+            carry_faces(connection, previous)
         with connection:
             connection.execute(table_sql(TABLE))
             lexical.create_tables(connection)
@@ -129,6 +139,33 @@ def carry_texts(connection: sqlite3.Connection, previous: Path) -> None:
                 )
     finally:
         connection.execute("DETACH DATABASE previous")
+
+
+def carry_faces(connection: sqlite3.Connection, previous: Path) -> None:
+    """Copy the faces the `previous` manifest found in images this manifest holds, ids and people kept
+    (an image removed or changed since leaves its faces behind)."""
+    connection.execute("ATTACH DATABASE ? AS previous", (str(previous),))
+    try:
+        if has_table(connection, FACES_READ, "previous") and has_table(connection, FACES, "previous"):
+            with connection:
+                connection.execute(FACES_SQL)
+                connection.execute(FACES_READ_SQL)
+                connection.execute(
+                    f"INSERT OR IGNORE INTO {FACES} SELECT f.* FROM previous.{FACES} f "
+                    "JOIN images i ON i.id = f.id"
+                )
+                connection.execute(
+                    f"INSERT OR IGNORE INTO {FACES_READ} SELECT r.* FROM previous.{FACES_READ} r "
+                    "JOIN images i ON i.id = r.id"
+                )
+    finally:
+        connection.execute("DETACH DATABASE previous")
+
+
+def has_table(connection: sqlite3.Connection, table: str, schema: str = "main") -> bool:
+    """True when the database holds this table."""
+    sql = f"SELECT count(*) FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?"
+    return bool(connection.execute(sql, (table,)).fetchone()[0])
 
 
 def texts_of(connection: sqlite3.Connection, ids: Sequence[str]) -> dict[str, str]:

@@ -26,6 +26,7 @@ CURRENT = "current"  # symlink to generations/<name>, the generation served
 GENERATIONS = "generations"
 READERS_LOCK = "readers.lock"  # in each generation: shared flock while an Index has it open
 BUILD_LOCK = "build.lock"  # in the index folder: exclusive flock while a build runs
+PEOPLE = "people.sqlite"  # in the index folder: people's ids, names, merges and representative faces
 
 
 def live_path(index_dir: Path) -> Path:

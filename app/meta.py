@@ -86,6 +86,8 @@ class BuildConfig:
     ann: AnnMode = "auto"  # ANN file: always, never, or auto (from ann_min vectors on)
     ann_min: int = 100_000
     ocr: bool = True  # read the text in pictures after publishing (app/text_stage.py); not a build setting
+    faces: bool = False  # find faces and group people after publishing (app/face_stage.py); opt-in
+    drop_faces: bool = False  # serve the index without faces and delete the people store (--no-faces)
 
 
 @dataclass(frozen=True)

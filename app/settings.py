@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         description="Builds and the watcher read the text in pictures (PP-OCRv4, app/ocr.py) after "
         "publishing search by meaning; false (or `imgsearch build --no-ocr`) turns it off.",
     )
+    faces: bool = Field(
+        default=False,
+        description="Builds and the watcher find the faces in pictures and group them into people (dlib, "
+        "app/faces.py; biometric data, kept inside the index: docs/people.md) after publishing search by "
+        "meaning; true does what `imgsearch build --faces` does.",
+    )
     labeller: Labeller = Field(
         default="lite0+lite2",
         description="packaged profile: class probabilities of EfficientNet-Lite0 (its 224 px input) and "

@@ -4,7 +4,8 @@ watchfiles reports the folder's changes (inotify where the kernel offers it); ch
 within `DEBOUNCE_MS` of each other are grouped, and each group runs one incremental build
 (`build_index(update=True)`): files already indexed are reused by sha256, so one new photo costs
 one encode, and a moved file costs nothing. With a text reader, each build then reads the text of
-the pictures that lack it (app/text_stage.py), a text stage a previous build left unfinished included.
+the pictures that lack it (app/text_stage.py), a text stage a previous build left unfinished included;
+with a face reader (--faces), it finds the faces of the pictures not looked at yet (app/face_stage.py).
 Each build publishes a new generation in one rename;
 a running service switches to it by itself at its next request (app/api/runtime.py `follow`),
 without a restart and without dropping a request. While another build holds the index's lock (one
@@ -26,6 +27,7 @@ import watchfiles
 
 from app.build import BuildConfig, BuildReport, build_index
 from app.errors import BuildLocked, ImgSearchError
+from app.faces import FaceReading
 from app.pipeline import Pipeline
 from app.sources import IMAGE_SUFFIXES, FolderSource
 from app.text_stage import TextReading
@@ -46,9 +48,11 @@ class Watcher:
         pipeline: Pipeline,
         config: BuildConfig | None = None,
         reader: TextReading | None = None,
+        faces: FaceReading | None = None,
     ) -> None:
         self.images, self.index_dir = images.resolve(), index_dir.resolve()
         self.pipeline, self.config, self.reader = pipeline, config or BuildConfig(), reader
+        self.faces = faces
 
     def concerns(self, change: watchfiles.Change, path: str) -> bool:
         """True for an image file of the folder (not a hidden one, not the index's own files)."""
@@ -71,6 +75,7 @@ class Watcher:
                     progress=False,
                     update=True,
                     reader=self.reader,
+                    faces=self.faces,
                 )
             except BuildLocked as exc:
                 if not waiting:

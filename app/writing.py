@@ -72,6 +72,8 @@ class BuildReport:
     removed: int = 0
     text_read: int = 0  # pictures whose text the text stage read (app/text_stage.py)
     text_found: int = 0  # of those, pictures holding text
+    faces_read: int = 0  # pictures the faces stage looked at (app/face_stage.py)
+    faces_found: int = 0  # faces it found in them
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, get_args
 
@@ -14,6 +15,8 @@ from app.pca import DEFAULT_DIM
 from app.settings import Profile, Settings, load_settings
 
 if TYPE_CHECKING:
+    from app.build import BuildConfig
+    from app.faces import FaceReader
     from app.ocr import TextReader
     from app.sources import Source
 
@@ -81,6 +84,40 @@ def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
         "ones; falls back to a full build when the index was built with other settings",
     )
     add_ocr_argument(parser)
+    add_faces_argument(parser, drop=True)
+
+
+def add_faces_argument(parser: argparse.ArgumentParser, drop: bool = False) -> None:
+    """--faces, and on a build --no-faces (shared by `imgsearch build` and `imgsearch watch`)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--faces",
+        action="store_true",
+        help="find the faces in pictures and group them into people after search by meaning is served "
+        "(off by default: biometric data, kept inside the index; IMGSEARCH_FACES=true does the same; "
+        "docs/people.md)",
+    )
+    if drop:
+        group.add_argument(
+            "--no-faces",
+            action="store_true",
+            help="serve the index without the faces it stored and delete its people (names included)",
+        )
+
+
+def face_reader(args: argparse.Namespace, settings: Settings) -> FaceReader | None:
+    """The finder of faces, or None when faces are off (the default; --faces or IMGSEARCH_FACES=true
+    turn them on, --no-faces off); ModelUnavailable at once, before any work, when dlib's models are
+    not installed."""
+    if getattr(args, "no_faces", False) or not (args.faces or settings.faces):
+        return None
+    from app.faces import FaceReader, check_installed
+
+    try:
+        check_installed()
+    except ModelUnavailable as exc:
+        raise ModelUnavailable(f"{exc}; or build without --faces") from None
+    return FaceReader()
 
 
 def add_ocr_argument(parser: argparse.ArgumentParser) -> None:
@@ -166,10 +203,30 @@ def open_source(args: argparse.Namespace) -> Source:
         ) from exc
 
 
+def build_config(args: argparse.Namespace, settings: Settings, ocr: bool, faces: bool) -> BuildConfig:
+    """The build's parameters from its options and settings."""
+    from app.build import BuildConfig
+
+    config = BuildConfig(
+        pca_dim=args.pca_dim,
+        pca_centred=args.pca_centred,
+        batch_size=args.batch_size,
+        max_pixels=settings.max_collection_pixels,
+        ann=args.ann,
+        ann_min=args.ann_min,
+        ocr=ocr,
+        faces=faces,
+        drop_faces=args.no_faces,
+    )
+    if args.workers is not None:
+        config.workers = args.workers
+    return config
+
+
 def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int:
     """Run a build; exit status 1 with one clear line on failure."""
     from app.bridge import DEFAULT_TEMPLATES, BridgeParams
-    from app.build import BuildConfig, build_index
+    from app.build import build_index
     from app.build_ray import ProfilePipeline, RayEngine
     from app.engines import Engine, LocalEngine
     from app.generations import check_index_dir
@@ -178,28 +235,17 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
         settings = settings or load_settings()
         source = open_source(args)
         check_index_dir(args.index_dir, source.root)  # before any model loads
-        reader = text_reader(args, settings)
+        reader, faces = text_reader(args, settings), face_reader(args, settings)
         params = BridgeParams(templates=tuple(args.templates or DEFAULT_TEMPLATES), top_t=args.top_t)
         factory = ProfilePipeline(args.profile, settings, params, flip=not args.no_flip)
         pipeline = factory()
         models_loaded()
-        config = BuildConfig(
-            pca_dim=args.pca_dim,
-            pca_centred=args.pca_centred,
-            batch_size=args.batch_size,
-            max_pixels=settings.max_collection_pixels,
-            ann=args.ann,
-            ann_min=args.ann_min,
-            ocr=reader is not None,
-        )
-        if args.workers is not None:
-            config.workers = args.workers
+        config = build_config(args, settings, reader is not None, faces is not None)
         engine: Engine = (
             RayEngine(factory, args.ray_address, args.ray_workers) if args.engine == "ray" else LocalEngine()
         )
-        report = build_index(
-            source, args.index_dir, pipeline, config, update=args.update, engine=engine, reader=reader
-        )
+        run = partial(build_index, update=args.update, engine=engine, reader=reader, faces=faces)
+        report = run(source, args.index_dir, pipeline, config)
         if args.milvus_uri:
             from app.milvus import export_index
 
@@ -218,5 +264,6 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
     for note in report.notes:
         print(note, file=sys.stderr)
     read = f"; read the text of {report.text_read}, {report.text_found} with text" if report.text_read else ""
+    read += f"; {report.faces_found} faces in {report.faces_read} looked at" if report.faces_read else ""
     print(f"indexed {report.indexed} images into {args.index_dir} ({len(report.skipped)} skipped{read})")
     return 0

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import get_args
 
-from app.cli.build import add_ocr_argument, text_reader
+from app.cli.build import add_faces_argument, add_ocr_argument, face_reader, text_reader
 from app.cli.common import fail, interrupted, models_loaded
 from app.errors import ImgSearchError
 from app.pca import DEFAULT_DIM
@@ -27,6 +27,7 @@ def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
         help="changes this close together make one update (default: 1600)",
     )
     add_ocr_argument(parser)
+    add_faces_argument(parser)
 
 
 def cmd_watch(args: argparse.Namespace, factory: object = None) -> int:
@@ -42,16 +43,19 @@ def cmd_watch(args: argparse.Namespace, factory: object = None) -> int:
         settings = load_settings()
         FolderSource(args.images)  # the folder exists and is a folder
         check_index_dir(args.index_dir, args.images.resolve())  # before any model loads
-        reader = text_reader(args, settings)
+        reader, faces = text_reader(args, settings), face_reader(args, settings)
         pipeline = ProfilePipeline(args.profile, settings, BridgeParams(), flip=True)()
         models_loaded()
         config = BuildConfig(
-            pca_dim=args.pca_dim, max_pixels=settings.max_collection_pixels, ocr=reader is not None
+            pca_dim=args.pca_dim,
+            max_pixels=settings.max_collection_pixels,
+            ocr=reader is not None,
+            faces=faces is not None,
         )
         if args.workers is not None:
             config.workers = args.workers
         print(f"watching {args.images} for {args.index_dir} (Ctrl-C stops)", flush=True)
-        Watcher(args.images, args.index_dir, pipeline, config, reader).run(
+        Watcher(args.images, args.index_dir, pipeline, config, reader, faces).run(
             debounce_ms=args.debounce_ms or DEBOUNCE_MS
         )
     except (ImgSearchError, OSError, ValueError) as exc:

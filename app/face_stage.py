@@ -1,0 +1,313 @@
+"""Build stage 5, faces (opt-in: `imgsearch build --faces`, IMGSEARCH_FACES): find the faces in each
+indexed picture that was not looked at yet, group them into people, then serve them.
+
+Modelled on the text stage (app/text_stage.py): it runs after the generation searched by meaning is
+published (app/build.py), under the same build lock, so search by meaning is served as early as
+without it. The pictures never looked at (no row in the manifest's `faces_read` table, app/catalog.py:
+new or changed files, or every file of an index built without `--faces`) are decoded again and read
+by a `FaceReading` (app/faces.py's `FaceReader`) in DataLoader worker processes (`config.workers`).
+Each read goes into a derived generation (the served one's files linked, its manifest copied): a
+`faces` row per face (box in the original picture's pixels, score, size, descriptor) and a
+`faces_read` row per picture, faces or not. Before each derived generation is published (at the end
+and every `checkpoint_s` seconds), its faces without a person are grouped (app/people.py `assign`),
+so an interrupted stage keeps what it published and the next `--update` or watcher build reads only
+the rest. Vectors are never touched: adding faces to an index re-encodes nothing. Both engines run
+this stage here, on the build's machine.
+
+`drop_faces` (`imgsearch build --no-faces`) publishes a derived generation without the faces tables
+(the manifest rewritten, so no page of it keeps a descriptor) and deletes the people store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from app import catalog, people
+from app.engines import worker_started
+from app.errors import ImgSearchError
+from app.faces import FaceReading, FoundFace
+from app.generations import derived_generation, publish, remove_stale
+from app.index import original_name
+from app.layout import CURRENT, MANIFEST, PEOPLE, REPORT, live_path
+from app.meta import BuildConfig
+from app.preprocessing import decode_sized
+from app.sources import Source
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_S = 300.0  # a running stage publishes what it has found at least this often
+REWRITE = (MANIFEST, REPORT)  # the files a derived generation of this stage changes
+DECODE_SIDE = (
+    720  # decoded with a short side of at least this (JPEGs at 1/2, 1/4, 1/8: a 12 MP photo at 1008 px)
+)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A picture whose faces are to be found: its id, content hash and file."""
+
+    id: str
+    sha256: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class FacesRead:
+    """What reading one picture gave: its faces in the file's pixels (None when it could not be read)."""
+
+    id: str
+    faces: list[FoundFace] | None
+    reason: str = ""
+    seconds: tuple[float, float] = (0.0, 0.0)  # decoding, finding
+
+
+@dataclass
+class FaceReport:
+    """What the stage did: pictures read, those with faces, faces, unreadable ones, seconds per step."""
+
+    read: int = 0
+    with_faces: int = 0
+    faces: int = 0
+    unreadable: int = 0
+    grouped: int = 0  # faces given a person
+    published: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "read": self.read,
+            "with_faces": self.with_faces,
+            "faces": self.faces,
+            "unreadable": self.unreadable,
+            "grouped": self.grouped,
+            "seconds": {key: round(value, 3) for key, value in self.seconds.items()},
+        }
+
+
+def _in_file_pixels(faces: list[FoundFace], factor: float, size: tuple[int, int]) -> list[FoundFace]:
+    """The faces with their boxes scaled by `factor` into a picture of `size`, clipped to it."""
+    scaled = []
+    for face in faces:
+        x, y, w, h = (round(value * factor) for value in face.box)
+        x, y = min(max(0, x), size[0] - 1), min(max(0, y), size[1] - 1)
+        box = (x, y, max(1, min(w, size[0] - x)), max(1, min(h, size[1] - y)))
+        scaled.append(FoundFace(box, face.score, face.descriptor))
+    return scaled
+
+
+def read_one(pending: Pending, reader: FaceReading, max_pixels: int) -> FacesRead:
+    """Decode one indexed picture again (the same bytes as indexed, else nothing) and find its faces."""
+    started = time.perf_counter()
+    try:
+        raw = pending.path.read_bytes()
+    except OSError as exc:
+        return FacesRead(pending.id, None, f"cannot read file: {exc.strerror or exc}")
+    if hashlib.sha256(raw).hexdigest() != pending.sha256:
+        return FacesRead(pending.id, None, "changed since it was indexed")
+    try:
+        image, size = decode_sized(raw, max_pixels, DECODE_SIDE, name=pending.path.name)
+    except ImgSearchError as exc:
+        return FacesRead(pending.id, None, str(exc))
+    decoded = time.perf_counter()
+    try:
+        found = reader.read(image)
+    except ImgSearchError:  # the models are missing: the stage cannot go on
+        raise
+    except Exception as exc:  # one picture the reader fails on costs its faces, not the stage
+        return FacesRead(pending.id, None, f"the face reader failed on it: {exc!r}")
+    faces = _in_file_pixels(found, max(size) / max(image.size), size)
+    return FacesRead(pending.id, faces, seconds=(decoded - started, time.perf_counter() - decoded))
+
+
+class PendingReads(Dataset[FacesRead]):
+    """Worker-side reads of the pending pictures (see read_one)."""
+
+    def __init__(self, pending: list[Pending], reader: FaceReading, max_pixels: int) -> None:
+        self.pending, self.reader, self.max_pixels = pending, reader, max_pixels
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def __getitem__(self, i: int) -> FacesRead:
+        return read_one(self.pending[i], self.reader, self.max_pixels)
+
+
+def pending(index_dir: Path, source: Source) -> list[Pending]:
+    """The served pictures whose faces were never looked for, in row order."""
+    manifest = live_path(index_dir) / MANIFEST
+    with closing(sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)) as connection:
+        sql = "SELECT id, source, sha256, format FROM images"
+        if catalog.has_table(connection, catalog.FACES_READ):
+            sql += f" WHERE id NOT IN (SELECT id FROM {catalog.FACES_READ})"
+        rows = connection.execute(sql + " ORDER BY row").fetchall()
+    found: list[Pending] = []
+    for image, name, sha256, fmt in rows:
+        if source.stores_originals or source.root is None:  # read through `current`, whichever it names
+            path = index_dir / CURRENT / original_name(image, fmt)
+        else:
+            path = source.root / name
+        found.append(Pending(str(image), str(sha256), path))
+    return found
+
+
+def _write(connection: sqlite3.Connection, reads: list[FacesRead], report: FaceReport) -> None:
+    """Store a batch of reads in the generation's manifest (faces and faces_read tables)."""
+    for read in reads:
+        if read.faces is None:
+            log.warning("faces of image %s not read: %s (the next --update retries)", read.id, read.reason)
+    done = [read for read in reads if read.faces is not None]
+    connection.executemany(
+        f"INSERT INTO {catalog.FACES} (id, x, y, w, h, score, size, descriptor) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (read.id, *face.box, face.score, face.size, face.descriptor.astype("<f4").tobytes())
+            for read in done
+            for face in read.faces or []
+        ],
+    )
+    connection.executemany(
+        f"INSERT OR REPLACE INTO {catalog.FACES_READ} VALUES (?, ?)",
+        [(read.id, len(read.faces or [])) for read in done],
+    )
+    report.read += len(done)
+    report.with_faces += sum(1 for read in done if read.faces)
+    report.faces += sum(len(read.faces or []) for read in done)
+    report.unreadable += len(reads) - len(done)
+    report.seconds["decode"] = report.seconds.get("decode", 0.0) + sum(read.seconds[0] for read in reads)
+    report.seconds["faces"] = report.seconds.get("faces", 0.0) + sum(read.seconds[1] for read in reads)
+
+
+def _add_to_report(generation: Path, report: FaceReport | None) -> None:
+    """Record the stage's figures in the generation's build_report.json (None: faces dropped)."""
+    path = generation / REPORT
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    stored["faces"] = report.to_json() if report is not None else {"dropped": True}
+    path.write_text(json.dumps(stored, indent=2))
+
+
+def _checkpoint(
+    index_dir: Path,
+    first: list[FacesRead],
+    reads: Iterator[list[FacesRead]],
+    report: FaceReport,
+    bar: tqdm[Any],
+    checkpoint_s: float,
+) -> None:
+    """Write `first` and the reads after it into one derived generation until `checkpoint_s` passes or
+    the reads run out, group its faces into people, then publish it."""
+    deadline = time.perf_counter() + checkpoint_s
+    with derived_generation(index_dir, REWRITE) as generation:
+        with closing(sqlite3.connect(generation / MANIFEST)) as connection:
+            connection.execute(catalog.FACES_SQL)
+            connection.execute(catalog.FACES_READ_SQL)
+            batch: list[FacesRead] | None = first
+            while batch is not None:
+                started = time.perf_counter()
+                with connection:
+                    _write(connection, batch, report)
+                report.seconds["write"] = report.seconds.get("write", 0.0) + time.perf_counter() - started
+                bar.update(len(batch))
+                batch = next(reads, None) if started < deadline else None
+            started = time.perf_counter()
+            report.grouped += people.assign(index_dir, connection)
+            report.seconds["group"] = report.seconds.get("group", 0.0) + time.perf_counter() - started
+        _add_to_report(generation, report)
+        publish(generation, index_dir)
+    report.published += 1
+    remove_stale(index_dir)  # the generation this one replaced, unless a service still reads it
+
+
+def find_faces(
+    index_dir: Path,
+    source: Source,
+    reader: FaceReading,
+    config: BuildConfig,
+    progress: bool = True,
+    checkpoint_s: float | None = None,
+) -> FaceReport:
+    """Find the faces of every served picture not looked at yet, group them and publish them (call with
+    the build lock held, after the generation searched by meaning is published); nothing to read:
+    nothing published."""
+    started = time.perf_counter()
+    report = FaceReport()
+    todo = pending(index_dir, source)
+    if todo:
+        loader = DataLoader(
+            PendingReads(todo, reader, config.max_pixels),
+            batch_size=4,
+            num_workers=config.workers,
+            collate_fn=list,
+            worker_init_fn=partial(worker_started, parent=os.getpid()) if config.workers else None,
+        )
+        reads = iter(loader)
+        try:
+            with tqdm(total=len(todo), desc="finding faces", unit="img", disable=not progress) as bar:
+                while (batch := next(reads, None)) is not None:
+                    wait = CHECKPOINT_S if checkpoint_s is None else checkpoint_s
+                    _checkpoint(index_dir, batch, reads, report, bar, wait)
+        finally:
+            del reads  # stops the workers now (app/engines.py does the same)
+    report.seconds["total"] = time.perf_counter() - started
+    _log(report, len(todo))
+    return report
+
+
+def drop_faces(index_dir: Path) -> bool:
+    """Serve the index without its faces (a derived generation whose manifest holds none) and delete the
+    people store (call with the build lock held); False when there was nothing to drop."""
+    manifest = live_path(index_dir) / MANIFEST
+    with closing(sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)) as connection:
+        tables = (catalog.FACES, catalog.FACES_READ)
+        held = [table for table in tables if catalog.has_table(connection, table)]
+    store = index_dir / PEOPLE
+    stored = store.is_file()
+    if held:
+        with derived_generation(index_dir, REWRITE) as generation:
+            with closing(sqlite3.connect(generation / MANIFEST, isolation_level=None)) as connection:
+                for table in held:
+                    connection.execute(f"DROP TABLE {table}")
+                connection.execute("VACUUM")  # rewrites the file: no free page keeps a descriptor
+            _add_to_report(generation, None)
+            publish(generation, index_dir)
+        remove_stale(index_dir)
+    if stored:
+        store.unlink()
+    for suffix in ("-journal", "-wal", "-shm"):
+        (index_dir / f"{PEOPLE}{suffix}").unlink(missing_ok=True)
+    if held:
+        log.info("faces dropped: the index served holds no face, and the people store was deleted")
+    return bool(held) or stored
+
+
+def _log(report: FaceReport, todo: int) -> None:
+    """One line: counts and seconds per step (decoding and finding are summed over the workers)."""
+    if not todo:
+        log.info("faces: every picture was already looked at")
+        return
+    log.info(
+        "found %d faces in %d of %d images (%d unreadable; %d given a person) in %.1fs: %s; %d generation(s) "
+        "published",
+        report.faces,
+        report.with_faces,
+        report.read,
+        report.unreadable,
+        report.grouped,
+        report.seconds["total"],
+        ", ".join(f"{key} {value:.1f}s" for key, value in report.seconds.items() if key != "total"),
+        report.published,
+    )
