@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 
 from app.labels import imagenet_labels, readable_label
+from app.layout import MANIFEST
 from bench.scaled_index import scaled_index
 from bench.server import serve
 from bench.soak import build_demo_index
@@ -39,6 +40,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=10_000, help="rows of the served index")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--requests", type=int, default=150, help="requests per endpoint and level")
+    parser.add_argument(
+        "--propagation",
+        choices=("on", "off"),
+        default="on",
+        help="off: serve bench/unlent.py's app, where no picture borrows words (app/propagation.py)",
+    )
+    parser.add_argument(
+        "--catalog",
+        action="store_true",
+        help="give the grown index its catalog (names, lexical tables, borrowed words) so that hybrid "
+        "search fuses names and propagation runs; needs the photos (--photos, or the default build)",
+    )
+    parser.add_argument("--photos", type=Path, help="the folder --index-dir was built from (--catalog)")
     return parser.parse_args(argv)
 
 
@@ -99,6 +113,25 @@ def stage_split(index_dir: Path, texts: list[str]) -> dict[str, float]:
     return {k: 1000 * v / len(texts) for k, v in totals.items()}
 
 
+def add_catalog(index_dir: Path, photos: Path | None) -> None:
+    """The catalog tables of a grown index (its rows' files read again from `photos`), as a build writes
+    them, borrowed words included when the build stores them."""
+    from app import catalog
+    from app.index import Index
+    from app.sources import FolderSource
+
+    if photos is None:
+        raise SystemExit("--catalog needs --photos with --index-dir")
+    index = Index(index_dir)
+    try:
+        records = index.records(list(range(index.count)))
+    finally:
+        index.close()
+    started = time.perf_counter()
+    catalog.write(index_dir / MANIFEST, records, FolderSource(photos), index_dir)
+    print(f"catalog of {len(records):,} rows written in {time.perf_counter() - started:.1f}s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve a grown index, load it at each concurrency, print tables and the RESULT line."""
     args = parse_args(argv)
@@ -110,9 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, tuple[float, float, float, int]] = {}
     with tempfile.TemporaryDirectory(prefix="imgsearch-load-") as scratch:
         work = Path(scratch)
-        small = args.index_dir.resolve() if args.index_dir else build_demo_index(work)[0]
+        small, photos = (args.index_dir.resolve(), args.photos) if args.index_dir else build_demo_index(work)
         index_dir = scaled_index(small, work / "scaled", args.size)
-        with serve(index_dir) as server:
+        if args.catalog:
+            add_catalog(index_dir, photos)
+        app = "bench.unlent:app" if args.propagation == "off" else "app.main:app"
+        with serve(index_dir, app=app) as server:
             print(f"server ready in {server.ready_s:.1f}s: {server.ready}", flush=True)
             base = server.base
             first = httpx.get(f"{base}/search", params={"q": "a photo", "top_k": 100}).json()["results"]
@@ -142,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {stage} | {ms:.2f} | {100 * ms / total:.0f} % |")
     errors = sum(r[3] for r in results.values())
     c1, top = results.get("search_c1"), max(levels)
-    line = f"RESULT load size={args.size} "
+    line = f"RESULT load size={args.size} catalog={args.catalog} propagation={args.propagation} "
     if c1:
         line += f"search_p50_c1_ms={c1[1]:.1f} search_p99_c1_ms={c1[2]:.1f} "
     line += (
