@@ -17,13 +17,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from app.labels import imagenet_labels, readable_label
-from app.layout import MANIFEST
+from app.layout import FEATURES, MANIFEST
 from bench.scaled_index import scaled_index
 from bench.server import serve
 from bench.soak import build_demo_index
@@ -42,9 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=150, help="requests per endpoint and level")
     parser.add_argument(
         "--propagation",
-        choices=("on", "off"),
-        default="on",
-        help="off: serve bench/unlent.py's app, where no picture borrows words (app/propagation.py)",
+        choices=("build", "open", "off"),
+        default="build",
+        help="with --catalog, build: the borrowed words stored in the index as a build stores them; open: "
+        "not stored (an index built before builds stored them: the service computes them when it opens "
+        "it); off: serve bench/unlent.py's app, where no picture borrows words (app/propagation.py)",
     )
     parser.add_argument(
         "--catalog",
@@ -113,9 +116,10 @@ def stage_split(index_dir: Path, texts: list[str]) -> dict[str, float]:
     return {k: 1000 * v / len(texts) for k, v in totals.items()}
 
 
-def add_catalog(index_dir: Path, photos: Path | None) -> None:
-    """The catalog tables of a grown index (its rows' files read again from `photos`), as a build writes
-    them, borrowed words included when the build stores them."""
+def add_catalog(index_dir: Path, photos: Path | None, lending: bool) -> None:
+    """The catalog tables of a grown index (its rows' files read again from `photos`; half the synthetic
+    rows under a camera's names, so that they borrow) as a build writes them, with the borrowed words
+    (app/propagation.py) when `lending`."""
     from app import catalog
     from app.index import Index
     from app.sources import FolderSource
@@ -127,9 +131,16 @@ def add_catalog(index_dir: Path, photos: Path | None) -> None:
         records = index.records(list(range(index.count)))
     finally:
         index.close()
+    real = len({record.sha256 for record in records})
+    for row in range(real, len(records), 2):  # half the synthetic rows named as a camera names them
+        records[row] = replace(records[row], source=f"DCIM/IMG_{row:05d}.JPG")
     started = time.perf_counter()
     catalog.write(index_dir / MANIFEST, records, FolderSource(photos), index_dir)
     print(f"catalog of {len(records):,} rows written in {time.perf_counter() - started:.1f}s", flush=True)
+    if lending:
+        started = time.perf_counter()
+        lent = catalog.write_lending(index_dir / MANIFEST, np.load(index_dir / FEATURES, mmap_mode="r"))
+        print(f"{lent:,} rows borrow words: {time.perf_counter() - started:.1f}s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         small, photos = (args.index_dir.resolve(), args.photos) if args.index_dir else build_demo_index(work)
         index_dir = scaled_index(small, work / "scaled", args.size)
         if args.catalog:
-            add_catalog(index_dir, photos)
+            add_catalog(index_dir, photos, lending=args.propagation == "build")
         app = "bench.unlent:app" if args.propagation == "off" else "app.main:app"
         with serve(index_dir, app=app) as server:
             print(f"server ready in {server.ready_s:.1f}s: {server.ready}", flush=True)
