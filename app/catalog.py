@@ -3,7 +3,8 @@
 Build side: `write` adds a `metadata` table (app/metadata.py `COLUMNS`), the two FTS5 tables of
 app/lexical.py and the `texts` table to a finished manifest, one row per indexed image (`texts`: one
 per image whose text was read, carried over from the previous generation on an update and filled by
-the text stage, app/text_stage.py). A folder's files are read from
+the text stage, app/text_stage.py); `write_lending` then stores what each unnamed picture borrows
+from its named look-alikes (app/propagation.py). A folder's files are read from
 their headers only (`read_file_metadata`: no pixel decode); a dataset's images from the originals
 the generation stores, plus the text of its `--text-column`s. A file that cannot be read again
 keeps what the manifest knows (folder, name, size, format).

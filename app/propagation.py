@@ -17,7 +17,12 @@ variant, exactly"); bench/propagation.py imports the build side from here.
   query's content words (`app.lexical.content_terms`) found among the borrowed words (a prefix from 4
   letters on, else the word or its plural, as the lexical tables match). The phase-1 design also
   multiplies by BM25 / best BM25 over a borrowed-words FTS table; this coverage-only form needs no
-  table at build time. `app.fusion.fuse_parts` adds it with weight 2, under the clear-look guard.
+  FTS table. `app.fusion.fuse_parts` adds it with weight 2, under the clear-look guard.
+- **Stored** (`store`, `stored`): the build computes the borrowing once the features and the catalog are
+  written (app/writing.py, either engine; every `--update` again) and keeps it in the manifest's
+  `borrowed` table; the service reads it (app/catalog.py), and computes it at open only for an index
+  built before builds stored it. Past EXACT_MAX candidate rows the nearest rows come from a faiss HNSW
+  graph (approximate) instead of every pair.
 """
 
 from __future__ import annotations
