@@ -27,6 +27,7 @@ variant, exactly"); bench/propagation.py imports the build side from here.
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import json
 import re
@@ -282,7 +283,7 @@ def stored(connection: sqlite3.Connection) -> dict[int, Lent] | None:
 
 def _term_pattern(term: str) -> re.Pattern[str]:
     """`app.lexical`'s test of one query word against a whole word: a prefix from 4 letters on, else the
-    word or its plural."""
+    word or its plural (as a pattern, for the benches; `Lending.matching` finds the same words)."""
     if len(term) >= lexical.PREFIX_MIN and not term.isdigit():
         return re.compile(re.escape(term))
     return re.compile(rf"{re.escape(term)}s?$")
@@ -297,21 +298,34 @@ class Lending:
         for row, borrowed in self.lent.items():
             for word in borrowed.words | borrowed.other:
                 self.rows_of.setdefault(word, []).append(row)
+        self.words = sorted(self.rows_of)
 
     def __len__(self) -> int:
         return len(self.lent)
+
+    def matching(self, term: str) -> list[str]:
+        """The borrowed words one query word matches (`_term_pattern`): those it begins, from 4 letters on
+        (found by bisection in the sorted words), else itself or its plural."""
+        if len(term) < lexical.PREFIX_MIN or term.isdigit():
+            return [word for word in (term, f"{term}s") if word in self.rows_of]
+        found = []
+        for word in self.words[bisect.bisect_left(self.words, term) :]:
+            if not word.startswith(term):
+                break
+            found.append(word)
+        return found
 
     def parts(
         self, query: str, allowed: np.ndarray | None = None, depth: int = DEPTH
     ) -> list[tuple[int, float]]:
         """(row, b = ω × coverage) of the rows whose borrowed words match the query, best first (among
         `allowed`, a row mask); coverage: the share of the query's content words they hold."""
-        terms = [_term_pattern(term) for term in lexical.content_terms(query)]
+        terms = lexical.content_terms(query)
         if not terms or not self.lent:
             return []
         covered: dict[int, int] = {}
         for term in terms:
-            rows = {row for word, held in self.rows_of.items() if term.match(word) for row in held}
+            rows = {row for word in self.matching(term) for row in self.rows_of[word]}
             for row in rows:
                 covered[row] = covered.get(row, 0) + 1
         found = [

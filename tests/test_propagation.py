@@ -18,7 +18,7 @@ from app.build import build_index
 from app.index import MANIFEST, Index
 from app.main import create_app
 from app.pipeline import Models, Pipeline
-from app.propagation import Spread, lendable, propagate
+from app.propagation import Lending, Lent, Spread, lendable, propagate
 from app.service import Hit, SearchService
 from app.settings import Settings
 from app.sources import FolderSource
@@ -219,3 +219,15 @@ def test_a_large_collection_borrows_through_a_graph_what_the_exact_search_finds(
     exact = propagate(features, words)
     monkeypatch.setattr(propagation, "EXACT_MAX", 50)  # every neighbour search through the faiss graph
     assert len(exact) > 300 and propagate(features, words) == exact
+
+
+def test_borrowed_words_match_a_query_word_as_names_do_whole_plural_or_by_prefix() -> None:
+    lent = {
+        row: Lent(frozenset({word}), frozenset(), 1.0, (9,))
+        for row, word in enumerate(["cats", "catalog", "boathouse", "car", "carriage"])
+    }
+    lending = Lending(lent)
+    assert [row for row, _ in lending.parts("a cat")] == [0]  # "cat": the word or its plural, not "catalog"
+    assert [row for row, _ in lending.parts("boat")] == [2]  # from 4 letters on, a prefix
+    assert sorted(row for row, _ in lending.parts("car")) == [3]
+    assert sorted(row for row, _ in lending.parts("carr")) == [4]
