@@ -1,6 +1,12 @@
 """Service under load: 1, 4, 16 concurrent HTTP clients against uvicorn on 127.0.0.1 over a 10k index.
 
     .venv/bin/python -m bench.load            # builds a small packaged index, grows it to 10k rows
+    .venv/bin/python -m bench.load --catalog --propagation open --settle 30   # names, lending at open
+
+`--catalog` gives the grown index its catalog (hybrid search fuses names, pictures borrow words),
+`--propagation build|open|off` stores the lending, leaves it to the service's opening, or serves
+bench/unlent.py; `--settle` waits after the first search, so that what the server loads after
+/readyz (the language model) does not run beside the first level.
 
 Each concurrency level sends a fixed count of `/search` requests with queries not seen before (the
 query-embedding cache cannot help), then the same queries again (cache hits), then thumbnails.
