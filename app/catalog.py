@@ -4,7 +4,8 @@ Build side: `write` adds a `metadata` table (app/metadata.py `COLUMNS`), the two
 app/lexical.py and the `texts` table to a finished manifest, one row per indexed image (`texts`: one
 per image whose text was read, carried over from the previous generation on an update and filled by
 the text stage, app/text_stage.py; `faces` and `faces_read` likewise, filled by the opt-in faces stage,
-app/face_stage.py). A folder's files are read from
+app/face_stage.py); `write_lending` then stores what each unnamed picture borrows from its named
+look-alikes (app/propagation.py). A folder's files are read from
 their headers only (`read_file_metadata`: no pixel decode); a dataset's images from the originals
 the generation stores, plus the text of its `--text-column`s. A file that cannot be read again
 keeps what the manifest knows (folder, name, size, format).
@@ -25,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
@@ -38,7 +40,7 @@ from app.index import ImageRecord, Index, original_name
 from app.lexical import LexicalDoc, LexicalHit
 from app.metadata import COLUMNS, ImageMetadata, read_bytes_metadata, read_file_metadata, table_sql
 from app.places import PlaceMatcher, places_at
-from app.propagation import Lending, Words, lendable, propagate
+from app.propagation import Lending, Words, lendable, propagate, store, stored
 from app.sources import Source
 
 log = logging.getLogger(__name__)
@@ -179,13 +181,39 @@ def texts_of(connection: sqlite3.Connection, ids: Sequence[str]) -> dict[str, st
     return found
 
 
+def lendable_words(connection: sqlite3.Connection, count: int) -> list[Words]:
+    """Each row's lendable words (app/propagation.py `lendable`): of its file stem, and of its folder,
+    title, description, keywords."""
+    found: list[Words] = [(set(), set()) for _ in range(count)]
+    sql = (
+        "SELECT i.row, m.folder, m.name, m.title, m.description, m.keywords "
+        f"FROM images i JOIN {TABLE} m ON m.id = i.id"
+    )
+    for row, folder, name, title, description, keywords in connection.execute(sql):
+        if 0 <= int(row) < len(found):
+            rest = [folder or "", title or "", description or "", *json.loads(keywords or "[]")]
+            found[int(row)] = (lendable([PurePosixPath(name or "").stem]), lendable(rest))
+    return found
+
+
+def write_lending(manifest: Path, features: np.ndarray) -> int:
+    """Propagate the names of a written catalog (`features`: the generation's unit feature rows) and store
+    what each row borrows in the manifest (app/propagation.py `store`); the count of borrowing rows."""
+    with closing(sqlite3.connect(manifest)) as connection:
+        words = lendable_words(connection, len(features))
+        lent = propagate(np.asarray(features, dtype=np.float32), words) if len(features) > 2 else {}
+        with connection:
+            store(connection, lent)
+    return len(lent)
+
+
 # -- the service side --------------------------------------------------------------------------------
 
 
 PREFERENCE = 0.71  # coverage of a place read as a preference: it gains half what a full name match gains
 SELECTIONS_KEPT = 8  # filters whose passing rows an opened index keeps (pages and new words under one filter)
 BESIDE_THREADS = 4  # a hybrid search's second table query runs in a pool of this many threads
-# Propagation compares every picture with every lender (rows² × dimensions): larger indexes skip it.
+# An index built before builds stored propagation computes it at open (rows² × dimensions): larger skip it.
 PROPAGATION_MAX_ROWS = 20_000
 
 
@@ -360,36 +388,30 @@ class Catalog:
             log.debug("catalog warm-up skipped: %r", exc)
 
     def borrowed(self) -> Lending:
-        """The rows that borrow words from their named look-alikes, and what they borrow (app/propagation.py;
-        computed once, from the unit features and each row's file stem, folder, title, description and
-        keywords; empty without a catalog or past PROPAGATION_MAX_ROWS rows)."""
+        """The rows that borrow words from their named look-alikes, and what they borrow (app/propagation.py):
+        as the build stored it, or for an index built before builds stored it, computed once from the unit
+        features and each row's lendable words (empty without a catalog or past PROPAGATION_MAX_ROWS rows)."""
         with self._borrowed_lock:
             if self._borrowed is None:
                 self._borrowed = Lending({})
-                if self.present and 2 < self.index.count <= PROPAGATION_MAX_ROWS:
-                    started = time.perf_counter()
-                    features = np.asarray(self.index.features, dtype=np.float32)
-                    self._borrowed = Lending(propagate(features, self._lendable_words()))
-                    took = time.perf_counter() - started
-                    log.info(
-                        "%d unnamed images borrow words from named look-alikes (%.2fs)",
-                        len(self._borrowed),
-                        took,
-                    )
+                if self.present:
+                    with self.index.manifest() as connection:
+                        found = stored(connection)
+                    if found is not None:
+                        self._borrowed = Lending(found)
+                    elif 2 < self.index.count <= PROPAGATION_MAX_ROWS:
+                        self._borrowed = self._propagated()
             return self._borrowed
 
-    def _lendable_words(self) -> list[Words]:
-        """Each row's lendable words: of its file stem, and of its folder, title, description, keywords."""
-        found: list[Words] = [(set(), set()) for _ in range(self.index.count)]
-        sql = (
-            "SELECT i.row, m.folder, m.name, m.title, m.description, m.keywords "
-            f"FROM images i JOIN {TABLE} m ON m.id = i.id"
-        )
+    def _propagated(self) -> Lending:
+        """Propagation computed at open (an index whose build did not store it)."""
+        started = time.perf_counter()
+        features = np.asarray(self.index.features, dtype=np.float32)
         with self.index.manifest() as connection:
-            for row, folder, name, title, description, keywords in connection.execute(sql):
-                if 0 <= int(row) < len(found):
-                    rest = [folder or "", title or "", description or "", *json.loads(keywords or "[]")]
-                    found[int(row)] = (lendable([PurePosixPath(name or "").stem]), lendable(rest))
+            words = lendable_words(connection, self.index.count)
+        found = Lending(propagate(features, words))
+        took = time.perf_counter() - started
+        log.info("%d unnamed images borrow words from named look-alikes (%.2fs)", len(found), took)
         return found
 
     def borrowed_parts(self, text: str, allowed: np.ndarray | None) -> dict[int, float]:

@@ -17,14 +17,24 @@ variant, exactly"); bench/propagation.py imports the build side from here.
   query's content words (`app.lexical.content_terms`) found among the borrowed words (a prefix from 4
   letters on, else the word or its plural, as the lexical tables match). The phase-1 design also
   multiplies by BM25 / best BM25 over a borrowed-words FTS table; this coverage-only form needs no
-  table at build time. `app.fusion.fuse_parts` adds it with weight 2, under the clear-look guard.
+  FTS table. `app.fusion.fuse_parts` adds it with weight 2, under the clear-look guard.
+- **Stored** (`store`, `stored`): the build computes the borrowing once the features and the catalog are
+  written (app/writing.py, either engine; every `--update` again) and keeps it in the manifest's
+  `borrowed` table; the service reads it (app/catalog.py), and computes it at open only for an index
+  built before builds stored it. Past EXACT_MAX candidate rows the nearest rows come from a faiss HNSW
+  graph (approximate) instead of every pair.
 """
 
 from __future__ import annotations
 
+import bisect
+import importlib
+import json
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +49,9 @@ _NOISE = (
 NOISE = frozenset(_NOISE.split())
 MIN_LETTERS = 3
 BLOCK = 1024  # rows whose cosines to the lenders (or to every row) are held at once
+EXACT_MAX = 50_000  # candidate rows compared exactly; more: a faiss HNSW graph (the faster from ~45k)
+GRAPH_LINKS = 32  # the graph's links per row
+GRAPH_EF = 64  # its construction and search breadth
 DEPTH = 200  # borrowed hits fused per query, best first
 
 Words = tuple[set[str], set[str]]  # a row's lendable words: of its file name, of its folder and text
@@ -69,8 +82,10 @@ def _rows_of(words_of: Sequence[set[str]]) -> dict[str, list[int]]:
 
 def _nearest(features: np.ndarray, rows: np.ndarray, among: np.ndarray | None, k: int) -> np.ndarray:
     """For each of `rows`, its k nearest rows of `among` (all rows when None; itself excluded), by cosine,
-    as indices into `among`, best first."""
+    as indices into `among`, best first: exact up to EXACT_MAX candidates, a faiss HNSW graph beyond."""
     pool = features if among is None else features[among]
+    if len(pool) > EXACT_MAX:
+        return _graph_nearest(features, pool, rows, among, k)
     found = []
     for first in range(0, len(rows), BLOCK):
         chunk = rows[first : first + BLOCK]
@@ -86,6 +101,27 @@ def _nearest(features: np.ndarray, rows: np.ndarray, among: np.ndarray | None, k
         order = np.argsort(-np.take_along_axis(similar, part, axis=1), axis=1)
         found.append(np.take_along_axis(part, order, axis=1))
     return np.concatenate(found) if found else np.zeros((0, k), dtype=np.int64)
+
+
+def _graph_nearest(
+    features: np.ndarray, pool: np.ndarray, rows: np.ndarray, among: np.ndarray | None, k: int
+) -> np.ndarray:
+    """`_nearest` through a faiss HNSW graph over `pool` (inner product; approximate): rows × log(pool)."""
+    faiss: Any = importlib.import_module("faiss")
+    graph = faiss.IndexHNSWFlat(pool.shape[1], GRAPH_LINKS, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = GRAPH_EF
+    graph.add(np.ascontiguousarray(pool, dtype=np.float32))
+    graph.hnsw.efSearch = max(GRAPH_EF, k + 1)
+    found = np.zeros((len(rows), k), dtype=np.int64)
+    position = None if among is None else {int(row): i for i, row in enumerate(among)}
+    for first in range(0, len(rows), BLOCK):
+        chunk = rows[first : first + BLOCK]
+        _, near = graph.search(np.ascontiguousarray(features[chunk], dtype=np.float32), k + 1)
+        for i, row in enumerate(chunk.tolist()):
+            itself = row if position is None else position.get(row, -2)
+            kept = [int(j) for j in near[i] if j >= 0 and j != itself][:k]
+            found[first + i] = kept + [kept[-1] if kept else 0] * (k - len(kept))
+    return found
 
 
 def lift(features: np.ndarray, words_of: Sequence[set[str]], k: int = 10) -> dict[str, float]:
@@ -106,10 +142,11 @@ def lift(features: np.ndarray, words_of: Sequence[set[str]], k: int = 10) -> dic
     for word, rows in rows_of.items():
         if word in found:
             continue
-        holds = np.zeros(n, dtype=bool)
-        holds[rows] = True
-        share = float(holds[nearest[[position[row] for row in rows]]].mean())
-        found[word] = share / ((len(rows) - 1) / (n - 1))
+        near = nearest[[position[row] for row in rows]]
+        held = int(
+            np.isin(near, rows).sum()
+        )  # the carriers' neighbours that carry it (rows, not n, per word)
+        found[word] = held / near.size / ((len(rows) - 1) / (n - 1))
     return found
 
 
@@ -200,9 +237,53 @@ def _borrowed(
     )
 
 
+LENT_TABLE = "borrowed"  # in a generation's manifest: what each borrowing row took, written by the build
+LENT_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {LENT_TABLE} (row INTEGER PRIMARY KEY, words TEXT NOT NULL, "
+    "other TEXT NOT NULL, omega REAL NOT NULL, lenders TEXT NOT NULL, omegas TEXT NOT NULL)"
+)
+
+
+def store(connection: sqlite3.Connection, lent: Mapping[int, Lent]) -> None:
+    """Write what each row borrowed into the manifest's LENT_TABLE (made empty first)."""
+    connection.execute(LENT_SQL)
+    connection.execute(f"DELETE FROM {LENT_TABLE}")
+    connection.executemany(
+        f"INSERT INTO {LENT_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                row,
+                json.dumps(sorted(b.words)),
+                json.dumps(sorted(b.other)),
+                b.omega,
+                json.dumps(b.lenders),
+                json.dumps(b.omegas),
+            )
+            for row, b in sorted(lent.items())
+        ],
+    )
+
+
+def stored(connection: sqlite3.Connection) -> dict[int, Lent] | None:
+    """What the build stored of each row's borrowing; None when the index was built before it did."""
+    sql = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+    if not connection.execute(sql, (LENT_TABLE,)).fetchone()[0]:
+        return None
+    return {
+        int(row): Lent(
+            frozenset(json.loads(words)),
+            frozenset(json.loads(other)),
+            float(omega),
+            tuple(int(lender) for lender in json.loads(lenders)),
+            tuple(float(value) for value in json.loads(omegas)),
+        )
+        for row, words, other, omega, lenders, omegas in connection.execute(f"SELECT * FROM {LENT_TABLE}")
+    }
+
+
 def _term_pattern(term: str) -> re.Pattern[str]:
     """`app.lexical`'s test of one query word against a whole word: a prefix from 4 letters on, else the
-    word or its plural."""
+    word or its plural (as a pattern, for the benches; `Lending.matching` finds the same words)."""
     if len(term) >= lexical.PREFIX_MIN and not term.isdigit():
         return re.compile(re.escape(term))
     return re.compile(rf"{re.escape(term)}s?$")
@@ -217,21 +298,34 @@ class Lending:
         for row, borrowed in self.lent.items():
             for word in borrowed.words | borrowed.other:
                 self.rows_of.setdefault(word, []).append(row)
+        self.words = sorted(self.rows_of)
 
     def __len__(self) -> int:
         return len(self.lent)
+
+    def matching(self, term: str) -> list[str]:
+        """The borrowed words one query word matches (`_term_pattern`): those it begins, from 4 letters on
+        (found by bisection in the sorted words), else itself or its plural."""
+        if len(term) < lexical.PREFIX_MIN or term.isdigit():
+            return [word for word in (term, f"{term}s") if word in self.rows_of]
+        found = []
+        for word in self.words[bisect.bisect_left(self.words, term) :]:
+            if not word.startswith(term):
+                break
+            found.append(word)
+        return found
 
     def parts(
         self, query: str, allowed: np.ndarray | None = None, depth: int = DEPTH
     ) -> list[tuple[int, float]]:
         """(row, b = ω × coverage) of the rows whose borrowed words match the query, best first (among
         `allowed`, a row mask); coverage: the share of the query's content words they hold."""
-        terms = [_term_pattern(term) for term in lexical.content_terms(query)]
+        terms = lexical.content_terms(query)
         if not terms or not self.lent:
             return []
         covered: dict[int, int] = {}
         for term in terms:
-            rows = {row for word, held in self.rows_of.items() if term.match(word) for row in held}
+            rows = {row for word in self.matching(term) for row in self.rows_of[word]}
             for row in rows:
                 covered[row] = covered.get(row, 0) + 1
         found = [

@@ -3,7 +3,8 @@
 Collect (thumbnails and originals written as batches arrive, reused items linked from the previous
 generation, rows gathered, duplicates and skips reported) → PCA fitted on the text-space vectors
 when there are enough → `vectors.npy` (with the inverted file when asked), `features.npy`, the
-manifest and its catalog tables → `build_report.json` → `meta.json`, whose absence marks a
+manifest and its catalog tables → what each unnamed picture borrows from its named look-alikes
+(app/propagation.py, stored in the manifest) → `build_report.json` → `meta.json`, whose absence marks a
 generation that is not an index. File names come from app/layout.py; app/build.py publishes.
 
 Every way a write fails for lack of space (ENOSPC or EDQUOT, SQLite's SQLITE_FULL, faiss's write
@@ -144,6 +145,7 @@ def write_generation(run: Run, progress: bool) -> BuildReport:
     started = time.perf_counter()
     collected = _collect(run, report, timings, progress)
     matrix, pca = _write_arrays(run, collected, timings)
+    _write_lending(run.generation, timings)
     report.indexed = len(collected.records)
     timings["total"] = time.perf_counter() - started
     report.seconds = timings
@@ -328,6 +330,15 @@ def _write_arrays(
     catalog.write(run.generation / MANIFEST, collected.records, run.source, run.generation, previous)
     timings["write"] += time.perf_counter() - started - timings["pca"] - timings.get("ann", 0.0)
     return matrix, pca
+
+
+def _write_lending(generation: Path, timings: dict[str, float]) -> None:
+    """Store what each picture borrows from its named look-alikes (app/propagation.py), computed from the
+    features as written (float16, as the service reads them) and the catalog just written."""
+    started = time.perf_counter()
+    lent = catalog.write_lending(generation / MANIFEST, np.load(generation / FEATURES, mmap_mode="r"))
+    timings["propagation"] = time.perf_counter() - started
+    log.info("%d unnamed images borrow words from named look-alikes (%.2fs)", lent, timings["propagation"])
 
 
 def _meta(run: Run, vector_dim: int, feature_dim: int, count: int, pca: Pca | None) -> IndexMeta:

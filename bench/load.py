@@ -1,6 +1,12 @@
 """Service under load: 1, 4, 16 concurrent HTTP clients against uvicorn on 127.0.0.1 over a 10k index.
 
     .venv/bin/python -m bench.load            # builds a small packaged index, grows it to 10k rows
+    .venv/bin/python -m bench.load --catalog --propagation open --settle 30   # names, lending at open
+
+`--catalog` gives the grown index its catalog (hybrid search fuses names, pictures borrow words),
+`--propagation build|open|off` stores the lending, leaves it to the service's opening, or serves
+bench/unlent.py; `--settle` waits after the first search, so that what the server loads after
+/readyz (the language model) does not run beside the first level.
 
 Each concurrency level sends a fixed count of `/search` requests with queries not seen before (the
 query-embedding cache cannot help), then the same queries again (cache hits), then thumbnails.
@@ -17,12 +23,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import numpy as np
 
 from app.labels import imagenet_labels, readable_label
+from app.layout import FEATURES, MANIFEST
 from bench.scaled_index import scaled_index
 from bench.server import serve
 from bench.soak import build_demo_index
@@ -39,6 +47,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=10_000, help="rows of the served index")
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--requests", type=int, default=150, help="requests per endpoint and level")
+    parser.add_argument(
+        "--propagation",
+        choices=("build", "open", "off"),
+        default="build",
+        help="with --catalog, build: the borrowed words stored in the index as a build stores them; open: "
+        "not stored (an index built before builds stored them: the service computes them when it opens "
+        "it); off: serve bench/unlent.py's app, where no picture borrows words (app/propagation.py)",
+    )
+    parser.add_argument(
+        "--catalog",
+        action="store_true",
+        help="give the grown index its catalog (names, lexical tables, borrowed words) so that hybrid "
+        "search fuses names and propagation runs; needs the photos (--photos, or the default build)",
+    )
+    parser.add_argument("--photos", type=Path, help="the folder --index-dir was built from (--catalog)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds to wait after the first search, before the first level (what the server loads in "
+        "the background after /readyz, the language model among it, then no longer runs beside it)",
+    )
     return parser.parse_args(argv)
 
 
@@ -99,6 +129,33 @@ def stage_split(index_dir: Path, texts: list[str]) -> dict[str, float]:
     return {k: 1000 * v / len(texts) for k, v in totals.items()}
 
 
+def add_catalog(index_dir: Path, photos: Path | None, lending: bool) -> None:
+    """The catalog tables of a grown index (its rows' files read again from `photos`; half the synthetic
+    rows under a camera's names, so that they borrow) as a build writes them, with the borrowed words
+    (app/propagation.py) when `lending`."""
+    from app import catalog
+    from app.index import Index
+    from app.sources import FolderSource
+
+    if photos is None:
+        raise SystemExit("--catalog needs --photos with --index-dir")
+    index = Index(index_dir)
+    try:
+        records = index.records(list(range(index.count)))
+    finally:
+        index.close()
+    real = len({record.sha256 for record in records})
+    for row in range(real, len(records), 2):  # half the synthetic rows named as a camera names them
+        records[row] = replace(records[row], source=f"DCIM/IMG_{row:05d}.JPG")
+    started = time.perf_counter()
+    catalog.write(index_dir / MANIFEST, records, FolderSource(photos), index_dir)
+    print(f"catalog of {len(records):,} rows written in {time.perf_counter() - started:.1f}s", flush=True)
+    if lending:
+        started = time.perf_counter()
+        lent = catalog.write_lending(index_dir / MANIFEST, np.load(index_dir / FEATURES, mmap_mode="r"))
+        print(f"{lent:,} rows borrow words: {time.perf_counter() - started:.1f}s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve a grown index, load it at each concurrency, print tables and the RESULT line."""
     args = parse_args(argv)
@@ -110,12 +167,20 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, tuple[float, float, float, int]] = {}
     with tempfile.TemporaryDirectory(prefix="imgsearch-load-") as scratch:
         work = Path(scratch)
-        small = args.index_dir.resolve() if args.index_dir else build_demo_index(work)[0]
+        small, photos = (args.index_dir.resolve(), args.photos) if args.index_dir else build_demo_index(work)
         index_dir = scaled_index(small, work / "scaled", args.size)
-        with serve(index_dir) as server:
+        if args.catalog:
+            add_catalog(index_dir, photos, lending=args.propagation == "build")
+        app = "bench.unlent:app" if args.propagation == "off" else "app.main:app"
+        with serve(index_dir, app=app) as server:
             print(f"server ready in {server.ready_s:.1f}s: {server.ready}", flush=True)
             base = server.base
-            first = httpx.get(f"{base}/search", params={"q": "a photo", "top_k": 100}).json()["results"]
+            started = time.perf_counter()  # the first search waits for what the service computes at open
+            answer = httpx.get(f"{base}/search", params={"q": "a photo", "top_k": 100}, timeout=600)
+            first_ms = 1000 * (time.perf_counter() - started)
+            print(f"first search {first_ms:.0f} ms", flush=True)
+            first = answer.json()["results"]
+            time.sleep(args.settle)
             ids = [r["id"] for r in first] + [f"{row:016x}" for row in range(len(first), args.size)]
             for n, clients in enumerate(levels):
                 batch = texts[n * args.requests : (n + 1) * args.requests]
@@ -142,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {stage} | {ms:.2f} | {100 * ms / total:.0f} % |")
     errors = sum(r[3] for r in results.values())
     c1, top = results.get("search_c1"), max(levels)
-    line = f"RESULT load size={args.size} "
+    line = f"RESULT load size={args.size} catalog={args.catalog} propagation={args.propagation} "
+    line += f"first_search_ms={first_ms:.0f} settle_s={args.settle:g} "
     if c1:
         line += f"search_p50_c1_ms={c1[1]:.1f} search_p99_c1_ms={c1[2]:.1f} "
     line += (

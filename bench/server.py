@@ -55,9 +55,13 @@ def wait_until_ready(server: Server, started: float, timeout: float) -> None:
 
 @contextmanager
 def serve(
-    index_dir: Path, env: dict[str, str] | None = None, log: Path | None = None, timeout: float = 900
+    index_dir: Path,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    timeout: float = 900,
+    app: str = "app.main:app",
 ) -> Iterator[Server]:
-    """Start uvicorn over `index_dir` (CPU), wait for ready, yield it, then stop it."""
+    """Start uvicorn over `index_dir` (CPU) serving `app`, wait for ready, yield it, then stop it."""
     port = free_port()
     environment = {
         **os.environ,
@@ -65,7 +69,7 @@ def serve(
         "IMGSEARCH_DEVICE": "cpu",
         **(env or {}),
     }
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
     output = log.open("wb") if log else subprocess.DEVNULL
     started = time.perf_counter()
     process = subprocess.Popen(

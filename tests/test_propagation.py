@@ -3,6 +3,8 @@ say what pictures show (app/propagation.py, wired into hybrid search)."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,16 +12,19 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app import catalog, propagation
 from app.assembly import service_over
-from app.index import Index
+from app.build import build_index
+from app.index import MANIFEST, Index
 from app.main import create_app
 from app.pipeline import Models, Pipeline
-from app.propagation import Spread, lendable, propagate
+from app.propagation import Lending, Lent, Spread, lendable, propagate
 from app.service import Hit, SearchService
 from app.settings import Settings
+from app.sources import FolderSource
 from tests.conftest import png_bytes, service_factory, wait_ready
 from tests.fakes import COLOURS
-from tests.test_rank import build, search
+from tests.test_rank import CONFIG, build, search
 
 # The fake models see colours: each unnamed picture looks like one named one.
 GALLERY = {
@@ -134,3 +139,95 @@ def test_a_word_on_pictures_that_look_alike_passes_the_gate_and_one_spread_at_ra
         words[row] = (set(), lendable(["2019/Holiday"]))
     assert lendable(["2019/Holiday", "IMG_0001", "DCIM/Camera Roll"]) == {"holiday"}
     assert propagate(features, words, Spread()) == {}
+
+
+def _refuse(*_: object) -> dict[int, object]:
+    """A propagation that must not run."""
+    raise AssertionError("propagation computed when the index opened")
+
+
+def test_an_index_built_with_propagation_lends_without_computing_it_at_open(
+    named_index: Path, models: Models, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog, "propagate", _refuse)
+    service = service_over(Index(named_index), models, None)
+    try:
+        hits = search(service, "red car")
+        twin = by_name(hits, "IMG_0042.png")
+        assert "similar_named" in twin.matched
+        assert twin.borrowed_from == [by_name(hits, "red-car.png").record.id]
+    finally:
+        service.close()
+
+
+def test_an_index_built_before_builds_stored_propagation_computes_it_at_open(
+    named_index: Path, models: Models, tmp_path: Path
+) -> None:
+    older = tmp_path / "older"
+    shutil.copytree(named_index, older, symlinks=True)
+    index = Index(older)
+    with sqlite3.connect(index.path / MANIFEST) as connection:
+        connection.execute(f"DROP TABLE {propagation.LENT_TABLE}")
+    sqlite3.connect(index.path / MANIFEST).close()
+    service = service_over(index, models, None)
+    try:
+        twin = by_name(search(service, "red car"), "IMG_0042.png")
+        assert "similar_named" in twin.matched
+    finally:
+        service.close()
+
+
+def _borrowing(index_dir: Path, models: Models, query: str, name: str) -> tuple[bool, list[str]]:
+    """Whether `name` was raised by borrowed words for `query`, and the files it borrowed from."""
+    service = service_over(Index(index_dir), models, None)
+    try:
+        hits = search(service, query)
+        hit = by_name(hits, name)
+        sources = {other.record.id: other.record.source for other in hits}
+        return "similar_named" in hit.matched, [sources.get(lender, lender) for lender in hit.borrowed_from]
+    finally:
+        service.close()
+
+
+def test_an_update_that_adds_a_named_look_alike_changes_what_an_unnamed_picture_borrows(
+    pipeline: Pipeline, models: Models, tmp_path: Path
+) -> None:
+    folder, index_dir = tmp_path / "photos", tmp_path / "index"
+    folder.mkdir()
+    (folder / "red-car.png").write_bytes(png_bytes(COLOURS["red"], (40, 30)))
+    (folder / "green-tree.png").write_bytes(png_bytes(COLOURS["green"], (41, 30)))
+    (folder / "IMG_0050.png").write_bytes(png_bytes((120, 20, 200), (43, 30)))  # purple: far from red
+    build(folder, index_dir, pipeline)
+    assert _borrowing(index_dir, models, "red car", "IMG_0050.png") == (True, ["red-car.png"])
+    (folder / "purple-plum.png").write_bytes(png_bytes((120, 20, 200), (42, 30)))
+    build_index(FolderSource(folder), index_dir, pipeline, CONFIG, progress=False, update=True)
+    raised, lenders = _borrowing(index_dir, models, "purple plum", "IMG_0050.png")
+    assert raised and lenders[0] == "purple-plum.png"  # its twin first (red-car.png lent nothing: too far)
+    assert _borrowing(index_dir, models, "red car", "IMG_0050.png")[0] is False
+
+
+def test_a_large_collection_borrows_through_a_graph_what_the_exact_search_finds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(12, 16))
+    features = (np.repeat(centres, 40, axis=0) + rng.normal(scale=0.15, size=(480, 16))).astype(np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    words: list[tuple[set[str], set[str]]] = [(set(), set()) for _ in range(480)]
+    for row in range(0, 480, 5):  # a fifth of each look is named after it
+        words[row] = ({f"look{chr(97 + row // 40)}"}, set())
+    exact = propagate(features, words)
+    monkeypatch.setattr(propagation, "EXACT_MAX", 50)  # every neighbour search through the faiss graph
+    assert len(exact) > 300 and propagate(features, words) == exact
+
+
+def test_borrowed_words_match_a_query_word_as_names_do_whole_plural_or_by_prefix() -> None:
+    lent = {
+        row: Lent(frozenset({word}), frozenset(), 1.0, (9,))
+        for row, word in enumerate(["cats", "catalog", "boathouse", "car", "carriage"])
+    }
+    lending = Lending(lent)
+    assert [row for row, _ in lending.parts("a cat")] == [0]  # "cat": the word or its plural, not "catalog"
+    assert [row for row, _ in lending.parts("boat")] == [2]  # from 4 letters on, a prefix
+    assert sorted(row for row, _ in lending.parts("car")) == [3]
+    assert sorted(row for row, _ in lending.parts("carr")) == [4]

@@ -25,6 +25,7 @@ from app.milvus import export_index
 from app.milvus_search import collection_name, connect, disconnect, stamp_of
 from app.options import SearchOptions
 from app.pipeline import Pipeline
+from app.propagation import stored
 from app.ranking import rank
 from app.registry import make_bridge
 from app.settings import Settings
@@ -137,6 +138,8 @@ def test_ray_engine_builds_the_index_the_local_engine_builds(
             p.name for p in (a.path / "thumbnails").iterdir()
         )
         assert (a.meta.build.engine, b.meta.build.engine) == ("local", "ray")
+        with a.manifest() as one, b.manifest() as other:  # both store what the unnamed pictures borrow
+            assert stored(one) is not None and stored(one) == stored(other)
     finally:
         a.close()
         b.close()
