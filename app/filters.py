@@ -35,7 +35,7 @@ from app.errors import BadQuery, Conflict
 
 V = TypeVar("V")
 Naming = Literal["name", "param", "flag"]  # how a filter is called: POST's filters, GET and forms, CLI
-Control = Literal["folder", "date", "choices", "number", "yesno", "text"]  # its control on the page
+Control = Literal["folder", "date", "choices", "number", "yesno", "text", "person"]  # its control on the page
 DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # The names and file extensions a user may give for a format (app/formats.py) → its stored name.
 FORMAT_OF = {
@@ -410,6 +410,7 @@ class Someone(Filter[str]):
     """A person of the index, by id or name in any case: the images their faces were found in."""
 
     column: Column = PERSON
+    control: ClassVar[Control] = "person"  # a list of the index's people (GET /people), by name
     limits: ClassVar[Mapping[str, Any]] = {"max_length": 200}
     metavar: ClassVar[str] = "PERSON"
 

@@ -73,6 +73,7 @@
     noCatalog: false, // an index built before metadata: it takes no filter (409)
     understand: true, // read dates and places from the words (off: `understand=false`, searched as typed)
     understood: null, // what the last text search read (its `understood`)
+    people: [], // the index's people (GET people, loaded by the strip): the person control lists them
   };
   // Why a result is here, in words: `matched` of the API.
   const SIGNALS = {
@@ -461,6 +462,7 @@
     for (const control of state.filters) {
       control.element.hidden = state.noCatalog;
       if (control.fill && state.folders) control.fill(state.folders);
+      if (control.people) control.people(state.people);
     }
   }
 
@@ -756,6 +758,10 @@
     picked: () => (controlOf("person") ? controlOf("person").values()[0] || null : null),
     pick: pickPerson,
     fail: (text) => showMessage(text, "error"),
+    loaded: (people) => {
+      state.people = people;
+      showFilters();
+    },
   });
 
   // ---- events -------------------------------------------------------------------------------
