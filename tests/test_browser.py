@@ -670,6 +670,9 @@ def test_the_people_strip_filters_names_and_merges(people_server: str) -> None:
         page.get_by_label("Name of this person").press("Enter")
         expect(people.locator(".person-name")).to_have_text(["Alice", "Bob"])
         expect(options).to_have_text(["Anyone", "Alice (2)", "Bob (1)"])  # the control follows the names
+        page.locator("#query").fill("Alice and Bob")  # every person named is read, each with its chip
+        page.locator("#query").press("Enter")
+        expect(page.locator("#understood .read-chip")).to_have_text(["“Alice”: Alice×", "“Bob”: Bob×"])
         page.get_by_label("Merge Bob into").select_option("p1")
         expect(people.locator(".person-count")).to_have_text(["3"])
         assert errors == [] and blocked == []

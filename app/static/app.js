@@ -359,6 +359,8 @@
   function showUnderstood(understood) {
     state.understood = understood || null;
     const read = understood ? understood.read : [];
+    const people = understood ? understood.people || [] : [];
+    const named = new Map(people.map((person) => [person.name.toLowerCase(), person.name]));
     const chips = read.map((item) => {
       const notes = (understood.notes || []).join("\n");
       if (item.kind === "date") {
@@ -367,7 +369,7 @@
         return readChip(`“${item.phrase}”: ${range}`, notes, label, () => unread("date"));
       }
       if (item.kind === "person") {
-        const who = understood.person ? understood.person.name : item.phrase;
+        const who = named.get(item.phrase.split(/\s+/).join(" ").toLowerCase()) || item.phrase;
         const label = `Do not read “${item.phrase}” as a person`;
         return readChip(`“${item.phrase}”: ${who}`, notes, label, () => unread("person"));
       }
@@ -403,7 +405,8 @@
     }
     const place = understood.place;
     if (kind !== "place" && place && place.use === "filter") keep("place", place.name);
-    if (kind !== "person" && understood.person) keep("person", understood.person.id);
+    const people = understood.people || [];
+    if (kind !== "person" && people.length === 1) keep("person", people[0].id); // one control: one person
     state.understand = false;
     searchText(state.query);
   }
