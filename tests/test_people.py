@@ -220,6 +220,9 @@ def test_the_command_line_filters_by_person(
     assert cli.main(["search", "bob on a boat", "--index-dir", str(index_dir)], factory=factory) == 0
     said = capsys.readouterr()
     assert "searching 'on a boat'" in said.err and "person Bob" in said.err
+    assert cli.main(["search", "alice and bob", "--index-dir", str(index_dir)], factory=factory) == 0
+    said = capsys.readouterr()
+    assert "people Alice, Bob" in said.err and GREEN in said.out and RED not in said.out
     assert said.out.count("\n") == 1 and GREEN in said.out
 
 
