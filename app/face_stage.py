@@ -51,9 +51,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_S = 300.0  # a running stage publishes what it has found at least this often
 REWRITE = (MANIFEST, REPORT)  # the files a derived generation of this stage changes
-DECODE_SIDE = (
-    720  # decoded with a short side of at least this (JPEGs at 1/2, 1/4, 1/8: a 12 MP photo at 1008 px)
-)
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ def read_one(pending: Pending, reader: FaceReading, max_pixels: int) -> FacesRea
     if hashlib.sha256(raw).hexdigest() != pending.sha256:
         return FacesRead(pending.id, None, "changed since it was indexed")
     try:
-        image, size = decode_sized(raw, max_pixels, DECODE_SIDE, name=pending.path.name)
+        image, size = decode_sized(raw, max_pixels, reader.decode_side, name=pending.path.name)
     except ImgSearchError as exc:
         return FacesRead(pending.id, None, str(exc))
     decoded = time.perf_counter()

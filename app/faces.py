@@ -40,6 +40,7 @@ MODEL_ID = "dlib HOG + 5-point + ResNet v1 (face-recognition-models 0.3.0)"
 DIMENSION = 128  # numbers per descriptor
 SAME_PERSON = 0.6  # dlib's threshold: descriptors of one person lie closer than this
 WINDOW = 80  # the HOG detector's window: the smallest face it finds, in the detection copy's pixels
+DECODE_SIDE = 720  # least short side pictures decode at (JPEGs at 1/2, 1/4, 1/8: 12 MP at 1008 px)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,11 @@ class FaceReading(Protocol):
     """What finds and describes the faces in a picture (FaceReader; tests give fakes). Pickled to workers."""
 
     model_id: str
+
+    @property
+    def decode_side(self) -> int:
+        """The least short side the stage decodes pictures at for it."""
+        ...
 
     def read(self, image: Image.Image) -> list[FoundFace]:
         """The faces in the picture (detect + describe), best score first; empty when it holds none."""
@@ -134,6 +140,12 @@ class FaceReader:
         self._models: tuple[Any, Any, Any] | None = None
         self._lock = threading.Lock()
         self.seconds = {"detect": 0.0, "describe": 0.0}  # summed over this process's reads
+
+    @property
+    def decode_side(self) -> int:
+        """The short side pictures are decoded at: a 4:3 picture's long side then lies within 10 % of
+        `detect_side` or above it (DECODE_SIDE up to 1024 px)."""
+        return max(DECODE_SIDE, round(self.params.detect_side * 0.7))
 
     def __reduce__(self) -> tuple[type[FaceReader], tuple[DetectParams]]:
         """Only the settings travel to another process; it loads the models itself."""

@@ -35,7 +35,7 @@ from app.errors import BadQuery, Conflict
 
 V = TypeVar("V")
 Naming = Literal["name", "param", "flag"]  # how a filter is called: POST's filters, GET and forms, CLI
-Control = Literal["folder", "date", "choices", "number", "yesno", "text"]  # its control on the page
+Control = Literal["folder", "date", "choices", "number", "yesno", "text", "person"]  # its control on the page
 DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 # The names and file extensions a user may give for a format (app/formats.py) → its stored name.
 FORMAT_OF = {
@@ -406,20 +406,27 @@ class Named(Contains):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Someone(Filter[str]):
-    """A person of the index, by id or name in any case: the images their faces were found in."""
+class Someone(Filter[tuple[str, ...]]):
+    """A person of the index, by id or name in any case: the images their faces were found in. A request
+    gives one; the people read from a query's words are several (the images showing them all)."""
 
     column: Column = PERSON
+    control: ClassVar[Control] = "person"  # a list of the index's people (GET /people), by name
     limits: ClassVar[Mapping[str, Any]] = {"max_length": 200}
     metavar: ClassVar[str] = "PERSON"
 
-    def parse(self, raw: object, called: str) -> str | None:
-        """The id or name, blanks collapsed (the people served find it in any case); blank is no filter."""
-        return " ".join(str(raw).split()) or None if raw is not None else None
+    def parse(self, raw: object, called: str) -> tuple[str, ...] | None:
+        """The ids or names, blanks collapsed (the people served find them in any case); blank: no filter."""
+        given = raw if isinstance(raw, list | tuple) else [] if raw is None else [raw]
+        keys = tuple(dict.fromkeys(key for value in given if (key := " ".join(str(value).split()))))
+        return keys or None
 
-    def select(self, columns: Columns, value: str) -> np.ndarray:
-        """Rows showing that person."""
-        return columns.person(value)
+    def select(self, columns: Columns, value: tuple[str, ...]) -> np.ndarray:
+        """Rows showing every one of those people."""
+        rows = columns.person(value[0])
+        for key in value[1:]:
+            rows = rows & columns.person(key)
+        return rows
 
 
 FILTERS: tuple[Filter[Any], ...] = (

@@ -38,7 +38,7 @@ from app.errors import BadQuery
 from app.filters import BY_NAME, FILTERS, Filters
 from app.names import NameMatcher
 from app.places import PlaceMatcher
-from app.understand import Understood, understand
+from app.understand import PersonReading, Understood, understand
 
 MAX_PARTS = 16
 _OPERATOR = re.compile(r"(?<!\S)([+\-−–])(?!\S)")  # a sign standing alone between blanks (or at an end)
@@ -162,13 +162,14 @@ def read(
     parts: list[Part] = []
     first: list[date] = []
     last: list[date] = []
-    place, person, spans, notes = None, None, [], []
+    place, spans, notes = None, [], []
+    people: dict[str, PersonReading] = {}  # every person named in any part, once
     for part in query.positive:
-        who = names if person is None else None
-        got = understand(part.text, today, places if place is None else None, who)
+        got = understand(part.text, today, places if place is None else None, names)
         if keep_place and got.place is not None and got.place.use == "preference":
-            got = understand(part.text, today, None, who)
-        place, person = place or got.place, person or got.person
+            got = understand(part.text, today, None, names)
+        place = place or got.place
+        people |= {person.id: person for person in got.people if person.id not in people}
         first += [got.taken_after] if got.taken_after else []
         last += [got.taken_before] if got.taken_before else []
         spans += list(got.spans)
@@ -181,7 +182,7 @@ def read(
     left = " + ".join(texts) + "".join(f" - {part.text}" for part in query.exclude)
     understood = Understood(
         query=left, text=left, taken_after=after, taken_before=before, place=place, spans=tuple(spans),
-        notes=tuple(notes), person=person,
+        notes=tuple(notes), people=tuple(people.values()),
     )  # fmt: skip
     given, kept = dict(filters.given), []
     applied: dict[str, object] = {}
@@ -194,10 +195,10 @@ def read(
         place = None
     elif place is not None and place.use == "filter":
         applied["place"] = place.name
-    if person is not None and "person" in given:
+    if people and "person" in given:
         kept.append("the person read is not applied: the request gives a person filter")
-    elif person is not None:
-        applied["person"] = person.id
+    elif people:
+        applied["person"] = list(people)  # the photos showing them all
     values = given | {name: BY_NAME[name].parse(value, name) for name, value in applied.items() if value}
     merged = Filters(tuple((spec.name, values[spec.name]) for spec in FILTERS if spec.name in values))
     rebuilt = CompoundQuery(tuple(parts), query.exclude, query.like_ids)

@@ -105,6 +105,15 @@ class Settings(BaseSettings):
         "app/faces.py; biometric data, kept inside the index: docs/people.md) after publishing search by "
         "meaning; true does what `imgsearch build --faces` does.",
     )
+    face_side: int = Field(
+        default=1024,
+        ge=320,
+        le=4096,
+        description="Long side (px) of the copy the face detector scans: it finds faces of at least about "
+        "1/13 of a picture's long side at 1024 (about 240 px in a 12 MP photo); smaller is cheaper and "
+        "finds only larger faces (768: a third less CPU per photo, faces from about 420 px in a 12 MP "
+        "photo; docs/people.md).",
+    )
     labeller: Labeller = Field(
         default="lite0+lite2",
         description="packaged profile: class probabilities of EfficientNet-Lite0 (its 224 px input) and "

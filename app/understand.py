@@ -22,7 +22,8 @@ query, or as all that is left. `Understood.place.use` is "filter" when nothing b
 ("photos", "pictures of") remain, else "preference"; `why` says which and why.
 
 A person is read when the query names one the user named (app/names.py: whole words, in any case):
-"Alice at the beach" → Alice, and "at the beach" to embed. It is read before the place, so "Alice in
+"Alice at the beach" → Alice, and "at the beach" to embed. Every person named is read ("Alice and Bob
+at the beach" → both: the photos showing them all). People are read before the place, so "Alice in
 Paris" reads both.
 """
 
@@ -197,8 +198,13 @@ class Understood:
     taken_before: date | None = None  # inclusive
     place: PlaceReading | None = None
     spans: tuple[Span, ...] = ()
-    person: PersonReading | None = None
+    people: tuple[PersonReading, ...] = ()  # in the order named, each once
     notes: tuple[str, ...] = ()
+
+    @property
+    def person(self) -> PersonReading | None:
+        """The first person named (None when none is)."""
+        return self.people[0] if self.people else None
 
     @property
     def read(self) -> bool:
@@ -221,6 +227,7 @@ class Understood:
             if place is None
             else {"name": place.name, "fields": list(place.fields), "use": place.use, "why": place.why},
             "person": None if self.person is None else {"id": self.person.id, "name": self.person.name},
+            "people": [{"id": person.id, "name": person.name} for person in self.people],
             "read": [{"kind": span.kind, "phrase": span.phrase} for span in self.spans],
             "notes": list(self.notes),
         }
@@ -243,7 +250,7 @@ def understand(
     if date_read is not None:
         span, period, notes = date_read
         spans.append(span)
-    person = _read_person(text, names, spans) if names is not None else None
+    people = _read_people(text, names, spans) if names is not None else ()
     place: PlaceReading | None = None
     if places is not None and len(places):
         place_read = _read_place(text, places, spans)
@@ -259,17 +266,19 @@ def understand(
         place=place,
         spans=tuple(spans),
         notes=notes,
-        person=person,
+        people=people,
     )
 
 
-def _read_person(text: str, names: NameMatcher, spans: list[Span]) -> PersonReading | None:
-    """The first person named in the text outside the phrases already read (its span added to `spans`)."""
+def _read_people(text: str, names: NameMatcher, spans: list[Span]) -> tuple[PersonReading, ...]:
+    """Every person named in the text outside the phrases already read, each once (their spans added
+    to `spans`)."""
+    people: dict[str, PersonReading] = {}
     for mention in names.find(text):
         if not any(span.start < mention.end and mention.start < span.end for span in spans):
             spans.append(Span("person", mention.start, mention.end, text[mention.start : mention.end]))
-            return PersonReading(mention.person, mention.name)
-    return None
+            people.setdefault(mention.person, PersonReading(mention.person, mention.name))
+    return tuple(people.values())
 
 
 def _read_date(text: str, today: date) -> tuple[Span, Period, tuple[str, ...]] | None:

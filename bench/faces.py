@@ -48,8 +48,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from app.face_stage import DECODE_SIDE, Pending, read_one
-from app.faces import DetectParams, FaceReader, FoundFace, distances
+from app.face_stage import Pending, read_one
+from app.faces import DECODE_SIDE, DetectParams, FaceReader, FoundFace, distances
 from app.people import JOIN, _clusters
 from app.preprocessing import decode_sized
 

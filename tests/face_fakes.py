@@ -42,6 +42,7 @@ class ColourFaces:
     counts the pictures it reads and (when asked) is interrupted (Ctrl-C) at its `stop_at`-th."""
 
     model_id = "colour faces"
+    decode_side = 720
 
     def __init__(self, stop_at: int = 0) -> None:
         self.sizes: list[tuple[int, int]] = []

@@ -639,6 +639,20 @@ def test_the_people_strip_filters_names_and_merges(people_server: str) -> None:
         expect(page.locator("#person")).to_have_value("")
         expect(page.locator("#results .card")).to_have_count(6)
 
+        # The person control lists the index's people by name; picking one filters as the strip does.
+        options = page.locator("#person option")
+        expect(options).to_have_text(["Anyone", "Alice (2)", "Unnamed p2 (1)"])
+        page.locator("#person").select_option(label="Alice (2)")
+        expect(names).to_have_text([re.compile(r"^(eiffel-tower\.jpg|louvre\.png)$")] * 2)
+        expect(page).to_have_url(re.compile(r"person=p1"))
+        expect(people.first).to_have_attribute("aria-pressed", "true")
+        page.locator("#person").select_option(label="Anyone")
+        expect(page.locator("#results .card")).to_have_count(6)
+        page.goto(f"{people_server}/?q=photos&person=ALICE")  # a name in the URL picks that person
+        expect(page.locator("#person")).to_have_value("p1")
+        expect(names).to_have_text([re.compile(r"^(eiffel-tower\.jpg|louvre\.png)$")] * 2)
+        page.locator("#person").select_option(label="Anyone")
+
         # A named person's name in the words is read as that person, shown as a chip.
         page.locator("#query").fill("alice")
         page.locator("#query").press("Enter")
@@ -655,6 +669,10 @@ def test_the_people_strip_filters_names_and_merges(people_server: str) -> None:
         page.get_by_label("Name of this person").fill("Bob")
         page.get_by_label("Name of this person").press("Enter")
         expect(people.locator(".person-name")).to_have_text(["Alice", "Bob"])
+        expect(options).to_have_text(["Anyone", "Alice (2)", "Bob (1)"])  # the control follows the names
+        page.locator("#query").fill("Alice and Bob")  # every person named is read, each with its chip
+        page.locator("#query").press("Enter")
+        expect(page.locator("#understood .read-chip")).to_have_text(["“Alice”: Alice×", "“Bob”: Bob×"])
         page.get_by_label("Merge Bob into").select_option("p1")
         expect(people.locator(".person-count")).to_have_text(["3"])
         assert errors == [] and blocked == []

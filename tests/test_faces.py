@@ -6,6 +6,7 @@ find the astronaut's face and none in a face-free picture."""
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -19,6 +20,7 @@ import app.build_ray
 from app import cli, face_stage
 from app.build import BuildConfig, TextStageInterrupted, build_index
 from app.cli import build as cli_build
+from app.faces import FaceReader
 from app.index import Index
 from app.layout import PEOPLE, live_path
 from app.people import open_people
@@ -28,6 +30,8 @@ from app.settings import Settings
 from app.sources import FolderSource
 from app.watch import Watcher
 from tests.face_fakes import ALICE, BOB, ColourFaces, descriptor, portrait
+
+REAL_FACE_READER = cli_build.face_reader  # the fixture below replaces it in the module
 
 CONFIG = BuildConfig(pca_dim=0, workers=0, ocr=False, faces=True)
 
@@ -297,3 +301,22 @@ def test_a_box_is_stored_upright_for_a_photo_taken_sideways(pipeline: Pipeline, 
     build(folder, target, pipeline, ColourFaces())
     [(_, x, y, width, height, _)] = faces_table(target)
     assert (x, y, width, height) == (20, 40, 40, 80)
+
+
+def test_face_side_setting_sets_the_detection_size_and_bad_ones_are_refused(
+    photos: Path,
+    fake_cli: list[ColourFaces],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("IMGSEARCH_FACE_SIDE", "768")
+    reader = REAL_FACE_READER(argparse.Namespace(faces=True), Settings())
+    assert isinstance(reader, FaceReader) and reader.params.detect_side == 768 and reader.decode_side == 720
+    monkeypatch.setenv("IMGSEARCH_FACE_SIDE", "2048")  # a larger copy is decoded larger, not enlarged
+    reader = REAL_FACE_READER(argparse.Namespace(faces=True), Settings())
+    assert isinstance(reader, FaceReader) and reader.decode_side == 1434
+    monkeypatch.setenv("IMGSEARCH_FACE_SIDE", "100")
+    target = tmp_path / "index"
+    assert cli.main(argv(photos, target, "--faces")) == 1
+    assert "IMGSEARCH_FACE_SIDE" in capsys.readouterr().err and not target.exists()

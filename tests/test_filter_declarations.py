@@ -222,6 +222,8 @@ def test_the_page_learns_every_filter(client: TestClient) -> None:
     camera = next(item for item in described if item["name"] == "camera")
     assert camera["control"] == "text" and camera["label"] == "Camera" and camera["help"]
     assert next(item for item in described if item["name"] == "formats")["repeatable"] is True
+    person = next(item for item in described if item["name"] == "person")
+    assert (person["control"], person["repeatable"]) == ("person", False)  # the page's list of people
 
 
 # -- the row test, over the columns a catalog keeps ------------------------------------------------

@@ -220,6 +220,9 @@ def test_the_command_line_filters_by_person(
     assert cli.main(["search", "bob on a boat", "--index-dir", str(index_dir)], factory=factory) == 0
     said = capsys.readouterr()
     assert "searching 'on a boat'" in said.err and "person Bob" in said.err
+    assert cli.main(["search", "alice and bob", "--index-dir", str(index_dir)], factory=factory) == 0
+    said = capsys.readouterr()
+    assert "people Alice, Bob" in said.err and GREEN in said.out and RED not in said.out
     assert said.out.count("\n") == 1 and GREEN in said.out
 
 
@@ -264,14 +267,28 @@ def test_a_name_in_the_query_is_read_as_the_person(client: TestClient) -> None:
     body = response.json()
     understood = body["understood"]
     assert understood["person"] == {"id": "p1", "name": "Alice"}
+    assert understood["people"] == [{"id": "p1", "name": "Alice"}]
     assert understood["text"] == "at the beach"
     assert {"kind": "person", "phrase": "alice"} in understood["read"]
     assert all("person" in result["matched"] for result in body["results"])
 
 
+def test_every_name_in_the_query_is_read_images_show_them_all(client: TestClient) -> None:
+    body = client.get("/search", params={"q": "Alice and Bob at the beach", "top_k": 10}).json()
+    assert {result["source"] for result in body["results"]} == {GREEN}  # the one photo of both
+    understood = body["understood"]
+    assert understood["people"] == [{"id": "p1", "name": "Alice"}, {"id": "p2", "name": "Bob"}]
+    assert understood["person"] == {"id": "p1", "name": "Alice"} and understood["text"] == "at the beach"
+    assert [item["phrase"] for item in understood["read"]] == ["Alice", "Bob"]
+    parts = client.get("/search", params={"q": "bob + alice", "top_k": 10}).json()  # across parts too
+    assert [person["id"] for person in parts["understood"]["people"]] == ["p2", "p1"]
+    assert {result["source"] for result in parts["results"]} == {GREEN}
+
+
 def test_names_are_read_as_whole_words_and_a_given_filter_wins(client: TestClient) -> None:
     body = client.get("/search", params={"q": "malice bobcat"}).json()
-    assert body["understood"]["person"] is None and len(body["results"]) == 3
+    assert body["understood"]["person"] is None and body["understood"]["people"] == []
+    assert len(body["results"]) == 3
     given = client.get("/search", params={"q": "Alice on a boat", "person": "bob"}).json()
     assert {result["source"] for result in given["results"]} == {GREEN}
     assert any("person read is not applied" in note for note in given["understood"]["notes"])

@@ -224,3 +224,20 @@ def test_a_person_named_like_a_place_is_the_person() -> None:
 def test_without_named_people_nothing_is_read_as_a_person() -> None:
     assert understand("Alice at the beach", TODAY, PLACES, NameMatcher([("p1", "  ")])).person is None
     assert understand("Alice at the beach", TODAY, PLACES).person is None
+
+
+@pytest.mark.parametrize(
+    ("query", "people", "text", "chips"),
+    [
+        ("Alice and Mary Ann at the beach", ["p1", "p2"], "at the beach", 2),
+        ("photos of alice, Mary and Florence", ["p1", "p3", "p4"], "photos of", 3),
+        ("Alice with alice", ["p1"], "with", 2),  # a person named twice is one person
+    ],
+)
+def test_every_named_person_is_read(query: str, people: list[str], text: str, chips: int) -> None:
+    understood = understand(query, TODAY, PLACES, NAMES)
+    assert ([person.id for person in understood.people], understood.text) == (people, text)
+    shown = understood.to_json()
+    assert [person["id"] for person in shown["people"]] == people
+    assert shown["person"]["id"] == people[0]  # the first, as when one person is named
+    assert [item["kind"] for item in shown["read"]] == ["person"] * chips

@@ -181,7 +181,12 @@ class Understood(BaseModel):
     taken_before: str | None = Field(None, description="the last day read (inclusive), ISO")
     place: PlaceRead | None = None
     person: PersonRef | None = Field(
-        None, description="a person the user named, named in the query: the `person` filter it became"
+        None, description="the first person the user named that the query names (as in `people`)"
+    )
+    people: list[PersonRef] = Field(
+        default_factory=list,
+        description="every person the user named that the query names, in order: the `person` filter "
+        "they became (the images showing them all)",
     )
     read: list[PhraseRead] = Field(default_factory=list, description="the phrases read, in query order")
     notes: list[str] = Field(

@@ -111,13 +111,13 @@ def face_reader(args: argparse.Namespace, settings: Settings) -> FaceReader | No
     not installed."""
     if getattr(args, "no_faces", False) or not (args.faces or settings.faces):
         return None
-    from app.faces import FaceReader, check_installed
+    from app.faces import DetectParams, FaceReader, check_installed
 
     try:
         check_installed()
     except ModelUnavailable as exc:
         raise ModelUnavailable(f"{exc}; or build without --faces") from None
-    return FaceReader()
+    return FaceReader(DetectParams(detect_side=settings.face_side))
 
 
 def add_ocr_argument(parser: argparse.ArgumentParser) -> None:

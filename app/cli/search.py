@@ -249,8 +249,9 @@ def say_understood(understood: dict[str, Any] | None) -> None:
     if understood["place"]:
         place = understood["place"]
         said.append(f"place {place['name']} ({place['use']})")
-    if understood.get("person"):
-        said.append(f"person {understood['person']['name']}")
+    named = [person["name"] for person in understood.get("people") or []]
+    if named:
+        said.append(f"{'person' if len(named) == 1 else 'people'} {', '.join(named)}")
     notes = "".join(f"; {note}" for note in understood["notes"])
     print(f"read: {', '.join(said)}{notes} (--no-understand: as typed)", file=sys.stderr)
 

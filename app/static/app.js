@@ -73,6 +73,7 @@
     noCatalog: false, // an index built before metadata: it takes no filter (409)
     understand: true, // read dates and places from the words (off: `understand=false`, searched as typed)
     understood: null, // what the last text search read (its `understood`)
+    people: [], // the index's people (GET people, loaded by the strip): the person control lists them
   };
   // Why a result is here, in words: `matched` of the API.
   const SIGNALS = {
@@ -358,6 +359,8 @@
   function showUnderstood(understood) {
     state.understood = understood || null;
     const read = understood ? understood.read : [];
+    const people = understood ? understood.people || [] : [];
+    const named = new Map(people.map((person) => [person.name.toLowerCase(), person.name]));
     const chips = read.map((item) => {
       const notes = (understood.notes || []).join("\n");
       if (item.kind === "date") {
@@ -366,7 +369,7 @@
         return readChip(`“${item.phrase}”: ${range}`, notes, label, () => unread("date"));
       }
       if (item.kind === "person") {
-        const who = understood.person ? understood.person.name : item.phrase;
+        const who = named.get(item.phrase.split(/\s+/).join(" ").toLowerCase()) || item.phrase;
         const label = `Do not read “${item.phrase}” as a person`;
         return readChip(`“${item.phrase}”: ${who}`, notes, label, () => unread("person"));
       }
@@ -402,7 +405,8 @@
     }
     const place = understood.place;
     if (kind !== "place" && place && place.use === "filter") keep("place", place.name);
-    if (kind !== "person" && understood.person) keep("person", understood.person.id);
+    const people = understood.people || [];
+    if (kind !== "person" && people.length === 1) keep("person", people[0].id); // one control: one person
     state.understand = false;
     searchText(state.query);
   }
@@ -461,6 +465,7 @@
     for (const control of state.filters) {
       control.element.hidden = state.noCatalog;
       if (control.fill && state.folders) control.fill(state.folders);
+      if (control.people) control.people(state.people);
     }
   }
 
@@ -756,6 +761,10 @@
     picked: () => (controlOf("person") ? controlOf("person").values()[0] || null : null),
     pick: pickPerson,
     fail: (text) => showMessage(text, "error"),
+    loaded: (people) => {
+      state.people = people;
+      showFilters();
+    },
   });
 
   // ---- events -------------------------------------------------------------------------------

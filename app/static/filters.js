@@ -46,6 +46,31 @@ const filterControl = (() => {
       };
       return control;
     },
+    // The index's people by name (`people` with GET people's list: the strip gives it), or an id or
+    // name from the URL until the list comes; its value is a person's id.
+    person(spec, changed) {
+      const select = made("select", {});
+      select.append(option("", "Anyone"));
+      const control = single(spec, select, changed);
+      let people = [];
+      const named = (person) => option(person.id, `${person.name || `Unnamed ${person.id}`} (${person.images})`);
+      control.set = (values) => {
+        const wanted = (values[0] || "").trim();
+        const lower = wanted.toLowerCase();
+        const same = (person) => person.id === wanted || (person.name || "").toLowerCase() === lower;
+        const found = wanted ? people.find(same) : null;
+        const value = found ? found.id : wanted;
+        if (value && ![...select.options].some((o) => o.value === value)) select.append(option(value, value));
+        select.value = value;
+      };
+      control.people = (list) => {
+        const wanted = select.value;
+        people = list;
+        select.replaceChildren(option("", "Anyone"), ...list.map(named));
+        control.set([wanted]);
+      };
+      return control;
+    },
     date: (spec, changed) => single(spec, made("input", { type: "date" }), changed),
     text: (spec, changed) =>
       single(spec, made("input", { type: "search", maxLength: 200, placeholder: "any" }), changed),

@@ -3,11 +3,12 @@
 // Every text reaches the DOM through textContent or properties.
 "use strict";
 
-// peopleStrip({section, list, form, key, api, picked, pick, fail}) → {load(), mark()}: `api(path, options)` is the
-// page's fetch, `picked()` the id the person filter holds, `pick(id or null)` sets it and searches,
-// `fail(text)` shows an error. Nothing shows for an index without people.
+// peopleStrip({section, list, form, key, api, picked, pick, fail, loaded}) → {load(), mark()}: `api(path,
+// options)` is the page's fetch, `picked()` the id the person filter holds, `pick(id or null)` sets it and
+// searches, `fail(text)` shows an error, `loaded(people)` gets each list loaded. Nothing shows for an
+// index without people.
 // eslint-disable-next-line no-unused-vars
-const peopleStrip = ({ section, list, form, key, api, picked, pick, fail }) => {
+const peopleStrip = ({ section, list, form, key, api, picked, pick, fail, loaded }) => {
   const made = (tag, properties) => Object.assign(document.createElement(tag), properties);
   const thumbnail = (id) => `people/${encodeURIComponent(id)}/thumbnail`;
   let people = [];
@@ -80,6 +81,7 @@ const peopleStrip = ({ section, list, form, key, api, picked, pick, fail }) => {
     }
     list.replaceChildren(...people.map(item));
     section.hidden = people.length === 0;
+    loaded(people);
   }
 
   form.addEventListener("submit", (event) => {
