@@ -487,15 +487,18 @@ class SearchService:
 
     def _sight(self, image: Image.Image) -> Sight:
         """What a description of a decoded picture rests on: every label's probability, the nearest
-        reference captions, the picture's medium and colour."""
+        reference captions, the picture's medium and colour, its bridged vector."""
         bridge = self.pipeline.bridge
-        encoded = self.pipeline.encode_images([image], label_k=len(bridge.labels))
+        encoded = self.pipeline.encode_images([image], label_k=len(bridge.labels), project=False)
         features = encoded.features[0]
+        captions: list[tuple[str, float]] = []
         nearest = 0.0
         if bridge.references is not None:
-            nearest = float(bridge.references.neighbours(torch.from_numpy(features)[None], 1)[0][0, 0])
+            p = bridge.params
+            found = bridge.references.near(torch.from_numpy(features), p.reference_k, p.reference_temperature)
+            captions, nearest = found
         labels = encoded.labels[0]
-        return Sight(labels, self.reference_captions(features), looks.of(image, nearest, labels))
+        return Sight(labels, captions, looks.of(image, nearest, labels), vector=encoded.vectors[0])
 
     def _original(self, record: ImageRecord) -> Image.Image | None:
         """The indexed file, decoded as the build decoded it; None when it is gone or has changed since."""
