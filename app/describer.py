@@ -121,7 +121,7 @@ class Thresholds:
 
     name: float = 0.3  # a concept this sure is named: "A cat."
     broad: float = 0.45  # a broad kind needs more: "An animal."
-    hedge: float = 0.1  # below `name`: "Perhaps a frog." / "A frog or a toad."
+    hedge: float = 0.12  # below `name`: "Perhaps a frog." / "A frog or a toad."
     probably: float = 0.3  # …from this support on "Probably a frog."
     refine: float = 0.4  # share of the subject's support a finer concept needs: "A bird, probably an owl."
     alternative: float = 0.5  # second concept at least this fraction of the first → "X or Y"

@@ -116,7 +116,7 @@ def main(argv: list[str]) -> int:
     """Replay the default describer (and a grid of levers) on the cached dev set."""
     parser = argparse.ArgumentParser(prog="bench.describe_replay")
     parser.add_argument("--cache-dir", type=Path, default=BENCH_CACHE)
-    parser.add_argument("--grid", choices=["", "text", "references", "thresholds"], default="")
+    parser.add_argument("--grid", choices=["", "text", "references", "thresholds", "hedge"], default="")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     items = dev_set(args.cache_dir)
@@ -137,15 +137,25 @@ def main(argv: list[str]) -> int:
 def trials(grid: str) -> list[Trial]:
     """The default describer, main's (no text vote, 10 neighbours) and the grid asked for."""
     base = Thresholds()
-    tried = [Trial("default", base), Trial("main: no text vote", replace(base, text=0.0))]
+    tried = [Trial("main: no text vote", replace(base, text=0.0)), Trial("this branch", base)]
     if grid == "text":
         for text, temperature in itertools.product((0.1, 0.2, 0.3, 0.5), (0.01, 0.02, 0.05)):
             t = replace(base, text=text, text_temperature=temperature)
             tried.append(Trial(f"text={text} temperature={temperature}", t))
     if grid == "references":
-        for weight, k, temperature in itertools.product((0.3, 0.5, 0.8), (5, 10, 20, 30), (0.02, 0.05, 0.1)):
+        for weight, k, temperature in [
+            *itertools.product((0.15, 0.3, 0.5, 0.8), (5, 10, 20), (0.05,)),
+            *itertools.product((0.3, 0.5), (10,), (0.02, 0.1)),
+        ]:
             tried.append(Trial(f"reference={weight} k={k} temperature={temperature}",
                                replace(base, reference=weight), k, temperature))  # fmt: skip
+    if grid == "hedge":
+        for text, hedge in itertools.product((0.3, 0.4, 0.5), (0.12, 0.13, 0.15)):
+            tried.append(Trial(f"text={text} hedge={hedge}", replace(base, text=text, hedge=hedge)))
+    if grid == "thresholds":
+        for name, hedge, broad, refine in itertools.product((0.25, 0.3, 0.35), (0.08, 0.1, 0.15), (0.45,), (0.4,)):
+            tried.append(Trial(f"name={name} hedge={hedge} broad={broad} refine={refine}",
+                               replace(base, name=name, hedge=hedge, broad=broad, refine=refine)))  # fmt: skip
     return tried
 
 

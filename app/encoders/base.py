@@ -176,7 +176,7 @@ class TextEncoder(Model):
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
+def torch_on_one_thread() -> Iterator[None]:
     """Torch on one thread meanwhile: a small language model's token-by-token steps gain little from a
     second thread and lose much when the cores are busy (text mode p50 0.7 s on one thread, 4.9 s on two,
     under load 6 on 2 cores; docs/relevance.md)."""
@@ -199,7 +199,7 @@ class LanguageModel(Model):
     def generate(self, prompt: str | list[dict[str, str]], max_new_tokens: int = 40, prefix: str = "") -> str:
         """Greedy decoding with repetition control; returns only the new text after `prefix`."""
         start = time.perf_counter()
-        with self.lock, torch.inference_mode(), one_thread():
+        with self.lock, torch.inference_mode(), torch_on_one_thread():
             text = self._generate(prompt, max_new_tokens, prefix)
         self.seconds_in_inference += time.perf_counter() - start
         self.calls += 1
@@ -212,7 +212,7 @@ class LanguageModel(Model):
     def score(self, texts: list[str]) -> list[float]:
         """How fluent each text reads to the model (mean token log-probability; higher is better)."""
         start = time.perf_counter()
-        with self.lock, torch.inference_mode(), one_thread():
+        with self.lock, torch.inference_mode(), torch_on_one_thread():
             scores = self._score(texts)
         self.seconds_in_inference += time.perf_counter() - start
         self.calls += 1
