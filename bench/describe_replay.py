@@ -137,7 +137,9 @@ def main(argv: list[str]) -> int:
 def trials(grid: str) -> list[Trial]:
     """The default describer, main's (no text vote, 10 neighbours) and the grid asked for."""
     base = Thresholds()
-    tried = [Trial("main: no text vote", replace(base, text=0.0)), Trial("this branch", base)]
+    main = replace(base, text=0.0, hedge=0.1)  # main's describer: no text vote, hedge at 0.1
+    tried = [Trial("main (37d88be)", main), Trial("text vote alone", replace(main, text=base.text)),
+             Trial("this branch", base)]  # fmt: skip
     if grid == "text":
         for text, temperature in itertools.product((0.1, 0.2, 0.3, 0.5), (0.01, 0.02, 0.05)):
             t = replace(base, text=text, text_temperature=temperature)
@@ -153,9 +155,8 @@ def trials(grid: str) -> list[Trial]:
         for text, hedge in itertools.product((0.3, 0.4, 0.5), (0.12, 0.13, 0.15)):
             tried.append(Trial(f"text={text} hedge={hedge}", replace(base, text=text, hedge=hedge)))
     if grid == "thresholds":
-        for name, hedge, broad, refine in itertools.product((0.25, 0.3, 0.35), (0.08, 0.1, 0.15), (0.45,), (0.4,)):
-            tried.append(Trial(f"name={name} hedge={hedge} broad={broad} refine={refine}",
-                               replace(base, name=name, hedge=hedge, broad=broad, refine=refine)))  # fmt: skip
+        for name, hedge in itertools.product((0.25, 0.3, 0.35), (0.08, 0.1, 0.15)):
+            tried.append(Trial(f"name={name} hedge={hedge}", replace(base, name=name, hedge=hedge)))
     return tried
 
 
