@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from app import looks
-from app.bridge import BridgeParams
+from app.bridge import DEFAULT_TEMPLATES, BridgeParams, label_vectors
 from app.describer import Describer, Sight, Thresholds
 from app.pipeline import Pipeline
 from app.preprocessing import decode, stack
@@ -116,6 +116,7 @@ def main(argv: list[str]) -> int:
     """Replay the default describer (and a grid of levers) on the cached dev set."""
     parser = argparse.ArgumentParser(prog="bench.describe_replay")
     parser.add_argument("--cache-dir", type=Path, default=BENCH_CACHE)
+    parser.add_argument("--templates", choices=["name", "bridge"], default="name", help="texts of the names")
     parser.add_argument("--grid", choices=["", "text", "references", "thresholds", "hedge"], default="")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -124,7 +125,8 @@ def main(argv: list[str]) -> int:
     describer = Describer(None)
     text = prepare(Settings(), "packaged", with_lm=False).text
     names = [c.name for c in describer.hierarchy.concepts]
-    describer.concept_vectors = np.asarray(text.encode(names), dtype=np.float32)
+    templates = ("{}",) if args.templates == "name" else DEFAULT_TEMPLATES
+    describer.concept_vectors = label_vectors(text, names, templates, None)
     results: dict[str, dict[str, float]] = {}
     for trial in trials(args.grid):
         results[trial.name] = figures(describer, trial, encoded, items)
