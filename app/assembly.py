@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from app.bridge import label_vectors
 from app.errors import IndexMismatch
 from app.index import Index
 from app.pipeline import Models, Pipeline
@@ -42,7 +43,7 @@ def service_over(
     """A service over an opened index and loaded models; the index is closed when they do not match."""
     try:
         pipeline = pipeline_for(index, models, cache_dir, query_cache_size)
-        return SearchService(
+        service = SearchService(
             index,
             pipeline,
             max_pixels=max_pixels,
@@ -52,6 +53,11 @@ def service_over(
     except BaseException:
         index.close()
         raise
+    describer = service.describer
+    if describer.imagenet:  # the text vote: the concepts' names in the text encoder's space (cached)
+        names = [concept.name for concept in describer.hierarchy.concepts]
+        describer.concept_vectors = label_vectors(models.text, names, ("{}",), cache_dir)
+    return service
 
 
 def open_service(settings: Settings, index: Index, models: Models) -> SearchService:

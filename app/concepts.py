@@ -37,11 +37,12 @@ class Seen:
     mass: float
     votes: float = 0.0
     labels: tuple[str, ...] = ()  # the likeliest labels at or below it
+    near_name: float = 0.0  # the weight the picture's bridged vector lends it (near its name in text space)
 
     @property
     def support(self) -> float:
-        """The evidence for it: classifier mass plus reference votes, at most 1."""
-        return min(self.mass + self.votes, 1.0)
+        """The evidence for it: classifier mass plus reference votes and the text vote, at most 1."""
+        return min(self.mass + self.votes + self.near_name, 1.0)
 
 
 @cache
@@ -113,6 +114,15 @@ class Hierarchy:
         for row, concept in enumerate(self.concepts):
             self.matrix[row, list(concept.classes)] = 1.0
         self.size = self.matrix.sum(axis=1)
+        # above[r, c] = 1 when concept c is concept r or under it (its classes are among r's).
+        outside = self.matrix @ (1.0 - self.matrix).T
+        self.above = (outside.T == 0).astype(np.float32)
+
+    def spread(self, direct: np.ndarray) -> np.ndarray:
+        """Weight per concept from weights given to concepts directly: each concept gets its own and
+        that of every concept under it."""
+        spread: np.ndarray = self.above @ direct.astype(np.float32)
+        return spread
 
     def distribution(self, labels: list[tuple[str, float]]) -> np.ndarray:
         """Probability per class from (label, probability) pairs (labels not listed get none)."""
@@ -131,22 +141,32 @@ class Hierarchy:
         return weights
 
     def seen(
-        self, labels: list[tuple[str, float]], references: list[tuple[str, float]], reference_weight: float
+        self,
+        labels: list[tuple[str, float]],
+        references: list[tuple[str, float]],
+        reference_weight: float,
+        near_name: np.ndarray | None = None,
     ) -> list[Seen]:
-        """Every concept with any evidence, most specific first (fewest classes, then most support)."""
-        p = self.distribution(labels)
-        masses = self.matrix @ p
+        """Every concept with any evidence, most specific first (fewest classes, then most support);
+        `near_name` is the text vote per concept."""
+        masses = self.matrix @ self.distribution(labels)
         votes = reference_weight * self.voted(references)
-        rows = np.flatnonzero((masses > 0) | (votes > 0))
-        ranked = sorted(rows, key=lambda r: (self.size[r], -(masses[r] + votes[r])))
-        top = sorted(labels, key=lambda pair: -pair[1])
-        found: list[Seen] = []
-        for row in ranked:
-            concept = self.concepts[row]
-            members = set(concept.classes)
-            named = tuple(label for label, q in top[:5] if self.index.get(label, -1) in members and q > 0)
-            found.append(Seen(concept, float(masses[row]), float(votes[row]), named))
-        return found
+        said = np.zeros_like(votes) if near_name is None else near_name.astype(np.float32)
+        total = masses + votes + said
+        rows = np.flatnonzero(total > 0)
+        ranked = rows[np.lexsort((-total[rows], self.size[rows]))]
+        top = [(self.index[label], label) for label, q in sorted(labels, key=lambda pair: -pair[1])[:5]
+               if q > 0 and label in self.index]  # fmt: skip
+        return [
+            Seen(
+                self.concepts[row],
+                float(masses[row]),
+                float(votes[row]),
+                tuple(label for i, label in top if self.matrix[row, i]),
+                float(said[row]),
+            )
+            for row in ranked
+        ]
 
     def kind_above(self, concept: Concept) -> Concept | None:
         """The nearest specific kind above a concept whose name it does not already say ('bolete' →

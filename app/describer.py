@@ -23,6 +23,8 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 
+import numpy as np
+
 from app.concepts import Hierarchy, Seen, below, class_names, scenes, takes_no_article, with_article
 from app.encoders.base import LanguageModel
 from app.labels import imagenet_labels, words
@@ -83,7 +85,9 @@ class Evidence:
     """A phrase of the sentence and what it rests on."""
 
     phrase: str
-    source: str  # "label", "kind" (labels sharing a WordNet kind), "scene", "reference", "pixels", "index"
+    # "label", "kind" (labels sharing a WordNet kind), "scene", "reference", "text" (the picture's bridged
+    # vector near the concept's name), "pixels", "index"
+    source: str
     labels: tuple[str, ...]
     probability: float
 
@@ -107,6 +111,8 @@ class Sight:
     # What the index knows about the image beyond its pixels (the text read in it, its place and date):
     # a Look of kind "medium" here (a "document" when text was read) wins over the picture's own.
     known: tuple[Look, ...] = ()
+    # The picture's bridged vector in the text encoder's space (app/bridge.py), for the text vote.
+    vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -115,13 +121,15 @@ class Thresholds:
 
     name: float = 0.3  # a concept this sure is named: "A cat."
     broad: float = 0.45  # a broad kind needs more: "An animal."
-    hedge: float = 0.1  # below `name`: "Perhaps a frog." / "A frog or a toad."
+    hedge: float = 0.12  # below `name`: "Perhaps a frog." / "A frog or a toad."
     probably: float = 0.3  # …from this support on "Probably a frog."
     refine: float = 0.4  # share of the subject's support a finer concept needs: "A bird, probably an owl."
     alternative: float = 0.5  # second concept at least this fraction of the first → "X or Y"
     scene: float = 0.3  # "… on a beach."
     second: float = 0.3  # "… and a bicycle."
     reference: float = 0.3  # weight of the reference set's agreeing captions
+    text: float = 0.3  # weight of the text vote: the bridged vector against the concepts' names
+    text_temperature: float = 0.02  # softmax temperature of that vote's cosines
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,8 @@ def _evidence(seen: Seen) -> list[Evidence]:
     found = [Evidence(seen.concept.name, source, seen.labels, round(seen.mass, 4))]
     if seen.votes > 0:
         found.append(Evidence(seen.concept.name, "reference", seen.labels, round(seen.votes, 4)))
+    if seen.near_name > 0.01:
+        found.append(Evidence(seen.concept.name, "text", seen.labels, round(seen.near_name, 4)))
     return found
 
 
@@ -160,6 +170,18 @@ class Describer:
         self.labels = list(labels) if labels is not None else list(imagenet_labels())
         self.hierarchy = Hierarchy(self.labels)
         self.imagenet = tuple(self.labels) == imagenet_labels()
+        # Unit text embeddings of the concepts' names (rows as self.hierarchy.concepts), for the text vote.
+        self.concept_vectors: np.ndarray | None = None
+
+    def text_votes(self, sight: Sight) -> np.ndarray | None:
+        """Per concept, the weight the picture's bridged vector lends it: a softmax over the cosines with
+        the concepts' names, each concept also getting the votes of those under it."""
+        t = self.thresholds
+        if sight.vector is None or self.concept_vectors is None or t.text <= 0:
+            return None
+        cosines = self.concept_vectors @ np.asarray(sight.vector, dtype=np.float32)
+        scaled = np.exp((cosines - cosines.max()) / t.text_temperature)
+        return t.text * self.hierarchy.spread(scaled / scaled.sum())
 
     def name_of(self, label: str) -> str:
         """The name a person uses for a label ('ice bear' → 'polar bear')."""
@@ -168,7 +190,7 @@ class Describer:
     def subject(self, sight: Sight) -> Subject | None:
         """The most specific concept the evidence is sure of (refined, or hedged); None when none is."""
         t = self.thresholds
-        seen = self.hierarchy.seen(sight.labels, sight.references, t.reference)
+        seen = self.hierarchy.seen(sight.labels, sight.references, t.reference, self.text_votes(sight))
         sure = [s for s in seen if s.support >= (t.broad if s.concept.broad else t.name)]
         if sure:
             first = self._descend(sure)

@@ -110,10 +110,10 @@ class Pipeline:
             vectors=vectors, features=_unit(output.features), labels=self.bridge.top_labels(output, label_k)
         )
 
-    def encode_images(self, images: list[Image.Image], label_k: int = 5) -> Encoded:
-        """Decoded RGB pictures → Encoded."""
+    def encode_images(self, images: list[Image.Image], label_k: int = 5, project: bool = True) -> Encoded:
+        """Decoded RGB pictures → Encoded (`project=False`: text-space vectors before PCA)."""
         pixels = stack([self.preprocess(image) for image in images])
-        return self.encode_pixels(pixels, label_k)
+        return self.encode_pixels(pixels, label_k, project)
 
     def image_features(self, images: list[Image.Image]) -> np.ndarray:
         """Decoded RGB pictures → unit visual features alone (search by image: no labeller runs)."""

@@ -71,12 +71,20 @@ class ReferenceSet:
 
     def captions_near(self, features: torch.Tensor, k: int, temperature: float) -> list[tuple[str, float]]:
         """The captions of one image's k nearest references, softmax-weighted by similarity."""
+        return self.near(features, k, temperature)[0]
+
+    def near(
+        self, features: torch.Tensor, k: int, temperature: float
+    ) -> tuple[list[tuple[str, float]], float]:
+        """One image's k nearest references' captions, softmax-weighted by similarity, and the cosine of
+        the nearest (one search for both)."""
         scores, rows = self.neighbours(features[None], k)
         weights = torch.softmax(scores[0] / temperature, dim=-1)
-        return [
+        captions = [
             (self.captions[int(self.caption_of[int(row)])], float(weight))
             for row, weight in zip(rows[0], weights, strict=True)
         ]
+        return captions, float(scores[0, 0]) if len(captions) else 0.0
 
     def look_of(self, caption_scores: torch.Tensor, k: int, temperature: float) -> np.ndarray:
         """Unit feature-space direction of the k references whose captions best match a text query."""

@@ -18,6 +18,7 @@ from PIL import Image
 from app import looks, ranking, sources
 from app.catalog import PREFERENCE, Catalog
 from app.describer import Describer, Evidence, Sentence, Sight, when_and_where, with_people, with_text
+from app.encoders.base import torch_on_one_thread
 from app.errors import BadQuery, Conflict, ImageNotFound, ImgSearchError, ModelLoading, NotReady
 from app.filters import TAKEN_AT, Filters
 from app.index import ImageRecord, Index
@@ -490,15 +491,19 @@ class SearchService:
 
     def _sight(self, image: Image.Image) -> Sight:
         """What a description of a decoded picture rests on: every label's probability, the nearest
-        reference captions, the picture's medium and colour."""
+        reference captions, the picture's medium and colour, its bridged vector (torch on one thread: its
+        steps here are small, and a second thread costs more than it gains when the cores are busy)."""
         bridge = self.pipeline.bridge
-        encoded = self.pipeline.encode_images([image], label_k=len(bridge.labels))
-        features = encoded.features[0]
+        captions: list[tuple[str, float]] = []
         nearest = 0.0
-        if bridge.references is not None:
-            nearest = float(bridge.references.neighbours(torch.from_numpy(features)[None], 1)[0][0, 0])
+        with torch_on_one_thread():
+            encoded = self.pipeline.encode_images([image], label_k=len(bridge.labels), project=False)
+            features = torch.from_numpy(encoded.features[0])
+            if bridge.references is not None:
+                p = bridge.params
+                captions, nearest = bridge.references.near(features, p.reference_k, p.reference_temperature)
         labels = encoded.labels[0]
-        return Sight(labels, self.reference_captions(features), looks.of(image, nearest, labels))
+        return Sight(labels, captions, looks.of(image, nearest, labels), vector=encoded.vectors[0])
 
     def _original(self, record: ImageRecord) -> Image.Image | None:
         """The indexed file, decoded as the build decoded it; None when it is gone or has changed since."""

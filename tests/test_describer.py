@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -72,6 +73,22 @@ def test_animals_of_many_kinds_are_an_animal_and_unrelated_things_give_up(descri
     assert said(describer, animals).text == "An animal."
     things = [("umbrella", 0.06), ("goldfish", 0.06), ("mailbox", 0.06), ("broom", 0.06), ("toaster", 0.06)]
     assert said(describer, things).text == UNSURE
+
+
+def test_a_picture_the_classifier_misses_is_named_by_its_bridged_vector_with_that_evidence(
+    describer: Describer,
+) -> None:
+    """A drawing the classifier spreads thin over every class: "A snail." when its bridged vector sits on
+    the word "snail" in text space, said with a "text" evidence item; without the vector, no snail."""
+    names = [concept.name for concept in describer.hierarchy.concepts]
+    vectors = np.random.default_rng(0).normal(size=(len(names), 32)).astype(np.float32)
+    describer.concept_vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    spread = [(label, 0.001) for label in describer.labels]
+    near_snail = describer.concept_vectors[names.index("snail")]
+    sentence = describer.describe(Sight(spread, vector=near_snail))
+    assert sentence.text == "A snail."
+    assert [(e.phrase, e.source) for e in sentence.evidence if e.source == "text"] == [("snail", "text")]
+    assert "snail" not in describer.describe(Sight(spread)).text
 
 
 def test_names_are_the_words_a_person_uses_with_the_right_article(describer: Describer) -> None:

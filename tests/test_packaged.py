@@ -141,6 +141,34 @@ def test_language_model_cache_writes_the_same_model(tmp_path: Path) -> None:
     assert len(list((tmp_path / "lm").glob(f"*/{WEIGHTS}"))) == 1
 
 
+def test_text_mode_reuses_the_shots_and_stops_at_the_clause_break(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The few-shot turns are encoded once: a query writes with them what it writes from a cold prompt,
+    and generation ends at the first clause break instead of running on to its token limit."""
+    import torch
+
+    from app.encoders.language import STOPS, CausalLanguageModel, smollm2_gguf
+
+    shots = [{"role": "system", "content": "Describe a photo in one short sentence."},
+             {"role": "user", "content": "a red car"},
+             {"role": "assistant", "content": "A red car parked on a street, by a harbour."}]  # fmt: skip
+    model = CausalLanguageModel(str(smollm2_gguf()), tmp_path)
+    model.load(torch.device("cpu"), torch.float32)
+
+    def write(query: str) -> str:
+        return model.generate([*shots, {"role": "user", "content": query}], 16, prefix=query.capitalize())
+
+    with monkeypatch.context() as cold:
+        cold.setattr(model, "_reused", lambda shared, ids: None)
+        first = write("a dog in the snow")
+    texts = [write("a dog in the snow"), write("an old lighthouse at sunset"), write("a dog in the snow")]
+    assert model._shared is not None
+    assert texts[0] == texts[2] == first
+    for text in texts:
+        assert not any(stop in text.rstrip("".join(STOPS)) for stop in STOPS), text
+
+
 def test_shipped_reference_set_recognises_the_cat_and_the_coffee_photos(photo_dir: Path) -> None:
     """The clip-art and emoji set made by scripts/references.py: a photo's nearest references name it."""
     import torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -17,6 +18,8 @@ from app.encoders.hub import hub_source
 
 log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
+# Generation stops once the new text ends in one of these (the describer keeps words up to a clause break).
+STOPS = (",", ".", ";", ":", "!", "?", "\n")
 
 
 def smollm2_gguf() -> Path:
@@ -72,6 +75,7 @@ class CausalLanguageModel(LanguageModel):
         self.source = source
         self.cache_dir = cache_dir
         self.model_id = Path(source).name if source.endswith(".gguf") else source
+        self._shared: tuple[str, torch.Tensor, Any] | None = None  # a prompt's shared turns and their cache
 
     def _load(self) -> None:
         """Load tokenizer and model."""
@@ -103,23 +107,45 @@ class CausalLanguageModel(LanguageModel):
         return getattr(self.tokenizer, "chat_template", None) is not None
 
     def _generate(self, prompt: str | list[dict[str, str]], max_new_tokens: int, prefix: str) -> str:
-        """Greedy decoding with n-gram blocking and a repetition penalty; the answer starts with `prefix`."""
+        """Greedy decoding with n-gram blocking and a repetition penalty; the answer starts with `prefix`
+        and stops at the first clause break. A chat's earlier turns are encoded once and reused."""
+        shared = ""
         if isinstance(prompt, list):
             text = str(self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False))
+            if len(prompt) > 1:
+                shared = str(self.tokenizer.apply_chat_template(prompt[:-1], tokenize=False))
         else:
             text = prompt
         text += prefix
         tokens = self.tokenizer(text, return_tensors="pt").to(self.device)
         output = self.net.generate(
             **tokens,
+            cache=self._reused(shared, tokens["input_ids"]),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             no_repeat_ngram_size=3,
             repetition_penalty=1.2,
             pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=list(STOPS),
+            tokenizer=self.tokenizer,
         )
         new = output[0, tokens["input_ids"].shape[1] :]
         return str(self.tokenizer.decode(new, skip_special_tokens=True))
+
+    def _reused(self, shared: str, ids: torch.Tensor) -> Any:
+        """A copy of the key/value cache of the prompt's shared beginning (the same few-shot turns every
+        call), computed once; None when there is none or the prompt's tokens do not start with it."""
+        if not shared:
+            return None
+        if self._shared is None or self._shared[0] != shared:
+            start = self.tokenizer(shared, return_tensors="pt")["input_ids"].to(self.device)
+            cache = self.net(input_ids=start, use_cache=True).cache
+            self._shared = (shared, start, cache)
+        start = self._shared[1]
+        width = start.shape[1]
+        if ids.shape[1] <= width or not torch.equal(ids[:, :width], start):
+            return None
+        return copy.deepcopy(self._shared[2])
 
     def _score(self, texts: list[str]) -> list[float]:
         """Mean log-probability of each text's tokens after a short fixed context, in one padded batch."""
