@@ -348,8 +348,18 @@ def noun_phrase_of(query: str) -> str:
         return query
     head = re.split(r"\b(?:with|in|on|at|by|of|under|over|near|and|from|playing|sitting|riding|walking)\b",
                     query, maxsplit=1)[0].split()  # fmt: skip
+    head = _before_participle(head)
     noun = head[-1] if head else tokens[0]
     return query if takes_no_article(noun) else with_article(query)
+
+
+def _before_participle(head: list[str]) -> list[str]:
+    """The words before a past participle that closes the noun phrase ('mountains reflected' →
+    'mountains'; 'a car parked'): its last word, after another, ending in -ed (not -bed, -eed)."""
+    last = head[-1].lower() if len(head) > 1 else ""
+    if len(last) > 4 and last.endswith("ed") and not last.endswith(("bed", "eed")):
+        return head[:-1]
+    return head
 
 
 def checked_tail(text: str, query: str) -> str:

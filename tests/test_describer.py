@@ -146,6 +146,8 @@ class DriftingLanguageModel(FakeLanguageModel):
         ("a child riding a bicycle", "A child riding a bicycle."),
         ("sunflowers", "A photo of sunflowers."),
         ("an old lighthouse at sunset", "An old lighthouse at sunset."),
+        ("mountains reflected in a lake", "Mountains reflected in a lake."),
+        ("cat curled on a sofa", "A cat curled on a sofa."),
     ],
 )
 def test_text_mode_keeps_the_query_and_completes_it_without_inventing(query: str, expected: str) -> None:
