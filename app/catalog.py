@@ -125,8 +125,7 @@ def write(
 
 def has_texts(connection: sqlite3.Connection, schema: str = "main") -> bool:
     """True when the database holds the texts table (an index built before the text stage does not)."""
-    sql = f"SELECT count(*) FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?"
-    return bool(connection.execute(sql, (TEXTS,)).fetchone()[0])
+    return has_table(connection, TEXTS, schema)
 
 
 def carry_texts(connection: sqlite3.Connection, previous: Path) -> None:

@@ -1,17 +1,17 @@
 """Build stage 5, faces (opt-in: `imgsearch build --faces`, IMGSEARCH_FACES): find the faces in each
 indexed picture that was not looked at yet, group them into people, then serve them.
 
-Modelled on the text stage (app/text_stage.py): it runs after the generation searched by meaning is
-published (app/build.py), under the same build lock, so search by meaning is served as early as
-without it. The pictures never looked at (no row in the manifest's `faces_read` table, app/catalog.py:
-new or changed files, or every file of an index built without `--faces`) are decoded again and read
-by a `FaceReading` (app/faces.py's `FaceReader`) in DataLoader worker processes (`config.workers`).
-Each read goes into a derived generation (the served one's files linked, its manifest copied): a
-`faces` row per face (box in the original picture's pixels, score, size, descriptor) and a
-`faces_read` row per picture, faces or not. Before each derived generation is published (at the end
-and every `checkpoint_s` seconds), its faces without a person are grouped (app/people.py `assign`),
-so an interrupted stage keeps what it published and the next `--update` or watcher build reads only
-the rest. Vectors are never touched: adding faces to an index re-encodes nothing. Both engines run
+Like the text stage (app/text_stage.py), through the same machinery (app/derived_stage.py): it runs after
+the generation searched by meaning is published (app/build.py), under the same build lock, so search by
+meaning is served as early as without it. The pictures never looked at (no row in the manifest's
+`faces_read` table, app/catalog.py: new or changed files, or every file of an index built without
+`--faces`) are decoded again and read by a `FaceReading` (app/faces.py's `FaceReader`) in DataLoader
+worker processes (`config.workers`). Each read goes into a derived generation (the served one's files
+linked, its manifest copied): a `faces` row per face (box in the original picture's pixels, score, size,
+descriptor) and a `faces_read` row per picture, faces or not. Before each derived generation is published
+(at the end and every `checkpoint_s` seconds), its faces without a person are grouped (app/people.py
+`assign`), so an interrupted stage keeps what it published and the next `--update` or watcher build reads
+only the rest. Vectors are never touched: adding faces to an index re-encodes nothing. Both engines run
 this stage here, on the build's machine.
 
 `drop_faces` (`imgsearch build --no-faces`) publishes a derived generation without the faces tables
@@ -20,29 +20,21 @@ this stage here, on the build's machine.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
-
 from app import catalog, people
-from app.engines import worker_started
+from app.derived_stage import REWRITE, Pending, Stage, add_to_report, indexed_bytes, pending, run_stage
 from app.errors import ImgSearchError
 from app.faces import FaceReading, FoundFace
 from app.generations import derived_generation, publish, remove_stale
-from app.index import original_name
-from app.layout import CURRENT, MANIFEST, PEOPLE, REPORT, live_path
+from app.layout import MANIFEST, PEOPLE, live_path
 from app.meta import BuildConfig
 from app.preprocessing import decode_sized
 from app.sources import Source
@@ -50,16 +42,6 @@ from app.sources import Source
 log = logging.getLogger(__name__)
 
 CHECKPOINT_S = 300.0  # a running stage publishes what it has found at least this often
-REWRITE = (MANIFEST, REPORT)  # the files a derived generation of this stage changes
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A picture whose faces are to be found: its id, content hash and file."""
-
-    id: str
-    sha256: str
-    path: Path
 
 
 @dataclass(frozen=True)
@@ -110,12 +92,9 @@ def _in_file_pixels(faces: list[FoundFace], factor: float, size: tuple[int, int]
 def read_one(pending: Pending, reader: FaceReading, max_pixels: int) -> FacesRead:
     """Decode one indexed picture again (the same bytes as indexed, else nothing) and find its faces."""
     started = time.perf_counter()
-    try:
-        raw = pending.path.read_bytes()
-    except OSError as exc:
-        return FacesRead(pending.id, None, f"cannot read file: {exc.strerror or exc}")
-    if hashlib.sha256(raw).hexdigest() != pending.sha256:
-        return FacesRead(pending.id, None, "changed since it was indexed")
+    raw = indexed_bytes(pending)
+    if isinstance(raw, str):
+        return FacesRead(pending.id, None, raw)
     try:
         image, size = decode_sized(raw, max_pixels, reader.decode_side, name=pending.path.name)
     except ImgSearchError as exc:
@@ -129,37 +108,6 @@ def read_one(pending: Pending, reader: FaceReading, max_pixels: int) -> FacesRea
         return FacesRead(pending.id, None, f"the face reader failed on it: {exc!r}")
     faces = _in_file_pixels(found, max(size) / max(image.size), size)
     return FacesRead(pending.id, faces, seconds=(decoded - started, time.perf_counter() - decoded))
-
-
-class PendingReads(Dataset[FacesRead]):
-    """Worker-side reads of the pending pictures (see read_one)."""
-
-    def __init__(self, pending: list[Pending], reader: FaceReading, max_pixels: int) -> None:
-        self.pending, self.reader, self.max_pixels = pending, reader, max_pixels
-
-    def __len__(self) -> int:
-        return len(self.pending)
-
-    def __getitem__(self, i: int) -> FacesRead:
-        return read_one(self.pending[i], self.reader, self.max_pixels)
-
-
-def pending(index_dir: Path, source: Source) -> list[Pending]:
-    """The served pictures whose faces were never looked for, in row order."""
-    manifest = live_path(index_dir) / MANIFEST
-    with closing(sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)) as connection:
-        sql = "SELECT id, source, sha256, format FROM images"
-        if catalog.has_table(connection, catalog.FACES_READ):
-            sql += f" WHERE id NOT IN (SELECT id FROM {catalog.FACES_READ})"
-        rows = connection.execute(sql + " ORDER BY row").fetchall()
-    found: list[Pending] = []
-    for image, name, sha256, fmt in rows:
-        if source.stores_originals or source.root is None:  # read through `current`, whichever it names
-            path = index_dir / CURRENT / original_name(image, fmt)
-        else:
-            path = source.root / name
-        found.append(Pending(str(image), str(sha256), path))
-    return found
 
 
 def _write(connection: sqlite3.Connection, reads: list[FacesRead], report: FaceReport) -> None:
@@ -189,44 +137,11 @@ def _write(connection: sqlite3.Connection, reads: list[FacesRead], report: FaceR
     report.seconds["faces"] = report.seconds.get("faces", 0.0) + sum(read.seconds[1] for read in reads)
 
 
-def _add_to_report(generation: Path, report: FaceReport | None) -> None:
-    """Record the stage's figures in the generation's build_report.json (None: faces dropped)."""
-    path = generation / REPORT
-    stored = json.loads(path.read_text()) if path.is_file() else {}
-    stored["faces"] = report.to_json() if report is not None else {"dropped": True}
-    path.write_text(json.dumps(stored, indent=2))
-
-
-def _checkpoint(
-    index_dir: Path,
-    first: list[FacesRead],
-    reads: Iterator[list[FacesRead]],
-    report: FaceReport,
-    bar: tqdm[Any],
-    checkpoint_s: float,
-) -> None:
-    """Write `first` and the reads after it into one derived generation until `checkpoint_s` passes or
-    the reads run out, group its faces into people, then publish it."""
-    deadline = time.perf_counter() + checkpoint_s
-    with derived_generation(index_dir, REWRITE) as generation:
-        with closing(sqlite3.connect(generation / MANIFEST)) as connection:
-            connection.execute(catalog.FACES_SQL)
-            connection.execute(catalog.FACES_READ_SQL)
-            batch: list[FacesRead] | None = first
-            while batch is not None:
-                started = time.perf_counter()
-                with connection:
-                    _write(connection, batch, report)
-                report.seconds["write"] = report.seconds.get("write", 0.0) + time.perf_counter() - started
-                bar.update(len(batch))
-                batch = next(reads, None) if started < deadline else None
-            started = time.perf_counter()
-            report.grouped += people.assign(index_dir, connection)
-            report.seconds["group"] = report.seconds.get("group", 0.0) + time.perf_counter() - started
-        _add_to_report(generation, report)
-        publish(generation, index_dir)
-    report.published += 1
-    remove_stale(index_dir)  # the generation this one replaced, unless a service still reads it
+def _group(connection: sqlite3.Connection, index_dir: Path, report: FaceReport) -> None:
+    """Give the faces of a generation about to be published their people (app/people.py)."""
+    started = time.perf_counter()
+    report.grouped += people.assign(index_dir, connection)
+    report.seconds["group"] = report.seconds.get("group", 0.0) + time.perf_counter() - started
 
 
 def find_faces(
@@ -242,23 +157,20 @@ def find_faces(
     nothing published."""
     started = time.perf_counter()
     report = FaceReport()
-    todo = pending(index_dir, source)
+    todo = pending(index_dir, source, catalog.FACES_READ)
     if todo:
-        loader = DataLoader(
-            PendingReads(todo, reader, config.max_pixels),
-            batch_size=4,
-            num_workers=config.workers,
-            collate_fn=list,
-            worker_init_fn=partial(worker_started, parent=os.getpid()) if config.workers else None,
+        stage = Stage[FacesRead](
+            desc="finding faces",
+            key="faces",
+            tables=(catalog.FACES_SQL, catalog.FACES_READ_SQL),
+            write=partial(_write, report=report),
+            report=report.to_json,
+            seconds=report.seconds,
+            finish=partial(_group, index_dir=index_dir, report=report),
         )
-        reads = iter(loader)
-        try:
-            with tqdm(total=len(todo), desc="finding faces", unit="img", disable=not progress) as bar:
-                while (batch := next(reads, None)) is not None:
-                    wait = CHECKPOINT_S if checkpoint_s is None else checkpoint_s
-                    _checkpoint(index_dir, batch, reads, report, bar, wait)
-        finally:
-            del reads  # stops the workers now (app/engines.py does the same)
+        wait = CHECKPOINT_S if checkpoint_s is None else checkpoint_s
+        read = partial(read_one, reader=reader, max_pixels=config.max_pixels)
+        report.published = run_stage(index_dir, todo, read, stage, config.workers, wait, progress)
     report.seconds["total"] = time.perf_counter() - started
     _log(report, len(todo))
     return report
@@ -279,7 +191,7 @@ def drop_faces(index_dir: Path) -> bool:
                 for table in held:
                     connection.execute(f"DROP TABLE {table}")
                 connection.execute("VACUUM")  # rewrites the file: no free page keeps a descriptor
-            _add_to_report(generation, None)
+            add_to_report(generation, "faces", {"dropped": True})
             publish(generation, index_dir)
         remove_stale(index_dir)
     if stored:

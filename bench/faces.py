@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from app.face_stage import Pending, read_one
+from app.derived_stage import Pending
+from app.face_stage import read_one
 from app.faces import DECODE_SIDE, DetectParams, FaceReader, FoundFace, distances
 from app.people import JOIN, _clusters
 from app.preprocessing import decode_sized
@@ -206,7 +207,7 @@ _READERS: dict[int, FaceReader] = {}  # one loaded reader per detection size in 
 def _timed(path: Path, side: int) -> tuple[float, float]:
     """Wall and CPU seconds the stage spends on one photo in this process (its reader loaded before)."""
     reader = _READERS.setdefault(side, FaceReader(DetectParams(detect_side=side)))
-    pending = Pending("x", hashlib.sha256(path.read_bytes()).hexdigest(), path)
+    pending = Pending(0, "x", hashlib.sha256(path.read_bytes()).hexdigest(), path)
     read_one(pending, reader, 200_000_000)  # the models load, the file is cached
     wall, cpu = time.perf_counter(), time.thread_time()
     read_one(pending, reader, 200_000_000)
