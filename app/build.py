@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +59,9 @@ log = logging.getLogger(__name__)
 RECORD_CHUNK = 10_000  # manifest rows read per query (SQLite caps the number of parameters)
 
 
-class TextStageInterrupted(KeyboardInterrupt):
-    """Ctrl-C during the text stage: search by meaning is served, and the text is read by the next update."""
+class StageInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a stage after the first publication (text, faces): search by meaning is served, and the
+    next update does the rest."""
 
 
 def build_index(
@@ -77,7 +80,7 @@ def build_index(
     find their faces with `faces` (when given and `config.faces`; `config.drop_faces` drops them).
 
     IndexDirRefused when `index_dir` is not ours to write (check_index_dir), BuildLocked when
-    another build runs, NoSpace when the disk fills up, TextStageInterrupted on Ctrl-C once search by
+    another build runs, NoSpace when the disk fills up, StageInterrupted on Ctrl-C once search by
     meaning is served. `engine` runs reading and encoding (default: LocalEngine); writing is the same
     for every engine. `update` reuses what the current generation holds, by sha256. Generations
     nothing reads any more are removed before and after.
@@ -127,6 +130,17 @@ def _build(
     return report
 
 
+@contextmanager
+def _stage(index_dir: Path, name: str, later: str) -> Iterator[None]:
+    """Ctrl-C inside: StageInterrupted, saying what is served and what the next build does (`later`)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise StageInterrupted(
+            f"the {name} stage stopped; search by meaning is served from {index_dir}, and {later}"
+        ) from exc
+
+
 def _text_stage(
     source: Source,
     index_dir: Path,
@@ -136,13 +150,9 @@ def _text_stage(
     report: BuildReport,
 ) -> None:
     """Read the text of the pictures that lack it and serve it; its figures go to `report`."""
-    try:
+    later = "the text not yet read in pictures is read by the next build with --update"
+    with _stage(index_dir, "text", later):
         texts = read_texts(index_dir, source, reader, config, progress)
-    except KeyboardInterrupt as exc:
-        raise TextStageInterrupted(
-            f"the text stage stopped; search by meaning is served from {index_dir}, and the text not yet "
-            "read in pictures is read by the next build with --update"
-        ) from exc
     report.text_read, report.text_found = texts.read, texts.with_text
     report.seconds["text"] = texts.seconds["total"]
 
@@ -156,13 +166,9 @@ def _face_stage(
     report: BuildReport,
 ) -> None:
     """Find the faces of the pictures not looked at yet and serve them; its figures go to `report`."""
-    try:
+    later = "the faces not yet found are found by the next build with --update --faces"
+    with _stage(index_dir, "faces", later):
         found = find_faces(index_dir, source, reader, config, progress)
-    except KeyboardInterrupt as exc:
-        raise TextStageInterrupted(
-            f"the faces stage stopped; search by meaning is served from {index_dir}, and the faces not yet "
-            "found are found by the next build with --update --faces"
-        ) from exc
     report.faces_read, report.faces_found = found.read, found.faces
     report.seconds["faces"] = found.seconds["total"]
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 import app.build_ray
 from app import cli, face_stage
-from app.build import BuildConfig, TextStageInterrupted, build_index
+from app.build import BuildConfig, StageInterrupted, build_index
 from app.cli import build as cli_build
 from app.faces import FaceReader
 from app.index import Index
@@ -139,7 +139,7 @@ def test_an_interrupted_faces_stage_is_resumed_by_the_next_update(
     for extra in range(4):
         portrait(photos / "more" / f"{extra}.png", None, (100 + extra, 90))
     target = tmp_path / "index"
-    with pytest.raises(TextStageInterrupted, match="search by meaning is served"):
+    with pytest.raises(StageInterrupted, match="search by meaning is served"):
         build(photos, target, pipeline, ColourFaces(stop_at=6))
     assert Index(target).count == 8
     resumed = ColourFaces()

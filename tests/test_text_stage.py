@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 import app.build_ray
 from app import cli, lexical, text_stage
-from app.build import BuildConfig, TextStageInterrupted, build_index
+from app.build import BuildConfig, StageInterrupted, build_index
 from app.cli import build as cli_build
 from app.index import ImageRecord, Index, live_path
 from app.main import create_app
@@ -283,7 +283,7 @@ def interrupted(pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """Six pictures whose text stage was interrupted at the fifth, after publishing the first four."""
     monkeypatch.setattr(text_stage, "CHECKPOINT_S", 0.0)  # publish after each batch of reads
     folder, target = coloured_pictures(tmp_path / "photos", 6, seed=4), tmp_path / "index"
-    with pytest.raises(TextStageInterrupted, match="search by meaning is served"):
+    with pytest.raises(StageInterrupted, match="search by meaning is served"):
         build_index(FolderSource(folder), target, pipeline, CONFIG, progress=False, reader=CountingReader(5))
     assert Index(target).count == 6  # searched by meaning all along
     assert len(texts_table(target)) == 4  # the batch read before the interruption was published

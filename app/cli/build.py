@@ -253,9 +253,9 @@ def run_build(args: argparse.Namespace, settings: Settings | None = None) -> int
     except (ImgSearchError, OSError, ValueError) as exc:
         return fail(exc)
     except KeyboardInterrupt as exc:
-        from app.build import TextStageInterrupted
+        from app.build import StageInterrupted
 
-        if isinstance(exc, TextStageInterrupted):
+        if isinstance(exc, StageInterrupted):
             return interrupted(str(exc))
         return interrupted(f"the build stopped; nothing half-written was left in {args.index_dir}")
     for skipped in report.skipped:
