@@ -122,6 +122,15 @@ def index_dir(built: tuple[Path, BuildReport]) -> Path:
     return built[0]
 
 
+def ids_by_source(index_dir: Path) -> dict[str, str]:
+    """The image id of each indexed file, by its source."""
+    index = Index(index_dir)
+    try:
+        return {record.source: record.id for record in index.records(list(range(index.count)))}
+    finally:
+        index.close()
+
+
 def service_factory(models: Models, cache: Path) -> ServiceFactory:
     """A factory the app calls in its lifespan instead of loading real models."""
 

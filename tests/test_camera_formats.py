@@ -16,13 +16,12 @@ from PIL import Image, features
 
 from app import formats
 from app.build import BuildConfig, build_index
-from app.index import Index
 from app.main import create_app
 from app.pipeline import Models, Pipeline
 from app.settings import Settings
 from app.sources import FolderSource
 from app.writing import BuildReport
-from tests.conftest import dated_exif, service_factory, wait_ready
+from tests.conftest import dated_exif, ids_by_source, service_factory, wait_ready
 
 TAKEN = "2021:06:05 04:03:02"
 CAMERA = ("Canon", "Canon EOS R5")
@@ -95,15 +94,6 @@ def build(gallery: Path, target: Path, pipeline: Pipeline) -> BuildReport:
     return build_index(FolderSource(gallery), target, pipeline, config, progress=False)
 
 
-def ids_of(index_dir: Path) -> dict[str, str]:
-    """source → id of every indexed image."""
-    index = Index(index_dir)
-    try:
-        return {record.source: record.id for record in index.records(list(range(index.count)))}
-    finally:
-        index.close()
-
-
 @contextmanager
 def serving(index_dir: Path, models: Models, tmp_path: Path) -> Iterator[TestClient]:
     """A ready client over the index."""
@@ -125,7 +115,7 @@ def test_each_format_is_indexed_with_its_exif_thumbnail_and_media_types(
     Image.new("RGB", (30, 20), (250, 10, 10)).save(gallery / "other.png")
     report = build(gallery, tmp_path / "index", pipeline)
     assert (report.indexed, report.skipped, report.notes) == (2, [], [])
-    shot = ids_of(tmp_path / "index")[name]
+    shot = ids_by_source(tmp_path / "index")[name]
     with serving(tmp_path / "index", models, tmp_path) as client:
         meta = client.get(f"/images/{shot}/metadata").json()
         assert (meta["format"], meta["taken_at"], meta["taken_at_source"]) == (
@@ -178,7 +168,7 @@ def test_a_raw_beside_its_jpeg_is_one_result_with_the_raw_as_alternate(
     write_dng(gallery / "trip" / "IMG_0099.DNG")  # no JPEG of this shot: a result of its own
     Image.new("RGB", (30, 20), (250, 10, 10)).save(gallery / "other.png")
     report = build(gallery, tmp_path / "index", pipeline)
-    ids = ids_of(tmp_path / "index")
+    ids = ids_by_source(tmp_path / "index")
     dng = formats.format_of("DNG")
     assert dng is not None
     expected = {"trip/IMG_0042.JPG", "other.png"}
@@ -219,7 +209,7 @@ def test_an_unreadable_raw_is_a_reported_skip_and_a_broken_one_is_not_a_500(
     assert report.indexed == 1
     assert [skip["source"] for skip in report.skipped] == ["broken.NEF"]
     assert "camera RAW" in report.skipped[0]["reason"]
-    fine = ids_of(tmp_path / "index")["fine.dng"]
+    fine = ids_by_source(tmp_path / "index")["fine.dng"]
     (gallery / "fine.dng").write_bytes(b"II*\x00 no longer a photo")  # changed since the build
     with serving(tmp_path / "index", models, tmp_path) as client:
         response = client.get(f"/images/{fine}/view")

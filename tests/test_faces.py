@@ -29,6 +29,7 @@ from app.preprocessing import Pixels
 from app.settings import Settings
 from app.sources import FolderSource
 from app.watch import Watcher
+from tests.conftest import ids_by_source
 from tests.face_fakes import ALICE, BOB, ColourFaces, descriptor, portrait
 
 REAL_FACE_READER = cli_build.face_reader  # the fixture below replaces it in the module
@@ -43,15 +44,6 @@ def faces_table(index_dir: Path) -> list[tuple[Any, ...]]:
         if "faces" not in tables:
             return []
         return db.execute("SELECT id, x, y, w, h, person FROM faces ORDER BY face").fetchall()
-
-
-def ids_by_source(index_dir: Path) -> dict[str, str]:
-    """Image id of each indexed file."""
-    index = Index(index_dir)
-    try:
-        return {record.source: record.id for record in index.records(list(range(index.count)))}
-    finally:
-        index.close()
 
 
 @pytest.fixture

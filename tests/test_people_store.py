@@ -13,11 +13,11 @@ import pytest
 from app import people
 from app.build import BuildConfig, build_index
 from app.errors import BadPersonChange, Conflict, PersonNotFound
-from app.index import Index
 from app.layout import PEOPLE, live_path
 from app.people import PeopleView, open_people
 from app.pipeline import Pipeline
 from app.sources import FolderSource
+from tests.conftest import ids_by_source
 from tests.face_fakes import ALICE, ALICE_AGAIN, BOB, CAROL, ColourFaces, portrait
 
 CONFIG = BuildConfig(pca_dim=0, workers=0, ocr=False, faces=True)
@@ -30,15 +30,6 @@ def build(folder: Path, target: Path, pipeline: Pipeline, update: bool = True) -
     view = open_people(target, live_path(target))
     assert view is not None
     return view
-
-
-def ids(index_dir: Path) -> dict[str, str]:
-    """Image id of each indexed file."""
-    index = Index(index_dir)
-    try:
-        return {record.source: record.id for record in index.records(list(range(index.count)))}
-    finally:
-        index.close()
 
 
 @pytest.fixture
@@ -57,7 +48,7 @@ def test_two_faces_alike_make_a_person_and_a_lone_face_stays_a_candidate(
 ) -> None:
     target = tmp_path / "index"
     view = build(photos, target, pipeline)
-    image = ids(target)
+    image = ids_by_source(target)
     [alice] = view.people()  # Bob's single face is no person yet
     assert (alice.name, alice.faces, alice.images) == (None, 2, 2)
     assert view.images_of(alice.id) == {image["alice1.png"], image["alice2.jpg"]}
@@ -130,7 +121,7 @@ def test_a_removed_photo_takes_its_face_from_its_person(
     (photos / "alice1.png").unlink()
     view = build(photos, target, pipeline)
     assert view.person(alice.id).images == 2
-    assert ids(target).keys().isdisjoint({"alice1.png"})
+    assert ids_by_source(target).keys().isdisjoint({"alice1.png"})
 
 
 def test_bad_changes_are_refused_with_clear_errors(photos: Path, pipeline: Pipeline, tmp_path: Path) -> None:
