@@ -224,6 +224,10 @@ def test_the_command_line_filters_by_person(
     said = capsys.readouterr()
     assert "people Alice, Bob" in said.err and GREEN in said.out and RED not in said.out
     assert said.out.count("\n") == 1 and GREEN in said.out
+    assert cli.main(["search", "bob in 1990", "--index-dir", str(index_dir)], factory=factory) == 0
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert "hint: the dates and the person Bob read from the query kept no image" in said.err
 
 
 def test_the_service_serves_the_people_of_the_generation_it_serves(

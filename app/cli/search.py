@@ -266,6 +266,9 @@ def say_what_filtered(understood: dict[str, Any] | None) -> None:
     place = understood["place"]
     if place and place["use"] == "filter":
         readings.append(f"the place {place['name']}")
+    named = [person["name"] for person in understood.get("people") or []]
+    if named:
+        readings.append(f"the {'person' if len(named) == 1 else 'people'} {', '.join(named)}")
     if readings:
         print(
             f"hint: {' and '.join(readings)} read from the query kept no image; "
