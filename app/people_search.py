@@ -23,7 +23,7 @@ from app.errors import BadPersonChange, BadQuery, Conflict, ImageNotFound, ImgSe
 from app.filters import NO_PEOPLE
 from app.index import Index
 from app.names import NameMatcher
-from app.people import Face, PeopleView, Person, open_people
+from app.people import MAX_NAME as NAME_LENGTH, Face, PeopleView, Person, open_people
 from app.preprocessing import decode_sized
 from app.settings import COLLECTION_PIXELS
 
@@ -34,7 +34,6 @@ FACE_PAD = 0.3  # a face crop reaches this share of the face's box beyond each s
 CROP_SIDE = 256  # a face crop's longest side at most, in pixels
 CROPS_KEPT = 256  # face crops kept (JPEG bytes, a few kB each)
 CHUNK = 500  # ids per SELECT … IN (…)
-NAME_LENGTH = 100
 
 
 def open_view(index: Index) -> PeopleView | None:
