@@ -245,8 +245,9 @@ class _Row:
 class People:
     """The people of one generation (its faces) and the index's store (names, merges): a PeopleView.
 
-    Opening costs one query; the faces (no descriptors) are read once, on first use. Names and merges
-    are read from the store on each call, so a rename through one view shows in every other.
+    Opening costs one query; the faces (no descriptors) are read once, on first use. Names, merges and
+    each person's faces are kept until the store changes (its header's change counter, read on each
+    call), so a rename through one view, or the CLI, shows in every other.
     """
 
     def __init__(self, index_dir: Path, generation: Path) -> None:
@@ -254,6 +255,9 @@ class People:
         self._rows: dict[int, _Row] | None = None
         self._by_image: dict[str, list[_Row]] = defaultdict(list)
         self._lock = threading.Lock()
+        self._kept: tuple[tuple[int, ...] | None, Directory, dict[int, list[_Row]]] | None = None
+        self._listed: tuple[Directory, list[Person]] | None = None  # people() for the kept directory
+        self._kept_lock = threading.Lock()
 
     def rows(self) -> dict[int, _Row]:
         """The generation's faces by id (read once)."""
@@ -274,13 +278,24 @@ class People:
 
     def _directory(self) -> Directory:
         """Names and merges as the store holds them now (none when it was never written)."""
+        return self._current()[0]
+
+    def _current(self) -> tuple[Directory, dict[int, list[_Row]]]:
+        """Names, merges and each person's faces as the store holds them now (kept until it changes)."""
         path = self.index_dir / PEOPLE
-        if not path.is_file():
-            return Directory({}, {})
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)) as connection:
-            if not has_table(connection, "people"):
-                return Directory({}, {})
-            return Directory.read(connection)
+        signature = _signature(path)
+        with self._kept_lock:
+            if self._kept is not None and self._kept[0] == signature:
+                return self._kept[1], self._kept[2]
+        directory = Directory({}, {})
+        if signature is not None:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)) as connection:
+                if has_table(connection, "people"):
+                    directory = Directory.read(connection)
+        groups = self._groups(directory)
+        with self._kept_lock:
+            self._kept = (signature, directory, groups)
+        return directory, groups
 
     def _groups(self, directory: Directory) -> dict[int, list[_Row]]:
         """Each person's faces, merges followed."""
@@ -298,13 +313,20 @@ class People:
 
     def people(self) -> list[Person]:
         """Every person with a face in this generation, most images first (faces in no person: none)."""
-        directory = self._directory()
-        found = [self._person(n, rows, directory) for n, rows in self._groups(directory).items()]
-        return sorted(found, key=lambda p: (-p.images, -p.faces, number_of(p.id) or 0))
+        directory, groups = self._current()
+        listed = self._listed
+        if listed is not None and listed[0] is directory:
+            return list(listed[1])
+        found = [self._person(n, rows, directory) for n, rows in groups.items()]
+        ranked = sorted(found, key=lambda p: (-p.images, -p.faces, number_of(p.id) or 0))
+        self._listed = (directory, ranked)
+        return list(ranked)
 
-    def _find(self, key: str, directory: Directory) -> tuple[int, list[_Row]]:
+    def _find(
+        self, key: str, directory: Directory, groups: dict[int, list[_Row]] | None = None
+    ) -> tuple[int, list[_Row]]:
         """The person this id (merges followed) or name names, with its faces; PersonNotFound otherwise."""
-        groups = self._groups(directory)
+        groups = self._groups(directory) if groups is None else groups
         number = number_of(key)
         if number is not None and directory.resolve(number) in groups:
             resolved = directory.resolve(number)
@@ -318,8 +340,8 @@ class People:
 
     def person(self, key: str) -> Person:
         """The person with this id or name (case-insensitive); PersonNotFound otherwise."""
-        directory = self._directory()
-        return self._person(*self._find(key, directory), directory)
+        directory, groups = self._current()
+        return self._person(*self._find(key, directory, groups), directory)
 
     def _face(self, row: _Row, directory: Directory) -> Face:
         """A stored face as the service shows it (merges followed)."""
@@ -336,7 +358,7 @@ class People:
     def images_of(self, person_id: str) -> frozenset[str]:
         """The images in which this person's faces were found (empty for an unknown person)."""
         try:
-            return frozenset(row.image for row in self._find(person_id, self._directory())[1])
+            return frozenset(row.image for row in self._find(person_id, *self._current())[1])
         except PersonNotFound:
             return frozenset()
 
@@ -384,6 +406,18 @@ class People:
             connection.execute("UPDATE people SET name = NULL WHERE number = ?", (number,))
             directory = Directory.read(connection)
             return self._person(target, self._groups(directory)[target], directory)
+
+
+def _signature(path: Path) -> tuple[int, ...] | None:
+    """What changes whenever the store does: its file's identity and size and the change counter SQLite
+    writes into its header on every commit (None when there is no store)."""
+    try:
+        with path.open("rb") as file:
+            header = file.read(28)
+            status = path.stat()
+    except OSError:
+        return None
+    return (status.st_ino, status.st_size, int.from_bytes(header[24:28], "big"))
 
 
 def _ensure(connection: sqlite3.Connection, number: int) -> None:

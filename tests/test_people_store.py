@@ -90,6 +90,26 @@ def test_a_name_lasts_across_a_full_rebuild_and_finds_the_person(
     assert view.person(alice.id).name == "Alice Smith"  # an older view reads the same store
 
 
+def test_a_view_that_has_read_the_people_sees_every_later_change_made_elsewhere_at_once(
+    photos: Path, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    target = tmp_path / "index"
+    portrait(photos / "carol1.png", CAROL)
+    portrait(photos / "carol2.png", CAROL, (150, 100))
+    reader = build(photos, target, pipeline)
+    alice, carol = sorted(reader.people(), key=lambda person: person.images)[:2]
+    writer = open_people(target, live_path(target))  # another view (another worker, the CLI)
+    assert writer is not None and reader.person(alice.id).name is None
+    for name in ("Al", "Bo", "Cy"):  # changes in quick succession, each the same size on disk
+        writer.rename(alice.id, name)
+        assert reader.person(name).id == alice.id and [p.name for p in reader.people()].count(name) == 1
+    writer.merge(carol.id, alice.id)
+    assert [(person.id, person.images) for person in reader.people()] == [(alice.id, 4)]
+    assert reader.images_of(carol.id) == reader.images_of(alice.id)
+    (target / PEOPLE).unlink()  # a store deleted by hand: names and merges go, the people stay
+    assert sorted(person.name or "" for person in reader.people()) == ["", ""]
+
+
 def test_a_merge_lasts_and_new_faces_of_either_join_the_kept_person(
     photos: Path, pipeline: Pipeline, tmp_path: Path
 ) -> None:
