@@ -40,8 +40,6 @@ def open_view(index: Index) -> PeopleView | None:
     """The people of an opened index's generation; None without faces (or before the faces stage)."""
     try:
         return open_people(index.root, index.path)
-    except NotImplementedError:
-        return None
     except (ImgSearchError, OSError, ValueError, sqlite3.Error) as exc:  # serve the rest of the index
         log.warning("the people of %s are not served: %s", index.path.name, exc)
         return None

@@ -4,6 +4,7 @@ the admin key, the `person` filter and names read from queries, over a fake Peop
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -251,7 +252,7 @@ def test_the_service_serves_the_people_of_the_generation_it_serves(
     assert asked == [(index_dir, index_dir / "generations" / generation)]
 
 
-@pytest.mark.parametrize("failure", [OSError("faces.db is unreadable"), NotImplementedError()])
+@pytest.mark.parametrize("failure", [OSError("faces.db is unreadable"), sqlite3.DatabaseError("malformed")])
 def test_people_that_cannot_be_read_leave_the_rest_of_the_index_served(
     index_dir: Path, models: Models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: Exception
 ) -> None:
