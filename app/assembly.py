@@ -55,8 +55,7 @@ def service_over(
         raise
     describer = service.describer
     if describer.imagenet:  # the text vote: the concepts' names in the text encoder's space (cached)
-        names = [concept.name for concept in describer.hierarchy.concepts]
-        describer.concept_vectors = label_vectors(models.text, names, ("{}",), cache_dir)
+        describer.concept_vectors = label_vectors(models.text, describer.concept_names(), ("{}",), cache_dir)
     return service
 
 

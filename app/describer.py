@@ -173,6 +173,10 @@ class Describer:
         # Unit text embeddings of the concepts' names (rows as self.hierarchy.concepts), for the text vote.
         self.concept_vectors: np.ndarray | None = None
 
+    def concept_names(self) -> list[str]:
+        """The concepts' names, in the order of `concept_vectors`' rows (what the text vote embeds)."""
+        return [concept.name for concept in self.hierarchy.concepts]
+
     def text_votes(self, sight: Sight) -> np.ndarray | None:
         """Per concept, the weight the picture's bridged vector lends it: a softmax over the cosines with
         the concepts' names, each concept also getting the votes of those under it."""

@@ -1,4 +1,5 @@
-"""Ship the text embeddings every first start would compute: the bridge's label and caption vectors.
+"""Ship the text embeddings every first start would compute: the bridge's label and caption vectors and
+the describer's concept names (its text vote).
 
     python -m scripts.text_vectors
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.bridge import BridgeParams, text_vectors_path
+from app.bridge import BridgeParams, label_vectors, text_vectors_path
+from app.describer import Describer
 from app.registry import make_bridge, prepare
 from app.settings import Settings
 
@@ -34,6 +36,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="text-vectors-") as scratch:
         cache = Path(scratch)
         make_bridge(models, BridgeParams(), cache)
+        label_vectors(models.text, Describer(None).concept_names(), ("{}",), cache)  # as app/assembly.py
         arrays = {
             path.stem.removeprefix("labels-"): np.load(path) for path in sorted(cache.glob("labels-*.npy"))
         }

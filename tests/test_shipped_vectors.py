@@ -69,3 +69,22 @@ def test_shipped_minilm_vectors_are_what_minilm_computes() -> None:
     rows = np.random.default_rng(0).choice(len(references.captions), 24, replace=False)
     fresh = text.encode([references.captions[int(row)] for row in rows])
     assert (np.sum(fresh * shipped[rows], axis=1)).min() > 0.999
+
+
+@pytest.mark.real_weights
+def test_the_describers_concept_names_ship_so_a_first_start_embeds_nothing(tmp_path: Path) -> None:
+    """The text vote's 1,094 concept names ship for all-MiniLM-L6-v2 and match its embeddings."""
+    from app.describer import Describer
+    from app.registry import MINILM_ID, PROFILES
+    from app.settings import Settings
+
+    names = Describer(None).concept_names()
+    text = PROFILES["packaged"].text(Settings())
+    text.load(torch.device("cpu"), torch.float32)
+    shipped = shipped_text_vectors(MINILM_ID, text_key(MINILM_ID, names, ("{}",)), (len(names), text.dim))
+    assert shipped is not None
+    embedded = label_vectors(text, names, ("{}",), tmp_path)
+    assert np.array_equal(embedded, shipped) and not list(tmp_path.iterdir())  # read, not embedded
+    rows = np.random.default_rng(0).choice(len(names), 24, replace=False)
+    fresh = text.encode([names[int(row)] for row in rows])
+    assert (np.sum(fresh * shipped[rows], axis=1)).min() > 0.999
