@@ -40,7 +40,15 @@ from scripts.tuxpaint import BENCH_CACHE
 
 log = logging.getLogger("bench.lenders")
 
-NEAREST = (1, 3, 10)  # named neighbours consulted
+NEAREST = (1, 3, 10)
+PLAIN = (
+    "features (today)",
+    "text-space vectors",
+    "grey 32",
+    "grey 16",
+    "colour",
+    "hog",
+)  # not combined  # named neighbours consulted
 FLOOR_QUANTILE = 0.99  # a feature's "unrelated" cosine: this quantile of all pairs (features: ≈ 0.5)
 Similarity = np.ndarray  # rows × rows cosine (or z-scored cosine) matrix
 
@@ -50,13 +58,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache-dir", type=Path, default=BENCH_CACHE)
     parser.add_argument("--work", type=Path, default=Path("/tmp/lenders/work"), help="the cached index")
+    parser.add_argument(
+        "--misses", action="store_true", help="also list each matching picture's rank under every feature"
+    )
     return parser.parse_args(argv)
 
 
 def unit(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length."""
     matrix = np.asarray(matrix, dtype=np.float32)
-    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True).clip(min=1e-12)
+    scaled: np.ndarray = matrix / np.linalg.norm(matrix, axis=1, keepdims=True).clip(min=1e-12)
+    return scaled
 
 
 def centred(matrix: np.ndarray) -> np.ndarray:
@@ -80,9 +92,12 @@ def drawing(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def grey_thumbnail(rgb: np.ndarray, size: int) -> np.ndarray:
     """A size × size grey thumbnail with its own mean removed (cosine = Pearson correlation)."""
-    grey = Image.fromarray((rgb.mean(axis=2) * 255).astype(np.uint8)).resize((size, size), Image.LANCZOS)
+    grey = Image.fromarray((rgb.mean(axis=2) * 255).astype(np.uint8)).resize(
+        (size, size), Image.Resampling.LANCZOS
+    )
     flat = np.asarray(grey, dtype=np.float32).ravel()
-    return flat - flat.mean()
+    centred_flat: np.ndarray = flat - flat.mean()
+    return centred_flat
 
 
 def colour_histogram(rgb: np.ndarray, alpha: np.ndarray, bins: int = 4) -> np.ndarray:
@@ -90,14 +105,17 @@ def colour_histogram(rgb: np.ndarray, alpha: np.ndarray, bins: int = 4) -> np.nd
     index = np.minimum((rgb * bins).astype(np.int64), bins - 1)
     flat = (index[..., 0] * bins + index[..., 1]) * bins + index[..., 2]
     counts = np.bincount(flat.ravel(), weights=alpha.ravel(), minlength=bins**3)
-    return np.sqrt(counts / max(counts.sum(), 1e-9))
+    found: np.ndarray = np.sqrt(counts / max(counts.sum(), 1e-9))
+    return found
 
 
 def hog_of(rgb: np.ndarray, size: int = 64) -> np.ndarray:
     """A HOG descriptor of the grey drawing at size × size (9 orientations, 8-pixel cells, 2×2 blocks)."""
     from skimage.feature import hog
 
-    grey = Image.fromarray((rgb.mean(axis=2) * 255).astype(np.uint8)).resize((size, size), Image.LANCZOS)
+    grey = Image.fromarray((rgb.mean(axis=2) * 255).astype(np.uint8)).resize(
+        (size, size), Image.Resampling.LANCZOS
+    )
     found: np.ndarray = hog(
         np.asarray(grey, dtype=np.float32) / 255.0,
         orientations=9,
@@ -127,7 +145,8 @@ def pixel_features(stamps: Path, sources: list[str]) -> dict[str, np.ndarray]:
 def zscored(similar: Similarity) -> Similarity:
     """Cosines as z-scores over the collection's pairs (so that features of different spread combine)."""
     off = similar[~np.eye(len(similar), dtype=bool)]
-    return (similar - off.mean()) / max(float(off.std()), 1e-9)
+    found: Similarity = (similar - off.mean()) / max(float(off.std()), 1e-9)
+    return found
 
 
 def similarities(collection: Collection, stamps: Path) -> dict[str, Similarity]:
@@ -176,7 +195,9 @@ def targets(collection: Collection, stage: Staging, texts: list[str]) -> list[tu
     ]
 
 
-def sharing(stage: Staging, pairs: list[tuple[str, int]], lenders: np.ndarray) -> dict[tuple[str, int], set[int]]:
+def sharing(
+    stage: Staging, pairs: list[tuple[str, int]], lenders: np.ndarray
+) -> dict[tuple[str, int], set[int]]:
     """For each (caption, row): the lenders carrying a word that matches a content word of the caption."""
     matches = [matcher(names | rest) for names, rest in (stage.words_of[int(j)] for j in lenders)]
     found = {}
@@ -188,38 +209,30 @@ def sharing(stage: Staging, pairs: list[tuple[str, int]], lenders: np.ndarray) -
     return found
 
 
-def hit_rates(
-    similar: Similarity, pairs: list[tuple[str, int]], lenders: np.ndarray, good: dict[tuple[str, int], set[int]]
-) -> dict[int, tuple[int, int]]:
-    """Per k: (pictures, captions) with a matching lender among the picture's k nearest named pictures."""
-    found = {}
-    order = {row: lenders[np.argsort(-similar[row, lenders], kind="stable")] for _, row in pairs}
-    for k in NEAREST:
-        hit = {(text, row) for text, row in pairs if good[(text, row)] & set(order[row][:k].tolist())}
-        found[k] = (len(hit), len({text for text, _ in hit}))
-    return found
+def nearest_named(
+    similar: Similarity, lenders: np.ndarray, k: int, floor: float
+) -> Callable[[int], list[int]]:
+    """A row's k nearest named rows by a similarity, those at or above `floor`."""
+
+    def near(row: int) -> list[int]:
+        scores = similar[row, lenders]
+        return [int(lenders[i]) for i in np.argsort(-scores, kind="stable")[:k] if scores[i] >= floor]
+
+    return near
 
 
 def oracle(
-    collection: Collection,
-    stage: Staging,
-    similar: Similarity,
-    pairs: list[tuple[str, int]],
-    k: int,
-    floor: float,
+    collection: Collection, stage: Staging, pairs: list[tuple[str, int]], near: Callable[[int], list[int]]
 ) -> dict[int, float]:
     """Unnamed R@k if each relevant unnamed picture got in full the lexical gain of its best-matching named
-    neighbour among its k nearest with similarity ≥ floor (bench/propagate_checks.py's ceiling)."""
-    lenders = lender_rows(stage)
+    neighbour among `near(row)` (bench/propagate_checks.py's ceiling)."""
     ranking = {}
     for text in sorted({text for text, _ in pairs}):
         hits = {hit.row: hit for hit in stage.hits[text]}
         best = max((hit.bm25 for hit in hits.values()), default=0.0)
         extra: dict[int, float] = {}
         for _, row in (pair for pair in pairs if pair[0] == text and best > 0):
-            scores = similar[row, lenders]
-            near = [int(lenders[i]) for i in np.argsort(-scores, kind="stable")[:k] if scores[i] >= floor]
-            gains = [2.0 * hits[j].coverage**2 * hits[j].bm25 / best for j in near if j in hits]
+            gains = [2.0 * hits[j].coverage ** 2 * hits[j].bm25 / best for j in near(row) if j in hits]
             if gains:
                 extra[row] = max(gains)
         rows = [row for row, _ in fuse(collection.vector[text], stage.hits[text], extra, Fusion())]
@@ -227,34 +240,86 @@ def oracle(
     return recall(ranking, collection.relevant)
 
 
-def report(collection: Collection, stage: Staging, texts: list[str], stamps: Path) -> None:
-    """One RESULT line per feature."""
+def union(nears: list[Callable[[int], list[int]]]) -> Callable[[int], list[int]]:
+    """The named rows any of `nears` finds (an oracle that picks the best feature per picture)."""
+    return lambda row: sorted({j for near in nears for j in near(row)})
+
+
+def misses(
+    collection: Collection,
+    similar: dict[str, Similarity],
+    lenders: np.ndarray,
+    good: dict[tuple[str, int], set[int]],
+) -> None:
+    """Per picture with a matching named picture: the rank of the best one under each plain feature."""
+    print(
+        "caption | unnamed picture | rank of its first matching named picture by each feature | "
+        "those pictures, nearest first"
+    )
+    for (text, row), found in good.items():
+        if not found:
+            continue
+        ranks = []
+        for name in PLAIN:
+            order = lenders[np.argsort(-similar[name][row, lenders], kind="stable")].tolist()
+            ranks.append(f"{name} {min(order.index(j) for j in found) + 1}")
+        matching = sorted(found, key=lambda j: -similar[PLAIN[0]][row, j])[:3]
+        print(
+            f"{text[:48]} | {collection.sources[row]} | {', '.join(ranks)} | "
+            + ", ".join(collection.sources[j] for j in matching)
+        )
+
+
+def feature_line(
+    collection: Collection,
+    stage: Staging,
+    pairs: list[tuple[str, int]],
+    good: dict[tuple[str, int], set[int]],
+    name: str,
+    nears: dict[int, Callable[[int], list[int]]],
+    floored: tuple[float, Callable[[int], list[int]]] | None,
+) -> None:
+    """One feature's RESULT line: hits at each k, oracle R@1 / R@10 at 3 (`floored`: from a floor) and 10."""
+    cells = []
+    for k in NEAREST:
+        hit = {(text, row) for text, row in pairs if good[(text, row)] & set(nears[k](row))}
+        cells.append(f"hits_k{k}={len(hit)}/{len({text for text, _ in hit})}")
+    if floored is not None:
+        floor, near = floored
+        near3 = oracle(collection, stage, pairs, near)
+        cells.append(f"floor={floor:.3f} oracle3_floor_r1={near3[1]:.1f} oracle3_floor_r10={near3[10]:.1f}")
+    any3 = oracle(collection, stage, pairs, nears[3])
+    any10 = oracle(collection, stage, pairs, nears[10])
+    cells.append(f"oracle3_r1={any3[1]:.1f} oracle3_r10={any3[10]:.1f}")
+    cells.append(f"oracle10_r1={any10[1]:.1f} oracle10_r10={any10[10]:.1f}")
+    print(f"RESULT lenders feature={name.replace(' ', '_')} " + " ".join(cells), flush=True)
+
+
+def report(collection: Collection, stage: Staging, texts: list[str], stamps: Path, show: bool) -> None:
+    """One RESULT line per feature, and one for the union of the plain features (best feature per picture)."""
     pairs = targets(collection, stage, texts)
     lenders = lender_rows(stage)
     good = sharing(stage, pairs, lenders)
-    queries = {text for text, _ in pairs}
     any_pictures = sum(bool(lenders_of) for lenders_of in good.values())
     any_captions = len({text for (text, _), lenders_of in good.items() if lenders_of})
-    every = oracle(collection, stage, np.zeros((len(collection.sources),) * 2), pairs, len(lenders), -1.0)
+    every = oracle(collection, stage, pairs, lambda row: lenders.tolist())
     print(
-        f"{len(queries)} unnamed tune captions, {len(pairs)} relevant pictures, {len(lenders)} named pictures; "
-        f"a matching named picture exists for {any_pictures} pictures / {any_captions} captions "
-        f"(oracle over any named picture: R@1 {every[1]:.1f}, R@10 {every[10]:.1f})"
+        f"{len({text for text, _ in pairs})} unnamed tune captions, {len(pairs)} relevant pictures, "
+        f"{len(lenders)} named pictures; a matching named picture exists for {any_pictures} pictures / "
+        f"{any_captions} captions (oracle over any named picture: R@1 {every[1]:.1f}, R@10 {every[10]:.1f})"
     )
-    for name, similar in similarities(collection, stamps).items():
-        rates = hit_rates(similar, pairs, lenders, good)
-        off = similar[~np.eye(len(similar), dtype=bool)]
-        floor = float(np.quantile(off, FLOOR_QUANTILE))
-        near3 = oracle(collection, stage, similar, pairs, 3, floor)
-        any3 = oracle(collection, stage, similar, pairs, 3, -np.inf)
-        any10 = oracle(collection, stage, similar, pairs, 10, -np.inf)
-        cells = " ".join(f"hits_k{k}={pictures}/{captions}" for k, (pictures, captions) in rates.items())
-        print(
-            f"RESULT lenders feature={name.replace(' ', '_')} {cells} floor={floor:.3f} "
-            f"oracle3_floor_r1={near3[1]:.1f} oracle3_floor_r10={near3[10]:.1f} "
-            f"oracle3_r10={any3[10]:.1f} oracle10_r1={any10[1]:.1f} oracle10_r10={any10[10]:.1f}",
-            flush=True,
-        )
+    similar_of = similarities(collection, stamps)
+    for name, similar in similar_of.items():
+        floor = float(np.quantile(similar[~np.eye(len(similar), dtype=bool)], FLOOR_QUANTILE))
+        nears = {k: nearest_named(similar, lenders, k, -np.inf) for k in NEAREST}
+        floored = (floor, nearest_named(similar, lenders, 3, floor))
+        feature_line(collection, stage, pairs, good, name, nears, floored)
+    nears = {
+        k: union([nearest_named(similar_of[name], lenders, k, -np.inf) for name in PLAIN]) for k in NEAREST
+    }
+    feature_line(collection, stage, pairs, good, "union of the plain features", nears, None)
+    if show:
+        misses(collection, similar_of, lenders, good)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             collection.relevant,
         )
         print(f"unnamed tune captions, semantic: R@1 {semantic[1]:.1f}, R@10 {semantic[10]:.1f}")
-        report(collection, stage, texts, stamps)
+        report(collection, stage, texts, stamps, args.misses)
     finally:
         collection.index.close()
     return 0
