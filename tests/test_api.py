@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.responses import FileResponse
 
 from app.main import create_app
 from app.pipeline import Models
@@ -266,6 +267,27 @@ def test_original_image_bytes_type_and_caching(client: TestClient, gallery: Path
     etag = response.headers["etag"]
     again = client.get(f"/images/{red}", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
+
+
+def test_an_original_deleted_while_it_is_being_sent_arrives_whole_and_ranges_still_work(
+    client: TestClient, gallery: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    red = ids_by_source(client)["red.png"]
+    original = (gallery / "red.png").read_bytes()
+    part = client.get(f"/images/{red}", headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == original[:10]
+    send = FileResponse.__call__
+
+    async def deleted_first(self: FileResponse, scope: Any, receive: Any, send_message: Any) -> None:
+        Path(self.path).unlink()  # the user deletes the photo after the route found it, before it is sent
+        await send(self, scope, receive, send_message)
+
+    monkeypatch.setattr(FileResponse, "__call__", deleted_first)
+    response = client.get(f"/images/{red}")
+    assert response.status_code == 200 and response.content == original
+    monkeypatch.undo()
+    gone = client.get(f"/images/{red}")
+    assert gone.status_code == 404 and gone.json()["detail"].endswith("is no longer available")
 
 
 def test_thumbnail_is_small_jpeg_with_etag(client: TestClient) -> None:

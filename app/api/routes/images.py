@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, BinaryIO
 
+import anyio
 from fastapi import APIRouter, Header, Path as PathParam, Response
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
@@ -36,8 +39,30 @@ VIEW_RESPONSES = {**RESPONSES, 409: {"model": ErrorBody, "description": "the ori
 AlternateNumber = Annotated[int, PathParam(ge=0, le=99, description="its place in `alternates`, from 0")]
 
 
-def _keep(service: SearchService) -> None:
-    """Nothing: as the response's background task it keeps the service's generation open until sent."""
+def _close(handle: BinaryIO, service: SearchService) -> None:
+    """Close the sent file; as the response's background task it keeps the service's generation open."""
+    handle.close()
+
+
+class OpenedFileResponse(FileResponse):
+    """A FileResponse (ranges, HEAD) over a file the route opened before answering: a file deleted or
+    replaced while the answer is being sent cannot turn it into an error after its headers went out."""
+
+    def __init__(self, handle: BinaryIO, path: Path, **options: Any) -> None:
+        super().__init__(path, stat_result=os.fstat(handle.fileno()), **options)
+        self.handle = handle
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        """The opened file (its own descriptor, from the start) instead of opening the path again."""
+        duplicate = os.fdopen(os.dup(self.handle.fileno()), "rb")
+        duplicate.seek(0)
+        file = anyio.wrap_file(duplicate)
+        try:
+            yield file
+        finally:
+            with anyio.CancelScope(shield=True):
+                await file.aclose()
 
 
 def _headers(etag: str, cache_control: str = CACHE_CONTROL) -> dict[str, str]:
@@ -64,16 +89,16 @@ def _serve(
     headers = _headers(etag, cache_control)
     if _holds(etag, if_none_match):
         return Response(status_code=304, headers=headers)
-    try:  # stat here: a file deleted since the lookup is a 404, not FileResponse's RuntimeError (500)
-        found = os.stat(path)
-    except FileNotFoundError as exc:
+    try:  # opened here: a file deleted before is a 404, one deleted after is still sent whole
+        handle = path.open("rb")
+    except (FileNotFoundError, IsADirectoryError) as exc:
         raise ImageNotFound("this image's file is no longer available") from exc
-    return FileResponse(
+    return OpenedFileResponse(
+        handle,
         path,
         media_type=media_type,
         headers=headers,
-        background=BackgroundTask(_keep, service),
-        stat_result=found,
+        background=BackgroundTask(_close, handle, service),
     )
 
 
