@@ -62,10 +62,13 @@ LEXICAL_WEIGHT = 2.0  # a full-coverage best lexical match gains twice the whole
 COVERAGE_POWER = 2  # a match of half the query's words gains a quarter of that
 PROPAGATED_WEIGHT = 2.0  # a full borrowed match of the closest look-alike gains as much as a full name
 GUARD_LEAD = 0.7  # the best look's lead over the second, as a share of the window's range, that guards it
+GUARD_MARGIN = 0.1  # cosine by which a picture trails a bare best look for its bare gain to stay below it
+MARGIN_LENT = False  # whether the margin also guards borrowed gains
 EPSILON = 1e-6
 
-# A lexical hit: (id, BM25, coverage) or (id, BM25, coverage, weak); weak: not a full file-name match.
-LexicalInput = tuple[K, float, float] | tuple[K, float, float, bool]
+# A lexical hit: (id, BM25, coverage), (id, BM25, coverage, weak) or (id, BM25, coverage, weak, bare);
+# weak: not a full file-name match; bare: no file-name match at all (folder, text or place only).
+LexicalInput = tuple[K, float, float] | tuple[K, float, float, bool] | tuple[K, float, float, bool, bool]
 
 
 class Fused(NamedTuple, Generic[K]):
@@ -84,9 +87,11 @@ def fuse(
     weight: float = LEXICAL_WEIGHT,
     power: float = COVERAGE_POWER,
     lead: float | None = GUARD_LEAD,
+    margin: float | None = GUARD_MARGIN,
 ) -> list[tuple[K, float]]:
     """(id, score ∈ [0, 1]) best first (`fuse_parts` without the parts)."""
-    return [(found.key, found.score) for found in fuse_parts(vector, lexical, weight, power, lead)]
+    found = fuse_parts(vector, lexical, weight, power, lead, margin=margin)
+    return [(hit.key, hit.score) for hit in found]
 
 
 def fuse_parts(
@@ -96,6 +101,7 @@ def fuse_parts(
     power: float = COVERAGE_POWER,
     lead: float | None = GUARD_LEAD,
     borrowed: Mapping[K, float] | None = None,
+    margin: float | None = GUARD_MARGIN,
 ) -> list[Fused[K]]:
     """The fused list best first, from (id, cosine) best first, lexical hits best first and the
     propagated parts b of the rows whose borrowed words match (`borrowed`, each on [0, 1]).
@@ -103,30 +109,76 @@ def fuse_parts(
     Cosines are min-max scaled to [0, 1] over the vector list (all 1 when equal); BM25 is divided by
     the best one, times coverage^power; the total s + weight × ℓ + PROPAGATED_WEIGHT × b (guarded:
     module docstring) is divided by the best total. A repeated id keeps its first entry; `lead` None
-    turns the guard off.
+    turns the lead guard off, `margin` None the margin guard.
     """
     if weight < 0:
         raise ValueError(f"the lexical weight must be non-negative, got {weight}")
     semantic = _scaled(vector)
     parts = _lexical_parts(lexical, power)
-    leading = _lead(vector)
-    guarded = lead is not None and leading >= lead
-    top = vector[0][0] if vector else None
     lent = borrowed or {}
+    guard = _guard(vector, lead, margin, parts, lent)
+    cosines = _cosines(vector)
     totals: dict[K, float] = {}
     for key in dict.fromkeys([k for k, _ in vector] + list(parts) + list(lent)):
-        base, (part, weak) = semantic.get(key, 0.0), parts.get(key, (0.0, False))
+        base, (part, weak, bare) = semantic.get(key, 0.0), parts.get(key, (0.0, False, False))
         gain = weight * part + PROPAGATED_WEIGHT * lent.get(key, 0.0)
-        if guarded and (weak or lent.get(key, 0.0) > 0) and key != top:
-            gain = min(gain * (1.0 - leading), max(1.0 - base - EPSILON, 0.0))
+        if key != guard.top and (weak or lent.get(key, 0.0) > 0):
+            gain = guard.weak_gain(gain, base, cosines.get(key), bare or (MARGIN_LENT and key in lent))
         totals[key] = base + gain
     order = {key: i for i, key in enumerate(totals)}
     ranked = sorted(totals.items(), key=lambda item: (-item[1], order[item[0]]))
     best = ranked[0][1] if ranked and ranked[0][1] > 0 else 1.0
     return [
-        Fused(key, total / best, semantic.get(key, 0.0), parts.get(key, (0.0, False))[0], lent.get(key, 0.0))
+        Fused(key, total / best, semantic.get(key, 0.0), parts.get(key, (0.0,))[0], lent.get(key, 0.0))
         for key, total in ranked
     ]
+
+
+class _Guard(NamedTuple):
+    """The clear-look guards of one query (module docstring)."""
+
+    top: object  # the best look's id (None without a vector list)
+    lead: float | None  # the best look's lead over the second when it guards every weak gain
+    best: float | None  # the best look's cosine when the margin guards (it has no gain of its own)
+    margin: float
+
+    def weak_gain(self, gain: float, base: float, cosine: float | None, bare: bool) -> float:
+        """A weak gain of a picture with semantic part `base` and `cosine` (None past the list), guarded;
+        `bare`: a folder-only gain, which the margin guards."""
+        if self.lead is not None:
+            gain *= 1.0 - self.lead
+        elif not bare or self.best is None or (cosine is not None and self.best - cosine < self.margin):
+            return gain
+        return min(gain, max(1.0 - base - EPSILON, 0.0))
+
+
+def _guard(
+    vector: Sequence[tuple[K, float]],
+    lead: float | None,
+    margin: float | None,
+    parts: Mapping[K, tuple[float, bool, bool]],
+    lent: Mapping[K, float],
+) -> _Guard:
+    """The guards of a query: the lead guard from `lead` on, the margin while the best look gains nothing."""
+    if not vector:
+        return _Guard(None, None, None, 0.0)
+    top, best = vector[0]
+    leading = _lead(vector)
+    bare_top = parts.get(top, (0.0,))[0] <= 0 and lent.get(top, 0.0) <= 0
+    return _Guard(
+        top,
+        leading if lead is not None and leading >= lead else None,
+        best if margin is not None and bare_top else None,
+        margin or 0.0,
+    )
+
+
+def _cosines(vector: Sequence[tuple[K, float]]) -> dict[K, float]:
+    """Each id's cosine (a repeated id keeps its first)."""
+    found: dict[K, float] = {}
+    for key, score in vector:
+        found.setdefault(key, score)
+    return found
 
 
 def _scaled(vector: Sequence[tuple[K, float]]) -> dict[K, float]:
@@ -140,15 +192,16 @@ def _scaled(vector: Sequence[tuple[K, float]]) -> dict[K, float]:
     return scaled
 
 
-def _lexical_parts(lexical: Sequence[LexicalInput[K]], power: float) -> dict[K, tuple[float, bool]]:
-    """Each id's lexical part coverage^power × BM25 / best BM25, and whether its match is weak."""
+def _lexical_parts(lexical: Sequence[LexicalInput[K]], power: float) -> dict[K, tuple[float, bool, bool]]:
+    """Each id's lexical part coverage^power × BM25 / best BM25, whether its match is weak and bare."""
     best = max((hit[1] for hit in lexical), default=0.0)
-    parts: dict[K, tuple[float, bool]] = {}
+    parts: dict[K, tuple[float, bool, bool]] = {}
     for hit in lexical:
         key, score, coverage = hit[0], hit[1], hit[2]
         weak = bool(hit[3]) if len(hit) > 3 else False
+        bare = bool(hit[4]) if len(hit) > 4 else False
         scaled = score / best if best > 0 else 0.0
-        parts.setdefault(key, (coverage**power * max(scaled, 0.0), weak))
+        parts.setdefault(key, (coverage**power * max(scaled, 0.0), weak, bare))
     return parts
 
 

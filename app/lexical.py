@@ -94,6 +94,11 @@ class LexicalHit:
         """Not a file-name match of the whole query: no name matched, or only part of the query's words."""
         return "name" not in self.matched or self.shares[0] < 1.0
 
+    @property
+    def bare(self) -> bool:
+        """No file-name match at all: only the folder, the text or the place matched."""
+        return "name" not in self.matched
+
 
 def fold(text: str) -> str:
     """Lower case without accents: "Cité" → "cite", "Straße" → "strasse"."""

@@ -30,13 +30,15 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from app import fusion as app_fusion
 from app import lexical, ranking
 from app.assembly import service_over
 from app.catalog import Catalog
-from app.fusion import fuse as shipped_fuse
+from app.fusion import GUARD_LEAD, GUARD_MARGIN, fuse_parts as shipped_fuse_parts
 from app.index import Index
 from app.lexical import LexicalDoc, LexicalHit
 from app.pipeline import Pipeline, Query
+from app.propagation import Lending
 from app.references import VisualHint
 from app.registry import prepare
 from app.settings import Settings
@@ -54,6 +56,7 @@ from bench.propagation import (
     mean_of,
     propagate,
     unit,
+    weak,
 )
 from bench.relevance import (
     KS,
@@ -109,6 +112,8 @@ class Variant:
     feedback: Feedback | None = None
     pixels: Pixels | None = None
     fusion: Fusion = field(default_factory=Fusion)
+    guards: tuple[float | None, float | None] | None = None  # app/fusion.py's (lead, margin): the product
+    margin_lent: bool = False  # app/fusion.py's MARGIN_LENT
 
 
 @dataclass
@@ -144,6 +149,7 @@ class Staging:
     named: set[str]  # sources that keep their own name
     borrowed: dict[Spread, tuple[sqlite3.Connection, dict[int, Lent]]] = field(default_factory=dict)
     lent_hits: dict[tuple[Spread, str], list[LexicalHit]] = field(default_factory=dict)
+    lending: Lending | None = None  # the chosen propagation as the service reads it (`product`)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -299,14 +305,27 @@ def ranked(collection: Collection, stage: Staging, text: str, variant: Variant) 
     hits = stage.hits[text]
     if variant.name == "semantic":
         return [row for row, _ in base]
-    if variant.name == "shipped":
-        head = base[: variant.fusion.window]
-        fused = shipped_fuse(head, [(hit.row, hit.bm25, hit.coverage) for hit in hits])
-        done = {row for row, _ in fused}
-        return [row for row, _ in fused] + [row for row, _ in base if row not in done]
+    if variant.guards is not None:
+        app_fusion.MARGIN_LENT = variant.margin_lent
+        return product(collection, stage, text, variant.guards, variant.fusion.window)
     vector = expanded(collection, text, base, hits, variant)
     extra = extra_gains(collection, stage, text, variant, hits)
     return [row for row, _ in fuse(vector, hits, extra, variant.fusion)]
+
+
+def product(
+    collection: Collection, stage: Staging, text: str, guards: tuple[float | None, float | None], window: int
+) -> list[int]:
+    """One query's rows as `SearchService` hybrid ranks them: app/fusion.py over the weak flags of the
+    lexical hits and the words the chosen propagation lends (`app.propagation.Lending.parts`)."""
+    base, hits = collection.vector[text], stage.hits[text]
+    if stage.lending is None:
+        stage.lending = Lending(lent_db(collection, stage, CHOSEN)[1])
+    borrowed = dict(stage.lending.parts(text))
+    lexical = [(hit.row, hit.bm25, hit.coverage, weak(hit), not hit.name_matched) for hit in hits]
+    fused = shipped_fuse_parts(base[:window], lexical, lead=guards[0], borrowed=borrowed, margin=guards[1])
+    done = {found.key for found in fused}
+    return [found.key for found in fused] + [row for row, _ in base if row not in done]
 
 
 def scored(
@@ -377,6 +396,83 @@ def spread_variant(
 CHOSEN = Spread(coherent=1.5, statistic="lift")  # k=3, ω 0.5→0.75, agree 0.5, unnamed rows only
 
 
+def margins() -> list[Variant]:
+    """The clear-look margin (2026-12-07): app/fusion.py's lead guard 0.7 and propagation, with a weak
+    gain kept below the best look for each picture that trails it by a margin, and the bench's forms."""
+    found = [Variant("margin: product, none (main)", guards=(GUARD_LEAD, None))]
+    for margin in (0.05, 0.1, 0.125, 0.15, 0.2):
+        found.append(Variant(f"margin: product, absolute {margin:g}, bare", guards=(GUARD_LEAD, margin)))
+        found.append(
+            Variant(
+                f"margin: product, absolute {margin:g}, bare + lent",
+                guards=(GUARD_LEAD, margin),
+                margin_lent=True,
+            )
+        )
+    chosen = spread_variant(CHOSEN, 2.0, 1.0, lead=GUARD_LEAD)
+    found.append(dataclasses.replace(chosen, name=f"margin: bench {chosen.name}"))
+    forms: list[tuple[str, dict[str, float | bool]]] = [
+        *((f"relative {m:g}", {"margin": m}) for m in (0.1, 0.2, 0.3)),
+        *((f"absolute {m:g}", {"margin": m, "absolute": True}) for m in (0.05, 0.1, 0.15, 0.2)),
+        *((f"relative {m:g} folders", {"margin": m, "folders": True}) for m in (0.1, 0.2)),
+        *((f"relative 0.2 clear {c:g}", {"margin": 0.2, "clear": c}) for c in (0.05, 0.1)),
+        *(
+            (f"absolute {m:g} folders", {"margin": m, "absolute": True, "folders": True})
+            for m in (0.1, 0.125, 0.15, 0.2)
+        ),
+        *(
+            (f"relative {m:g} folders, not lent", {"margin": m, "folders": True, "lent": False})
+            for m in (0.1, 0.2, 0.3)
+        ),
+        (
+            "absolute 0.125 folders, not lent",
+            {"margin": 0.125, "absolute": True, "folders": True, "lent": False},
+        ),
+        ("absolute 0.125, not lent", {"margin": 0.125, "absolute": True, "lent": False}),
+        ("absolute 0.1 folders, bare top", {"margin": 0.1, "absolute": True, "folders": True, "bare": True}),
+        (
+            "absolute 0.1 folders, not lent, bare top",
+            {"margin": 0.1, "absolute": True, "folders": True, "lent": False, "bare": True},
+        ),
+        (
+            "absolute 0.125 folders, bare top",
+            {"margin": 0.125, "absolute": True, "folders": True, "bare": True},
+        ),
+        (
+            "absolute 0.125 folders, not lent, bare top",
+            {"margin": 0.125, "absolute": True, "folders": True, "lent": False, "bare": True},
+        ),
+        (
+            "absolute 0.15 folders, bare top",
+            {"margin": 0.15, "absolute": True, "folders": True, "bare": True},
+        ),
+        (
+            "absolute 0.15 folders, not lent, bare top",
+            {"margin": 0.15, "absolute": True, "folders": True, "lent": False, "bare": True},
+        ),
+        ("relative 0.1 folders, bare top", {"margin": 0.1, "folders": True, "bare": True}),
+        (
+            "relative 0.1 folders, not lent, bare top",
+            {"margin": 0.1, "folders": True, "lent": False, "bare": True},
+        ),
+        ("relative 0.2 folders, bare top", {"margin": 0.2, "folders": True, "bare": True}),
+        (
+            "relative 0.2 folders, not lent, bare top",
+            {"margin": 0.2, "folders": True, "lent": False, "bare": True},
+        ),
+        ("relative 0.3 folders, bare top", {"margin": 0.3, "folders": True, "bare": True}),
+        (
+            "relative 0.3 folders, not lent, bare top",
+            {"margin": 0.3, "folders": True, "lent": False, "bare": True},
+        ),
+        ("absolute 0.125, bare top", {"margin": 0.125, "absolute": True, "bare": True}),
+    ]
+    for label, options in forms:
+        fusion = dataclasses.replace(chosen.fusion, **options)  # type: ignore[arg-type]
+        found.append(dataclasses.replace(chosen, name=f"margin: bench {label}", fusion=fusion))
+    return found
+
+
 def combinations() -> list[Variant]:
     """The chosen propagation with the clear-look guard at other leads, and with pixel feedback."""
     found = []
@@ -399,7 +495,12 @@ def combinations() -> list[Variant]:
 
 def variants() -> list[Variant]:
     """Every variant compared: the baselines, then each lever alone, then combinations."""
-    found = [Variant("semantic"), Variant("shipped"), Variant("fusion: bench copy of shipped")]
+    found = [
+        Variant("semantic"),
+        Variant("shipped", guards=(GUARD_LEAD, GUARD_MARGIN)),
+        Variant("fusion: bench copy of shipped (before propagation and guard)"),
+    ]
+    found += margins()
     for lead in (0.3, 0.5, 0.7):
         for strict in (False, True):
             name = f"guard: lead {lead:g}{' strict' if strict else ''}"
