@@ -30,8 +30,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from app import fusion as app_fusion
-from app import lexical, ranking
+from app import fusion as app_fusion, lexical, ranking
 from app.assembly import service_over
 from app.catalog import Catalog
 from app.fusion import GUARD_LEAD, GUARD_MARGIN, fuse_parts as shipped_fuse_parts
