@@ -63,7 +63,8 @@ COVERAGE_POWER = 2  # a match of half the query's words gains a quarter of that
 PROPAGATED_WEIGHT = 2.0  # a full borrowed match of the closest look-alike gains as much as a full name
 GUARD_LEAD = 0.7  # the best look's lead over the second, as a share of the window's range, that guards it
 GUARD_MARGIN = 0.1  # cosine by which a picture trails a bare best look for its bare gain to stay below it
-MARGIN_LENT = False  # whether the margin also guards borrowed gains
+MARGIN_BELOW = 0.1  # such a picture stays below the best look by this share of its semantic gap to it
+MARGIN_LENT = True  # the margin also guards borrowed gains (bench.propagate measures both)
 EPSILON = 1e-6
 
 # A lexical hit: (id, BM25, coverage), (id, BM25, coverage, weak) or (id, BM25, coverage, weak, bare);
@@ -146,10 +147,10 @@ class _Guard(NamedTuple):
         """A weak gain of a picture with semantic part `base` and `cosine` (None past the list), guarded;
         `bare`: a folder-only gain, which the margin guards."""
         if self.lead is not None:
-            gain *= 1.0 - self.lead
-        elif not bare or self.best is None or (cosine is not None and self.best - cosine < self.margin):
+            return min(gain * (1.0 - self.lead), max(1.0 - base - EPSILON, 0.0))
+        if not bare or self.best is None or (cosine is not None and self.best - cosine < self.margin):
             return gain
-        return min(gain, max(1.0 - base - EPSILON, 0.0))
+        return min(gain, (1.0 - base) * (1.0 - MARGIN_BELOW))
 
 
 def _guard(
