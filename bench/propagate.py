@@ -465,6 +465,116 @@ def margins() -> list[Variant]:
             {"margin": 0.3, "folders": True, "lent": False, "bare": True},
         ),
         ("absolute 0.125, bare top", {"margin": 0.125, "absolute": True, "bare": True}),
+        (
+            "absolute 0.1 folders, bare top, names 0.2",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.2,
+                "strict": False,
+            },
+        ),
+        (
+            "absolute 0.1 folders, bare top, names 0.2 strict",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.2,
+                "strict": True,
+            },
+        ),
+        (
+            "absolute 0.1 folders, bare top, names 0.25",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.25,
+                "strict": False,
+            },
+        ),
+        (
+            "absolute 0.1 folders, bare top, names 0.25 strict",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.25,
+                "strict": True,
+            },
+        ),
+        (
+            "absolute 0.1 folders, bare top, names 0.3",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.3,
+                "strict": False,
+            },
+        ),
+        (
+            "absolute 0.1 folders, bare top, names 0.3 strict",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.3,
+                "strict": True,
+            },
+        ),
+        (
+            "absolute 0.1 folders, bare top, names 0.35",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.35,
+                "strict": False,
+            },
+        ),
+        (
+            "absolute 0.1 folders, bare top, names 0.35 strict",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.35,
+                "strict": True,
+            },
+        ),
+        (
+            "absolute 0.1 folders, bare top, names 0.4",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.4,
+                "strict": False,
+            },
+        ),
+        (
+            "absolute 0.1 folders, bare top, names 0.4 strict",
+            {
+                "margin": 0.1,
+                "absolute": True,
+                "folders": True,
+                "bare": True,
+                "name_margin": 0.4,
+                "strict": True,
+            },
+        ),
     ]
     for label, options in forms:
         fusion = dataclasses.replace(chosen.fusion, **options)  # type: ignore[arg-type]

@@ -98,6 +98,7 @@ class Fusion:
     clear: float = 0.0  # the margin guards only when the best look leads the second by this share
     lent: bool = True  # the margin guards borrowed and look-alike gains too
     bare: bool = False  # the margin guards only when the best look has no gain of its own
+    name_margin: float | None = None  # absolute margin for weak name matches (partial names)
 
 
 def weak(match: Match, strict: bool = False) -> bool:
@@ -139,6 +140,7 @@ def fuse(
     folder_only = {hit.row for hit in hits if not hit.name_matched}
     if fusion.lent:
         folder_only |= set(extra)
+    named_weak = {hit.row for hit in hits if hit.name_matched and weak(hit, fusion.strict)}
     cosines: dict[int, float] = {}
     for row, score in head:
         cosines.setdefault(row, score)
@@ -152,6 +154,13 @@ def fuse(
             and row in (folder_only if fusion.folders else capped if fusion.lent else capped - set(extra))
             and bare
             and behind(head, cosines, row, fusion, lead)
+        ) or (
+            fusion.name_margin is not None
+            and row != top
+            and row in named_weak
+            and bare
+            and head
+            and (row not in cosines or head[0][1] - cosines[row] >= fusion.name_margin)
         ):
             gain = min(gain, max(1.0 - base - EPSILON, 0.0))
         scores[row] = base + gain
