@@ -95,9 +95,9 @@ class LexicalHit:
         return "name" not in self.matched or self.shares[0] < 1.0
 
     @property
-    def bare(self) -> bool:
-        """No file-name match at all: only the folder, the text or the place matched."""
-        return "name" not in self.matched
+    def named(self) -> float:
+        """The share of the file name's letters the query explains; 0 when the name did not match."""
+        return self.shares[1] if "name" in self.matched else 0.0
 
 
 def fold(text: str) -> str:

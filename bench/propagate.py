@@ -33,7 +33,7 @@ import numpy as np
 from app import fusion as app_fusion, lexical, ranking
 from app.assembly import service_over
 from app.catalog import Catalog
-from app.fusion import GUARD_LEAD, GUARD_MARGIN, fuse_parts as shipped_fuse_parts
+from app.fusion import GUARD_LEAD, MARGIN_LENT, MARGINS, fuse_parts as shipped_fuse_parts
 from app.index import Index
 from app.lexical import LexicalDoc, LexicalHit
 from app.pipeline import Pipeline, Query
@@ -111,8 +111,9 @@ class Variant:
     feedback: Feedback | None = None
     pixels: Pixels | None = None
     fusion: Fusion = field(default_factory=Fusion)
-    guards: tuple[float | None, float | None] | None = None  # app/fusion.py's (lead, margin): the product
-    margin_lent: bool = False  # app/fusion.py's MARGIN_LENT
+    product: bool = False  # app/fusion.py as `SearchService` runs it, with the constants below
+    margins: tuple[float, float] | None = MARGINS  # app/fusion.py's margins (folder-only, partly named)
+    margin_lent: bool = MARGIN_LENT  # app/fusion.py's MARGIN_LENT
 
 
 @dataclass
@@ -304,25 +305,25 @@ def ranked(collection: Collection, stage: Staging, text: str, variant: Variant) 
     hits = stage.hits[text]
     if variant.name == "semantic":
         return [row for row, _ in base]
-    if variant.guards is not None:
+    if variant.product:
         app_fusion.MARGIN_LENT = variant.margin_lent
-        return product(collection, stage, text, variant.guards, variant.fusion.window)
+        return product(collection, stage, text, variant)
     vector = expanded(collection, text, base, hits, variant)
     extra = extra_gains(collection, stage, text, variant, hits)
     return [row for row, _ in fuse(vector, hits, extra, variant.fusion)]
 
 
-def product(
-    collection: Collection, stage: Staging, text: str, guards: tuple[float | None, float | None], window: int
-) -> list[int]:
+def product(collection: Collection, stage: Staging, text: str, variant: Variant) -> list[int]:
     """One query's rows as `SearchService` hybrid ranks them: app/fusion.py over the weak flags of the
     lexical hits and the words the chosen propagation lends (`app.propagation.Lending.parts`)."""
     base, hits = collection.vector[text], stage.hits[text]
     if stage.lending is None:
         stage.lending = Lending(lent_db(collection, stage, CHOSEN)[1])
     borrowed = dict(stage.lending.parts(text))
-    lexical = [(hit.row, hit.bm25, hit.coverage, weak(hit), not hit.name_matched) for hit in hits]
-    fused = shipped_fuse_parts(base[:window], lexical, lead=guards[0], borrowed=borrowed, margin=guards[1])
+    named = [0.0 if not hit.name_matched else hit.name_share for hit in hits]  # `LexicalHit.named`
+    lexical = [(h.row, h.bm25, h.coverage, weak(h), share) for h, share in zip(hits, named, strict=True)]
+    head = base[: variant.fusion.window]
+    fused = shipped_fuse_parts(head, lexical, GUARD_LEAD, borrowed=borrowed, margin=variant.margins)
     done = {found.key for found in fused}
     return [found.key for found in fused] + [row for row, _ in base if row not in done]
 
@@ -398,188 +399,48 @@ CHOSEN = Spread(coherent=1.5, statistic="lift")  # k=3, ω 0.5→0.75, agree 0.5
 def margins() -> list[Variant]:
     """The clear-look margin (2026-12-07): app/fusion.py's lead guard 0.7 and propagation, with a weak
     gain kept below the best look for each picture that trails it by a margin, and the bench's forms."""
-    found = [Variant("margin: product, none (main)", guards=(GUARD_LEAD, None))]
-    for margin in (0.05, 0.1, 0.125, 0.15, 0.2):
-        found.append(Variant(f"margin: product, absolute {margin:g}, bare", guards=(GUARD_LEAD, margin)))
-        found.append(
-            Variant(
-                f"margin: product, absolute {margin:g}, bare + lent",
-                guards=(GUARD_LEAD, margin),
-                margin_lent=True,
-            )
-        )
+    found = [Variant("margin: product, none (main)", product=True, margins=None)]
+    for bare in (0.05, 0.1, 0.125, 0.15, 0.2):
+        for names in (0.2, 0.3, 2.0):  # 2: partial names never guarded
+            for lent in (False, True):
+                name = f"margin: product, folders {bare:g}{' + lent' if lent else ''}, names in part "
+                name += "never" if names > 1 else f"{names:g}"
+                found.append(Variant(name, product=True, margins=(bare, names), margin_lent=lent))
     chosen = spread_variant(CHOSEN, 2.0, 1.0, lead=GUARD_LEAD)
     found.append(dataclasses.replace(chosen, name=f"margin: bench {chosen.name}"))
-    forms: list[tuple[str, dict[str, float | bool]]] = [
-        *((f"relative {m:g}", {"margin": m}) for m in (0.1, 0.2, 0.3)),
-        *((f"absolute {m:g}", {"margin": m, "absolute": True}) for m in (0.05, 0.1, 0.15, 0.2)),
-        *((f"relative {m:g} folders", {"margin": m, "folders": True}) for m in (0.1, 0.2)),
-        *((f"relative 0.2 clear {c:g}", {"margin": 0.2, "clear": c}) for c in (0.05, 0.1)),
-        *(
-            (f"absolute {m:g} folders", {"margin": m, "absolute": True, "folders": True})
-            for m in (0.1, 0.125, 0.15, 0.2)
-        ),
-        *(
-            (f"relative {m:g} folders, not lent", {"margin": m, "folders": True, "lent": False})
-            for m in (0.1, 0.2, 0.3)
-        ),
-        (
-            "absolute 0.125 folders, not lent",
-            {"margin": 0.125, "absolute": True, "folders": True, "lent": False},
-        ),
-        ("absolute 0.125, not lent", {"margin": 0.125, "absolute": True, "lent": False}),
-        ("absolute 0.1 folders, bare top", {"margin": 0.1, "absolute": True, "folders": True, "bare": True}),
-        (
-            "absolute 0.1 folders, not lent, bare top",
-            {"margin": 0.1, "absolute": True, "folders": True, "lent": False, "bare": True},
-        ),
-        (
-            "absolute 0.125 folders, bare top",
-            {"margin": 0.125, "absolute": True, "folders": True, "bare": True},
-        ),
-        (
-            "absolute 0.125 folders, not lent, bare top",
-            {"margin": 0.125, "absolute": True, "folders": True, "lent": False, "bare": True},
-        ),
-        (
-            "absolute 0.15 folders, bare top",
-            {"margin": 0.15, "absolute": True, "folders": True, "bare": True},
-        ),
-        (
-            "absolute 0.15 folders, not lent, bare top",
-            {"margin": 0.15, "absolute": True, "folders": True, "lent": False, "bare": True},
-        ),
-        ("relative 0.1 folders, bare top", {"margin": 0.1, "folders": True, "bare": True}),
-        (
-            "relative 0.1 folders, not lent, bare top",
-            {"margin": 0.1, "folders": True, "lent": False, "bare": True},
-        ),
-        ("relative 0.2 folders, bare top", {"margin": 0.2, "folders": True, "bare": True}),
-        (
-            "relative 0.2 folders, not lent, bare top",
-            {"margin": 0.2, "folders": True, "lent": False, "bare": True},
-        ),
-        ("relative 0.3 folders, bare top", {"margin": 0.3, "folders": True, "bare": True}),
-        (
-            "relative 0.3 folders, not lent, bare top",
-            {"margin": 0.3, "folders": True, "lent": False, "bare": True},
-        ),
-        ("absolute 0.125, bare top", {"margin": 0.125, "absolute": True, "bare": True}),
-        (
-            "absolute 0.1 folders, bare top, names 0.2",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.2,
-                "strict": False,
-            },
-        ),
-        (
-            "absolute 0.1 folders, bare top, names 0.2 strict",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.2,
-                "strict": True,
-            },
-        ),
-        (
-            "absolute 0.1 folders, bare top, names 0.25",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.25,
-                "strict": False,
-            },
-        ),
-        (
-            "absolute 0.1 folders, bare top, names 0.25 strict",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.25,
-                "strict": True,
-            },
-        ),
-        (
-            "absolute 0.1 folders, bare top, names 0.3",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.3,
-                "strict": False,
-            },
-        ),
-        (
-            "absolute 0.1 folders, bare top, names 0.3 strict",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.3,
-                "strict": True,
-            },
-        ),
-        (
-            "absolute 0.1 folders, bare top, names 0.35",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.35,
-                "strict": False,
-            },
-        ),
-        (
-            "absolute 0.1 folders, bare top, names 0.35 strict",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.35,
-                "strict": True,
-            },
-        ),
-        (
-            "absolute 0.1 folders, bare top, names 0.4",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.4,
-                "strict": False,
-            },
-        ),
-        (
-            "absolute 0.1 folders, bare top, names 0.4 strict",
-            {
-                "margin": 0.1,
-                "absolute": True,
-                "folders": True,
-                "bare": True,
-                "name_margin": 0.4,
-                "strict": True,
-            },
-        ),
-    ]
+    forms: list[tuple[str, dict[str, float | bool]]] = []
+    for m in (0.1, 0.2, 0.3):  # every weak gain, relative to the window's range
+        forms += [(f"relative {m:g}", {"margin": m})]
+        forms += [(f"relative {m:g} folders{a}", {"margin": m, "folders": True} | o) for a, o in SUFFIXES]
+    for m in (0.05, 0.1, 0.125, 0.15, 0.2):  # in cosine
+        forms += [(f"absolute {m:g}", {"margin": m, "absolute": True})]
+        forms += [
+            (f"absolute {m:g} folders{a}", {"margin": m, "absolute": True, "folders": True} | o)
+            for a, o in SUFFIXES
+        ]
+    forms += [(f"relative 0.2 clear {c:g}", {"margin": 0.2, "clear": c}) for c in (0.05, 0.1)]
+    forms += [("absolute 0.125, not lent", {"margin": 0.125, "absolute": True, "lent": False})]
+    forms += [("absolute 0.125, bare top", {"margin": 0.125, "absolute": True, "bare": True})]
+    folders: dict[str, float | bool] = {"margin": 0.1, "absolute": True, "folders": True, "bare": True}
+    for m in (0.2, 0.25, 0.3, 0.35, 0.4):  # partial names too, with their own margin
+        for strict in (False, True):
+            label = f"absolute 0.1 folders, bare top, names {m:g}{' strict' if strict else ''}"
+            forms += [(label, folders | {"name_margin": m, "strict": strict})]
+    for m in (0.1, 0.15, 0.2, 0.3, 0.4):  # names the query covers only in part
+        label = f"absolute 0.1 folders, bare top, name side {m:g}"
+        forms += [(label, folders | {"name_margin": m, "name_side": True})]
     for label, options in forms:
         fusion = dataclasses.replace(chosen.fusion, **options)  # type: ignore[arg-type]
         found.append(dataclasses.replace(chosen, name=f"margin: bench {label}", fusion=fusion))
     return found
+
+
+SUFFIXES: tuple[tuple[str, dict[str, float | bool]], ...] = (
+    ("", {}),
+    (", not lent", {"lent": False}),
+    (", bare top", {"bare": True}),
+    (", not lent, bare top", {"lent": False, "bare": True}),
+)
 
 
 def combinations() -> list[Variant]:
@@ -606,7 +467,7 @@ def variants() -> list[Variant]:
     """Every variant compared: the baselines, then each lever alone, then combinations."""
     found = [
         Variant("semantic"),
-        Variant("shipped", guards=(GUARD_LEAD, GUARD_MARGIN)),
+        Variant("shipped", product=True),
         Variant("fusion: bench copy of shipped (before propagation and guard)"),
     ]
     found += margins()

@@ -99,6 +99,7 @@ class Fusion:
     lent: bool = True  # the margin guards borrowed and look-alike gains too
     bare: bool = False  # the margin guards only when the best look has no gain of its own
     name_margin: float | None = None  # absolute margin for weak name matches (partial names)
+    name_side: bool = False  # … only for names the query covers in part (name share < 1: `seahorse`)
 
 
 def weak(match: Match, strict: bool = False) -> bool:
@@ -140,7 +141,11 @@ def fuse(
     folder_only = {hit.row for hit in hits if not hit.name_matched}
     if fusion.lent:
         folder_only |= set(extra)
-    named_weak = {hit.row for hit in hits if hit.name_matched and weak(hit, fusion.strict)}
+    named_weak = {
+        hit.row
+        for hit in hits
+        if hit.name_matched and (hit.name_share < 1.0 if fusion.name_side else weak(hit, fusion.strict))
+    }
     cosines: dict[int, float] = {}
     for row, score in head:
         cosines.setdefault(row, score)

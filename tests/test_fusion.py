@@ -76,9 +76,9 @@ def demo_vector(*extra: tuple[int, float]) -> list[tuple[int, float]]:
     return head + filler
 
 
-# The five stamps of stamps/animals/mammals/cats/: (row, BM25, coverage, weak, bare): the folder only.
-BIG_CATS = [(124, 4.486, 1.0, True, True), (125, 4.486, 1.0, True, True), (123, 4.136, 1.0, True, True)]
-BIG_CATS += [(126, 4.136, 1.0, True, True), (127, 4.136, 1.0, True, True)]
+# The five stamps of stamps/animals/mammals/cats/: (row, BM25, coverage, weak, named): the folder only.
+BIG_CATS = [(124, 4.486, 1.0, True, 0.0), (125, 4.486, 1.0, True, 0.0), (123, 4.136, 1.0, True, 0.0)]
+BIG_CATS += [(126, 4.136, 1.0, True, 0.0), (127, 4.136, 1.0, True, 0.0)]
 
 
 def test_a_clear_cat_photo_stays_above_big_cats_that_match_only_by_their_folder() -> None:
@@ -91,7 +91,7 @@ def test_a_clear_cat_photo_stays_above_big_cats_that_match_only_by_their_folder(
 
 
 def test_a_full_file_name_match_still_rises_over_a_clear_look_that_leads_by_a_margin() -> None:
-    named = (150, 3.0, 1.0, False, False)  # cat.jpg, 6th by its look, weaker BM25 than the folder's
+    named = (150, 3.0, 1.0, False, 1.0)  # cat.jpg, 6th by its look, weaker BM25 than the folder's
     fused = fuse_parts(demo_vector(), [*BIG_CATS, named])
     assert [found.key for found in fused][:2] == [150, 2]
 
@@ -104,6 +104,13 @@ def test_a_folder_match_still_rises_over_a_best_look_that_is_close() -> None:
 
 
 def test_a_folder_match_ranks_as_before_when_the_best_look_matches_the_folder_too() -> None:
-    folder = [(2, 3.0, 1.0, True, True), *BIG_CATS]  # the cat photo is in cats/ as well
+    folder = [(2, 3.0, 1.0, True, 0.0), *BIG_CATS]  # the cat photo is in cats/ as well
     fused = fuse_parts(demo_vector(), folder)
     assert [found.key for found in fused][:3] == [125, 126, 124]  # look + folder, as without the margin
+
+
+def test_a_name_the_query_explains_only_in_part_stays_below_a_clearly_better_look() -> None:
+    seahorse = (150, 9.0, 1.0, False, 0.75)  # "a horse": every query word, three quarters of the name
+    fused = fuse_parts(demo_vector(), [seahorse])  # the horse photo's look leads the seahorse's by 0.45
+    assert [found.key for found in fused][:2] == [2, 150]
+    assert fused[1].lexical == 1.0 and 0.9 < fused[1].score < 1.0  # the name still lifts it to second
