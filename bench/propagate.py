@@ -323,7 +323,7 @@ def product(collection: Collection, stage: Staging, text: str, variant: Variant)
     named = [0.0 if not hit.name_matched else hit.name_share for hit in hits]  # `LexicalHit.named`
     lexical = [(h.row, h.bm25, h.coverage, weak(h), share) for h, share in zip(hits, named, strict=True)]
     head = base[: variant.fusion.window]
-    fused = shipped_fuse_parts(head, lexical, GUARD_LEAD, borrowed=borrowed, margin=variant.margins)
+    fused = shipped_fuse_parts(head, lexical, lead=GUARD_LEAD, borrowed=borrowed, margin=variant.margins)
     done = {found.key for found in fused}
     return [found.key for found in fused] + [row for row, _ in base if row not in done]
 

@@ -109,8 +109,8 @@ def test_a_folder_match_ranks_as_before_when_the_best_look_matches_the_folder_to
     assert [found.key for found in fused][:3] == [125, 126, 124]  # look + folder, as without the margin
 
 
-def test_a_name_the_query_explains_only_in_part_stays_below_a_clearly_better_look() -> None:
+def test_a_name_the_query_explains_only_in_part_still_rises_over_a_clear_look() -> None:
     seahorse = (150, 9.0, 1.0, False, 0.75)  # "a horse": every query word, three quarters of the name
-    fused = fuse_parts(demo_vector(), [seahorse])  # the horse photo's look leads the seahorse's by 0.45
-    assert [found.key for found in fused][:2] == [2, 150]
-    assert fused[1].lexical == 1.0 and 0.9 < fused[1].score < 1.0  # the name still lifts it to second
+    assert fuse_parts(demo_vector(), [seahorse])[0].key == 150  # a name is evidence: no margin for it
+    guarded = fuse_parts(demo_vector(), [seahorse], margin=(0.1, 0.2))  # measured, not kept
+    assert [found.key for found in guarded][:2] == [2, 150]
