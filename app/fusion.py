@@ -20,19 +20,20 @@ R@1 (+1.6); lead 0.5, or also guarding names that the query covers only in part 
 "a horse"), lifts them more (+2.5) but costs a named query and a real one. The nine-photo "a cat"
 case (lead 0.91) puts the cat first (7th before).
 
-Clear-look margin (per picture, below the lead): while the best look gains nothing itself (no lexical
-match, nothing borrowed), a *bare* gain — a folder-, text- or place-only match (no file-name match at
-all) or a borrowed one — of a picture whose cosine trails the best look's by c₁ − cᵢ ≥ GUARD_MARGIN
-(or that lies past the window) is capped so that the picture stays below the best look by
-MARGIN_BELOW of its semantic gap: total ≤ 1 − MARGIN_BELOW × (1 − s). Guarded pictures keep their
-look order among themselves and rank above every picture without a gain that looks worse. The demo
-gallery's "a cat" (lead 0.22): the cat photo first, then the five `cats/` stamps (tigers, lions) in
-their look order, where the folder used to lift all five over it. Partial name matches are not
-guarded by the margin: on the tune half every margin on them (absolute 0.2 – 0.4) cost 2 – 4 named
-queries' first place for no unnamed gain; a margin relative to the window's range, or one that
-holds when the best look matches too, cost 1 – 3 of the 39 generic class-word queries. The chosen
-form leaves every tune-half caption figure and the generic R@1 / R@10 as they were
-(docs/relevance.md "The clear-look margin (2026-12-07)").
+Clear-look margin (per picture, when the lead does not guard): while the best look gains nothing itself
+(no lexical match, nothing borrowed), a folder-, text- or place-only gain (no file-name match at all) or
+a borrowed one, of a picture whose cosine trails the best look's by c₁ − cᵢ ≥ GUARD_MARGIN (or that
+lies past the window), is capped so that the picture stays below the best look by MARGIN_BELOW of its
+semantic gap: total ≤ 1 − MARGIN_BELOW × (1 − s). Guarded pictures keep their look order among
+themselves, above every picture that gains nothing and looks worse. The demo gallery's "a cat" (lead
+0.22): the cat photo first, then the five `cats/` stamps (tigers, lions) in their look order, where
+the folder lifted all five over it. A file name the query explains only in part (`seahorse.jpg` for
+"a horse", NAME_MARGIN) keeps its gain: on the tune half a margin of 0.2 – 0.3 on such names gave the
+unnamed queries 2 first places and cost a named one (`t_shirt.png` for "a folded shirt"). A margin
+relative to the window's range, on every weak match, or one that holds when the best look matches
+too, cost 1 – 3 of the 39 generic class-word queries (or 22 named ones); the chosen form leaves every
+tune-half caption figure and the generic R@1 / R@10 as they were (docs/relevance.md "The clear-look
+margin (2026-12-07)").
 
 Coverage (`app.lexical.coverages`: the larger of the share of the query's content words a row matches
 and the share of its file name's letters the query matches) says how fully a name explains the query:
