@@ -21,7 +21,9 @@ bench's other gate (`coherence`) and the query-side variants.
 - **Fusion** (`fuse`): app/fusion.py's sum (min-max scaled look over the window + w × coverage² ×
   BM25 / best) plus the propagated and look-alike gains; with a lead threshold, a best look that
   leads the second by that share of the window's range keeps first place against every weak gain
-  (folder-only or partial name matches, borrowed words, look-alikes). The total divided by the sum
+  (folder-only or partial name matches, borrowed words, look-alikes); with a margin, a weak gain of a
+  picture whose look trails the best by that margin (cosine or share of the window's range) stays
+  below the best look (docs/relevance.md "The clear-look margin"). The total divided by the sum
   of the weights is the score on [0, 1] that the ranking is sorted by.
 """
 
