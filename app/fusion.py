@@ -20,6 +20,21 @@ R@1 (+1.6); lead 0.5, or also guarding names that the query covers only in part 
 "a horse"), lifts them more (+2.5) but costs a named query and a real one. The nine-photo "a cat"
 case (lead 0.91) puts the cat first (7th before).
 
+Clear-look margin (per picture, when the lead does not guard): while the best look gains nothing itself
+(no lexical match, nothing borrowed), a folder-, text- or place-only gain (no file-name match at all) or
+a borrowed one, of a picture whose cosine trails the best look's by c₁ − cᵢ ≥ GUARD_MARGIN (or that
+lies past the window), is capped so that the picture stays below the best look by MARGIN_BELOW of its
+semantic gap: total ≤ 1 − MARGIN_BELOW × (1 − s). Guarded pictures keep their look order among
+themselves, above every picture that gains nothing and looks worse. The demo gallery's "a cat" (lead
+0.22): the cat photo first, then the five `cats/` stamps (tigers, lions) in their look order, where
+the folder lifted all five over it. A file name the query explains only in part (`seahorse.jpg` for
+"a horse", NAME_MARGIN) keeps its gain: on the tune half a margin of 0.2 – 0.3 on such names gave the
+unnamed queries 2 first places and cost a named one (`t_shirt.png` for "a folded shirt"). A margin
+relative to the window's range, on every weak match, or one that holds when the best look matches
+too, cost 1 – 3 of the 39 generic class-word queries (or 22 named ones); the chosen form leaves every
+tune-half caption figure and the generic R@1 / R@10 as they were (docs/relevance.md "The clear-look
+margin (2026-12-07)").
+
 Coverage (`app.lexical.coverages`: the larger of the share of the query's content words a row matches
 and the share of its file name's letters the query matches) says how fully a name explains the query:
 for "a red car", `red-car.jpg` has coverage 1 and gains up to 2 — twice the whole cosine range, so it
@@ -62,10 +77,17 @@ LEXICAL_WEIGHT = 2.0  # a full-coverage best lexical match gains twice the whole
 COVERAGE_POWER = 2  # a match of half the query's words gains a quarter of that
 PROPAGATED_WEIGHT = 2.0  # a full borrowed match of the closest look-alike gains as much as a full name
 GUARD_LEAD = 0.7  # the best look's lead over the second, as a share of the window's range, that guards it
+GUARD_MARGIN = 0.1  # cosine by which a picture trails a bare best look for its folder-only gain to stay below
+NAME_MARGIN = float("inf")  # … for a name the query explains in part (`seahorse` for "horse"): never
+MARGINS = (GUARD_MARGIN, NAME_MARGIN)
+MARGIN_BELOW = 0.1  # such a picture stays below the best look by this share of its semantic gap to it
+MARGIN_LENT = True  # the margin guards borrowed gains as folder-only ones (bench.propagate measures both)
 EPSILON = 1e-6
 
-# A lexical hit: (id, BM25, coverage) or (id, BM25, coverage, weak); weak: not a full file-name match.
-LexicalInput = tuple[K, float, float] | tuple[K, float, float, bool]
+# A lexical hit: (id, BM25, coverage), (id, BM25, coverage, weak) or (id, BM25, coverage, weak, named);
+# weak: not a full file-name match (`app.lexical.LexicalHit.weak`); named: the share of the file name's
+# letters the query explains, 0 without a file-name match (`LexicalHit.named`; the margin's classes).
+LexicalInput = tuple[K, float, float] | tuple[K, float, float, bool] | tuple[K, float, float, bool, float]
 
 
 class Fused(NamedTuple, Generic[K]):
@@ -84,9 +106,11 @@ def fuse(
     weight: float = LEXICAL_WEIGHT,
     power: float = COVERAGE_POWER,
     lead: float | None = GUARD_LEAD,
+    margin: tuple[float, float] | None = MARGINS,
 ) -> list[tuple[K, float]]:
     """(id, score ∈ [0, 1]) best first (`fuse_parts` without the parts)."""
-    return [(found.key, found.score) for found in fuse_parts(vector, lexical, weight, power, lead)]
+    found = fuse_parts(vector, lexical, weight, power, lead, margin=margin)
+    return [(hit.key, hit.score) for hit in found]
 
 
 def fuse_parts(
@@ -96,6 +120,7 @@ def fuse_parts(
     power: float = COVERAGE_POWER,
     lead: float | None = GUARD_LEAD,
     borrowed: Mapping[K, float] | None = None,
+    margin: tuple[float, float] | None = MARGINS,
 ) -> list[Fused[K]]:
     """The fused list best first, from (id, cosine) best first, lexical hits best first and the
     propagated parts b of the rows whose borrowed words match (`borrowed`, each on [0, 1]).
@@ -103,30 +128,87 @@ def fuse_parts(
     Cosines are min-max scaled to [0, 1] over the vector list (all 1 when equal); BM25 is divided by
     the best one, times coverage^power; the total s + weight × ℓ + PROPAGATED_WEIGHT × b (guarded:
     module docstring) is divided by the best total. A repeated id keeps its first entry; `lead` None
-    turns the guard off.
+    turns the lead guard off, `margin` (folder-only, partly named) None the margin guard.
     """
     if weight < 0:
         raise ValueError(f"the lexical weight must be non-negative, got {weight}")
     semantic = _scaled(vector)
     parts = _lexical_parts(lexical, power)
-    leading = _lead(vector)
-    guarded = lead is not None and leading >= lead
-    top = vector[0][0] if vector else None
     lent = borrowed or {}
+    guard = _guard(vector, lead, margin, parts, lent)
+    cosines = _cosines(vector)
     totals: dict[K, float] = {}
     for key in dict.fromkeys([k for k, _ in vector] + list(parts) + list(lent)):
-        base, (part, weak) = semantic.get(key, 0.0), parts.get(key, (0.0, False))
-        gain = weight * part + PROPAGATED_WEIGHT * lent.get(key, 0.0)
-        if guarded and (weak or lent.get(key, 0.0) > 0) and key != top:
-            gain = min(gain * (1.0 - leading), max(1.0 - base - EPSILON, 0.0))
+        base, (part, weak, named) = semantic.get(key, 0.0), parts.get(key, (0.0, False, None))
+        share = lent.get(key, 0.0)
+        gain = weight * part + PROPAGATED_WEIGHT * share
+        if key != guard.top and gain > 0:
+            behind = guard.margin_of(named if part > 0 else None, MARGIN_LENT and share > 0)
+            gain = guard.guarded(gain, base, cosines.get(key), weak or share > 0, behind)
         totals[key] = base + gain
     order = {key: i for i, key in enumerate(totals)}
     ranked = sorted(totals.items(), key=lambda item: (-item[1], order[item[0]]))
     best = ranked[0][1] if ranked and ranked[0][1] > 0 else 1.0
     return [
-        Fused(key, total / best, semantic.get(key, 0.0), parts.get(key, (0.0, False))[0], lent.get(key, 0.0))
+        Fused(key, total / best, semantic.get(key, 0.0), parts.get(key, (0.0,))[0], lent.get(key, 0.0))
         for key, total in ranked
     ]
+
+
+class _Guard(NamedTuple):
+    """The clear-look guards of one query (module docstring)."""
+
+    top: object  # the best look's id (None without a vector list)
+    lead: float | None  # the best look's lead over the second when it guards every weak gain
+    best: float | None  # the best look's cosine when the margin guards (it has no gain of its own)
+    margins: tuple[float, float]
+
+    def margin_of(self, named: float | None, lent: bool) -> float | None:
+        """The margin that guards a picture's gain: by its file name's explained share (None: no
+        lexical part, or not given), and whether it is borrowed; None when none guards it."""
+        found = [self.margins[0]] if lent or named == 0.0 else []
+        found += [self.margins[1]] if named is not None and 0.0 < named < 1.0 else []
+        return min(found) if found and self.best is not None else None
+
+    def guarded(
+        self, gain: float, base: float, cosine: float | None, weak: bool, margin: float | None
+    ) -> float:
+        """The gain of a picture with semantic part `base` and `cosine` (None past the list), guarded:
+        `weak` by the lead, by `margin` (`margin_of`) when it trails the best look by that much."""
+        if self.lead is not None and weak:
+            return min(gain * (1.0 - self.lead), max(1.0 - base - EPSILON, 0.0))
+        if margin is None or self.best is None or (cosine is not None and self.best - cosine < margin):
+            return gain
+        return min(gain, (1.0 - base) * (1.0 - MARGIN_BELOW))
+
+
+def _guard(
+    vector: Sequence[tuple[K, float]],
+    lead: float | None,
+    margin: tuple[float, float] | None,
+    parts: Mapping[K, tuple[float, bool, float | None]],
+    lent: Mapping[K, float],
+) -> _Guard:
+    """The guards of a query: the lead guard from `lead` on, the margin while the best look gains nothing."""
+    if not vector:
+        return _Guard(None, None, None, (0.0, 0.0))
+    top, best = vector[0]
+    leading = _lead(vector)
+    bare_top = parts.get(top, (0.0,))[0] <= 0 and lent.get(top, 0.0) <= 0
+    return _Guard(
+        top,
+        leading if lead is not None and leading >= lead else None,
+        best if margin is not None and bare_top else None,
+        margin or (0.0, 0.0),
+    )
+
+
+def _cosines(vector: Sequence[tuple[K, float]]) -> dict[K, float]:
+    """Each id's cosine (a repeated id keeps its first)."""
+    found: dict[K, float] = {}
+    for key, score in vector:
+        found.setdefault(key, score)
+    return found
 
 
 def _scaled(vector: Sequence[tuple[K, float]]) -> dict[K, float]:
@@ -140,15 +222,19 @@ def _scaled(vector: Sequence[tuple[K, float]]) -> dict[K, float]:
     return scaled
 
 
-def _lexical_parts(lexical: Sequence[LexicalInput[K]], power: float) -> dict[K, tuple[float, bool]]:
-    """Each id's lexical part coverage^power × BM25 / best BM25, and whether its match is weak."""
+def _lexical_parts(
+    lexical: Sequence[LexicalInput[K]], power: float
+) -> dict[K, tuple[float, bool, float | None]]:
+    """Each id's lexical part coverage^power × BM25 / best BM25, whether its match is weak, and the
+    share of its file name the query explains (None when not given)."""
     best = max((hit[1] for hit in lexical), default=0.0)
-    parts: dict[K, tuple[float, bool]] = {}
+    parts: dict[K, tuple[float, bool, float | None]] = {}
     for hit in lexical:
         key, score, coverage = hit[0], hit[1], hit[2]
         weak = bool(hit[3]) if len(hit) > 3 else False
+        named = float(hit[4]) if len(hit) > 4 else None
         scaled = score / best if best > 0 else 0.0
-        parts.setdefault(key, (coverage**power * max(scaled, 0.0), weak))
+        parts.setdefault(key, (coverage**power * max(scaled, 0.0), weak, named))
     return parts
 
 

@@ -94,6 +94,11 @@ class LexicalHit:
         """Not a file-name match of the whole query: no name matched, or only part of the query's words."""
         return "name" not in self.matched or self.shares[0] < 1.0
 
+    @property
+    def named(self) -> float:
+        """The share of the file name's letters the query explains; 0 when the name did not match."""
+        return self.shares[1] if "name" in self.matched else 0.0
+
 
 def fold(text: str) -> str:
     """Lower case without accents: "Cité" → "cite", "Straße" → "strasse"."""

@@ -314,7 +314,10 @@ class SearchService:
             pinned = ranking.Pinned(first, scored)
             return self._found(request, pinned, total, [], None, _semantic_parts)
         fused = ranking.FusedCandidates(
-            found, [(hit.row, hit.score, hit.coverage, hit.weak) for hit in lexical], FUSION_WINDOW, borrowed
+            found,
+            [(hit.row, hit.score, hit.coverage, hit.weak, hit.named) for hit in lexical],
+            FUSION_WINDOW,
+            borrowed,
         )
         parts = _fused_parts(fused) if request.mode == "hybrid" else _semantic_parts
         semantic = fused.from_vector if lexical or borrowed else None

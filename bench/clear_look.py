@@ -51,6 +51,7 @@ VARIANTS = {
     "clear-look guard, lead 0.5": Fusion(lead=0.5),
     "clear-look guard, lead 0.5, strict": Fusion(lead=0.5, strict=True),
     "folder-only matches × 0.5": Fusion(folder_factor=0.5),
+    "clear-look margin 0.1 alone (no lead guard)": Fusion(margin=0.1, absolute=True, folders=True, bare=True),
 }
 
 

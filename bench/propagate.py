@@ -30,13 +30,14 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from app import lexical, ranking
+from app import fusion as app_fusion, lexical, ranking
 from app.assembly import service_over
 from app.catalog import Catalog
-from app.fusion import fuse as shipped_fuse
+from app.fusion import GUARD_LEAD, MARGIN_LENT, MARGINS, fuse_parts as shipped_fuse_parts
 from app.index import Index
 from app.lexical import LexicalDoc, LexicalHit
 from app.pipeline import Pipeline, Query
+from app.propagation import Lending
 from app.references import VisualHint
 from app.registry import prepare
 from app.settings import Settings
@@ -54,6 +55,7 @@ from bench.propagation import (
     mean_of,
     propagate,
     unit,
+    weak,
 )
 from bench.relevance import (
     KS,
@@ -109,6 +111,9 @@ class Variant:
     feedback: Feedback | None = None
     pixels: Pixels | None = None
     fusion: Fusion = field(default_factory=Fusion)
+    product: bool = False  # app/fusion.py as `SearchService` runs it, with the constants below
+    margins: tuple[float, float] | None = MARGINS  # app/fusion.py's margins (folder-only, partly named)
+    margin_lent: bool = MARGIN_LENT  # app/fusion.py's MARGIN_LENT
 
 
 @dataclass
@@ -144,6 +149,7 @@ class Staging:
     named: set[str]  # sources that keep their own name
     borrowed: dict[Spread, tuple[sqlite3.Connection, dict[int, Lent]]] = field(default_factory=dict)
     lent_hits: dict[tuple[Spread, str], list[LexicalHit]] = field(default_factory=dict)
+    lending: Lending | None = None  # the chosen propagation as the service reads it (`product`)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -299,14 +305,27 @@ def ranked(collection: Collection, stage: Staging, text: str, variant: Variant) 
     hits = stage.hits[text]
     if variant.name == "semantic":
         return [row for row, _ in base]
-    if variant.name == "shipped":
-        head = base[: variant.fusion.window]
-        fused = shipped_fuse(head, [(hit.row, hit.bm25, hit.coverage) for hit in hits])
-        done = {row for row, _ in fused}
-        return [row for row, _ in fused] + [row for row, _ in base if row not in done]
+    if variant.product:
+        app_fusion.MARGIN_LENT = variant.margin_lent
+        return product(collection, stage, text, variant)
     vector = expanded(collection, text, base, hits, variant)
     extra = extra_gains(collection, stage, text, variant, hits)
     return [row for row, _ in fuse(vector, hits, extra, variant.fusion)]
+
+
+def product(collection: Collection, stage: Staging, text: str, variant: Variant) -> list[int]:
+    """One query's rows as `SearchService` hybrid ranks them: app/fusion.py over the weak flags of the
+    lexical hits and the words the chosen propagation lends (`app.propagation.Lending.parts`)."""
+    base, hits = collection.vector[text], stage.hits[text]
+    if stage.lending is None:
+        stage.lending = Lending(lent_db(collection, stage, CHOSEN)[1])
+    borrowed = dict(stage.lending.parts(text))
+    named = [0.0 if not hit.name_matched else hit.name_share for hit in hits]  # `LexicalHit.named`
+    lexical = [(h.row, h.bm25, h.coverage, weak(h), share) for h, share in zip(hits, named, strict=True)]
+    head = base[: variant.fusion.window]
+    fused = shipped_fuse_parts(head, lexical, lead=GUARD_LEAD, borrowed=borrowed, margin=variant.margins)
+    done = {found.key for found in fused}
+    return [found.key for found in fused] + [row for row, _ in base if row not in done]
 
 
 def scored(
@@ -377,6 +396,53 @@ def spread_variant(
 CHOSEN = Spread(coherent=1.5, statistic="lift")  # k=3, ω 0.5→0.75, agree 0.5, unnamed rows only
 
 
+def margins() -> list[Variant]:
+    """The clear-look margin (2026-12-07): app/fusion.py's lead guard 0.7 and propagation, with a weak
+    gain kept below the best look for each picture that trails it by a margin, and the bench's forms."""
+    found = [Variant("margin: product, none (main)", product=True, margins=None)]
+    for bare in (0.05, 0.1, 0.125, 0.15, 0.2):
+        for names in (0.2, 0.3, 2.0):  # 2: partial names never guarded
+            for lent in (False, True):
+                name = f"margin: product, folders {bare:g}{' + lent' if lent else ''}, names in part "
+                name += "never" if names > 1 else f"{names:g}"
+                found.append(Variant(name, product=True, margins=(bare, names), margin_lent=lent))
+    chosen = spread_variant(CHOSEN, 2.0, 1.0, lead=GUARD_LEAD)
+    found.append(dataclasses.replace(chosen, name=f"margin: bench {chosen.name}"))
+    forms: list[tuple[str, dict[str, float | bool]]] = []
+    for m in (0.1, 0.2, 0.3):  # every weak gain, relative to the window's range
+        forms += [(f"relative {m:g}", {"margin": m})]
+        forms += [(f"relative {m:g} folders{a}", {"margin": m, "folders": True} | o) for a, o in SUFFIXES]
+    for m in (0.05, 0.1, 0.125, 0.15, 0.2):  # in cosine
+        forms += [(f"absolute {m:g}", {"margin": m, "absolute": True})]
+        forms += [
+            (f"absolute {m:g} folders{a}", {"margin": m, "absolute": True, "folders": True} | o)
+            for a, o in SUFFIXES
+        ]
+    forms += [(f"relative 0.2 clear {c:g}", {"margin": 0.2, "clear": c}) for c in (0.05, 0.1)]
+    forms += [("absolute 0.125, not lent", {"margin": 0.125, "absolute": True, "lent": False})]
+    forms += [("absolute 0.125, bare top", {"margin": 0.125, "absolute": True, "bare": True})]
+    folders: dict[str, float | bool] = {"margin": 0.1, "absolute": True, "folders": True, "bare": True}
+    for m in (0.2, 0.25, 0.3, 0.35, 0.4):  # partial names too, with their own margin
+        for strict in (False, True):
+            label = f"absolute 0.1 folders, bare top, names {m:g}{' strict' if strict else ''}"
+            forms += [(label, folders | {"name_margin": m, "strict": strict})]
+    for m in (0.1, 0.15, 0.2, 0.3, 0.4):  # names the query covers only in part
+        label = f"absolute 0.1 folders, bare top, name side {m:g}"
+        forms += [(label, folders | {"name_margin": m, "name_side": True})]
+    for label, options in forms:
+        fusion = dataclasses.replace(chosen.fusion, **options)  # type: ignore[arg-type]
+        found.append(dataclasses.replace(chosen, name=f"margin: bench {label}", fusion=fusion))
+    return found
+
+
+SUFFIXES: tuple[tuple[str, dict[str, float | bool]], ...] = (
+    ("", {}),
+    (", not lent", {"lent": False}),
+    (", bare top", {"bare": True}),
+    (", not lent, bare top", {"lent": False, "bare": True}),
+)
+
+
 def combinations() -> list[Variant]:
     """The chosen propagation with the clear-look guard at other leads, and with pixel feedback."""
     found = []
@@ -399,7 +465,12 @@ def combinations() -> list[Variant]:
 
 def variants() -> list[Variant]:
     """Every variant compared: the baselines, then each lever alone, then combinations."""
-    found = [Variant("semantic"), Variant("shipped"), Variant("fusion: bench copy of shipped")]
+    found = [
+        Variant("semantic"),
+        Variant("shipped", product=True),
+        Variant("fusion: bench copy of shipped (before propagation and guard)"),
+    ]
+    found += margins()
     for lead in (0.3, 0.5, 0.7):
         for strict in (False, True):
             name = f"guard: lead {lead:g}{' strict' if strict else ''}"

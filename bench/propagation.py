@@ -21,7 +21,9 @@ bench's other gate (`coherence`) and the query-side variants.
 - **Fusion** (`fuse`): app/fusion.py's sum (min-max scaled look over the window + w × coverage² ×
   BM25 / best) plus the propagated and look-alike gains; with a lead threshold, a best look that
   leads the second by that share of the window's range keeps first place against every weak gain
-  (folder-only or partial name matches, borrowed words, look-alikes). The total divided by the sum
+  (folder-only or partial name matches, borrowed words, look-alikes); with a margin, a weak gain of a
+  picture whose look trails the best by that margin (cosine or share of the window's range) stays
+  below the best look (docs/relevance.md "The clear-look margin"). The total divided by the sum
   of the weights is the score on [0, 1] that the ranking is sorted by.
 """
 
@@ -92,6 +94,14 @@ class Fusion:
     lead: float | None = None  # the best look keeps first place from this lead on (None: never)
     strict: bool = False  # weak matches include names the query covers only in part (seahorse for "horse")
     extra_weight: float = 0.0  # the largest propagated / look-alike gain (for the [0, 1] score)
+    margin: float | None = None  # a weak gain never lifts a picture this far behind the best look over it
+    absolute: bool = False  # the margin in cosine (else a share of the window's cosine range)
+    folders: bool = False  # the margin guards folder/text-only and borrowed gains only (not partial names)
+    clear: float = 0.0  # the margin guards only when the best look leads the second by this share
+    lent: bool = True  # the margin guards borrowed and look-alike gains too
+    bare: bool = False  # the margin guards only when the best look has no gain of its own
+    name_margin: float | None = None  # absolute margin for weak name matches (partial names)
+    name_side: bool = False  # … only for names the query covers in part (name share < 1: `seahorse`)
 
 
 def weak(match: Match, strict: bool = False) -> bool:
@@ -130,10 +140,36 @@ def fuse(
         gains[row] = gains.get(row, 0.0) + gain
     guarded = fusion.lead is not None and head and lead >= fusion.lead
     top = head[0][0] if head else -1
+    folder_only = {hit.row for hit in hits if not hit.name_matched}
+    if fusion.lent:
+        folder_only |= set(extra)
+    named_weak = {
+        hit.row
+        for hit in hits
+        if hit.name_matched and (hit.name_share < 1.0 if fusion.name_side else weak(hit, fusion.strict))
+    }
+    cosines: dict[int, float] = {}
+    for row, score in head:
+        cosines.setdefault(row, score)
+    bare = not fusion.bare or top not in gains
     for row, gain in gains.items():
         base = scores.get(row, 0.0)
         if guarded and row != top and row in capped:
             gain = min(gain * (1.0 - lead), max(1.0 - base - EPSILON, 0.0))
+        elif (
+            row != top
+            and row in (folder_only if fusion.folders else capped if fusion.lent else capped - set(extra))
+            and bare
+            and behind(head, cosines, row, fusion, lead)
+        ) or (
+            fusion.name_margin is not None
+            and row != top
+            and row in named_weak
+            and bare
+            and head
+            and (row not in cosines or head[0][1] - cosines[row] >= fusion.name_margin)
+        ):
+            gain = min(gain, max(1.0 - base - EPSILON, 0.0))
         scores[row] = base + gain
     order = {
         row: i
@@ -142,6 +178,19 @@ def fuse(
     scale = 1.0 + fusion.weight + fusion.extra_weight
     fused = sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
     return [(row, score / scale) for row, score in fused] + past_window(vector, fusion.window, fused, scale)
+
+
+def behind(
+    head: Sequence[tuple[int, float]], cosines: dict[int, float], row: int, fusion: Fusion, lead: float
+) -> bool:
+    """Whether the row's look trails the best look by the fusion's margin (a row past the window does)."""
+    if fusion.margin is None or not head or lead < fusion.clear:
+        return False
+    if row not in cosines:
+        return True
+    span = head[0][1] - head[-1][1]
+    gap = head[0][1] - cosines[row]
+    return gap >= fusion.margin if fusion.absolute else span > 0 and gap / span >= fusion.margin
 
 
 def past_window(

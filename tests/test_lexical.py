@@ -158,6 +158,8 @@ def test_short_words_match_whole_or_plural_not_as_prefixes() -> None:
     insert(connection, docs)
     assert sorted(hit.row for hit in search(connection, "a cat", 10)) == [2, 3]
     assert [hit.row for hit in search(connection, "cath", 10)] == [1]  # four letters on: a prefix
+    named = {hit.row: hit.named for hit in search(connection, "a cat", 10)}
+    assert named == {2: 0.0, 3: 1.0}  # lion.png in cats/: the folder only, no share of its name
 
 
 def test_coverage_says_how_fully_a_match_explains_the_query_or_the_name(tmp_path: Path) -> None:
