@@ -276,18 +276,22 @@ def test_an_original_deleted_while_it_is_being_sent_arrives_whole_and_ranges_sti
     original = (gallery / "red.png").read_bytes()
     part = client.get(f"/images/{red}", headers={"Range": "bytes=0-9"})
     assert part.status_code == 206 and part.content == original[:10]
-    send = FileResponse.__call__
+    send, away = FileResponse.__call__, gallery.parent / "red.png.away"  # the gallery is the session's
 
     async def deleted_first(self: FileResponse, scope: Any, receive: Any, send_message: Any) -> None:
-        Path(self.path).unlink()  # the user deletes the photo after the route found it, before it is sent
+        Path(self.path).rename(away)  # the user deletes the photo after the route found it, before it is sent
         await send(self, scope, receive, send_message)
 
     monkeypatch.setattr(FileResponse, "__call__", deleted_first)
-    response = client.get(f"/images/{red}")
-    assert response.status_code == 200 and response.content == original
-    monkeypatch.undo()
-    gone = client.get(f"/images/{red}")
-    assert gone.status_code == 404 and gone.json()["detail"].endswith("is no longer available")
+    try:
+        response = client.get(f"/images/{red}")
+        assert response.status_code == 200 and response.content == original
+        monkeypatch.undo()
+        gone = client.get(f"/images/{red}")
+        assert gone.status_code == 404 and gone.json()["detail"].endswith("is no longer available")
+    finally:
+        if away.exists():
+            away.rename(gallery / "red.png")  # as it was, time and all, for the other tests
 
 
 def test_thumbnail_is_small_jpeg_with_etag(client: TestClient) -> None:
