@@ -21,9 +21,10 @@ R@1 (+1.6); lead 0.5, or also guarding names that the query covers only in part 
 case (lead 0.91) puts the cat first (7th before).
 
 Clear-look margin (per picture, when the lead does not guard): while the best look gains nothing itself
-(no lexical match, nothing borrowed), a folder-, text- or place-only gain (no file-name match at all) or
-a borrowed one, of a picture whose cosine trails the best look's by c₁ − cᵢ ≥ GUARD_MARGIN (or that
-lies past the window), is capped so that the picture stays below the best look by MARGIN_BELOW of its
+(no lexical match, nothing borrowed), a folder- or place-only gain (words many pictures share, not a
+file name, title, keyword or text read in the picture: `LexicalHit.named` = 0) or a borrowed one, of
+a picture whose cosine trails the best look's by c₁ − cᵢ ≥ GUARD_MARGIN (or that lies past the window),
+is capped so that the picture stays below the best look by MARGIN_BELOW of its
 semantic gap: total ≤ 1 − MARGIN_BELOW × (1 − s). Guarded pictures keep their look order among
 themselves, above every picture that gains nothing and looks worse. The demo gallery's "a cat" (lead
 0.22): the cat photo first, then the five `cats/` stamps (tigers, lions) in their look order, where

@@ -38,6 +38,7 @@ from typing import Literal
 from app.metadata import ImageMetadata
 
 Field = Literal["name", "folder", "metadata", "text", "place"]  # place: derived from GPS, not an FTS5 column
+OWN_FIELDS: frozenset[Field] = frozenset({"metadata", "text"})  # one picture's words (not folder or place)
 # Runs a read on another connection to the same database, concurrently (app/catalog.py gives one).
 # None: no other connection is free, and the read runs after the first one instead.
 Beside = Callable[
@@ -96,8 +97,13 @@ class LexicalHit:
 
     @property
     def named(self) -> float:
-        """The share of the file name's letters the query explains; 0 when the name did not match."""
-        return self.shares[1] if "name" in self.matched else 0.0
+        """How fully the picture's own words explain the query, for the clear-look margin (app/fusion.py):
+        the share of its file name's letters the query explains when the name matched, else 1 for a match
+        in its own titles, keywords or the text read in it, and 0 for a match only in words that many
+        pictures share (its folder, its place)."""
+        if "name" in self.matched:
+            return self.shares[1]
+        return 1.0 if OWN_FIELDS & set(self.matched) else 0.0
 
 
 def fold(text: str) -> str:
