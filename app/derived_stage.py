@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -28,15 +29,20 @@ from tqdm import tqdm
 
 from app import catalog
 from app.engines import worker_started
+from app.errors import ImgSearchError
 from app.generations import derived_generation, publish, remove_stale
 from app.index import original_name
 from app.layout import CURRENT, MANIFEST, REPORT, live_path
 from app.sources import Source
 
+log = logging.getLogger(__name__)
+
 REWRITE = (MANIFEST, REPORT)  # the files a derived generation of such a stage changes
 BATCH = 4  # pictures per worker batch
 
 R = TypeVar("R")
+D = TypeVar("D")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,54 @@ def indexed_bytes(pending: Pending) -> bytes | str:
     if hashlib.sha256(raw).hexdigest() != pending.sha256:
         return "changed since it was indexed"
     return raw
+
+
+@dataclass(frozen=True)
+class Reread(Generic[V]):
+    """What reading one indexed picture again gave: `value` (None when it could not be read, and why)."""
+
+    row: int
+    id: str
+    value: V | None
+    reason: str = ""
+    seconds: tuple[float, float] = (0.0, 0.0)  # decoding, reading
+
+
+def read_again(
+    pending: Pending, decode: Callable[[bytes], D], read: Callable[[D], V], failed: str
+) -> Reread[V]:
+    """Decode one indexed picture again (the same bytes as indexed, else nothing) and read it; an
+    ImgSearchError of `read` (its models are missing) stops the stage, any other failure costs this
+    picture only (`failed`: what the reason says then)."""
+    started = time.perf_counter()
+    raw = indexed_bytes(pending)
+    if isinstance(raw, str):
+        return Reread(pending.row, pending.id, None, raw)
+    try:
+        decoded = decode(raw)
+    except ImgSearchError as exc:
+        return Reread(pending.row, pending.id, None, str(exc))
+    middle = time.perf_counter()
+    try:
+        value = read(decoded)
+    except ImgSearchError:
+        raise
+    except Exception as exc:
+        return Reread(pending.row, pending.id, None, f"{failed}: {exc!r}")
+    return Reread(pending.row, pending.id, value, seconds=(middle - started, time.perf_counter() - middle))
+
+
+def tally(reads: list[Reread[V]], what: str, seconds: dict[str, float], step: str) -> list[Reread[V]]:
+    """The reads that gave a value; each that did not is logged (`what` of the picture), and the
+    seconds spent decoding and reading are added up under "decode" and `step`."""
+    for read in reads:
+        if read.value is None:
+            log.warning(
+                "%s of image %s not read: %s (the next --update tries again)", what, read.id, read.reason
+            )
+    seconds["decode"] = seconds.get("decode", 0.0) + sum(read.seconds[0] for read in reads)
+    seconds[step] = seconds.get(step, 0.0) + sum(read.seconds[1] for read in reads)
+    return [read for read in reads if read.value is not None]
 
 
 class PendingReads(Dataset[R]):

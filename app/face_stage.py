@@ -29,9 +29,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from app import catalog, people
-from app.derived_stage import REWRITE, Pending, Stage, add_to_report, indexed_bytes, pending, run_stage
-from app.errors import ImgSearchError
+from app.derived_stage import (
+    REWRITE,
+    Pending,
+    Reread,
+    Stage,
+    add_to_report,
+    pending,
+    read_again,
+    run_stage,
+    tally,
+)
 from app.faces import FaceReading, FoundFace
 from app.generations import derived_generation, publish, remove_stale
 from app.layout import MANIFEST, PEOPLE, live_path
@@ -44,14 +55,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_S = 300.0  # a running stage publishes what it has found at least this often
 
 
-@dataclass(frozen=True)
-class FacesRead:
-    """What reading one picture gave: its faces in the file's pixels (None when it could not be read)."""
-
-    id: str
-    faces: list[FoundFace] | None
-    reason: str = ""
-    seconds: tuple[float, float] = (0.0, 0.0)  # decoding, finding
+FacesRead = Reread[list[FoundFace]]  # a picture's faces in the file's pixels, or why it could not be read
 
 
 @dataclass
@@ -91,50 +95,39 @@ def _in_file_pixels(faces: list[FoundFace], factor: float, size: tuple[int, int]
 
 def read_one(pending: Pending, reader: FaceReading, max_pixels: int) -> FacesRead:
     """Decode one indexed picture again (the same bytes as indexed, else nothing) and find its faces."""
-    started = time.perf_counter()
-    raw = indexed_bytes(pending)
-    if isinstance(raw, str):
-        return FacesRead(pending.id, None, raw)
-    try:
-        image, size = decode_sized(raw, max_pixels, reader.decode_side, name=pending.path.name)
-    except ImgSearchError as exc:
-        return FacesRead(pending.id, None, str(exc))
-    decoded = time.perf_counter()
-    try:
-        found = reader.read(image)
-    except ImgSearchError:  # the models are missing: the stage cannot go on
-        raise
-    except Exception as exc:  # one picture the reader fails on costs its faces, not the stage
-        return FacesRead(pending.id, None, f"the face reader failed on it: {exc!r}")
-    faces = _in_file_pixels(found, max(size) / max(image.size), size)
-    return FacesRead(pending.id, faces, seconds=(decoded - started, time.perf_counter() - decoded))
+
+    def find(decoded: tuple[Image.Image, tuple[int, int]]) -> list[FoundFace]:
+        image, size = decoded
+        return _in_file_pixels(reader.read(image), max(size) / max(image.size), size)
+
+    decode = partial(decode_sized, max_pixels=max_pixels, min_side=reader.decode_side, name=pending.path.name)
+    return read_again(pending, decode, find, "the face reader failed on it")
 
 
 def _write(connection: sqlite3.Connection, reads: list[FacesRead], report: FaceReport) -> None:
     """Store a batch of reads in the generation's manifest (faces and faces_read tables)."""
-    for read in reads:
-        if read.faces is None:
-            log.warning("faces of image %s not read: %s (the next --update retries)", read.id, read.reason)
-    done = [read for read in reads if read.faces is not None]
+    done = [
+        (read, read.value)
+        for read in tally(reads, "faces", report.seconds, "faces")
+        if read.value is not None
+    ]
     connection.executemany(
         f"INSERT INTO {catalog.FACES} (id, x, y, w, h, score, size, descriptor) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (read.id, *face.box, face.score, face.size, face.descriptor.astype("<f4").tobytes())
-            for read in done
-            for face in read.faces or []
+            for read, faces in done
+            for face in faces
         ],
     )
     connection.executemany(
         f"INSERT OR REPLACE INTO {catalog.FACES_READ} VALUES (?, ?)",
-        [(read.id, len(read.faces or [])) for read in done],
+        [(read.id, len(faces)) for read, faces in done],
     )
     report.read += len(done)
-    report.with_faces += sum(1 for read in done if read.faces)
-    report.faces += sum(len(read.faces or []) for read in done)
+    report.with_faces += sum(1 for _, faces in done if faces)
+    report.faces += sum(len(faces) for _, faces in done)
     report.unreadable += len(reads) - len(done)
-    report.seconds["decode"] = report.seconds.get("decode", 0.0) + sum(read.seconds[0] for read in reads)
-    report.seconds["faces"] = report.seconds.get("faces", 0.0) + sum(read.seconds[1] for read in reads)
 
 
 def _group(connection: sqlite3.Connection, index_dir: Path, report: FaceReport) -> None:

@@ -28,8 +28,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from app import catalog, lexical
-from app.derived_stage import Pending, Stage, indexed_bytes, pending, run_stage
-from app.errors import ImgSearchError
+from app.derived_stage import Pending, Reread, Stage, pending, read_again, run_stage, tally
 from app.meta import BuildConfig
 from app.ocr import ImageText
 from app.preprocessing import decode
@@ -50,15 +49,7 @@ class TextReading(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class TextRead:
-    """What reading one picture gave: its text (None when the file could not be read again)."""
-
-    row: int
-    id: str
-    text: ImageText | None
-    reason: str = ""
-    seconds: tuple[float, float] = (0.0, 0.0)  # decoding, reading
+TextRead = Reread[ImageText]  # a picture's text, or why it could not be read
 
 
 @dataclass
@@ -83,22 +74,7 @@ class TextReport:
 
 def read_one(pending: Pending, reader: TextReading, max_pixels: int) -> TextRead:
     """Decode one indexed picture again (the same bytes as indexed, else nothing) and read its text."""
-    started = time.perf_counter()
-    raw = indexed_bytes(pending)
-    if isinstance(raw, str):
-        return TextRead(pending.row, pending.id, None, raw)
-    try:
-        image = decode(raw, max_pixels)
-    except ImgSearchError as exc:
-        return TextRead(pending.row, pending.id, None, str(exc))
-    decoded = time.perf_counter()
-    try:
-        text = reader.read(image)
-    except ImgSearchError:  # the networks are missing: the stage cannot go on
-        raise
-    except Exception as exc:  # one picture the reader fails on costs its text, not the stage
-        return TextRead(pending.row, pending.id, None, f"the reader failed on it: {exc!r}")
-    return TextRead(pending.row, pending.id, text, seconds=(decoded - started, time.perf_counter() - decoded))
+    return read_again(pending, partial(decode, max_pixels=max_pixels), reader.read, "the reader failed on it")
 
 
 def _lines(text: ImageText) -> str:
@@ -110,20 +86,17 @@ def _lines(text: ImageText) -> str:
 
 def _write(connection: sqlite3.Connection, reads: list[TextRead], report: TextReport) -> None:
     """Store a batch of reads in the generation's manifest (texts table and lexical `text` column)."""
-    done = [read for read in reads if read.text is not None]
-    for read in reads:
-        if read.text is None:
-            log.warning("text of image %s not read: %s (the next --update tries again)", read.id, read.reason)
+    done = [
+        (read, read.value) for read in tally(reads, "text", report.seconds, "ocr") if read.value is not None
+    ]
     connection.executemany(
         f"INSERT OR REPLACE INTO {catalog.TEXTS} VALUES (?, ?, ?)",
-        [(read.id, read.text.text, _lines(read.text)) for read in done if read.text is not None],
+        [(read.id, text.text, _lines(text)) for read, text in done],
     )
-    lexical.set_texts(connection, [(read.row, read.text.text) for read in done if read.text])
+    lexical.set_texts(connection, [(read.row, text.text) for read, text in done if text])
     report.read += len(done)
-    report.with_text += sum(1 for read in done if read.text)
+    report.with_text += sum(1 for _, text in done if text)
     report.unreadable += len(reads) - len(done)
-    report.seconds["decode"] = report.seconds.get("decode", 0.0) + sum(read.seconds[0] for read in reads)
-    report.seconds["ocr"] = report.seconds.get("ocr", 0.0) + sum(read.seconds[1] for read in reads)
 
 
 def read_texts(
