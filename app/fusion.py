@@ -22,7 +22,7 @@ case (lead 0.91) puts the cat first (7th before).
 
 Clear-look margin (per picture, when the lead does not guard): while the best look gains nothing itself
 (no lexical match, nothing borrowed), a folder- or place-only gain (words many pictures share, not a
-file name, title, keyword or text read in the picture: `LexicalHit.named` = 0) or a borrowed one, of
+file name, title, keyword or text read in the picture: `LexicalHit.own` = 0) or a borrowed one, of
 a picture whose cosine trails the best look's by c₁ − cᵢ ≥ GUARD_MARGIN (or that lies past the window),
 is capped so that the picture stays below the best look by MARGIN_BELOW of its
 semantic gap: total ≤ 1 − MARGIN_BELOW × (1 − s). Guarded pictures keep their look order among
@@ -85,9 +85,10 @@ MARGIN_BELOW = 0.1  # such a picture stays below the best look by this share of 
 MARGIN_LENT = True  # the margin guards borrowed gains as folder-only ones (bench.propagate measures both)
 EPSILON = 1e-6
 
-# A lexical hit: (id, BM25, coverage), (id, BM25, coverage, weak) or (id, BM25, coverage, weak, named);
-# weak: not a full file-name match (`app.lexical.LexicalHit.weak`); named: the share of the file name's
-# letters the query explains, 0 without a file-name match (`LexicalHit.named`; the margin's classes).
+# A lexical hit: (id, BM25, coverage), (id, BM25, coverage, weak) or (id, BM25, coverage, weak, own);
+# weak: not a full file-name match (`app.lexical.LexicalHit.weak`); own: how fully the picture's own words
+# explain the query — the share of its file name's letters, 1 for its titles or the text read in it, 0 for
+# its folder or place only (`LexicalHit.own`; the margin's classes).
 LexicalInput = tuple[K, float, float] | tuple[K, float, float, bool] | tuple[K, float, float, bool, float]
 
 
@@ -140,11 +141,11 @@ def fuse_parts(
     cosines = _cosines(vector)
     totals: dict[K, float] = {}
     for key in dict.fromkeys([k for k, _ in vector] + list(parts) + list(lent)):
-        base, (part, weak, named) = semantic.get(key, 0.0), parts.get(key, (0.0, False, None))
+        base, (part, weak, own) = semantic.get(key, 0.0), parts.get(key, (0.0, False, None))
         share = lent.get(key, 0.0)
         gain = weight * part + PROPAGATED_WEIGHT * share
         if key != guard.top and gain > 0:
-            behind = guard.margin_of(named if part > 0 else None, MARGIN_LENT and share > 0)
+            behind = guard.margin_of(own if part > 0 else None, MARGIN_LENT and share > 0)
             gain = guard.guarded(gain, base, cosines.get(key), weak or share > 0, behind)
         totals[key] = base + gain
     order = {key: i for i, key in enumerate(totals)}
@@ -164,11 +165,11 @@ class _Guard(NamedTuple):
     best: float | None  # the best look's cosine when the margin guards (it has no gain of its own)
     margins: tuple[float, float]
 
-    def margin_of(self, named: float | None, lent: bool) -> float | None:
-        """The margin that guards a picture's gain: by its file name's explained share (None: no
+    def margin_of(self, own: float | None, lent: bool) -> float | None:
+        """The margin that guards a picture's gain: by how fully its own words explain the query (None: no
         lexical part, or not given), and whether it is borrowed; None when none guards it."""
-        found = [self.margins[0]] if lent or named == 0.0 else []
-        found += [self.margins[1]] if named is not None and 0.0 < named < 1.0 else []
+        found = [self.margins[0]] if lent or own == 0.0 else []
+        found += [self.margins[1]] if own is not None and 0.0 < own < 1.0 else []
         return min(found) if found and self.best is not None else None
 
     def guarded(
@@ -233,9 +234,9 @@ def _lexical_parts(
     for hit in lexical:
         key, score, coverage = hit[0], hit[1], hit[2]
         weak = bool(hit[3]) if len(hit) > 3 else False
-        named = float(hit[4]) if len(hit) > 4 else None
+        own = float(hit[4]) if len(hit) > 4 else None
         scaled = score / best if best > 0 else 0.0
-        parts.setdefault(key, (coverage**power * max(scaled, 0.0), weak, named))
+        parts.setdefault(key, (coverage**power * max(scaled, 0.0), weak, own))
     return parts
 
 

@@ -96,7 +96,7 @@ class LexicalHit:
         return "name" not in self.matched or self.shares[0] < 1.0
 
     @property
-    def named(self) -> float:
+    def own(self) -> float:
         """How fully the picture's own words explain the query, for the clear-look margin (app/fusion.py):
         the share of its file name's letters the query explains when the name matched, else 1 for a match
         in its own titles, keywords or the text read in it, and 0 for a match only in words that many

@@ -315,7 +315,7 @@ class SearchService:
             return self._found(request, pinned, total, [], None, _semantic_parts)
         fused = ranking.FusedCandidates(
             found,
-            [(hit.row, hit.score, hit.coverage, hit.weak, hit.named) for hit in lexical],
+            [(hit.row, hit.score, hit.coverage, hit.weak, hit.own) for hit in lexical],
             FUSION_WINDOW,
             borrowed,
         )

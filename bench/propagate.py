@@ -320,7 +320,7 @@ def product(collection: Collection, stage: Staging, text: str, variant: Variant)
     if stage.lending is None:
         stage.lending = Lending(lent_db(collection, stage, CHOSEN)[1])
     borrowed = dict(stage.lending.parts(text))
-    named = [0.0 if not hit.name_matched else hit.name_share for hit in hits]  # `LexicalHit.named`
+    named = [0.0 if not hit.name_matched else hit.name_share for hit in hits]  # `LexicalHit.own`
     lexical = [(h.row, h.bm25, h.coverage, weak(h), share) for h, share in zip(hits, named, strict=True)]
     head = base[: variant.fusion.window]
     fused = shipped_fuse_parts(head, lexical, lead=GUARD_LEAD, borrowed=borrowed, margin=variant.margins)

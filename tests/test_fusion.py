@@ -76,7 +76,7 @@ def demo_vector(*extra: tuple[int, float]) -> list[tuple[int, float]]:
     return head + filler
 
 
-# The five stamps of stamps/animals/mammals/cats/: (row, BM25, coverage, weak, named): the folder only.
+# The five stamps of stamps/animals/mammals/cats/: (row, BM25, coverage, weak, own): the folder only.
 BIG_CATS = [(124, 4.486, 1.0, True, 0.0), (125, 4.486, 1.0, True, 0.0), (123, 4.136, 1.0, True, 0.0)]
 BIG_CATS += [(126, 4.136, 1.0, True, 0.0), (127, 4.136, 1.0, True, 0.0)]
 

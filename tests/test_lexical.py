@@ -160,10 +160,10 @@ def test_short_words_match_whole_or_plural_not_as_prefixes() -> None:
     insert(connection, docs)
     assert sorted(hit.row for hit in search(connection, "a cat", 10)) == [2, 3, 5, 6]
     assert [hit.row for hit in search(connection, "cath", 10)] == [1]  # four letters on: a prefix
-    named = {hit.row: hit.named for hit in search(connection, "a cat", 10)}
+    own = {hit.row: hit.own for hit in search(connection, "a cat", 10)}
     # lion.png in cats/: only the folder, words many pictures share (0); a title or the text read in
     # the picture are the picture's own words, as its name is (1): the clear-look margin holds back 0 only
-    assert named == {2: 0.0, 3: 1.0, 5: 1.0, 6: 1.0}
+    assert own == {2: 0.0, 3: 1.0, 5: 1.0, 6: 1.0}
 
 
 def test_coverage_says_how_fully_a_match_explains_the_query_or_the_name(tmp_path: Path) -> None:
